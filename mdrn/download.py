@@ -1,0 +1,234 @@
+"""Downloads with sha256 checks and HTTP Range resume, and archive extraction that cannot leave its folder."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tarfile
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+
+__all__ = [
+    "ChecksumError",
+    "NetworkUnavailableError",
+    "UnsafeArchiveError",
+    "download_file",
+    "safe_extract",
+    "sha256_file",
+]
+
+_CHUNK = 1 << 20
+
+
+class NetworkUnavailableError(RuntimeError):
+    """The file could not be fetched; the message names the URL and where to put the file by hand."""
+
+    def __init__(self, url: str, dest: Path, reason: str = "") -> None:
+        self.url = url
+        self.dest = Path(dest)
+        msg = (
+            f"could not download {url}"
+            + (f" ({reason})" if reason else "")
+            + f".\nDownload it by hand (browser, wget, curl) and put it at: {self.dest.resolve()}"
+        )
+        super().__init__(msg)
+
+
+class ChecksumError(RuntimeError):
+    """A downloaded file's size or sha256 differs from the expected value."""
+
+
+class UnsafeArchiveError(RuntimeError):
+    """An archive member would be written outside the extraction folder (or is a link/device)."""
+
+
+def sha256_file(path: str | os.PathLike[str], progress: Callable[[int], None] | None = None) -> str:
+    """Return the hex sha256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+            if progress is not None:
+                progress(len(chunk))
+    return h.hexdigest()
+
+
+def _check(path: Path, sha256: str | None, sha256_prefix: str | None, expected_bytes: int | None) -> None:
+    """Raise ChecksumError if ``path`` does not match the expected size/hash."""
+    if expected_bytes is not None and path.stat().st_size != expected_bytes:
+        raise ChecksumError(f"{path}: size {path.stat().st_size} bytes, expected {expected_bytes}")
+    if sha256 is None and sha256_prefix is None:
+        return
+    digest = sha256_file(path)
+    if sha256 is not None and digest.lower() != sha256.lower():
+        raise ChecksumError(f"{path}: sha256 {digest}, expected {sha256}")
+    if sha256_prefix is not None and not digest.lower().startswith(sha256_prefix.lower()):
+        raise ChecksumError(f"{path}: sha256 {digest} does not start with {sha256_prefix}")
+
+
+def _is_network_error(exc: BaseException) -> bool:
+    """True for failures meaning 'no route to the file' rather than a server answer."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return False
+    return isinstance(exc, urllib.error.URLError | OSError | TimeoutError)
+
+
+def download_file(
+    url: str,
+    dest: str | os.PathLike[str],
+    *,
+    sha256: str | None = None,
+    sha256_prefix: str | None = None,
+    expected_bytes: int | None = None,
+    resume: bool = True,
+    timeout: float = 60.0,
+    progress: bool = True,
+) -> Path:
+    """Download ``url`` to ``dest`` (atomic rename from ``dest.part``), resuming and verifying; return dest.
+
+    An existing ``dest`` that matches the checks is kept without any network access. A partial
+    ``dest.part`` is continued with an HTTP ``Range`` request when ``resume`` is true (the server may
+    ignore it; then the download restarts). No network: ``NetworkUnavailableError`` naming the URL
+    and the path to place the file at. Mismatch: ``ChecksumError`` (the bad file is removed).
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.exists():
+        try:
+            _check(dest, sha256, sha256_prefix, expected_bytes)
+            return dest
+        except ChecksumError:
+            dest.unlink()
+    part = dest.with_name(dest.name + ".part")
+    if not resume and part.exists():
+        part.unlink()
+    offset = part.stat().st_size if part.exists() else 0
+    if expected_bytes is not None and offset > expected_bytes:
+        part.unlink()
+        offset = 0
+
+    if offset == 0 or expected_bytes is None or offset < expected_bytes:
+        req = urllib.request.Request(url, headers={"User-Agent": "mdrn-download/1.0"})
+        if offset and url.startswith(("http://", "https://")):
+            req.add_header("Range", f"bytes={offset}-")
+        try:
+            resp = urllib.request.urlopen(req, timeout=timeout)
+        except urllib.error.HTTPError as exc:
+            if exc.code == 416 and offset:  # range not satisfiable: the part is probably complete
+                resp = None
+            else:
+                raise NetworkUnavailableError(url, dest, f"HTTP {exc.code} {exc.reason}") from exc
+        except Exception as exc:
+            if _is_network_error(exc):
+                raise NetworkUnavailableError(url, dest, str(getattr(exc, "reason", exc))) from exc
+            raise
+        if resp is not None:
+            with resp:
+                status = getattr(resp, "status", None) or resp.getcode()
+                mode = "ab" if (offset and status == 206) else "wb"
+                if mode == "wb":
+                    offset = 0
+                total = resp.headers.get("Content-Length")
+                total_i = int(total) + offset if total is not None else expected_bytes
+                bar = _progress_bar(dest.name, total_i, offset) if progress else None
+                try:
+                    with open(part, mode) as f:
+                        while chunk := resp.read(_CHUNK):
+                            f.write(chunk)
+                            if bar is not None:
+                                bar.update(len(chunk))
+                except (urllib.error.URLError, OSError, TimeoutError) as exc:
+                    raise NetworkUnavailableError(
+                        url, dest, f"connection lost after {part.stat().st_size} bytes; rerun to resume"
+                    ) from exc
+                finally:
+                    if bar is not None:
+                        bar.close()
+    try:
+        _check(part, sha256, sha256_prefix, expected_bytes)
+    except ChecksumError:
+        part.unlink(missing_ok=True)
+        raise
+    os.replace(part, dest)
+    return dest
+
+
+def _progress_bar(name: str, total: int | None, initial: int):  # noqa: ANN202
+    """A tqdm bar when tqdm is present, else None."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover
+        return None
+    return tqdm(total=total, initial=initial, unit="B", unit_scale=True, desc=name, leave=False)
+
+
+def _safe_target(dest: Path, name: str, archive: Path) -> Path:
+    """Resolve member ``name`` under ``dest`` or raise UnsafeArchiveError."""
+    pure = PurePosixPath(name.replace("\\", "/"))
+    if pure.is_absolute() or ".." in pure.parts or (pure.parts and ":" in pure.parts[0]):
+        raise UnsafeArchiveError(f"{archive}: member {name!r} would be written outside {dest}")
+    target = (dest / Path(*pure.parts)).resolve() if pure.parts else dest
+    if target != dest and dest not in target.parents:
+        raise UnsafeArchiveError(f"{archive}: member {name!r} resolves outside {dest}")
+    return target
+
+
+def safe_extract(archive: str | os.PathLike[str], dest: str | os.PathLike[str]) -> list[Path]:
+    """Extract a zip or tar archive under ``dest``; refuse members escaping it, links, and devices.
+
+    Every member is checked before anything is written; returns the extracted file paths.
+    """
+    archive = Path(archive)
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    dest = dest.resolve()
+    out: list[Path] = []
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            infos = zf.infolist()
+            for info in infos:
+                mode = (info.external_attr >> 16) & 0o170000
+                if mode == 0o120000:
+                    raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is a symbolic link")
+                _safe_target(dest, info.filename, archive)
+            for info in infos:
+                target = _safe_target(dest, info.filename, archive)
+                if info.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                tmp = target.with_name(target.name + ".part")
+                with zf.open(info) as src, open(tmp, "wb") as dst:
+                    shutil.copyfileobj(src, dst, _CHUNK)
+                os.replace(tmp, target)
+                out.append(target)
+        return out
+    if tarfile.is_tarfile(archive):
+        with tarfile.open(archive) as tf:
+            members = tf.getmembers()
+            for m in members:
+                if m.issym() or m.islnk():
+                    raise UnsafeArchiveError(f"{archive}: member {m.name!r} is a link ({m.linkname!r})")
+                if not (m.isfile() or m.isdir()):
+                    raise UnsafeArchiveError(f"{archive}: member {m.name!r} is not a regular file or folder")
+                _safe_target(dest, m.name, archive)
+            for m in members:
+                target = _safe_target(dest, m.name, archive)
+                if m.isdir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                src = tf.extractfile(m)
+                if src is None:  # pragma: no cover
+                    raise UnsafeArchiveError(f"{archive}: member {m.name!r} cannot be read")
+                tmp = target.with_name(target.name + ".part")
+                with src, open(tmp, "wb") as dst:
+                    shutil.copyfileobj(src, dst, _CHUNK)
+                os.replace(tmp, target)
+                out.append(target)
+        return out
+    raise ValueError(f"{archive}: not a zip or tar archive")

@@ -1,0 +1,167 @@
+"""mdrn.download: checksums, resume over HTTP Range (local server), offline message, safe extraction."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import io
+import socket
+import tarfile
+import threading
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from mdrn.download import (
+    ChecksumError,
+    NetworkUnavailableError,
+    UnsafeArchiveError,
+    download_file,
+    safe_extract,
+)
+
+PAYLOAD = bytes(range(256)) * 4000  # ~1 MB
+
+
+class _RangeHandler(http.server.BaseHTTPRequestHandler):
+    """Serves PAYLOAD at /file.bin, honouring `Range: bytes=N-`; records the ranges asked for."""
+
+    ranges: list[str | None] = []
+    sent: list[int] = []
+
+    def do_GET(self) -> None:  # noqa: N802
+        rng = self.headers.get("Range")
+        type(self).ranges.append(rng)
+        start = 0
+        if rng:
+            start = int(rng.split("=")[1].split("-")[0])
+            body = PAYLOAD[start:]
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(PAYLOAD) - 1}/{len(PAYLOAD)}")
+        else:
+            body = PAYLOAD
+            self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        type(self).sent.append(len(body))
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture()
+def server():
+    _RangeHandler.ranges = []
+    _RangeHandler.sent = []
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RangeHandler)
+    t = threading.Thread(target=httpd.serve_forever, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_file_url_checked(tmp_path: Path) -> None:
+    src = tmp_path / "src.bin"
+    src.write_bytes(PAYLOAD)
+    digest = hashlib.sha256(PAYLOAD).hexdigest()
+    out = download_file(src.as_uri(), tmp_path / "d" / "x.bin", sha256=digest, expected_bytes=len(PAYLOAD))
+    assert out.read_bytes() == PAYLOAD
+    assert not (tmp_path / "d" / "x.bin.part").exists()
+    # present and valid: kept, no access to the source
+    src.unlink()
+    assert download_file(src.as_uri(), out, sha256_prefix=digest[:8]) == out
+
+
+def test_checksum_mismatch_removes_file(tmp_path: Path) -> None:
+    src = tmp_path / "src.bin"
+    src.write_bytes(PAYLOAD)
+    with pytest.raises(ChecksumError, match="sha256"):
+        download_file(src.as_uri(), tmp_path / "x.bin", sha256="0" * 64)
+    with pytest.raises(ChecksumError, match="does not start with"):
+        download_file(src.as_uri(), tmp_path / "x.bin", sha256_prefix="deadbeef")
+    with pytest.raises(ChecksumError, match="size"):
+        download_file(src.as_uri(), tmp_path / "x.bin", expected_bytes=5)
+    assert not (tmp_path / "x.bin").exists() and not (tmp_path / "x.bin.part").exists()
+
+
+def test_resume_with_range(tmp_path: Path, server: str) -> None:
+    dest = tmp_path / "file.bin"
+    half = len(PAYLOAD) // 3
+    (tmp_path / "file.bin.part").write_bytes(PAYLOAD[:half])
+    out = download_file(
+        f"{server}/file.bin", dest, sha256=hashlib.sha256(PAYLOAD).hexdigest(), expected_bytes=len(PAYLOAD)
+    )
+    assert out.read_bytes() == PAYLOAD
+    assert _RangeHandler.ranges == [f"bytes={half}-"]
+    assert _RangeHandler.sent == [len(PAYLOAD) - half]
+
+
+def test_no_resume_restarts(tmp_path: Path, server: str) -> None:
+    (tmp_path / "file.bin.part").write_bytes(b"garbage")
+    out = download_file(f"{server}/file.bin", tmp_path / "file.bin", resume=False)
+    assert out.read_bytes() == PAYLOAD
+    assert _RangeHandler.ranges == [None]
+
+
+def test_offline_message_names_url_and_path(tmp_path: Path) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/DIV2K_train_HR.zip"
+    dest = tmp_path / "DIV2K_train_HR.zip"
+    with pytest.raises(NetworkUnavailableError) as ei:
+        download_file(url, dest, timeout=5)
+    assert url in str(ei.value) and str(dest.resolve()) in str(ei.value)
+
+
+def _zip(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def test_safe_extract_zip(tmp_path: Path) -> None:
+    arc = _zip(tmp_path / "a.zip", {"DIV2K/0001.png": b"a", "DIV2K/sub/0002.png": b"b"})
+    files = safe_extract(arc, tmp_path / "out")
+    assert sorted(p.relative_to((tmp_path / "out").resolve()).as_posix() for p in files) == [
+        "DIV2K/0001.png",
+        "DIV2K/sub/0002.png",
+    ]
+    assert (tmp_path / "out" / "DIV2K" / "sub" / "0002.png").read_bytes() == b"b"
+
+
+@pytest.mark.parametrize("name", ["../evil.txt", "/abs/evil.txt", "a/../../evil.txt"])
+def test_safe_extract_zip_refuses_escape(tmp_path: Path, name: str) -> None:
+    arc = _zip(tmp_path / "a.zip", {"ok.txt": b"ok", name: b"x"})
+    with pytest.raises(UnsafeArchiveError, match="outside"):
+        safe_extract(arc, tmp_path / "out")
+    assert not (tmp_path / "evil.txt").exists()
+    assert not (tmp_path / "out" / "ok.txt").exists()  # nothing written before the check
+
+
+def test_safe_extract_tar_refuses_symlink(tmp_path: Path) -> None:
+    arc = tmp_path / "a.tar"
+    with tarfile.open(arc, "w") as tf:
+        info = tarfile.TarInfo("link")
+        info.type = tarfile.SYMTYPE
+        info.linkname = "/etc/passwd"
+        tf.addfile(info)
+    with pytest.raises(UnsafeArchiveError, match="link"):
+        safe_extract(arc, tmp_path / "out")
+
+
+def test_safe_extract_tar(tmp_path: Path) -> None:
+    arc = tmp_path / "a.tar.gz"
+    with tarfile.open(arc, "w:gz") as tf:
+        data = b"hello"
+        info = tarfile.TarInfo("benchmark/Set5/HR/baby.png")
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+    files = safe_extract(arc, tmp_path / "out")
+    assert [p.read_bytes() for p in files] == [b"hello"]
+    with pytest.raises(ValueError, match="not a zip or tar"):
+        safe_extract(tmp_path / "out" / "benchmark" / "Set5" / "HR" / "baby.png", tmp_path / "o2")
