@@ -1,0 +1,126 @@
+"""Image files in and out: formats, bit depths, DICOM tags, bad input, atomic writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mdrn.io import ImageReadError, image_to_tensor, read_image, tensor_to_array, write_image
+
+RNG = np.random.default_rng(0)
+
+
+@pytest.mark.parametrize(
+    ("suffix", "shape", "dtype", "bits"),
+    [
+        (".png", (17, 23), np.uint8, 8),
+        (".png", (17, 23, 3), np.uint8, 8),
+        (".png", (17, 23), np.uint16, 16),
+        (".png", (17, 23, 3), np.uint16, 16),
+        (".png", (17, 23), np.uint16, 12),
+        (".tif", (17, 23), np.uint16, 16),
+        (".tif", (17, 23, 3), np.uint16, 16),
+        (".tif", (17, 23, 3), np.uint8, 8),
+    ],
+)
+def test_round_trip_keeps_pixels_channels_and_bit_depth(tmp_path: Path, suffix, shape, dtype, bits) -> None:
+    array = RNG.integers(0, 1 << bits, size=shape).astype(dtype)
+    path = write_image(tmp_path / f"img{suffix}", array, bit_depth=bits)
+    image = read_image(path)
+    assert image.array.dtype == dtype
+    assert image.bit_depth == bits
+    np.testing.assert_array_equal(image.array, array)
+    assert image.channels == (1 if len(shape) == 2 else 3)
+
+
+def test_tensor_conversion_uses_the_n_bit_peak(tmp_path: Path) -> None:
+    array = np.array([[0, 4095], [2048, 1]], dtype=np.uint16)
+    path = write_image(tmp_path / "a.png", array, bit_depth=12)
+    image = read_image(path)
+    tensor = image_to_tensor(image, torch.float64)
+    assert tensor.shape == (1, 2, 2)
+    assert tensor.max().item() == 1.0
+    assert tensor[0, 1, 0].item() == pytest.approx(2048 / 4095)
+    np.testing.assert_array_equal(tensor_to_array(tensor, 12), array)
+
+
+def test_dicom_round_trip_keeps_tags_and_divides_spacing(tmp_path: Path) -> None:
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.data import get_testdata_file
+
+    src = Path(get_testdata_file("CT_small.dcm"))
+    image = read_image(src)
+    assert image.dicom is not None and image.signed_offset == 1 << 15
+    assert image.array.dtype == np.uint16
+    up = np.repeat(np.repeat(image.array, 2, axis=0), 2, axis=1)
+    out = write_image(tmp_path / "ct_x2.dcm", up, bit_depth=image.bit_depth, reference=image, scale=2)
+    ds = pydicom.dcmread(out)
+    ref = pydicom.dcmread(src)
+    assert (ds.Rows, ds.Columns) == (2 * ref.Rows, 2 * ref.Columns)
+    assert [float(v) for v in ds.PixelSpacing] == pytest.approx([float(v) / 2 for v in ref.PixelSpacing])
+    assert ds.SOPInstanceUID != ref.SOPInstanceUID
+    assert ds.PatientName == ref.PatientName and ds.StudyInstanceUID == ref.StudyInstanceUID
+    np.testing.assert_array_equal(ds.pixel_array[::2, ::2], ref.pixel_array)
+    again = read_image(out)
+    np.testing.assert_array_equal(again.array, up)
+
+
+def test_existing_output_is_not_overwritten(tmp_path: Path) -> None:
+    path = write_image(tmp_path / "a.png", np.zeros((4, 4), np.uint8), bit_depth=8)
+    before = path.read_bytes()
+    with pytest.raises(FileExistsError, match="a.png"):
+        write_image(path, np.full((4, 4), 255, np.uint8), bit_depth=8)
+    assert path.read_bytes() == before
+    write_image(path, np.full((4, 4), 255, np.uint8), bit_depth=8, overwrite=True)
+    assert read_image(path).array.min() == 255
+
+
+def test_failed_write_leaves_nothing(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="uint16"):
+        write_image(tmp_path / "bad.png", np.zeros((4, 4), np.uint8), bit_depth=16)
+    with pytest.raises(ValueError, match="DICOM"):
+        write_image(tmp_path / "bad.dcm", np.zeros((4, 4), np.uint8), bit_depth=8)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _truncated_png(tmp_path: Path) -> Path:
+    full = write_image(tmp_path / "full.png", RNG.integers(0, 255, (64, 64, 3)).astype(np.uint8), bit_depth=8)
+    bad = tmp_path / "truncated.png"
+    bad.write_bytes(full.read_bytes()[:300])
+    return bad
+
+
+def _no_pixels_dicom(tmp_path: Path) -> Path:
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    del ds.PixelData
+    path = tmp_path / "nopixels.dcm"
+    ds.save_as(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda d: d / "missing.png", "not found"),
+        (lambda d: _write(d / "empty.png", b""), "empty"),
+        (lambda d: _write(d / "notes.png", b"hello, not an image"), "not a recognised"),
+        (_truncated_png, "truncated"),
+        (_no_pixels_dicom, "no pixel data"),
+    ],
+)
+def test_bad_input_gives_one_clear_error_naming_the_file(tmp_path: Path, make, message) -> None:
+    path = make(tmp_path)
+    with pytest.raises(ImageReadError, match=message) as info:
+        read_image(path)
+    assert str(path) in str(info.value)
