@@ -1,0 +1,225 @@
+"""Building blocks shared by every network: base class, residual block, body, upsampler, mean shift.
+
+Every network in :mod:`mdrn.models` derives from :class:`SRNet`, which records the constructor
+arguments (for :func:`mdrn.models.model_spec`) and validates ``forward`` inputs (scale, channels,
+shape) with one clear ``ValueError`` before any convolution runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from mdrn.color import rgb_to_ycbcr, ycbcr_to_rgb
+from mdrn.resize import imresize
+
+__all__ = [
+    "DIV2K_RGB_MEAN",
+    "DIV2K_GRAY_MEAN",
+    "MeanShift",
+    "ResBlock",
+    "ResidualBody",
+    "SRNet",
+    "Upsampler",
+    "YChannelNet",
+    "conv",
+    "scale_factors",
+]
+
+#: Mean RGB of the DIV2K training images (EDSR-PyTorch ``rgb_mean``), on the [0, 1] scale.
+DIV2K_RGB_MEAN: tuple[float, float, float] = (0.4488, 0.4371, 0.4040)
+#: Gray mean used for ``n_colors=1``: the BT.601 luma (0.299 R + 0.587 G + 0.114 B) of the DIV2K mean.
+DIV2K_GRAY_MEAN: tuple[float] = (
+    0.299 * DIV2K_RGB_MEAN[0] + 0.587 * DIV2K_RGB_MEAN[1] + 0.114 * DIV2K_RGB_MEAN[2],
+)
+
+
+def conv(in_channels: int, out_channels: int, kernel_size: int, bias: bool = True) -> nn.Conv2d:
+    """Return a ``kernel_size`` convolution with 'same' zero padding (EDSR-PyTorch ``default_conv``)."""
+    return nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=bias)
+
+
+def scale_factors(scale: int) -> list[int]:
+    """Split ``scale = 2^a 3^b`` into pixel-shuffle stages ``[2] * a + [3] * b`` (else ValueError)."""
+    if isinstance(scale, bool) or int(scale) != scale or scale < 2:
+        raise ValueError(f"scale must be an integer 2^a 3^b >= 2, got {scale!r}")
+    rest, stages = int(scale), []
+    for factor in (2, 3):
+        while rest % factor == 0:
+            stages.append(factor)
+            rest //= factor
+    if rest != 1:
+        raise ValueError(f"scale {scale} is not of the form 2^a 3^b (pixel-shuffle stages of 2 and 3)")
+    return stages
+
+
+class SRNet(nn.Module):
+    """Base of every network: ``scales``, ``n_colors``, recorded constructor args and input checks."""
+
+    scales: tuple[int, ...]
+    n_colors: int
+    #: channel counts ``forward`` accepts (Y-channel and bicubic models take gray and RGB alike)
+    accepted_colors: tuple[int, ...]
+
+    def __init__(self, *, scales: Sequence[int], n_colors: int, spec_args: dict[str, Any]) -> None:
+        super().__init__()
+        if n_colors not in (1, 3):
+            raise ValueError(f"n_colors must be 1 (gray) or 3 (RGB), got {n_colors!r}")
+        scales = tuple(int(s) for s in scales)
+        if not scales or len(set(scales)) != len(scales):
+            raise ValueError(f"scales must be a non-empty tuple of distinct integers, got {scales!r}")
+        if min(scales) < 2:
+            raise ValueError(f"scales must be integers >= 2, got {scales!r}")
+        self.scales = scales
+        self.n_colors = int(n_colors)
+        self.accepted_colors = (self.n_colors,)
+        self.spec_args = dict(spec_args)
+
+    def check_input(self, x: torch.Tensor, scale: int) -> None:
+        """Raise ``ValueError`` for a scale the model lacks, a wrong channel count or a non-4D tensor."""
+        if scale not in self.scales:
+            raise ValueError(
+                f"{type(self).__name__} has no x{scale} branch: it serves scales {list(self.scales)}"
+            )
+        if not isinstance(x, torch.Tensor) or x.ndim != 4:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"{type(self).__name__} expects a float tensor (N, C, H, W), got {shape}")
+        if x.shape[1] not in self.accepted_colors:
+            raise ValueError(
+                f"{type(self).__name__} expects {' or '.join(map(str, self.accepted_colors))} channels "
+                f"(n_colors={self.n_colors}), got {x.shape[1]} (input shape {tuple(x.shape)})"
+            )
+        if not x.is_floating_point():
+            raise ValueError(f"{type(self).__name__} expects a float tensor in [0, 1], got dtype {x.dtype}")
+
+
+class MeanShift(nn.Module):
+    """Subtract (or add back) a per-channel mean, with the EDSR-PyTorch ``rgb_range`` factor.
+
+    ``sign=-1``: ``(x - mean) * rgb_range`` maps [0, 1] images to the numbers the official networks see
+    (0..255 minus 255 x mean); ``sign=+1``: ``y / rgb_range + mean`` maps back to [0, 1]. Both are
+    constants (non-persistent buffers): they follow from ``n_colors`` and are not saved with the weights.
+    """
+
+    def __init__(self, mean: Sequence[float], sign: int, rgb_range: float = 255.0) -> None:
+        super().__init__()
+        if sign not in (-1, 1):
+            raise ValueError(f"MeanShift sign must be -1 or +1, got {sign!r}")
+        self.sign = sign
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), False)
+        self.register_buffer("rgb_range", torch.tensor(float(rgb_range)), False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Shift ``x`` by the mean (see the class docstring)."""
+        if self.sign < 0:
+            return (x - self.mean) * self.rgb_range
+        return x / self.rgb_range + self.mean
+
+
+class ResBlock(nn.Module):
+    """Residual block ``x + res_scale * body(x)``, body = conv-[BN]-act-conv-[BN] (EDSR: no BN, ReLU)."""
+
+    def __init__(
+        self,
+        n_feats: int,
+        kernel_size: int = 3,
+        *,
+        res_scale: float = 1.0,
+        bn: bool = False,
+        act: Callable[[], nn.Module] = nn.ReLU,
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for i in range(2):
+            layers.append(conv(n_feats, n_feats, kernel_size, bias=not bn))
+            if bn:
+                layers.append(nn.BatchNorm2d(n_feats))
+            if i == 0:
+                layers.append(act())
+        self.body = nn.Sequential(*layers)
+        self.res_scale = float(res_scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return ``x + res_scale * body(x)``."""
+        res = self.body(x)
+        if self.res_scale != 1.0:
+            res = res * self.res_scale
+        return x + res
+
+
+class ResidualBody(nn.Sequential):
+    """``n_resblocks`` residual blocks, a conv (and BN if ``bn``), with a global skip from the input.
+
+    Indexed as EDSR-PyTorch's ``body`` (blocks ``0..B-1``, the conv at ``B``), so official keys map 1:1.
+    """
+
+    def __init__(
+        self,
+        n_resblocks: int,
+        n_feats: int,
+        *,
+        res_scale: float = 1.0,
+        bn: bool = False,
+        act: Callable[[], nn.Module] = nn.ReLU,
+    ) -> None:
+        if n_resblocks < 0:
+            raise ValueError(f"n_resblocks must be >= 0, got {n_resblocks}")
+        layers: list[nn.Module] = [
+            ResBlock(n_feats, 3, res_scale=res_scale, bn=bn, act=act) for _ in range(n_resblocks)
+        ]
+        layers.append(conv(n_feats, n_feats, 3, bias=not bn))
+        if bn:
+            layers.append(nn.BatchNorm2d(n_feats))
+        super().__init__(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return ``x + body(x)``."""
+        return x + super().forward(x)
+
+
+class Upsampler(nn.Sequential):
+    """Sub-pixel upsampling by ``scale = 2^a 3^b``: per stage conv(F -> r^2 F) + PixelShuffle(r) [+ act].
+
+    x2 and x3 have one stage, x4 two x2 stages, x8 three (EDSR-PyTorch ``Upsampler`` order: the x2
+    stages first). Without ``act`` the convs sit at the even indices ``0, 2, 4`` as in the official keys.
+    """
+
+    def __init__(self, scale: int, n_feats: int, act: Callable[[], nn.Module] | None = None) -> None:
+        layers: list[nn.Module] = []
+        for r in scale_factors(scale):
+            layers += [conv(n_feats, r * r * n_feats, 3), nn.PixelShuffle(r)]
+            if act is not None:
+                layers.append(act())
+        super().__init__(*layers)
+        self.scale = int(scale)
+
+
+class YChannelNet(SRNet):
+    """Pre-upsampling network on the Y channel: MATLAB-bicubic upscaling, ``net`` on Y, bicubic chroma.
+
+    RGB input: bicubic up, convert to YCbCr (MATLAB ``rgb2ycbcr``, float), ``y + net(y)`` if
+    ``residual`` else ``net(y)``, back to RGB with the bicubic Cb/Cr. Gray input: the gray values play
+    the part of Y. Serves any scale given in ``scales``.
+    """
+
+    def __init__(
+        self, net: nn.Module, *, residual: bool, scales: Sequence[int], n_colors: int, spec_args: dict
+    ) -> None:
+        super().__init__(scales=scales, n_colors=n_colors, spec_args=spec_args)
+        self.accepted_colors = (1, 3)
+        self.net = net
+        self.residual = residual
+
+    def forward(self, x: torch.Tensor, scale: int) -> torch.Tensor:
+        """Upscale ``x`` (N, 1|3, H, W) in [0, 1] by ``scale``; output not clamped."""
+        self.check_input(x, scale)
+        up = imresize(x, scale)
+        ycc = rgb_to_ycbcr(up) if x.shape[1] == 3 else up
+        y = ycc[:, :1]
+        y = y + self.net(y) if self.residual else self.net(y)
+        if x.shape[1] == 1:
+            return y
+        return ycbcr_to_rgb(torch.cat([y, ycc[:, 1:]], dim=1))
