@@ -1,0 +1,21 @@
+# Common tasks. Every target is a plain command you can also type yourself.
+PY ?= python
+
+.PHONY: help install test lint format quickstart
+help:  ## list targets
+	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+install:  ## install mdrn with every extra (app, export, notebooks, slurm, dev)
+	$(PY) -m pip install -e ".[all,dev]"
+
+test:  ## run the test suite
+	$(PY) -m pytest -q
+
+lint:  ## ruff lint and format check
+	ruff check . && ruff format --check .
+
+format:  ## ruff autofix and format
+	ruff check --fix . && ruff format .
+
+quickstart:  ## train + evaluate a small MDRN on the embedded sample data (minutes on a CPU)
+	$(PY) -m mdrn.train experiment=quickstart
