@@ -19,3 +19,6 @@ format:  ## ruff autofix and format
 
 quickstart:  ## train + evaluate a small MDRN on the embedded sample data (minutes on a CPU)
 	$(PY) -m mdrn.train experiment=quickstart
+
+# Paper artefacts (Table 1, Table 2, Figs. 8, 10-16, claims): targets live beside the experiments.
+-include experiments/experiments.mk
