@@ -1,0 +1,233 @@
+"""``SRDataModule``: random-scale training patches from a weighted union of sources, per-(set, scale) eval."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from mdrn.data.cache import ImageCache
+from mdrn.data.datasets import EvalDataset, ScaleBatchSampler, TrainPatchDataset
+from mdrn.data.sources import (
+    BENCHMARK_SETS,
+    DataNotFoundError,
+    benchmark_files,
+    div2k_files,
+    div2k_lr_dirs,
+    list_images,
+    prepare_benchmarks,
+    prepare_div2k,
+    sample_files,
+)
+
+__all__ = ["SRDataModule", "resolve_source"]
+
+
+def _get(src: Mapping[str, Any], key: str, default: Any = None) -> Any:
+    return src[key] if key in src and src[key] is not None else default
+
+
+def resolve_source(
+    src: Mapping[str, Any], data_dir: Path, scales: Sequence[int], download: bool = False
+) -> tuple[list[Path], dict[int, Path]]:
+    """Files (and DIV2K LR folders) of one source spec ``{kind, name, path, split, limit}``.
+
+    kinds: ``div2k`` (split train = 0001-0800, valid = 0801-0900), ``benchmark`` (Set5, Set14, B100,
+    Urban100 under ``path`` or ``data_dir/benchmark``), ``folder`` (any image tree at ``path``),
+    ``sample`` (embedded sample data, split train/test).
+    """
+    kind = _get(src, "kind", "folder")
+    lr_dirs: dict[int, Path] = {}
+    if kind == "div2k":
+        root = Path(_get(src, "path", data_dir))
+        split = _get(src, "split", "train")
+        if download:
+            prepare_div2k(root, splits=(split,))
+        files = div2k_files(root, split)
+        lr_dirs = div2k_lr_dirs(root, split, scales) if _get(src, "use_div2k_lr", True) else {}
+    elif kind == "benchmark":
+        root = Path(_get(src, "path", data_dir / "benchmark"))
+        if download and src["name"] in BENCHMARK_SETS:
+            prepare_benchmarks(root, [src["name"]])
+        files = benchmark_files(root, src["name"])
+    elif kind == "folder":
+        if _get(src, "path") is None:
+            raise ValueError(f"data source {src.get('name')!r} of kind 'folder' needs a path")
+        files = list_images(Path(src["path"]).expanduser())
+    elif kind == "sample":
+        files = sample_files(data_dir, _get(src, "split", "train"))
+    else:
+        raise ValueError(f"unknown data source kind {kind!r} (div2k, benchmark, folder, sample)")
+    limit = _get(src, "limit")
+    if limit:
+        files = files[: int(limit)]
+    return files, lr_dirs
+
+
+class SRDataModule(L.LightningDataModule):
+    """Training patches (one random scale per batch) and validation/test loaders per (set, scale)."""
+
+    def __init__(
+        self,
+        train: Sequence[Mapping[str, Any]] = (),
+        val: Sequence[Mapping[str, Any]] = (),
+        test: Sequence[Mapping[str, Any]] | None = None,
+        data_dir: str = "data",
+        cache_dir: str | None = None,
+        scales: Sequence[int] | None = None,
+        scale_weights: Sequence[float] | None = None,
+        n_colors: int = 3,
+        patch_size: int = 48,
+        batch_size: int = 16,
+        batches_per_epoch: int = 1000,
+        num_workers: int = 0,
+        seed: int = 0,
+        download: bool = True,
+        verify_cache: str = "size",
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__()
+        self.train_sources = [dict(s) for s in train]
+        self.val_sources = [dict(s) for s in val]
+        self.test_sources = [dict(s) for s in (val if test is None else test)]
+        self.data_dir = Path(data_dir).expanduser()
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else self.data_dir / "cache"
+        self.scales = tuple(int(s) for s in (scales or (2, 3, 4)))
+        self.scale_weights = list(scale_weights) if scale_weights is not None else None
+        self.n_colors = int(n_colors)
+        self.patch_size = int(patch_size)
+        self.batch_size = int(batch_size)
+        self.batches_per_epoch = int(batches_per_epoch)
+        self.num_workers = int(num_workers)
+        self.seed = int(seed)
+        self.download = bool(download)
+        self.verify_cache = verify_cache
+        self.pin_memory = pin_memory
+        self._train_caches: list[tuple[ImageCache, float | None, str]] | None = None
+        self._eval_caches: dict[str, dict[str, ImageCache]] = {}
+        self.batch_sampler: ScaleBatchSampler | None = None
+        self._resume_batch = 0
+
+    # ---------------------------------------------------------------------------------- caches
+    def _caches(
+        self, sources: Sequence[Mapping[str, Any]], download: bool
+    ) -> list[tuple[ImageCache, Mapping]]:
+        """One ImageCache per source (not built yet)."""
+        out = []
+        for src in sources:
+            files, lr_dirs = resolve_source(src, self.data_dir, self.scales, download=download)
+            out.append((ImageCache(files, self.cache_dir, self.scales, lr_dirs, self.verify_cache), src))
+        return out
+
+    def train_caches(self, download: bool = False) -> list[tuple[ImageCache, Mapping]]:
+        """The caches of the training sources."""
+        if self._train_caches is None:
+            self._train_caches = self._caches(self.train_sources, download)
+        return self._train_caches
+
+    def eval_caches(self, stage: str, download: bool = False) -> list[tuple[ImageCache, Mapping]]:
+        """The caches of the validation (``val``) or test (``test``) sets."""
+        if stage not in self._eval_caches:
+            sources = self.val_sources if stage == "val" else self.test_sources
+            self._eval_caches[stage] = self._caches(sources, download)
+        return self._eval_caches[stage]
+
+    def prepare_data(self) -> None:
+        """Download missing data (if allowed) and build every cache once (rank 0 of each node)."""
+        for cache, _ in self.train_caches(self.download) + self.eval_caches("val", self.download):
+            cache.build()
+        for cache, _ in self.eval_caches("test", self.download):
+            cache.build()
+
+    # ------------------------------------------------------------------------------- training
+    def setup(self, stage: str | None = None) -> None:
+        """Open the caches (memory-mapped) of the stage."""
+        if stage in (None, "fit") and self.train_sources:
+            caches = self.train_caches()
+            usable, weights = [], []
+            min_side = self.patch_size * max(self.scales)
+            for cache, src in caches:
+                keep = [i for i, im in enumerate(cache.images) if min(im.hr.shape[:2]) >= min_side]
+                if len(keep) < len(cache):
+                    skipped = [cache.images[i].name for i in range(len(cache)) if i not in keep]
+                    name = src.get("name")
+                    print(f"mdrn: {name}: skipping {skipped} (smaller than {min_side} px) for training")
+                if not keep:
+                    raise DataNotFoundError(
+                        f"training source {src.get('name')!r} has no image >= {min_side} px"
+                    )
+                cache.files = [cache.files[i] for i in keep]
+                cache._images = [cache.images[i] for i in keep]
+                usable.append(cache)
+                w = _get(src, "weight")
+                weights.append([float(w) / len(keep)] * len(keep) if w is not None else [1.0] * len(keep))
+            if any(_get(s, "weight") is not None for _, s in caches) and not all(
+                _get(s, "weight") is not None for _, s in caches
+            ):
+                raise ValueError("give a weight to every training source or to none")
+            self.train_set = TrainPatchDataset(usable, self.patch_size, self.n_colors)
+            self.batch_sampler = ScaleBatchSampler(
+                n_images=len(self.train_set),
+                batch_size=self.batch_size,
+                batches_per_epoch=self.batches_per_epoch,
+                scales=self.scales,
+                scale_weights=self.scale_weights,
+                image_weights=[w for ws in weights for w in ws],
+                seed=self.seed,
+            )
+            self.batch_sampler.start_batch = self._resume_batch
+
+    def train_dataloader(self) -> DataLoader:
+        """Batches of one scale each; deterministic from the seed and the global batch index."""
+        if self.batch_sampler is None:
+            self.setup("fit")
+        return DataLoader(
+            self.train_set,
+            batch_sampler=self.batch_sampler,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=self.pin_memory,
+        )
+
+    # ----------------------------------------------------------------------------- evaluation
+    def eval_keys(self, stage: str) -> list[tuple[str, int]]:
+        """``(set name, scale)`` of each validation/test loader, in loader order."""
+        sources = self.val_sources if stage == "val" else self.test_sources
+        return [(str(src["name"]), s) for src in sources for s in self.scales]
+
+    def _eval_loaders(self, stage: str) -> list[DataLoader]:
+        """One loader per (set, scale); sharded without repetition under DDP."""
+        loaders = []
+        for cache, src in self.eval_caches(stage):
+            for s in self.scales:
+                ds: Any = EvalDataset(cache, s, name=str(src["name"]))
+                if torch.distributed.is_available() and torch.distributed.is_initialized():
+                    r, w = torch.distributed.get_rank(), torch.distributed.get_world_size()
+                    ds = torch.utils.data.Subset(ds, list(range(r, len(ds), w)))
+                loaders.append(DataLoader(ds, batch_size=1, num_workers=min(self.num_workers, 2)))
+        return loaders
+
+    def val_dataloader(self) -> list[DataLoader]:
+        """Validation loaders, one per (set, scale) (see ``eval_keys('val')``)."""
+        return self._eval_loaders("val")
+
+    def test_dataloader(self) -> list[DataLoader]:
+        """Test loaders, one per (set, scale) (see ``eval_keys('test')``)."""
+        return self._eval_loaders("test")
+
+    # ----------------------------------------------------------------------------- resuming
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in checkpoints: the global batch index training resumes from."""
+        t = self.trainer
+        step = int(t.global_step) * int(t.accumulate_grad_batches) if t is not None else 0
+        return {"next_batch": step, "seed": self.seed}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the batch position so a resumed run draws the same batches as an uninterrupted one."""
+        self._resume_batch = int(state_dict.get("next_batch", 0))
+        if self.batch_sampler is not None:
+            self.batch_sampler.start_batch = self._resume_batch

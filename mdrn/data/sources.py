@@ -1,0 +1,280 @@
+"""Where images come from: folder trees, DIV2K, the benchmark sets, and the embedded sample data.
+
+Downloads (``prepare_div2k``, ``prepare_benchmarks``) use :mod:`mdrn.download` with the public addresses
+and sha256 of the DIV2K archives; benchmark HR images are verified by the sha256 of their decoded pixels
+(so any mirror's PNG encoding is accepted). Without network, one message names what to download and
+where to put it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from mdrn.download import NetworkUnavailableError, download_file, safe_extract
+from mdrn.io import is_image_file, read_image, write_image
+
+__all__ = [
+    "BENCHMARK_SETS",
+    "BENCHMARK_URL",
+    "DIV2K_ARCHIVES",
+    "DataNotFoundError",
+    "benchmark_files",
+    "div2k_files",
+    "list_images",
+    "pixel_sha256",
+    "prepare_benchmarks",
+    "prepare_div2k",
+    "prepare_sample",
+    "sample_files",
+]
+
+_FACTS = json.loads((Path(__file__).with_name("downloads.json")).read_text())
+#: DIV2K archives: url, bytes, sha256 (tensorflow-datasets' checksums)
+DIV2K_ARCHIVES: list[dict] = _FACTS["div2k"]
+#: the benchmark HR images' sizes and decoded-pixel sha256
+BENCHMARK_HR: dict[str, dict[str, dict]] = _FACTS["benchmark_hr"]
+BENCHMARK_SETS = ("Set5", "Set14", "B100", "Urban100")
+#: EDSR-PyTorch's benchmark archive (Set5, Set14, B100, Urban100 as <set>/HR/*.png)
+BENCHMARK_URL = "https://cv.snu.ac.kr/research/EDSR/benchmark.tar"
+
+
+class DataNotFoundError(FileNotFoundError):
+    """A data set is absent and cannot be downloaded; the message says what to get and where to put it."""
+
+
+def list_images(folder: str | os.PathLike[str]) -> list[Path]:
+    """All image files (PNG/JPEG/TIFF/BMP/DICOM) under ``folder``, recursively, sorted."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataNotFoundError(f"image folder {folder} does not exist")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and is_image_file(p) and ".part" not in p.name)
+    if not files:
+        raise DataNotFoundError(f"no PNG/JPEG/TIFF/BMP/DICOM images under {folder}")
+    return files
+
+
+def pixel_sha256(array: np.ndarray) -> str:
+    """sha256 of a decoded uint8/uint16 array (C order), the check used for benchmark HR images."""
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------- DIV2K
+
+
+def _div2k_archive(name: str) -> dict:
+    """The facts of archive ``DIV2K_<name>.zip``."""
+    for a in DIV2K_ARCHIVES:
+        if a["url"].endswith(f"/DIV2K_{name}.zip"):
+            return a
+    raise KeyError(name)
+
+
+def _div2k_help(root: Path, names: Sequence[str]) -> str:
+    """The message telling how to get DIV2K by hand."""
+    lines = [f"DIV2K is not in {root}. Get it (~4.5 GB) with network access:", "  python -m mdrn.data div2k"]
+    lines.append(f"or download these archives and unzip each into {root}/DIV2K/:")
+    for n in names:
+        a = _div2k_archive(n)
+        lines.append(f"  {a['url']}  ({a['bytes']} bytes, sha256 {a['sha256']})")
+    lines.append(
+        f"(expected layout: {root}/DIV2K/DIV2K_train_HR/0001.png ... 0800.png, DIV2K_valid_HR/0801.png ...)"
+    )
+    return "\n".join(lines)
+
+
+def div2k_files(root: str | os.PathLike[str], split: str = "train") -> list[Path]:
+    """DIV2K HR images 0001-0800 (``train``) or 0801-0900 (``valid``) under ``root/DIV2K``."""
+    root = Path(root)
+    folder = root / "DIV2K" / f"DIV2K_{split}_HR"
+    expected = 800 if split == "train" else 100
+    if not folder.is_dir() or len(list(folder.glob("*.png"))) < expected:
+        raise DataNotFoundError(_div2k_help(root, [f"{split}_HR"]))
+    return sorted(folder.glob("*.png"))
+
+
+def div2k_lr_dirs(root: str | os.PathLike[str], split: str, scales: Sequence[int]) -> dict[int, Path]:
+    """DIV2K's own LR_bicubic folders present for ``scales`` (used instead of our resize when present)."""
+    out = {}
+    for s in scales:
+        d = Path(root) / "DIV2K" / f"DIV2K_{split}_LR_bicubic" / f"X{s}"
+        if d.is_dir():
+            out[int(s)] = d
+    return out
+
+
+def prepare_div2k(
+    root: str | os.PathLike[str], splits: Sequence[str] = ("train", "valid"), lr_scales: Sequence[int] = ()
+) -> None:
+    """Download (resumable, sha256-checked) and extract DIV2K HR (and optionally LR_bicubic) archives."""
+    root = Path(root)
+    names = [f"{sp}_HR" for sp in splits] + [f"{sp}_LR_bicubic_X{s}" for sp in splits for s in lr_scales]
+    for name in names:
+        marker = root / "DIV2K" / f".{name}.done"
+        if marker.exists():
+            continue
+        a = _div2k_archive(name)
+        dest = root / "downloads" / Path(a["url"]).name
+        try:
+            download_file(a["url"], dest, sha256=a["sha256"], expected_bytes=a["bytes"])
+        except NetworkUnavailableError as exc:
+            raise DataNotFoundError(f"{exc}\n\n{_div2k_help(root, names)}") from exc
+        safe_extract(dest, root / "DIV2K")
+        marker.write_text("ok\n")
+
+
+# ------------------------------------------------------------------------------------------ benchmarks
+
+
+def _benchmark_help(root: Path, name: str) -> str:
+    """The message telling how to get a benchmark set by hand."""
+    return (
+        f"benchmark set {name} is not in {root} (expected {root}/{name}/HR/*.png or {root}/{name}/*.png).\n"
+        f"Get it with network access: python -m mdrn.data benchmarks --root {root}\n"
+        f"or download {BENCHMARK_URL} (EDSR-PyTorch's benchmark archive) and extract it so that "
+        f"{root}/{name}/HR/ holds the HR images."
+    )
+
+
+def benchmark_files(root: str | os.PathLike[str], name: str) -> list[Path]:
+    """HR images of set ``name``: ``root/name/HR/*`` if that folder exists, else ``root/name/*``."""
+    root = Path(root)
+    folder = root / name
+    if (folder / "HR").is_dir():
+        folder = folder / "HR"
+    if not folder.is_dir():
+        raise DataNotFoundError(_benchmark_help(root, name))
+    files = sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p))
+    if not files:
+        raise DataNotFoundError(_benchmark_help(root, name))
+    return files
+
+
+def verify_benchmark(root: str | os.PathLike[str], name: str) -> list[str]:
+    """Check the decoded pixels of set ``name`` against the known hashes; return the unverifiable names."""
+    known = BENCHMARK_HR.get(name, {})
+    unknown = []
+    for f in benchmark_files(root, name):
+        facts = known.get(f.name)
+        if facts is None:
+            unknown.append(f.name)
+            continue
+        h = pixel_sha256(read_image(f).array)
+        if h != facts["pixel_sha256"]:
+            raise ValueError(f"{f}: decoded pixels differ from the original {name} image (sha256 {h})")
+    return unknown
+
+
+def prepare_benchmarks(root: str | os.PathLike[str], sets: Sequence[str] = BENCHMARK_SETS) -> None:
+    """Make sure ``root/<set>/HR`` exists for every set, downloading EDSR's benchmark archive if needed."""
+    root = Path(root)
+    missing = [s for s in sets if not _has_set(root, s)]
+    if not missing:
+        return
+    unknown = [s for s in missing if s not in BENCHMARK_SETS]
+    if unknown:
+        raise DataNotFoundError(
+            f"no images for set(s) {unknown} under {root} and no known address to fetch them"
+        )
+    dest = root / "downloads" / "benchmark.tar"
+    try:
+        download_file(BENCHMARK_URL, dest)
+    except NetworkUnavailableError as exc:
+        raise DataNotFoundError(f"{exc}\n\n" + "\n".join(_benchmark_help(root, s) for s in missing)) from exc
+    tmp = root / "downloads" / "benchmark_extract"
+    safe_extract(dest, tmp)
+    src_root = tmp / "benchmark" if (tmp / "benchmark").is_dir() else tmp
+    for s in missing:
+        if (src_root / s).is_dir():
+            shutil.move(str(src_root / s), str(root / s))
+        unverified = verify_benchmark(root, s)
+        if unverified:
+            warnings.warn(
+                f"{s}: {len(unverified)} images have no known pixel hash: {unverified[:5]}", stacklevel=2
+            )
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _has_set(root: Path, name: str) -> bool:
+    """True if set ``name`` has images under ``root``."""
+    try:
+        return bool(benchmark_files(root, name))
+    except DataNotFoundError:
+        return False
+
+
+# ---------------------------------------------------------------------------------------- sample data
+
+#: skimage.data images (CC0 / public domain) used for training in the sample data
+SAMPLE_TRAIN_SKIMAGE = (
+    "astronaut",
+    "coffee",
+    "chelsea",
+    "rocket",
+    "immunohistochemistry",
+    "hubble_deep_field",
+)
+SAMPLE_TRAIN_SKIMAGE_GRAY = ("camera", "coins")
+#: held-out test images: the retina fundus photograph (centre 768x768) and pydicom's CT/MR test files
+SAMPLE_TEST_DICOM = ("CT_small.dcm", "MR_small.dcm")
+#: larger medical DICOM files of the optional pydicom-data package (used only if installed)
+SAMPLE_TRAIN_PYDICOM_DATA = ("MR2_UNCR.dcm", "693_UNCR.dcm")
+SAMPLE_TEST_PYDICOM_DATA = ("US1_UNCR.dcm",)
+
+
+def _pydicom_file(name: str) -> Path | None:
+    """A pydicom test file available locally (never downloaded), or None."""
+    try:
+        from pydicom.data import get_testdata_file
+    except ImportError:  # pragma: no cover
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        p = get_testdata_file(name, download=False)
+    return Path(p) if p and Path(p).exists() else None
+
+
+def prepare_sample(root: str | os.PathLike[str]) -> Path:
+    """Write the embedded sample data set to ``root/sample/{train,test}`` (no download); return the folder."""
+    import skimage.data
+
+    folder = Path(root) / "sample"
+    done = folder / ".complete"
+    if done.exists():
+        return folder
+    tmp = folder.with_name("sample.building")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "train").mkdir(parents=True)
+    (tmp / "test").mkdir(parents=True)
+    for name in SAMPLE_TRAIN_SKIMAGE + SAMPLE_TRAIN_SKIMAGE_GRAY:
+        write_image(
+            tmp / "train" / f"{name}.png", np.ascontiguousarray(getattr(skimage.data, name)()), bit_depth=8
+        )
+    retina = skimage.data.retina()
+    c0, c1 = (retina.shape[0] - 768) // 2, (retina.shape[1] - 768) // 2
+    write_image(
+        tmp / "test" / "retina.png", np.ascontiguousarray(retina[c0 : c0 + 768, c1 : c1 + 768]), bit_depth=8
+    )
+    for name in SAMPLE_TEST_DICOM + SAMPLE_TEST_PYDICOM_DATA:
+        if (p := _pydicom_file(name)) is not None:
+            shutil.copy2(p, tmp / "test" / name)
+    for name in SAMPLE_TRAIN_PYDICOM_DATA:
+        if (p := _pydicom_file(name)) is not None:
+            shutil.copy2(p, tmp / "train" / name)
+    (tmp / ".complete").write_text("ok\n")
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
+    return folder
+
+
+def sample_files(root: str | os.PathLike[str], split: str) -> list[Path]:
+    """The sample data's ``train`` or ``test`` images (written on first use)."""
+    return list_images(prepare_sample(root) / split)
