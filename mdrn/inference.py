@@ -54,30 +54,37 @@ def forward_x8(net: Callable[[Tensor, int], Tensor], x: Tensor, scale: int) -> T
     return acc.div_(8)
 
 
-def receptive_radius(net: nn.Module) -> int:
-    """Upper bound of a network's receptive-field radius in input pixels: sum of its convolutions' reach.
+def _conv_reach(module: nn.Module) -> int:
+    """Sum of the convolutions' reach along a module; only the widest branch of an ``nn.ModuleDict``."""
+    if isinstance(module, nn.Conv2d):
+        (kh, kw), (dh, dw) = module.kernel_size, module.dilation
+        return max((kh - 1) // 2 * dh, (kw - 1) // 2 * dw)
+    reaches = [_conv_reach(m) for m in module.children()]
+    if isinstance(module, nn.ModuleDict):
+        return max(reaches, default=0)
+    return sum(reaches)
 
-    Every ``Conv2d`` is counted as if it ran at the input resolution, which over-estimates convolutions
-    after an upsampler; the result is a safe ``overlap`` for exact tiling.
+
+def receptive_radius(net: nn.Module) -> int:
+    """Upper bound of a network's receptive-field radius in input pixels (a safe ``overlap``).
+
+    Sums the reach of the convolutions (per-scale branches in ``nn.ModuleDict``: the widest one), each
+    counted as if it ran at the input resolution (over-estimating those after an upsampler), plus 2
+    pixels for a bicubic resampling. MDRN: 2 * n_resblocks + 15.
     """
-    radius = 0
-    for m in net.modules():
-        if isinstance(m, nn.Conv2d):
-            kh, kw = m.kernel_size
-            dh, dw = m.dilation
-            radius += max((kh - 1) // 2 * dh, (kw - 1) // 2 * dw)
-    return radius
+    return 2 + _conv_reach(net)
 
 
 def _adapt_channels(net: nn.Module, x: Tensor) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
-    """Map the image's channels to the network's ``n_colors``; return the input and the way back."""
-    n_net = getattr(net, "n_colors", None)
+    """Map the image's channels to what the network accepts; return the input and the way back."""
     n_img = x.shape[1]
-    if n_net is None or n_net == n_img:
+    n_net = getattr(net, "n_colors", None)
+    accepted = tuple(getattr(net, "accepted_colors", ()) or ((n_net,) if n_net else ()))
+    if not accepted or n_img in accepted:
         return x, lambda y: y
-    if n_net == 3 and n_img == 1:
+    if n_img == 1 and 3 in accepted:
         return x.expand(-1, 3, -1, -1), lambda y: y.mean(dim=1, keepdim=True)
-    if n_net == 1 and n_img == 3:
+    if n_img == 3 and 1 in accepted:
         n = x.shape[0]
         return x.reshape(n * 3, 1, *x.shape[-2:]), lambda y: y.reshape(n, 3, *y.shape[-2:])
     raise ValueError(f"the network takes {n_net}-channel images, this image has {n_img} channels")
@@ -200,13 +207,14 @@ def upscale(
                         _upscale_tiled(net, x4, scale, cur, overlap, ensemble, dev, dest)
                     break
                 except Exception as err:  # noqa: BLE001 - only OOM is retried, others re-raised
-                    if not _is_oom(err) or dev.type != "cuda":
+                    if not _is_oom(err):
                         raise
                     nxt = max(h, w) // 2 if cur is None else cur // 2
                     if nxt < _MIN_TILE:
                         raise
                     cur = nxt
-                    torch.cuda.empty_cache()
+                    if torch.cuda.is_available():
+                        torch.cuda.empty_cache()
     finally:
         net.train(was_training)
     return dest[0] if squeeze else dest
