@@ -12,9 +12,10 @@
 * the output size is ``ceil(in * scale)``; the output is neither rounded nor clamped.
 
 The weights are computed once in float64 (as MATLAB does) per ``(in, out, scale, antialiasing)`` and
-cached per device/dtype; they are applied by gathering the few taps of each output pixel (sparse, so
-the cost is linear in the image size). Inputs must be floating tensors (float16/bfloat16/float32/
-float64); integer tensors raise ``TypeError`` -- convert them explicitly, e.g. ``x.float() / 255``.
+cached per device/dtype; they are applied tap by tap (each output row gathers its few input rows;
+columns are rows of the transpose), so the cost is linear in the image size. Inputs must be floating
+tensors (float16/bfloat16/float32/float64); integer tensors raise ``TypeError`` -- convert them
+explicitly, e.g. ``x.float() / 255``.
 """
 
 from __future__ import annotations
@@ -86,16 +87,21 @@ def _weights_on(
     )
 
 
+def _resize_rows(x: torch.Tensor, out_length: int, scale: float, antialiasing: bool) -> torch.Tensor:
+    """Resize ``x`` along dim -2, accumulating one tap (a gathered row per output row) at a time."""
+    idx, w = _weights_on(x.shape[-2], out_length, float(scale), bool(antialiasing), x.device, x.dtype)
+    out = x.index_select(-2, idx[:, 0]) * w[:, 0, None]
+    for k in range(1, idx.shape[1]):
+        out.addcmul_(x.index_select(-2, idx[:, k]), w[:, k, None])
+    return out
+
+
 def _resize_dim(x: torch.Tensor, dim: int, out_length: int, scale: float, antialiasing: bool) -> torch.Tensor:
-    """Resize ``x`` along ``dim`` (-2 for rows, -1 for columns)."""
-    in_length = x.shape[dim]
-    idx, w = _weights_on(in_length, out_length, float(scale), bool(antialiasing), x.device, x.dtype)
-    taps = idx.shape[1]
-    if dim == -1:
-        g = x.index_select(-1, idx.reshape(-1)).unflatten(-1, (out_length, taps))  # (..., H, out, taps)
-        return (g * w).sum(-1)
-    g = x.index_select(-2, idx.reshape(-1)).unflatten(-2, (out_length, taps))  # (..., out, taps, W)
-    return (g * w[:, :, None]).sum(-2)
+    """Resize ``x`` along ``dim`` (-2 for rows, -1 for columns, done as rows of the transpose)."""
+    if dim == -2:
+        return _resize_rows(x, out_length, scale, antialiasing)
+    xt = x.transpose(-1, -2).contiguous()
+    return _resize_rows(xt, out_length, scale, antialiasing).transpose(-1, -2).contiguous()
 
 
 def _pair(value: float | Sequence[float], name: str) -> tuple[float, float]:
