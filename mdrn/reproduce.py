@@ -111,20 +111,32 @@ def read_csv(path: str | os.PathLike[str]) -> list[dict[str, str]]:
 
 
 def mean_scores(paths: Iterable[str | os.PathLike[str]]) -> dict[tuple[str, int], tuple[float, float, int]]:
-    """Mean PSNR/SSIM per (set, scale) over the per-image rows (``set,scale,image,psnr,ssim``) of CSVs."""
+    """Mean PSNR/SSIM and image count per (set, scale) of score CSVs.
+
+    A CSV with an ``image`` column holds per-image rows (``set,scale,image,psnr,ssim``, as written by
+    ``python -m mdrn.evaluate``) and is averaged; one without holds already averaged rows (``set,scale,
+    psnr,ssim``; e.g. ``results/aplus/aplus.csv``), taken as they are (image count 0 = unknown).
+    """
     acc: dict[tuple[str, int], list[tuple[float, float]]] = {}
+    means: dict[tuple[str, int], tuple[float, float, int]] = {}
     for path in paths:
         for row in read_csv(path):
             missing = {"set", "scale", "psnr", "ssim"} - set(row)
             if missing:
-                raise ValueError(f"{path}: not a per-image score CSV (missing columns {sorted(missing)})")
-            acc.setdefault((row["set"], int(row["scale"])), []).append(
-                (float(row["psnr"]), float(row["ssim"]))
-            )
-    return {
+                raise ValueError(f"{path}: not a score CSV (missing columns {sorted(missing)})")
+            key = (row["set"], int(row["scale"]))
+            if "image" in row:
+                acc.setdefault(key, []).append((float(row["psnr"]), float(row["ssim"])))
+            else:
+                means[key] = (float(row["psnr"]), float(row["ssim"]), int(row.get("images") or 0))
+    both = sorted(set(acc) & set(means))
+    if both:
+        raise ValueError(f"{both}: both per-image and averaged rows were given")
+    out = {
         k: (math.fsum(p for p, _ in v) / len(v), math.fsum(s for _, s in v) / len(v), len(v))
         for k, v in acc.items()
     }
+    return {**out, **means}
 
 
 def load_published(path: str | os.PathLike[str] = PUBLISHED) -> dict[str, Any]:
@@ -236,7 +248,9 @@ def _run_line(paths: Sequence[Path]) -> str:
     for p in paths:
         info = run_info(p)
         if info is None:
-            lines.append(f"- `{p.name}`: no run record")
+            md = p.with_suffix(".md")
+            note = f"recorded in `{md.parent.name}/{md.name}`" if md.is_file() else "no run record"
+            lines.append(f"- `{p.name}`: {note}")
             continue
         m = info.get("machine", {})
         lines.append(
@@ -272,8 +286,8 @@ def _eval_command(model_args: str) -> str:
 TABLE1_SOURCES: tuple[Table1Source, ...] = (
     Table1Source("Bicubic", "MATLAB bicubic (mdrn.resize), float-Y protocol", "table1/bicubic*.csv",
                  _eval_command("model=bicubic")),
-    Table1Source("A+", "mdrn.aplus trained on T91 (recorded in results/aplus/)", "aplus/*scores*.csv",
-                 "python scripts/train_aplus.py  # then evaluate as in results/aplus/"),
+    Table1Source("A+", "mdrn.aplus trained on T91 (run in results/aplus/aplus.md)", "aplus/aplus.csv",
+                 "python scripts/train_aplus.py --out models/aplus --results experiments/results/aplus"),
     Table1Source("SRCNN", "9-1-5 trained here: CPU preset srcnn_cpu (T91 Y patches; not the paper's 8e8 "
                  "backprops)", "table1/srcnn_cpu*.csv",
                  _eval_command("ckpt=experiments/results/table1/srcnn_cpu.ckpt")),
