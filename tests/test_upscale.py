@@ -1,0 +1,165 @@
+"""The clinician command line: formats in and out, bit depth and gray kept, DICOM tags, bad inputs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+import tifffile
+import torch
+from PIL import Image
+from pydicom.data import get_testdata_file
+
+from mdrn.inference import upscale
+from mdrn.io import image_to_tensor, read_image, tensor_to_array
+from mdrn.models import MDRN, Bicubic
+from mdrn.upscale import main
+from mdrn.weights import save_model
+
+
+def _bicubic_expected(src: Path, scale: int) -> np.ndarray:
+    img = read_image(src)
+    return tensor_to_array(upscale(Bicubic(), image_to_tensor(img), scale), img.bit_depth)
+
+
+def _make(path: Path, kind: str) -> Path:
+    rng = np.random.default_rng(0)
+    if kind == "rgb8":
+        Image.fromarray(rng.integers(0, 256, (18, 22, 3), dtype=np.uint8)).save(path)
+    elif kind == "gray8":
+        Image.fromarray(rng.integers(0, 256, (18, 22), dtype=np.uint8)).save(path)
+    elif kind == "gray16":
+        arr = rng.integers(0, 65536, (18, 22), dtype=np.uint16)
+        if path.suffix == ".png":
+            Image.fromarray(arr).save(path)
+        else:
+            tifffile.imwrite(path, arr)
+    return path
+
+
+@pytest.mark.parametrize(
+    "name, kind, bit_depth, channels, out_suffix",
+    [
+        ("rgb.png", "rgb8", 8, 3, ".png"),
+        ("gray.png", "gray8", 8, 1, ".png"),
+        ("gray16.png", "gray16", 16, 1, ".png"),
+        ("gray16.tif", "gray16", 16, 1, ".tif"),
+        ("rgb.bmp", "rgb8", 8, 3, ".png"),
+        ("gray.jpg", "gray8", 8, 1, ".png"),
+    ],
+)
+def test_formats_keep_gray_and_bit_depth(tmp_path, name, kind, bit_depth, channels, out_suffix) -> None:
+    src = _make(tmp_path / name, kind)
+    out = tmp_path / "out"
+    assert main([str(src), "--scale", "3", "--weights", "bicubic", "-o", str(out), "-q"]) == 0
+    dest = out / f"{src.stem}_x3{out_suffix}"
+    got = read_image(dest)
+    ref = read_image(src)
+    assert got.bit_depth == bit_depth
+    assert got.channels == channels
+    assert got.array.dtype == ref.array.dtype
+    assert got.array.shape[:2] == (ref.height * 3, ref.width * 3)
+    np.testing.assert_array_equal(got.array, _bicubic_expected(src, 3))
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small.dcm", "examples_overlay.dcm"])
+def test_dicom_out(tmp_path, name) -> None:
+    src = Path(get_testdata_file(name))
+    out = tmp_path / "out"
+    assert main([str(src), "--scale", "2", "--weights", "bicubic", "-o", str(out), "-q"]) == 0
+    dest = out / f"{src.stem}_x2.dcm"
+    ref, got = pydicom.dcmread(src), pydicom.dcmread(dest)
+    assert (got.Rows, got.Columns) == (ref.Rows * 2, ref.Columns * 2)
+    assert got.BitsStored == ref.BitsStored and got.BitsAllocated == 16
+    assert got.PixelRepresentation == ref.PixelRepresentation
+    assert got.SOPInstanceUID != ref.SOPInstanceUID
+    assert got.PatientID == ref.PatientID and got.StudyInstanceUID == ref.StudyInstanceUID
+    if "PixelSpacing" in ref:
+        np.testing.assert_allclose(
+            [float(v) for v in got.PixelSpacing], [float(v) / 2 for v in ref.PixelSpacing], rtol=1e-5
+        )
+    back = read_image(dest)
+    assert back.bit_depth == read_image(src).bit_depth
+    np.testing.assert_array_equal(back.array, _bicubic_expected(src, 2))
+    # and as a 16-bit PNG on request
+    assert (
+        main([str(src), "--scale", "2", "--weights", "bicubic", "-o", str(out), "-q", "--format", "png"]) == 0
+    )
+    png = read_image(out / f"{src.stem}_x2.png")
+    assert png.array.dtype == back.array.dtype and png.channels == 1
+
+
+def _no_pixel_dicom(path: Path) -> Path:
+    ds = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+    del ds.PixelData
+    ds.save_as(path)
+    return path
+
+
+def test_bad_inputs_one_line_each_no_partial_output(tmp_path, capsys) -> None:
+    good = _make(tmp_path / "good.png", "gray8")
+    data = good.read_bytes()
+    (tmp_path / "trunc.png").write_bytes(data[: len(data) // 2])
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "notes.png").write_text("this is not an image\n")
+    Image.fromarray(np.zeros((1, 1), np.uint8)).save(tmp_path / "dot.png")
+    _no_pixel_dicom(tmp_path / "nopix.dcm")
+    bad = ["trunc.png", "empty.png", "notes.png", "dot.png", "nopix.dcm"]
+    out = tmp_path / "out"
+    args = [str(tmp_path / n) for n in bad[:3]] + [str(good)] + [str(tmp_path / n) for n in bad[3:]]
+    assert main([*args, "--scale", "2", "--weights", "bicubic", "-o", str(out), "-q"]) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(err) == len(bad)
+    for name, line in zip(bad, err):
+        assert name in line, line
+    joined = "\n".join(err)
+    for problem in ("truncated", "empty", "not a recognised image", "too small", "no pixel data"):
+        assert problem in joined
+    assert sorted(p.name for p in out.iterdir()) == ["good_x2.png"]  # no partial or temporary files
+
+
+def test_model_weights_scale_it_lacks_and_tiling(tmp_path, capsys) -> None:
+    torch.manual_seed(0)
+    net = MDRN(n_resblocks=2, n_feats=8, scales=(2,)).eval()
+    weights = save_model(net, tmp_path / "tiny.safetensors")
+    src = _make(tmp_path / "img.png", "rgb8")
+    out = tmp_path / "out"
+    assert main([str(src), "--scale", "4", "--weights", str(weights), "-o", str(out), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "tiny.safetensors" in err and "x4" in err
+    assert not out.exists() or not any(out.iterdir())
+    # x2 with tiles of 8 pixels and the network's full receptive field as overlap: same as untiled
+    assert main([str(src), "--scale", "2", "--weights", str(weights), "-o", str(out), "-q", "--tile", "8",
+                 "--overlap", "19"]) == 0  # fmt: skip
+    img = read_image(src)
+    with torch.no_grad():
+        ref = tensor_to_array(net(image_to_tensor(img)[None], 2), 8)
+    np.testing.assert_array_equal(read_image(out / "img_x2.png").array, ref)
+
+
+def test_existing_output_kept_unless_overwrite(tmp_path, capsys) -> None:
+    src = _make(tmp_path / "a.png", "gray8")
+    out = tmp_path / "out"
+    out.mkdir()
+    dest = out / "a_x2.png"
+    dest.write_bytes(b"precious")
+    assert main([str(src), "--scale", "2", "--weights", "bicubic", "-o", str(out), "-q"]) == 1
+    assert "already exists" in capsys.readouterr().err
+    assert dest.read_bytes() == b"precious"
+    assert main([str(src), "--scale", "2", "--weights", "bicubic", "-o", str(out), "-q", "--overwrite"]) == 0
+    assert read_image(dest).height == 36
+
+
+def test_module_entry_point(tmp_path) -> None:
+    src = _make(tmp_path / "g.tif", "gray16")
+    res = subprocess.run(
+        [sys.executable, "-m", "mdrn.upscale", str(src), "--scale", "2", "--weights", "bicubic", "-o",
+         str(tmp_path / "o")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert read_image(tmp_path / "o" / "g_x2.tif").array.dtype == np.uint16
