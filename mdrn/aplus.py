@@ -64,18 +64,15 @@ def feature_filters(scale: int) -> list[np.ndarray]:
 def _conv_same(img: torch.Tensor, kernel: np.ndarray, axis: int) -> torch.Tensor:
     """MATLAB ``conv2(img, kernel, 'same')`` of ``img`` (H, W) along ``axis`` (1 = rows/horizontal)."""
     n = len(kernel)
-    left = n - 1 - n // 2
-    right = n - 1 - left
-    # conv2 is a true convolution: correlate with the flipped kernel
-    weight = torch.as_tensor(kernel[::-1].copy(), dtype=img.dtype)
-    x = img[None, None]
-    if axis == 1:
-        x = F.pad(x, (left, right, 0, 0))
-        weight = weight.view(1, 1, 1, n)
-    else:
-        x = F.pad(x, (0, 0, left, right))
-        weight = weight.view(1, 1, n, 1)
-    return F.conv2d(x, weight)[0, 0]
+    centre = n // 2  # conv2 'same': out[i] = sum_k kernel[k] img[i + centre - k], zero outside
+    pad = n - 1
+    padded = F.pad(img[None], (pad, pad) if axis == 1 else (0, 0, pad, pad))[0]
+    length = img.shape[axis]
+    out = torch.zeros_like(img)
+    for k, weight in enumerate(kernel):
+        if weight != 0.0:
+            out += float(weight) * padded.narrow(axis, pad + centre - k, length)
+    return out
 
 
 def _grid(height: int, width: int, scale: int, window: int, step: int) -> tuple[int, int, int, int]:
@@ -154,35 +151,33 @@ def reconstruct(
 # dictionary learning: batch OMP and approximate K-SVD (Rubinstein et al.'s KSVD-Box)
 # --------------------------------------------------------------------------------------------------
 def omp(
-    x: np.ndarray, dictionary: np.ndarray, sparsity: int, chunk: int = 8192
+    x: np.ndarray, dictionary: np.ndarray, sparsity: int, chunk: int = 16384
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Batch OMP: codes of ``x`` (n, d) on unit-norm atoms (K, d) -> (indices, coefficients, squared errors)."""
+    """Batch OMP of ``x`` (n, d) on unit-norm atoms (K, d): (indices, coefficients, squared errors)."""
     n = x.shape[0]
-    gram = dictionary @ dictionary.T
+    gram = dictionary.astype(np.float64) @ dictionary.T.astype(np.float64)
     idx = np.zeros((n, sparsity), dtype=np.int64)
     coef = np.zeros((n, sparsity), dtype=x.dtype)
     err = np.zeros(n, dtype=np.float64)
-    eye = np.eye(sparsity, dtype=x.dtype) * 1e-10
+    ridge = np.eye(sparsity) * 1e-8  # keeps the systems solvable if two atoms coincide
     for start in range(0, n, chunk):
         xc = x[start : start + chunk]
-        a0 = xc @ dictionary.T
-        a = a0.copy()
         rows = np.arange(len(xc))[:, None]
-        c = np.zeros((len(xc), 0), dtype=x.dtype)
+        sel = idx[start : start + len(xc)]
+        a0 = xc @ dictionary.T
+        resid = xc
         for k in range(sparsity):
+            a = np.abs(a0 if k == 0 else resid @ dictionary.T)
             if k:
-                a[rows, idx[start : start + len(xc), :k]] = 0.0
-            j = np.abs(a).argmax(axis=1)
-            idx[start : start + len(xc), k] = j
-            sel = idx[start : start + len(xc), : k + 1]
-            gs = gram[sel[:, :, None], sel[:, None, :]] + eye[: k + 1, : k + 1]
-            b = np.take_along_axis(a0, sel, axis=1)
-            c = np.linalg.solve(gs, b[..., None])[..., 0]
-            if k + 1 < sparsity:
-                a = a0 - np.einsum("mk,mkK->mK", c, gram[sel])
+                a[rows, sel[:, :k]] = -1.0  # never select an atom twice
+            sel[:, k] = a.argmax(axis=1)
+            cur = sel[:, : k + 1]
+            b = np.take_along_axis(a0, cur, axis=1).astype(np.float64)
+            g = gram[cur[:, :, None], cur[:, None, :]] + ridge[: k + 1, : k + 1]
+            c = np.linalg.solve(g, b[..., None])[..., 0].astype(x.dtype)
+            resid = xc - np.einsum("mk,mkd->md", c, dictionary[cur])
         coef[start : start + len(xc)] = c
-        sq = np.einsum("md,md->m", xc, xc, dtype=np.float64)
-        err[start : start + len(xc)] = np.maximum(sq - np.einsum("mk,mk->m", c, b, dtype=np.float64), 0.0)
+        err[start : start + len(xc)] = np.einsum("md,md->m", resid, resid, dtype=np.float64)
     return idx, coef, err
 
 
@@ -356,7 +351,8 @@ class APlus:
         self.pca = np.ascontiguousarray(evecs[:, first:]).astype(np.float32)
         dict_feats = (feats @ evecs[:, first:]).astype(np.float32)
         say(
-            f"x{s}: {dict_feats.shape[0]} dictionary samples, PCA {feats.shape[1]} -> {self.pca.shape[1]} dims "
+            f"x{s}: {dict_feats.shape[0]} dictionary samples, "
+            f"PCA {feats.shape[1]} -> {self.pca.shape[1]} dims "
             f"({time.perf_counter() - t0:.1f} s)"
         )
         del feats, cov
