@@ -1,0 +1,42 @@
+"""ONNX export: onnxruntime agrees with PyTorch within 1e-4 on sizes other than the export size."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mdrn.export import main
+from mdrn.models import MDRN
+from mdrn.weights import save_model
+
+ort = pytest.importorskip("onnxruntime")
+
+
+@pytest.mark.parametrize("n_colors", [1])  # gray, the medical case (one export: ~10 s)
+def test_onnx_matches_pytorch(tmp_path, n_colors: int) -> None:
+    torch.manual_seed(0)
+    net = MDRN(n_resblocks=2, n_feats=16, scales=(2, 3, 4), n_colors=n_colors).eval()
+    weights = save_model(net, tmp_path / "tiny.safetensors")
+    out = tmp_path / "tiny_x3.onnx"
+    assert main(["--weights", str(weights), "--scale", "3", str(out)]) == 0
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    for shape in [(1, n_colors, 21, 34), (2, n_colors, 9, 13)]:  # dynamic batch, height and width
+        x = torch.rand(*shape)
+        got = session.run(["sr"], {"lr": x.numpy()})[0]
+        with torch.no_grad():
+            ref = net(x, 3).numpy()
+        assert got.shape == ref.shape == (shape[0], n_colors, shape[2] * 3, shape[3] * 3)
+        assert np.abs(got - ref).max() <= 1e-4
+
+
+def test_export_refuses_missing_scale_and_existing_file(tmp_path, capsys) -> None:
+    net = MDRN(n_resblocks=1, n_feats=8, scales=(2,)).eval()
+    weights = save_model(net, tmp_path / "x2.safetensors")
+    assert main(["--weights", str(weights), "--scale", "4", str(tmp_path / "a.onnx")]) == 1
+    assert "x4" in capsys.readouterr().err
+    assert not (tmp_path / "a.onnx").exists()
+    (tmp_path / "b.onnx").write_bytes(b"keep")
+    assert main(["--weights", str(weights), "--scale", "2", str(tmp_path / "b.onnx")]) == 1
+    assert (tmp_path / "b.onnx").read_bytes() == b"keep"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.onnx", "x2.safetensors"]
