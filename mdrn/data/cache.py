@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mdrn.io import ImageData, image_to_tensor, read_image
+from mdrn.io import ImageData, image_to_tensor, read_image, tensor_to_array
 from mdrn.metrics import quantize
 from mdrn.resize import degrade, modcrop
 
-__all__ = ["CACHE_VERSION", "CacheError", "CachedImage", "ImageCache", "build_cache", "cache_key"]
+__all__ = ["CACHE_VERSION", "CacheError", "CachedImage", "ImageCache", "build_cache", "cache_key", "make_lr"]
 
 CACHE_VERSION = 1
 MANIFEST = "manifest.json"
@@ -65,12 +65,9 @@ def cache_key(files: Sequence[Path], scales: Sequence[int], lr_dirs: dict[int, P
     return h.hexdigest()[:16]
 
 
-def _to_array(x: torch.Tensor, bit_depth: int, like: np.ndarray) -> np.ndarray:
-    """Float (C, H, W) in [0, 1] -> integer pixels shaped like ``like`` (H, W[, C])."""
-    peak = (1 << bit_depth) - 1
-    q = torch.round(quantize(x.to(torch.float64), bit_depth) * peak).numpy().astype(like.dtype)
-    q = q.transpose(1, 2, 0)
-    return np.ascontiguousarray(q[..., 0] if like.ndim == 2 else q)
+def make_lr(hr: torch.Tensor, scale: int, bit_depth: int) -> torch.Tensor:
+    """The LR used everywhere: ``degrade(hr, scale)`` quantized to the image's bit depth (float, [0, 1])."""
+    return quantize(degrade(hr.to(torch.float64), scale), bit_depth)
 
 
 def _save(path: Path, array: np.ndarray) -> dict:
@@ -134,7 +131,7 @@ def build_cache(
                 ):
                     lr_arr = lr_img.array.astype(hr.dtype)
             if lr_arr is None:
-                lr_arr = _to_array(degrade(hr_t, s), img.bit_depth, hr)
+                lr_arr = tensor_to_array(make_lr(hr_t, s, img.bit_depth), img.bit_depth).astype(hr.dtype)
             entry["lr"][str(s)] = _save(tmp / f"lr_x{s}_{i:05d}.npy", lr_arr)
         entries.append(entry)
     manifest = {"version": CACHE_VERSION, "scales": [int(s) for s in scales], "images": entries}

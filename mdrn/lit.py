@@ -1,0 +1,216 @@
+"""``SRModule``: the LightningModule training and evaluating any mdrn network (one scale per batch)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from torch import nn
+
+from mdrn.inference import upscale
+from mdrn.io import tensor_to_array, write_image
+from mdrn.metrics import SRMetric
+from mdrn.models import model_spec
+
+__all__ = ["LOSSES", "SRModule"]
+
+LOSSES = {"l1": F.l1_loss, "mse": F.mse_loss, "smooth_l1": F.smooth_l1_loss}
+
+
+def _plain(value: Any) -> Any:
+    """OmegaConf containers -> plain Python containers (so checkpoints load with weights_only=True)."""
+    if isinstance(value, DictConfig | ListConfig):
+        return OmegaConf.to_container(value, resolve=True)
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+class SRModule(L.LightningModule):
+    """Trains ``net`` with an L1 (configurable) loss and Adam with step decay; scores per (set, scale).
+
+    Validation/test loaders are matched to ``(set, scale)`` through the datamodule's ``eval_keys``;
+    each loader has one :class:`mdrn.metrics.SRMetric`, logged as ``val/<set>_x<s>/psnr`` and
+    ``.../ssim`` (float64, computed outside autocast), plus ``val/psnr``, their mean over loaders.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        loss: str = "l1",
+        lr: float = 1e-4,
+        betas: Sequence[float] = (0.9, 0.999),
+        weight_decay: float = 0.0,
+        lr_step: int = 200_000,
+        lr_gamma: float = 0.5,
+        self_ensemble: bool = False,
+        tile: int | None = None,
+        init_from: str | None = None,
+        save_images: int = 2,
+        log_images: bool = False,
+        output_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; known: {sorted(LOSSES)}")
+        self.net = net
+        self.init_report: str | None = None
+        if init_from:
+            from mdrn.weights import init_from_pretrained, load_model
+
+            report = init_from_pretrained(self.net, load_model(init_from))
+            self.init_report = f"initialised from {init_from}: {report}"
+        self.save_hyperparameters(
+            {
+                "loss": loss,
+                "lr": float(lr),
+                "betas": [float(b) for b in _plain(betas)],
+                "weight_decay": float(weight_decay),
+                "lr_step": int(lr_step),
+                "lr_gamma": float(lr_gamma),
+                "self_ensemble": bool(self_ensemble),
+                "tile": tile,
+                "init_from": None if init_from is None else str(init_from),
+                "save_images": int(save_images),
+                "log_images": bool(log_images),
+                "net_spec": model_spec(net),
+            }
+        )
+        self.output_dir = output_dir
+        self.loss_fn = LOSSES[loss]
+        self.metrics = nn.ModuleDict()
+        self._keys: dict[str, list[tuple[str, int]]] = {}
+
+    # ----------------------------------------------------------------------------------- core
+    def forward(self, x: torch.Tensor, scale: int) -> torch.Tensor:
+        """The network's output for ``x`` at ``scale``."""
+        return self.net(x, scale)
+
+    @property
+    def scales(self) -> tuple[int, ...]:
+        """The scales the network serves."""
+        return tuple(self.net.scales)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        """One step at the batch's (single) scale."""
+        scales = batch["scale"]
+        scale = int(scales[0])
+        if isinstance(scales, torch.Tensor) and bool((scales != scale).any()):
+            raise ValueError(f"a training batch mixes scales {scales.unique().tolist()}")
+        sr = self.net(batch["lr"], scale)
+        loss = self.loss_fn(sr, batch["hr"])
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
+        self.log(f"train/loss_x{scale}", loss, on_step=True, on_epoch=False)
+        return loss
+
+    def configure_optimizers(self) -> Any:
+        """Adam (betas 0.9/0.999) and the step decay (halve every ``lr_step`` iterations)."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        if not params:
+            return None
+        hp = self.hparams
+        opt = torch.optim.Adam(params, lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=hp.lr_step, gamma=hp.lr_gamma)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Record the architecture so ``mdrn.weights.load_model`` rebuilds the net from the .ckpt alone."""
+        checkpoint["mdrn_arch"] = model_spec(self.net)
+
+    # ----------------------------------------------------------------------------- evaluation
+    def _eval_keys(self, stage: str) -> list[tuple[str, int]]:
+        """(set, scale) per loader, from the datamodule (or one anonymous loader per scale)."""
+        dm = getattr(self.trainer, "datamodule", None)
+        if dm is not None and hasattr(dm, "eval_keys"):
+            return list(dm.eval_keys(stage))
+        return [("set", s) for s in self.scales]
+
+    def _start_eval(self, stage: str) -> None:
+        """Fresh metric objects, one per loader."""
+        keys = self._eval_keys(stage)
+        self._keys[stage] = keys
+        for name, s in keys:
+            key = f"{stage}_{name}_x{s}"
+            if key not in self.metrics:
+                self.metrics[key] = SRMetric(scale=s).to(self.device)
+            self.metrics[key].reset()
+
+    def on_validation_epoch_start(self) -> None:
+        """Reset the validation metrics."""
+        self._start_eval("val")
+
+    def on_test_epoch_start(self) -> None:
+        """Reset the test metrics."""
+        self._start_eval("test")
+
+    def _eval_step(self, stage: str, batch: dict[str, Any], dataloader_idx: int) -> None:
+        """Super-resolve one image and add its score to the loader's metric."""
+        name, scale = self._keys[stage][dataloader_idx]
+        if int(batch["scale"][0]) != scale:
+            raise ValueError(
+                f"loader {dataloader_idx} ({name} x{scale}) gave a x{int(batch['scale'][0])} batch"
+            )
+        ensemble = bool(self.hparams.self_ensemble) and stage == "test"
+        sr = upscale(self.net, batch["lr"], scale, tile=self.hparams.tile, ensemble=ensemble)
+        metric = self.metrics[f"{stage}_{name}_x{scale}"]
+        bit_depth = int(batch["bit_depth"][0])
+        metric.bit_depth = bit_depth  # images of one set may differ in bit depth (8-bit PNG, 16-bit DICOM)
+        with torch.autocast(device_type=self.device.type, enabled=False):
+            metric.update(sr.float(), batch["hr"])
+        if stage == "test" and int(batch["index"][0]) < self.hparams.save_images:
+            self._save_image(sr, name, scale, str(batch["name"][0]), bit_depth)
+
+    def _save_image(self, sr: torch.Tensor, name: str, scale: int, image: str, bit_depth: int) -> None:
+        """Write a sample SR image to the run's output folder (never uploaded unless log_images)."""
+        if self.output_dir is None:
+            return
+        path = Path(self.output_dir) / "samples" / f"{name}_x{scale}" / f"{image}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        array = tensor_to_array(sr.float().cpu(), bit_depth)
+        write_image(path, array, bit_depth=bit_depth, overwrite=True)
+        if self.hparams.log_images:
+            from lightning.pytorch.loggers import WandbLogger
+
+            for logger in self.loggers:
+                if isinstance(logger, WandbLogger):
+                    logger.log_image(key=f"samples/{name}_x{scale}/{image}", images=[str(path)])
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        """Score one validation image."""
+        self._eval_step("val", batch, dataloader_idx)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        """Score one test image (x8 self-ensemble if enabled)."""
+        self._eval_step("test", batch, dataloader_idx)
+
+    def _end_eval(self, stage: str) -> dict[str, float]:
+        """Log per-(set, scale) PSNR/SSIM and their mean PSNR; return them."""
+        out: dict[str, float] = {}
+        psnrs = []
+        for name, s in self._keys.get(stage, []):
+            metric = self.metrics[f"{stage}_{name}_x{s}"]
+            if not metric.update_called:
+                continue
+            values = metric.compute()
+            for k in ("psnr", "ssim"):
+                out[f"{stage}/{name}_x{s}/{k}"] = float(values[k])
+                self.log(f"{stage}/{name}_x{s}/{k}", values[k], add_dataloader_idx=False, sync_dist=False)
+            psnrs.append(values["psnr"])
+        if psnrs:
+            mean = torch.stack(psnrs).mean()
+            out[f"{stage}/psnr"] = float(mean)
+            self.log(f"{stage}/psnr", mean, prog_bar=stage == "val", add_dataloader_idx=False)
+        return out
+
+    def on_validation_epoch_end(self) -> None:
+        """Log the validation scores."""
+        self._end_eval("val")
+
+    def on_test_epoch_end(self) -> None:
+        """Log the test scores."""
+        self.test_results = self._end_eval("test")
