@@ -1,4 +1,4 @@
-"""VDSR with the official MATLAB weights on Set5 (protocol of ../shared/README.md), scripts/check_official.py."""
+"""VDSR with the official MATLAB weights on Set5 (protocol of ../shared/README.md)."""
 
 from __future__ import annotations
 
