@@ -6,7 +6,8 @@ upsampler -> shared tail conv -> mean shift back. ``MDRN(scales=(s,))`` is the s
 
 The I/O is [0, 1]; internally the features are computed on the official 0..255 scale (``rgb_range``
 255 in :class:`~mdrn.models.blocks.MeanShift`), so converted official weights load unchanged and give
-exactly the official output / 255.
+exactly the official output / 255. With ``n_colors=1`` (gray medical images, not faked RGB) the mean
+shift uses one gray mean, the BT.601 luma of the DIV2K RGB mean (0.4368; ``DIV2K_GRAY_MEAN``).
 """
 
 from __future__ import annotations
