@@ -1,0 +1,142 @@
+"""mdrn.data: cache integrity, one scale per batch from the seed, aligned patches, sample data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mdrn.data import ImageCache, ScaleBatchSampler, SRDataModule, TrainPatchDataset
+from mdrn.data.cache import MANIFEST
+from mdrn.data.datasets import augment
+from mdrn.io import write_image
+from mdrn.resize import degrade
+
+
+@pytest.fixture()
+def images(tmp_path: Path) -> list[Path]:
+    rng = np.random.default_rng(0)
+    files = []
+    for i, (shape, bits) in enumerate([((120, 144, 3), 8), ((130, 100), 16), ((96, 96), 8)]):
+        arr = rng.integers(0, 2**bits, size=shape, dtype=np.uint16 if bits > 8 else np.uint8)
+        files.append(write_image(tmp_path / "src" / f"im{i}.png", arr, bit_depth=bits))
+    return files
+
+
+def test_cache_roundtrip_and_lr(images: list[Path], tmp_path: Path) -> None:
+    cache = ImageCache(images, tmp_path / "cache", scales=(2, 3))
+    ims = cache.images
+    assert [im.bit_depth for im in ims] == [8, 16, 8]
+    assert isinstance(ims[0].hr, np.memmap)
+    from mdrn.io import image_to_tensor, read_image
+    from mdrn.metrics import quantize
+
+    img = read_image(images[1])
+    lr = quantize(degrade(image_to_tensor(img, torch.float64), 3), 16)
+    assert np.array_equal(ims[1].lr[3], np.round(lr[0].numpy() * 65535).astype(np.uint16))
+    assert ims[0].lr[2].shape == (60, 72, 3) and ims[1].lr[3].shape == (43, 33)
+
+
+def test_interrupted_build_is_rebuilt(images: list[Path], tmp_path: Path) -> None:
+    cache = ImageCache(images, tmp_path / "cache", scales=(2,))
+    cache.build()
+    (cache.folder / MANIFEST).unlink()  # as if the build had been killed before the manifest
+    assert not cache.is_valid()
+    cache2 = ImageCache(images, tmp_path / "cache", scales=(2,))
+    assert len(cache2.images) == 3 and cache2.is_valid()
+    # a truncated array file is detected (size check) and rebuilt
+    victim = cache2.folder / json.loads((cache2.folder / MANIFEST).read_text())["images"][0]["hr"]["file"]
+    victim.write_bytes(victim.read_bytes()[:-10])
+    assert not ImageCache(images, tmp_path / "cache", scales=(2,)).is_valid()
+    assert ImageCache(images, tmp_path / "cache", scales=(2,)).images[0].hr.shape == (120, 144, 3)
+    # altered content with the same size: caught by verify="hash"
+    victim = cache2.folder / json.loads((cache2.folder / MANIFEST).read_text())["images"][1]["hr"]["file"]
+    data = bytearray(victim.read_bytes())
+    data[-1] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    assert ImageCache(images, tmp_path / "cache", scales=(2,)).is_valid()
+    assert not ImageCache(images, tmp_path / "cache", scales=(2,), verify="hash").is_valid()
+
+
+def test_sampler_one_scale_per_batch_reproducible() -> None:
+    kw = dict(n_images=5, batch_size=4, batches_per_epoch=50, scales=(2, 3, 4), seed=7)
+    a, b = ScaleBatchSampler(**kw), ScaleBatchSampler(**kw)
+    ba, bb = list(a), list(b)
+    assert ba == bb
+    for batch in ba:
+        assert len({s for _, s, _ in batch}) == 1
+    assert {batch[0][1] for batch in ba} == {2, 3, 4}
+    assert list(ScaleBatchSampler(**{**kw, "seed": 8})) != ba
+    # same scale on every DDP rank, different images
+    r0 = ScaleBatchSampler(**kw, rank=0, world_size=2)
+    r1 = ScaleBatchSampler(**kw, rank=1, world_size=2)
+    for x, y in zip(r0, r1):
+        assert x[0][1] == y[0][1] and x != y
+    # resuming at batch 20 yields exactly the rest of the epoch
+    c = ScaleBatchSampler(**kw)
+    c.start_batch = 20
+    assert list(c) == ba[20:]
+    c.set_epoch(1)
+    assert list(c)[0] == ScaleBatchSampler(**kw).batch(50)
+    # weights: a zero-weight scale is never drawn
+    w = ScaleBatchSampler(**{**kw, "batches_per_epoch": 200}, scale_weights=[1, 0, 1])
+    assert {bt[0][1] for bt in w} == {2, 4}
+
+
+def test_patches_aligned(images: list[Path], tmp_path: Path) -> None:
+    cache = ImageCache(images[:1], tmp_path / "cache", scales=(2,))
+    ds = TrainPatchDataset([cache], patch_size=16, n_colors=3, augment=False)
+    item = ds[(0, 2, 123)]
+    assert item["lr"].shape == (3, 16, 16) and item["hr"].shape == (3, 32, 32)
+    # the LR patch is the degradation of the HR patch away from borders: compare the interior
+    lr_from_hr = degrade(item["hr"][None].double(), 2)[0]
+    assert (lr_from_hr[:, 3:-3, 3:-3] - item["lr"][:, 3:-3, 3:-3]).abs().max() < 0.2
+    gray = TrainPatchDataset([ImageCache(images[1:2], tmp_path / "cache", scales=(2,))], 16, n_colors=3)
+    assert gray[(0, 2, 1)]["lr"].shape == (3, 16, 16)
+    x = torch.arange(12.0).reshape(1, 3, 4)
+    assert len({tuple(augment(x, k).flatten().tolist()) for k in range(8)}) == 8
+
+
+def test_sample_datamodule(tmp_path: Path) -> None:
+    dm = SRDataModule(
+        train=[{"name": "sample", "kind": "sample", "split": "train"}],
+        val=[{"name": "sample", "kind": "sample", "split": "test"}],
+        data_dir=str(tmp_path),
+        scales=(2, 4),
+        batch_size=3,
+        batches_per_epoch=4,
+        patch_size=24,
+    )
+    dm.prepare_data()
+    dm.setup("fit")
+    batches = list(dm.train_dataloader())
+    assert len(batches) == 4
+    for b in batches:
+        s = int(b["scale"][0])
+        assert (b["scale"] == s).all() and b["hr"].shape[-1] == 24 * s and b["lr"].shape[1] == 3
+    assert dm.eval_keys("val") == [("sample", 2), ("sample", 4)]
+    names = {x["name"][0] for x in dm.val_dataloader()[0]}
+    assert {"retina", "CT_small", "MR_small"} <= names
+    bits = {int(x["bit_depth"][0]) for x in dm.val_dataloader()[0]}
+    assert 8 in bits and max(bits) > 8  # 16-bit DICOM kept
+
+
+def test_missing_div2k_message(tmp_path: Path) -> None:
+    from mdrn.data import DataNotFoundError, div2k_files
+
+    with pytest.raises(DataNotFoundError) as ei:
+        div2k_files(tmp_path, "train")
+    msg = str(ei.value)
+    assert "DIV2K_train_HR.zip" in msg and str(tmp_path) in msg
+
+
+def test_download_facts_match_shared() -> None:
+    from conftest import shared_path
+
+    from mdrn.data.sources import _FACTS
+
+    ref = json.loads(shared_path("reference", "downloads.json").read_text())
+    assert _FACTS["div2k"] == ref["div2k"] and _FACTS["benchmark_hr"] == ref["benchmark_hr"]
