@@ -21,7 +21,8 @@ pixels on every side, Y for RGB.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -48,8 +49,23 @@ def quantize(x: torch.Tensor, bit_depth: int = 8) -> torch.Tensor:
 
 
 # Working-set size of one block on CPU (elements per temporary): large temporaries cost page faults that
-# dominate the arithmetic, so CPU work is done in blocks of rows small enough to stay in cache.
+# dominate the arithmetic, so CPU work is done in blocks of rows small enough to stay in cache, on one
+# thread (many small ops across threads pay a synchronisation per op, ruinous on a loaded machine).
 _CPU_BLOCK = 1 << 18
+
+
+@contextlib.contextmanager
+def _one_thread(device: torch.device) -> Iterator[None]:
+    """Run the block loop with one intra-op thread on CPU (restored afterwards); no-op elsewhere."""
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _check(sr: torch.Tensor, hr: torch.Tensor, shave: int, name: str, min_size: int) -> int:
@@ -104,17 +120,18 @@ def _per_image_sums(
     else:
         rows, images = h_out, n
     sums = torch.zeros(n, dtype=torch.float64, device=sr.device)
-    for n0 in range(0, n, images):
-        n1 = min(n, n0 + images)
-        for r0 in range(0, h_out, rows):
-            r1 = min(h_out, r0 + rows)
-            a = sr[n0:n1, :, r0 : r1 + halo].to(torch.float64)
-            b = hr[n0:n1, :, r0 : r1 + halo].to(torch.float64)
-            if bit_depth is not None:
-                a = quantize(a, bit_depth)
-            if y_channel and c == 3:
-                a, b = rgb_to_y(a), rgb_to_y(b)
-            sums[n0:n1] += fn(a, b).sum(dim=(1, 2, 3))
+    with _one_thread(sr.device):
+        for n0 in range(0, n, images):
+            n1 = min(n, n0 + images)
+            for r0 in range(0, h_out, rows):
+                r1 = min(h_out, r0 + rows)
+                a = sr[n0:n1, :, r0 : r1 + halo].to(torch.float64)
+                b = hr[n0:n1, :, r0 : r1 + halo].to(torch.float64)
+                if bit_depth is not None:
+                    a = quantize(a, bit_depth)
+                if y_channel and c == 3:
+                    a, b = rgb_to_y(a), rgb_to_y(b)
+                sums[n0:n1] += fn(a, b).sum(dim=(1, 2, 3))
     return sums
 
 
