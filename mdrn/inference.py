@@ -126,9 +126,11 @@ def _check_input(net: nn.Module, x: Tensor, scale: int) -> Tensor:
     return x
 
 
-def _tile_starts(size: int, tile: int) -> list[int]:
-    """Start offsets of the tile cores along one axis (the last core ends at ``size``)."""
-    return list(range(0, size, tile))
+def _tile_bounds(size: int, tile: int) -> list[tuple[int, int]]:
+    """Core intervals along one axis: the fewest cores of at most ``tile`` pixels, of equal sizes."""
+    n = -(-size // tile)
+    step = -(-size // n)
+    return [(start, min(start + step, size)) for start in range(0, size, step)]
 
 
 def _upscale_tiled(
@@ -143,11 +145,9 @@ def _upscale_tiled(
 ) -> None:
     """Fill ``out`` tile by tile (cores of ``tile`` LR pixels, ``overlap`` pixels of context)."""
     h, w = x.shape[-2:]
-    for y0 in _tile_starts(h, tile):
-        y1 = min(y0 + tile, h)
+    for y0, y1 in _tile_bounds(h, tile):
         a0, a1 = max(y0 - overlap, 0), min(y1 + overlap, h)
-        for x0 in _tile_starts(w, tile):
-            x1 = min(x0 + tile, w)
+        for x0, x1 in _tile_bounds(w, tile):
             b0, b1 = max(x0 - overlap, 0), min(x1 + overlap, w)
             patch = x[..., a0:a1, b0:b1].to(device, non_blocking=True)
             y = _run(net, patch, scale, ensemble)
