@@ -30,7 +30,7 @@ def test_evaluate_bicubic_set5(tmp_path: Path) -> None:
 
 
 def test_evaluate_untrained_model_refused(tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "mdrn.evaluate", "model=mdrn_x2", f"eval.root={tmp_path}", "eval.sets=[Set5]",
-           f"hydra.run.dir={tmp_path / 'run'}"]  # fmt: skip
+    cmd = [sys.executable, "-m", "mdrn.evaluate", "model=mdrn_x2", f"eval.root={tmp_path}",
+           "eval.sets=[Set5]", f"hydra.run.dir={tmp_path / 'run'}"]  # fmt: skip
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and "weights=PATH" in proc.stderr
