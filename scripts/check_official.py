@@ -84,9 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name:18s} x{scale}: {diff:.3e}")
     if not args.skip_set5:
         vdsr = load_model(args.shared / "reference" / "vdsr" / "VDSR_Official.mat")
-        published = json.loads((args.shared / "reference" / "published.json").read_text()).get(
-            "vdsr_official"
-        )
+        published = json.loads((args.shared / "reference" / "published.json").read_text())
+        published = published["vdsr_official"]["Set5"]
         print(f"VDSR (official weights) on Set5, mean PSNR / SSIM (published: {json.dumps(published)}):")
         for scale in (2, 3, 4):
             p, s = set5_scores(vdsr, args.shared / "datasets" / "Set5", scale)
