@@ -46,6 +46,8 @@ __all__ = [
 SCALES = (2, 3, 4)
 #: Default upload limit.
 DEFAULT_MAX_FILE_SIZE = "200mb"
+#: Pictures smaller than this (pixels, longer side) are enlarged by whole pixels for display.
+MIN_VIEW = 512
 #: Zoom factors offered.
 ZOOMS = ("1x", "2x", "4x", "8x")
 
@@ -190,9 +192,14 @@ def render(
         return None, None
     r = results[min(max(int(index), 0), len(results) - 1)]
     win = _window(r, center, width)
-    before = _zoom(_show(r, r.bicubic, win), zoom, cx, cy)
-    after = _zoom(_show(r, r.output, win), zoom, cx, cy)
-    return (before, after), _zoom(detail_overlay(r, win), zoom, cx, cy)
+    views = [
+        _zoom(a, zoom, cx, cy)
+        for a in (_show(r, r.bicubic, win), _show(r, r.output, win), detail_overlay(r, win))
+    ]
+    # small pictures are shown with whole-pixel enlargement (display only) so that they can be seen
+    k = max(1, MIN_VIEW // max(views[0].shape[:2]))
+    before, after, overlay = (np.repeat(np.repeat(v, k, axis=0), k, axis=1) if k > 1 else v for v in views)
+    return (before, after), overlay
 
 
 def save_results(

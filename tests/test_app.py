@@ -80,8 +80,11 @@ def test_detail_overlay_colours_and_zoom() -> None:
     assert ov[15, 15, 0] == ov[15, 15, 1] == ov[15, 15, 2]  # no added detail: plain gray
     pair, overlay = render([r], 0, 30000.5, 20001, "4x", 12.5, 12.5)
     before, after = pair
-    assert before.shape == after.shape == (32, 32) and overlay.shape == (32, 32, 3)
-    np.testing.assert_array_equal(overlay[::4, ::4], ov[0:8, 0:8])  # 4x zoom of the top-left quarter
+    k = 512 // 32  # small pictures are enlarged by whole pixels for display
+    assert before.shape == after.shape == (32 * k, 32 * k) and overlay.shape == (32 * k, 32 * k, 3)
+    np.testing.assert_array_equal(
+        overlay[:: 4 * k, :: 4 * k], ov[0:8, 0:8]
+    )  # 4x zoom of the top-left quarter
 
 
 def test_main_binds_localhost_without_share(monkeypatch) -> None:
