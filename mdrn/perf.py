@@ -1,0 +1,253 @@
+"""Fast defaults per device, and the FLOP counter shared by the benchmark and its projections.
+
+The defaults are what ``python -m mdrn.bench`` measured to pay on each device (see
+experiments/results/bench/): on CPU, channels_last weights (oneDNN's NHWC convolutions) and
+``torch.inference_mode``, fp32, one intra-op thread per available core, no ``torch.compile`` (on CPU
+the 3x3 convolutions are the whole cost and inductor does not make them faster; compiling the B=80
+network costs minutes); on CUDA, channels_last, bf16 autocast (bf16-mixed for training) and
+``module.compile()`` (in place, so ``state_dict`` keys keep their names: no ``_orig_mod.`` prefix).
+bf16 autocast on CPU is 10-500x slower than fp32 and is never a CPU default.
+
+FLOPs are counted from the layer shapes: a convolution (or linear layer) costs 2 multiply-adds per
+weight per output position; elementwise operations (ReLU, residual adds, mean shift, pixel shuffle) and
+bias adds are not counted (< 0.2% for MDRN). A training step costs the forward, the weight gradients
+(one more forward's worth for every layer with trainable weights) and the input gradients (one more for
+every layer whose input requires a gradient, i.e. all but the first convolution).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+__all__ = [
+    "FastPath",
+    "FlopCount",
+    "LayerFlops",
+    "available_cores",
+    "configure_threads",
+    "count_flops",
+    "fast_path",
+    "inference_context",
+    "prepare_for_inference",
+    "prepare_for_training",
+    "resolve_device",
+    "training_defaults",
+]
+
+
+@dataclass(frozen=True)
+class FastPath:
+    """The settings of the fastest correct path on one device."""
+
+    device: torch.device
+    #: convert 4-D weights (and so every activation) to NHWC
+    channels_last: bool
+    #: ``module.compile()`` the network (in place: state_dict keys unchanged)
+    compile: bool
+    #: autocast dtype for inference (``None``: fp32)
+    autocast_dtype: torch.dtype | None
+    #: Lightning ``precision`` for training
+    precision: str
+    #: intra-op threads to use (``None``: leave torch's setting)
+    num_threads: int | None
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """Return ``device`` as a ``torch.device``; ``None`` means CUDA when available, else CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def available_cores() -> int:
+    """Number of CPU cores this process may run on (the affinity mask, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def fast_path(device: str | torch.device | None = None) -> FastPath:
+    """Return the fast defaults measured for ``device``'s type (CPU: NHWC fp32; CUDA: + bf16 + compile)."""
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        return FastPath(
+            dev,
+            channels_last=True,
+            compile=True,
+            autocast_dtype=torch.bfloat16,
+            precision="bf16-mixed",
+            num_threads=None,
+        )
+    return FastPath(
+        dev,
+        channels_last=True,
+        compile=False,
+        autocast_dtype=None,
+        precision="32-true",
+        num_threads=available_cores(),
+    )
+
+
+def configure_threads(path: FastPath) -> None:
+    """Set torch's intra-op thread count to the path's (one per available core on CPU)."""
+    if path.num_threads is not None and torch.get_num_threads() != path.num_threads:
+        torch.set_num_threads(path.num_threads)
+
+
+def _apply(net: nn.Module, path: FastPath) -> nn.Module:
+    """Move ``net`` to the path's device, NHWC if chosen, compiled in place if chosen."""
+    net = net.to(path.device)
+    if path.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    if path.compile:
+        # in place: the module keeps its class and parameter names (torch.compile(net) would wrap
+        # it as ``_orig_mod``); dynamic shapes because border tiles differ in size
+        net.compile(dynamic=True)
+    return net
+
+
+def prepare_for_inference(
+    net: nn.Module, device: str | torch.device | None = None, *, path: FastPath | None = None
+) -> nn.Module:
+    """Put ``net`` in eval mode on ``device`` with the device's fast defaults; returns the same module.
+
+    Run it under :func:`inference_context`. NHWC weights are not contiguous: call ``.contiguous()``
+    on tensors before writing them with safetensors.
+    """
+    path = path or fast_path(device)
+    configure_threads(path)
+    return _apply(net, path).eval()
+
+
+def prepare_for_training(
+    net: nn.Module, device: str | torch.device | None = None, *, path: FastPath | None = None
+) -> nn.Module:
+    """Apply the device's fast defaults for training to ``net`` (NHWC, compile on CUDA); same module."""
+    path = path or fast_path(device)
+    configure_threads(path)
+    return _apply(net, path)
+
+
+@contextlib.contextmanager
+def inference_context(
+    device: str | torch.device | None = None, *, path: FastPath | None = None
+) -> Iterator[None]:
+    """Context for fast inference: ``torch.inference_mode`` plus, on CUDA, bf16 autocast."""
+    path = path or fast_path(device)
+    with torch.inference_mode():
+        if path.autocast_dtype is None:
+            yield
+        else:
+            with torch.autocast(device_type=path.device.type, dtype=path.autocast_dtype):
+                yield
+
+
+def training_defaults(device: str | torch.device | None = None) -> dict[str, object]:
+    """Return the training settings for ``device``: Lightning precision, channels_last, compile, threads."""
+    path = fast_path(device)
+    return {
+        "precision": path.precision,
+        "channels_last": path.channels_last,
+        "compile": path.compile,
+        "num_threads": path.num_threads,
+    }
+
+
+@dataclass(frozen=True)
+class LayerFlops:
+    """FLOPs of one counted layer in one forward pass (and which gradients a training step needs)."""
+
+    name: str
+    kind: str
+    #: output shape of the layer
+    shape: tuple[int, ...]
+    forward: int
+    #: the layer has trainable weights: the backward computes their gradient (one forward's worth)
+    weight_grad: bool
+    #: the layer's input requires a gradient: the backward computes it (one forward's worth)
+    input_grad: bool
+
+
+@dataclass(frozen=True)
+class FlopCount:
+    """Counted FLOPs of one forward pass of a network on one input shape, per layer and in total."""
+
+    input_shape: tuple[int, ...]
+    scale: int
+    layers: list[LayerFlops] = field(default_factory=list)
+
+    @property
+    def forward(self) -> int:
+        """FLOPs of the forward pass."""
+        return sum(layer.forward for layer in self.layers)
+
+    @property
+    def training(self) -> int:
+        """FLOPs of forward + backward (weight and input gradients) for one step."""
+        return sum(
+            layer.forward * (1 + int(layer.weight_grad) + int(layer.input_grad)) for layer in self.layers
+        )
+
+
+def _layer_flops(module: nn.Module, out: torch.Tensor) -> int:
+    """2 x multiply-adds of a convolution or linear layer producing ``out``."""
+    if isinstance(module, nn.modules.conv._ConvTransposeNd):
+        raise ValueError(f"count_flops: transposed convolutions are not supported ({module})")
+    if isinstance(module, nn.modules.conv._ConvNd):
+        per_out = module.in_channels // module.groups
+        for k in module.kernel_size:
+            per_out *= k
+        return 2 * per_out * out.numel()
+    return 2 * module.in_features * out.numel()  # nn.Linear
+
+
+def count_flops(net: nn.Module, input_shape: Sequence[int], scale: int) -> FlopCount:
+    """Count the FLOPs of ``net(x, scale)`` for ``x`` of ``input_shape`` (N, C, H, W), from layer shapes.
+
+    The network runs with its parameters and buffers swapped for ``meta`` tensors (no memory, no
+    arithmetic, no copy), so any shape can be counted; the parameters' ``requires_grad`` flags decide
+    the training FLOPs. Count before ``module.compile()``.
+    """
+    shape = tuple(int(s) for s in input_shape)
+    if len(shape) != 4 or min(shape) < 1:
+        raise ValueError(f"count_flops: input_shape must be (N, C, H, W) of positive ints, got {input_shape}")
+    meta = {
+        name: torch.empty(t.shape, dtype=t.dtype, device="meta").requires_grad_(t.requires_grad)
+        for name, t in [*net.named_parameters(), *net.named_buffers()]
+    }
+    layers: list[LayerFlops] = []
+    names = {m: n for n, m in net.named_modules()}
+
+    def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        prefix = names[module] + "." if names[module] else ""
+        trainable = any(meta[prefix + n].requires_grad for n, _ in module.named_parameters(recurse=False))
+        layers.append(
+            LayerFlops(
+                name=names[module],
+                kind=type(module).__name__,
+                shape=tuple(out.shape),
+                forward=_layer_flops(module, out),
+                weight_grad=trainable,
+                input_grad=bool(inputs[0].requires_grad),
+            )
+        )
+
+    handles = [
+        m.register_forward_hook(hook)
+        for m in net.modules()
+        if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))
+    ]
+    try:
+        with torch.enable_grad():
+            torch.func.functional_call(net, meta, (torch.empty(shape, device="meta"), scale))
+    finally:
+        for h in handles:
+            h.remove()
+    return FlopCount(input_shape=shape, scale=int(scale), layers=layers)

@@ -1,0 +1,156 @@
+"""mdrn.bench on tiny sizes (--quick): it runs, writes its files, and every ratio comes from its own figures.
+
+No timed assertion: speed is never asserted; correctness figures the bench records (max differences of the
+fast path and of the metrics against their baselines) are.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from mdrn.bench import (
+    SECTIONS,
+    Sizes,
+    alternate,
+    main,
+    make_row,
+    projection_markdown,
+    run_bench,
+    table_markdown,
+    write_results,
+)
+
+FAST_SECTIONS = [s for s in SECTIONS if s != "tiling"]
+
+
+@pytest.fixture(scope="module")
+def quick_result():
+    return run_bench(quick=True, only=FAST_SECTIONS, log=lambda s: None)
+
+
+def _check_rows(result):
+    assert result["rows"], "no row measured"
+    for row in result["rows"]:
+        assert {"name", "ours", "baseline", "unit", "ratio"} <= set(row)
+        assert isinstance(row["name"], str) and row["unit"]
+        assert row["better"] in ("higher", "lower")
+        assert math.isfinite(row["ours"]) and row["ours"] > 0
+        if row["baseline"] is None:
+            assert row["ratio"] is None
+        else:
+            assert row["baseline"] > 0
+            assert row["ratio"] == pytest.approx(row["ours"] / row["baseline"], rel=1e-12)
+        assert row["repeats"] >= 1
+
+
+def test_quick_rows_schema_and_ratios(quick_result):
+    _check_rows(quick_result)
+    names = [r["name"] for r in quick_result["rows"]]
+    assert len(names) == len(set(names))
+    # median of >= 5 repeats everywhere in --quick (the full run's B=80 training row uses fewer and says so)
+    assert all(r["repeats"] >= 5 for r in quick_result["rows"])
+    m = quick_result["machine"]
+    assert m["cores_available"] >= 1 and m["torch"] and m["cpu"]
+    assert quick_result["total_seconds"] > 0
+    assert set(quick_result["section_seconds"]) <= set(SECTIONS)
+
+
+def test_quick_rows_cover_the_sections(quick_result):
+    names = " | ".join(r["name"] for r in quick_result["rows"])
+    skipped = " | ".join(s["name"] for s in quick_result["skipped"])
+    for needle in (
+        "matmul",
+        "conv 16->16",
+        "memory copy",
+        "forward x2",
+        "forward x3",
+        "forward x4",
+        "train step",
+        "Adam step",
+        "PSNR+SSIM",
+    ):
+        assert needle in names, f"{needle} missing from {names}"
+    assert "data pipeline" in names or "data pipeline" in skipped
+
+
+def test_quick_correctness_figures(quick_result):
+    rows = {r["name"]: r for r in quick_result["rows"]}
+    fwd = [r for n, r in rows.items() if " forward x" in n]
+    assert len(fwd) == 4 and all(r["extra"]["max_abs_diff"] < 1e-4 for r in fwd)  # 3 scales + in-place
+    (met,) = [r for n, r in rows.items() if n.startswith("PSNR+SSIM")]
+    assert met["extra"]["max_abs_diff_psnr"] < 1e-6
+    assert met["extra"]["max_abs_diff_ssim"] < 1e-6
+    for r in fwd[:3]:
+        flops = r["extra"]["flops"]
+        # GFLOP/s reported = counted FLOPs / the time implied by the reported px/s
+        side = int(r["name"].split(", ")[-1].split("x")[0])
+        assert r["extra"]["gflops_ours"] == pytest.approx(flops * r["ours"] / side**2 / 1e9, rel=1e-9)
+
+
+def test_quick_files_and_projection(quick_result, tmp_path):
+    md, js = write_results(quick_result, tmp_path)
+    data = json.loads(js.read_text())
+    assert data["rows"] == quick_result["rows"]
+    assert md.name.endswith("-quick.md") and js.stem == md.stem
+    text = md.read_text()
+    assert all(r["name"] in text for r in quick_result["rows"])
+    # a second write the same day does not overwrite the first
+    md2, js2 = write_results(quick_result, tmp_path)
+    assert md2 != md and md.read_text() == text
+    readme = (tmp_path / "README.md").read_text()
+    assert readme == projection_markdown({**quick_result, "_source": js2.name})
+    step = sum(v["training"] for v in quick_result["facts"]["paper_step_flops"].values()) / 3
+    assert f"F_step = {step / 1e12:.3f} TFLOP" in readme
+    assert "H100" in readme and "patches/s" in readme
+
+
+def test_alternate_order_and_counts():
+    calls = []
+    times = alternate({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=4, warmup=1)
+    assert calls == ["a", "b", "a", "b", "b", "a", "a", "b", "b", "a"]
+    assert [len(v) for v in times.values()] == [4, 4]
+    with pytest.raises(ValueError):
+        alternate({"a": lambda: None}, repeats=0, warmup=0)
+
+
+def test_make_row_ratio_and_direction():
+    r = make_row("x", 3.0, 1.5, "s", better="lower", ours_label="o", baseline_label="b", repeats=5)
+    assert r.ratio == 2.0
+    assert make_row("y", 1.0, None, "u", ours_label="o", baseline_label="b", repeats=1).ratio is None
+    with pytest.raises(ValueError):
+        make_row("z", 1.0, 1.0, "u", better="faster", ours_label="o", baseline_label="b", repeats=1)
+
+
+def test_cli_quick_only_limits(tmp_path, capsys):
+    assert main(["--quick", "--only", "limits", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| matmul fp32" in out and "total time" in out
+    (js,) = tmp_path.glob("*.json")
+    result = json.loads(js.read_text())
+    _check_rows(result)
+    assert table_markdown(result).splitlines()[0].startswith("# mdrn bench")
+    # --readme-from regenerates the projection from a recorded run
+    assert main(["--readme-from", str(js), "--out", str(tmp_path)]) == 0
+    assert "F_step" in (tmp_path / "README.md").read_text()
+
+
+def test_unknown_section():
+    with pytest.raises(ValueError, match="unknown bench sections"):
+        run_bench(Sizes.quick(), only=["nope"])
+
+
+@pytest.mark.slow
+def test_quick_tiling_workers():
+    result = run_bench(quick=True, only=["tiling"], log=lambda s: None)
+    if result["skipped"]:
+        pytest.skip(result["skipped"][0]["reason"])
+    _check_rows(result)
+    time_row, rss_row = result["rows"]
+    assert time_row["unit"] == "s" and rss_row["unit"] == "MB"
+    assert time_row["better"] == rss_row["better"] == "lower"
+    # each worker's peak RSS is at least what it held after setup
+    assert rss_row["ours"] * 2**20 >= rss_row["extra"]["setup_rss_ours"]
+    assert rss_row["baseline"] * 2**20 >= rss_row["extra"]["setup_rss_baseline"]
