@@ -262,6 +262,30 @@ def ksvd(
     return dictionary
 
 
+def _nearest(
+    atoms: torch.Tensor, samples: torch.Tensor, k: int, chunk: int = 65536
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return, for every atom (K, d), the |correlation| and indices (K, k) of its k nearest samples (n, d)."""
+    n_atoms = atoms.shape[0]
+    best_val = torch.full((n_atoms, 0), -1.0, dtype=samples.dtype)
+    best_idx = torch.zeros((n_atoms, 0), dtype=torch.int64)
+    for start in range(0, samples.shape[0], chunk):
+        corr = (atoms @ samples[start : start + chunk].T).abs()
+        # only values above an atom's current k-th best can enter its list: take that many per atom
+        thr = best_val.min(dim=1).values if best_val.shape[1] == k else torch.full((n_atoms,), -1.0)
+        m = min(int((corr > thr[:, None]).sum(dim=1).max()), k, corr.shape[1])
+        if m == 0:
+            continue
+        val, pos = torch.topk(corr, m, dim=1, sorted=False)
+        val = torch.cat([best_val, val], dim=1)
+        idx = torch.cat([best_idx, pos + start], dim=1)
+        if val.shape[1] > k:
+            val, keep = torch.topk(val, k, dim=1, sorted=False)
+            idx = torch.gather(idx, 1, keep)
+        best_val, best_idx = val, idx
+    return best_val, best_idx
+
+
 # --------------------------------------------------------------------------------------------------
 # the model
 # --------------------------------------------------------------------------------------------------
@@ -292,6 +316,7 @@ class APlus:
         n_levels: int = 12,
         level_factor: float = 0.98,
         max_samples: int = 5_000_000,
+        max_dict_samples: int = 0,
         hr_norm_floor: float = 0.1,
         seed: int = 0,
     ) -> None:
@@ -308,6 +333,7 @@ class APlus:
         self.n_levels = int(n_levels)
         self.level_factor = float(level_factor)
         self.max_samples = int(max_samples)
+        self.max_dict_samples = int(max_dict_samples)
         self.hr_norm_floor = float(hr_norm_floor)
         self.seed = int(seed)
         self.pca: np.ndarray | None = None
@@ -349,6 +375,11 @@ class APlus:
         energy = np.cumsum(evals) / evals.sum()
         first = int(np.argmax(energy >= 1.0 - self.pca_energy))
         self.pca = np.ascontiguousarray(evecs[:, first:]).astype(np.float32)
+        if 0 < self.max_dict_samples < feats.shape[0]:  # a random subset, for speed (0 = all, as the authors)
+            keep = np.random.default_rng(self.seed).choice(
+                feats.shape[0], self.max_dict_samples, replace=False
+            )
+            feats = feats[np.sort(keep)]
         dict_feats = (feats @ evecs[:, first:]).astype(np.float32)
         say(
             f"x{s}: {dict_feats.shape[0]} dictionary samples, "
@@ -418,19 +449,7 @@ class APlus:
         norms = np.sqrt((lo.astype(np.float64) ** 2).sum(axis=1)) + np.finfo(np.float64).eps
         lo_n = torch.from_numpy((lo / norms[:, None]).astype(np.float32))
         atoms = torch.from_numpy(self.atoms)
-        best_val = torch.full((self.n_atoms, 0), -1.0)
-        best_idx = torch.zeros((self.n_atoms, 0), dtype=torch.int64)
-        chunk = 65536
-        for start in range(0, n, chunk):
-            corr = (atoms @ lo_n[start : start + chunk].T).abs()
-            val = torch.cat([best_val, corr], dim=1)
-            idx = torch.cat(
-                [best_idx, torch.arange(start, start + corr.shape[1]).expand(self.n_atoms, -1)], dim=1
-            )
-            if val.shape[1] > k:
-                val, pos = torch.topk(val, k, dim=1, sorted=False)
-                idx = torch.gather(idx, 1, pos)
-            best_val, best_idx = val, idx
+        best_val, best_idx = _nearest(atoms, lo_n, k)
         hr_scale = np.where(norms < self.hr_norm_floor, 1.0, norms)
         dy, dx = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
         regs = np.empty((self.n_atoms, d, size * size), dtype=np.float32)
@@ -480,6 +499,7 @@ class APlus:
             "n_levels": self.n_levels,
             "level_factor": self.level_factor,
             "max_samples": self.max_samples,
+            "max_dict_samples": self.max_dict_samples,
             "hr_norm_floor": self.hr_norm_floor,
             "seed": self.seed,
         }

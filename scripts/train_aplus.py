@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ksvd-iters", type=int, default=20)
     ap.add_argument("--levels", type=int, default=12, help="pyramid levels 0.98^k for the regressors")
     ap.add_argument("--max-samples", type=int, default=5_000_000)
+    ap.add_argument("--dict-samples", type=int, default=0, help="K-SVD on a random subset (0 = all)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--overwrite", action="store_true")
     ap.add_argument("--eval-only", action="store_true", help="score the saved models, do not train")
@@ -123,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                 ksvd_iters=args.ksvd_iters,
                 n_levels=args.levels,
                 max_samples=args.max_samples,
+                max_dict_samples=args.dict_samples,
                 seed=args.seed,
             )
             t0 = time.perf_counter()
@@ -180,7 +182,8 @@ def record(args: argparse.Namespace, results: list[dict], argv: list[str] | None
         f"- machine: {platform.node()}, {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, Python {platform.python_version()}",
         f"- settings: {args.atoms} atoms (approximate K-SVD, {args.ksvd_iters} iterations, 3 atoms/sample), "
-        f"{args.neighbors} neighbours, lambda {args.lam}, pyramid {args.levels} levels of 0.98^k, "
+        f"K-SVD samples {args.dict_samples or 'all'}, {args.neighbors} neighbours, lambda {args.lam}, "
+        f"pyramid {args.levels} levels of 0.98^k, "
         f"at most {args.max_samples} regression samples",
         "- protocol: LR = MATLAB bicubic 1/s of the mod-cropped HR, rounded to uint8 RGB; A+ on Y, chroma "
         "bicubic; SR quantized to uint8, shave = scale, PSNR/SSIM on float Y (mdrn.metrics.score)",

@@ -7,7 +7,7 @@ import pytest
 import torch
 from skimage import data as skdata
 
-from mdrn.aplus import APlus, APlusSR, _conv_same, feature_filters, omp
+from mdrn.aplus import APlus, APlusSR, _conv_same, _nearest, feature_filters, omp
 from mdrn.color import rgb_to_ycbcr
 from mdrn.metrics import quantize, score
 from mdrn.resize import degrade, imresize, modcrop
@@ -103,3 +103,12 @@ def test_bad_inputs_raise_clear_errors(model: APlus, tmp_path) -> None:
         model.predict(np.zeros((2, 8, 8)))
     with pytest.raises(RuntimeError, match="not trained"):
         APlus(2).predict(np.zeros((8, 8)))
+
+
+def test_nearest_is_exact_top_k() -> None:
+    gen = torch.Generator().manual_seed(0)
+    atoms = torch.nn.functional.normalize(torch.randn(16, 8, generator=gen), dim=1)
+    samples = torch.nn.functional.normalize(torch.randn(5000, 8, generator=gen), dim=1)
+    _, idx = _nearest(atoms, samples, 100, chunk=700)
+    _, want = torch.topk((atoms @ samples.T).abs(), 100, dim=1)
+    assert torch.equal(idx.sort(dim=1).values, want.sort(dim=1).values)
