@@ -52,6 +52,7 @@ __all__ = [
     "render_params",
     "render_table1",
     "run_info",
+    "train_preset",
     "write_csv",
     "write_text",
 ]
@@ -234,6 +235,46 @@ def record(output: str | os.PathLike[str], command: Sequence[str], *, log: bool 
     if log:
         write_text(output.with_name(output.name + ".log"), "".join(log_lines))
     return code
+
+
+def train_preset(
+    name: str,
+    overrides: Sequence[str] = (),
+    results: Path = RESULTS,
+    logs: Path = ROOT / "logs" / "experiments",
+) -> int:
+    """Train ``experiment=<name>`` and record it: weights, training metrics and test table in ``results``.
+
+    Runs ``python -m mdrn.train experiment=<name> hydra.run.dir=<logs>/<name> [overrides]`` (recorded in
+    ``results/models/<name>.safetensors.run.json``), converts the run's ``last.ckpt`` (not the best: the
+    validation set may be a test set) to ``results/models/<name>.safetensors`` and copies the CSV logger's
+    ``metrics.csv`` to ``results/train/<name>_metrics.csv`` and the printed test table beside it.
+    """
+    import shutil
+
+    run_dir = logs / name
+    weights = results / "models" / f"{name}.safetensors"
+    cmd = [sys.executable, "-m", "mdrn.train", f"experiment={name}", f"hydra.run.dir={run_dir}", *overrides]
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    code = record(weights, cmd)
+    if code != 0:
+        return code
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    if not ckpt.is_file():
+        print(f"{ckpt}: the run wrote no last.ckpt", file=sys.stderr)
+        return 1
+    from mdrn.weights import load_model, save_model
+
+    save_model(load_model(ckpt), weights, overwrite=True)
+    train_dir = results / "train"
+    train_dir.mkdir(parents=True, exist_ok=True)
+    for src, dst in ((run_dir / "csv" / "metrics.csv", f"{name}_metrics.csv"),
+                     (run_dir / "test_results.txt", f"{name}_test_results.txt")):  # fmt: skip
+        if src.is_file():
+            shutil.copyfile(src, train_dir / dst)
+    print(f"recorded {weights} and {train_dir}/{name}_*")
+    return 0
 
 
 def run_info(output: str | os.PathLike[str]) -> dict[str, Any] | None:
@@ -519,10 +560,437 @@ def render_params(results: Path = RESULTS, pub: Mapping[str, Any] | None = None)
     return out
 
 
+# ------------------------------------------------------------------------------- per-image helpers
+
+
+def per_image(path: str | os.PathLike[str]) -> dict[tuple[str, int, str], tuple[float, float]]:
+    """Per-image scores ``(set, scale, image stem) -> (psnr, ssim)`` of an evaluate CSV."""
+    return {
+        (r["set"], int(r["scale"]), Path(r["image"]).stem): (float(r["psnr"]), float(r["ssim"]))
+        for r in read_csv(path)
+    }
+
+
+def _optional(path: Path) -> dict[tuple[str, int, str], tuple[float, float]]:
+    """Per-image scores of ``path`` or an empty dict if that run has not happened."""
+    return per_image(path) if path.is_file() else {}
+
+
+def _image_facts(results: Path) -> dict[str, dict[str, Any]]:
+    """The medical images' descriptions and bit depths recorded beside Table 2 (empty if absent)."""
+    path = results / "table2" / "images.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+# ------------------------------------------------------------------------------------------ Table 2
+
+
+def render_table2(results: Path = RESULTS, pub: Mapping[str, Any] | None = None) -> dict[str, Path]:
+    """Write ``table2.csv``/``.md``/``.png``: MDRN (CPU preset) vs bicubic per medical image and scale."""
+    from mdrn.viz import bar_chart, save_figure
+
+    pub = pub or load_published()
+    folder = results / "table2"
+    mdrn = per_image(folder / "mdrn_cpu.csv")
+    bic = _optional(folder / "bicubic.csv")
+    facts = _image_facts(results)
+    rows = []
+    for (dataset, s, image), (p, q) in sorted(mdrn.items(), key=lambda kv: (kv[0][2], kv[0][1])):
+        b = bic.get((dataset, s, image))
+        rows.append(
+            {
+                "image": image,
+                "bit_depth": facts.get(image, {}).get("bit_depth"),
+                "scale": s,
+                "psnr": p,
+                "ssim": q,
+                "bicubic_psnr": b[0] if b else None,
+                "bicubic_ssim": b[1] if b else None,
+                "gain_db": p - b[0] if b else None,
+                "about": facts.get(image, {}).get("about", ""),
+            }
+        )
+    cols = ["image", "bit_depth", "scale", "psnr", "ssim", "bicubic_psnr", "bicubic_ssim", "gain_db", "about"]
+    out = {"csv": write_csv(results / "table2.csv", rows, cols)}
+    md = [
+        "# Table 2: MDRN on medical images (x2 / x3 / x4)\n",
+        "PSNR with the image's own bit depth (the paper's Eq. 4: peak 2^n − 1), SSIM, on Y (RGB) or the "
+        "gray values, border = scale removed. The paper's images (demodicosis, retinopathy) are private; "
+        "these are held-out medical images that need no download (`experiments/scripts/medical_images.py`). "
+        "MDRN here is the CPU preset `mdrn_cpu` (B=4, F=32, 800 steps on the sample data), not the paper's "
+        "model: its numbers are a laptop-scale measurement, not a reproduction of the paper's values.\n",
+        markdown_table(
+            ["image", "bits", "scale", "MDRN PSNR", "MDRN SSIM", "bicubic PSNR", "bicubic SSIM", "gain dB"],
+            [
+                [
+                    r["image"],
+                    r["bit_depth"] or "?",
+                    f"x{r['scale']}",
+                    _num(r["psnr"], 2),
+                    _num(r["ssim"], 4),
+                    _num(r["bicubic_psnr"], 2),
+                    _num(r["bicubic_ssim"], 4),
+                    _diff(r["psnr"], r["bicubic_psnr"], 2),
+                ]
+                for r in rows
+            ],
+        ),
+        "\nPublished (Ren et al. 2019, Table 2, private images; for reference only, not comparable image "
+        "by image):\n",
+        markdown_table(
+            ["image type", "x2", "x3", "x4"],
+            [
+                [k] + [f"{v[str(s)][0]:.2f} / {v[str(s)][1]:.4f}" for s in SCALES]
+                for k, v in pub["mdrn_paper_table2"].items()
+                if not k.startswith("_")
+            ],
+        ),
+    ]
+    if rows:
+        cats = [f"{r['image']}\nx{r['scale']}" for r in rows]
+        fig = bar_chart(
+            cats,
+            {"MDRN (CPU preset)": [r["psnr"] for r in rows], "Bicubic": [r["bicubic_psnr"] for r in rows]},
+            ylabel="PSNR (dB, image's own bit depth)",
+            title="Table 2: medical images",
+        )
+        out["png"] = save_figure(fig, results / "table2.png")
+        md.append("\n![Table 2](table2.png)\n")
+    md.append(
+        "\n## Recorded runs\n\n"
+        + _run_line([p for p in (folder / "mdrn_cpu.csv", folder / "bicubic.csv") if p.is_file()])
+    )
+    out["md"] = write_text(results / "table2.md", "\n".join(md) + "\n")
+    return out
+
+
+# ------------------------------------------------------------------------------------------- Fig. 8
+
+FIG8_MULTI = "mdrn_cpu"
+
+
+def render_fig8(results: Path = RESULTS, pub: Mapping[str, Any] | None = None) -> dict[str, Path]:
+    """Write ``fig8.csv``/``.md``/``_psnr.png``/``_ssim.png``: single- vs multi-scale per set and scale."""
+    from mdrn.viz import bar_chart, save_figure
+
+    pub = pub or load_published()
+    claim = pub["mdrn_paper_claims"]["fig8_single_vs_multi_mean_abs_diff"]
+    folder = results / "fig8"
+    multi = mean_scores([folder / f"{FIG8_MULTI}.csv"])
+    single: dict[tuple[str, int], tuple[float, float, int]] = {}
+    for s in SCALES:
+        path = folder / f"fig8_x{s}.csv"
+        if path.is_file():
+            single.update({k: v for k, v in mean_scores([path]).items() if k[1] == s})
+    rows = []
+    for key in sorted(multi, key=lambda k: (k[0], k[1])):
+        m, si = multi[key], single.get(key)
+        rows.append(
+            {
+                "set": key[0],
+                "scale": key[1],
+                "single_psnr": si[0] if si else None,
+                "single_ssim": si[1] if si else None,
+                "multi_psnr": m[0],
+                "multi_ssim": m[1],
+                "diff_psnr": m[0] - si[0] if si else None,
+                "diff_ssim": m[1] - si[1] if si else None,
+            }
+        )
+    cols = [
+        "set",
+        "scale",
+        "single_psnr",
+        "single_ssim",
+        "multi_psnr",
+        "multi_ssim",
+        "diff_psnr",
+        "diff_ssim",
+    ]
+    out = {"csv": write_csv(results / "fig8.csv", rows, cols)}
+    paired = [r for r in rows if r["diff_psnr"] is not None]
+    mad_p = math.fsum(abs(r["diff_psnr"]) for r in paired) / len(paired) if paired else None
+    mad_s = math.fsum(abs(r["diff_ssim"]) for r in paired) / len(paired) if paired else None
+    md = [
+        "# Fig. 8: single-scale vs multi-scale MDRN\n",
+        "Small CPU scale: MDRN B=4, F=32, 800 steps of 8 LR patches 24x24 on the sample data, identical "
+        "settings and seed; `mdrn_cpu` (multi-scale: the 800 steps are shared among x2/x3/x4) against "
+        "`fig8_x2`, `fig8_x3`, `fig8_x4` (single-scale: every step trains that scale). Scored on Set5 and "
+        "the held-out medical images. Δ = multi − single.\n",
+        markdown_table(
+            ["set", "scale", "single PSNR", "multi PSNR", "Δ PSNR", "single SSIM", "multi SSIM", "Δ SSIM"],
+            [
+                [
+                    r["set"],
+                    f"x{r['scale']}",
+                    _num(r["single_psnr"], 3),
+                    _num(r["multi_psnr"], 3),
+                    _diff(r["multi_psnr"], r["single_psnr"], 3),
+                    _num(r["single_ssim"], 4),
+                    _num(r["multi_ssim"], 4),
+                    _diff(r["multi_ssim"], r["single_ssim"], 4),
+                ]
+                for r in rows
+            ],
+        ),
+        f"\n**Mean absolute difference** over the {len(paired)} (set, scale) pairs: "
+        f"PSNR {_num(mad_p, 3)} dB, SSIM {_num(mad_s, 4)} — paper: {claim['psnr_db']} dB, {claim['ssim']} "
+        "(full-size models, fully trained).\n",
+    ]
+    if rows:
+        cats = [f"{r['set']}\nx{r['scale']}" for r in rows]
+        for metric, label, fmt in (("psnr", "PSNR (dB)", "{:.2f}"), ("ssim", "SSIM", "{:.3f}")):
+            fig = bar_chart(
+                cats,
+                {
+                    "single-scale": [r[f"single_{metric}"] for r in rows],
+                    "multi-scale": [r[f"multi_{metric}"] for r in rows],
+                },
+                ylabel=label,
+                fmt=fmt,
+                title=f"Fig. 8: single- vs multi-scale, {label}",
+            )
+            out[f"png_{metric}"] = save_figure(fig, results / f"fig8_{metric}.png")
+            md.append(f"![Fig. 8 {metric}](fig8_{metric}.png)\n")
+    runs = [folder / f"{n}.csv" for n in (FIG8_MULTI, "fig8_x2", "fig8_x3", "fig8_x4")]
+    models = [results / "models" / f"{n}.safetensors" for n in (FIG8_MULTI, "fig8_x2", "fig8_x3", "fig8_x4")]
+    md.append("\n## Recorded runs\n\n" + _run_line([p for p in models + runs if p.is_file()]))
+    out["md"] = write_text(results / "fig8.md", "\n".join(md) + "\n")
+    return out
+
+
+# ------------------------------------------------------------------------------------- Figs. 10-14
+
+
+def render_figs10_14(results: Path = RESULTS, pub: Mapping[str, Any] | None = None) -> dict[str, Path]:
+    """Write ``figs10_14.md``: the panels written by ``experiments/scripts/panels.py`` with their scores."""
+    folder = results / "figs10_14"
+    rows = read_csv(folder / "panels.csv")
+    md = [
+        "# Figs. 10-14: what the network adds\n",
+        "For an image of each type and each scale: LR, the bicubic enlargement (the low frequencies), the "
+        "network's residual SR − bicubic (the high frequencies it adds; diverging colour map, red = brighter "
+        "than bicubic), the SR output and the HR original, with the zoomed crop (yellow box) below. Model: "
+        "the CPU preset `mdrn_cpu` (B=4, F=32), not the paper's model. PSNR at the image's own bit depth.\n",
+        markdown_table(
+            ["image", "scale", "bits", "bicubic PSNR", "SR PSNR", "figure"],
+            [
+                [
+                    r["image"],
+                    f"x{r['scale']}",
+                    r["bit_depth"],
+                    _num(float(r["bicubic_psnr"]), 2),
+                    _num(float(r["sr_psnr"]), 2),
+                    f"[{r['figure']}](figs10_14/{r['figure']})",
+                ]
+                for r in rows
+            ],
+        ),
+    ]
+    for r in rows:
+        if int(r["scale"]) == 4:
+            md.append(f"\n![{r['image']} x4](figs10_14/{r['figure']})\n")
+    md.append("\n## Recorded run\n\n" + _run_line([folder / "panels.csv"]))
+    return {"md": write_text(results / "figs10_14.md", "\n".join(md) + "\n")}
+
+
+# ------------------------------------------------------------------------------------- Figs. 15-16
+
+FIGS15_16_METHODS = (
+    ("Bicubic", "bicubic"),
+    ("SRCNN", "srcnn_cpu"),
+    ("EDSR", "edsr_cpu"),
+    ("MDRN", "mdrn_cpu"),
+)
+
+
+def render_figs15_16(results: Path = RESULTS, pub: Mapping[str, Any] | None = None) -> dict[str, Path]:
+    """Write ``figs15_16.csv``/``.md``, ``fig15_psnr.png``, ``fig16_ssim.png``: 4 methods, x4, per image."""
+    from mdrn.viz import bar_chart, save_figure
+
+    pub = pub or load_published()
+    folder = results / "table2"
+    scores = {m: _optional(folder / f"{f}.csv") for m, f in FIGS15_16_METHODS}
+    images = sorted({k[2] for v in scores.values() for k in v if k[1] == 4})
+    rows = []
+    for image in images:
+        for m, _ in FIGS15_16_METHODS:
+            v = next((x for k, x in scores[m].items() if k[1] == 4 and k[2] == image), None)
+            rows.append(
+                {
+                    "image": image,
+                    "method": m,
+                    "scale": 4,
+                    "psnr": v[0] if v else None,
+                    "ssim": v[1] if v else None,
+                    "status": "measured" if v else "not run",
+                }
+            )
+    out = {
+        "csv": write_csv(
+            results / "figs15_16.csv", rows, ["image", "method", "scale", "psnr", "ssim", "status"]
+        )
+    }
+    get = {(r["image"], r["method"]): r for r in rows}
+    md = [
+        "# Figs. 15-16: PSNR and SSIM at x4 on the medical images\n",
+        "Bicubic, SRCNN (CPU preset `srcnn_cpu`), EDSR (a small `edsr_baseline`-style CPU run `edsr_cpu` "
+        "if recorded) and MDRN (CPU preset `mdrn_cpu`), on the held-out medical images, PSNR at the image's "
+        "own bit depth. Laptop-scale models: not the paper's.\n",
+        markdown_table(
+            ["image"] + [f"{m} PSNR / SSIM" for m, _ in FIGS15_16_METHODS],
+            [
+                [image]
+                + [
+                    f"{_num(get[(image, m)]['psnr'], 2)} / {_num(get[(image, m)]['ssim'], 4)}"
+                    if get[(image, m)]["psnr"] is not None
+                    else "not run"
+                    for m, _ in FIGS15_16_METHODS
+                ]
+                for image in images
+            ],
+        ),
+        "\nValues quoted in the paper's text (its private images; one image of each type, x4): "
+        + "; ".join(
+            f"{k.replace('_', ' ')} {v[0]:.2f} dB / {v[1]:.3f}"
+            for k, v in pub["mdrn_paper_figs15_16"].items()
+            if not k.startswith("_")
+        )
+        + ".\n",
+    ]
+    if images:
+        for metric, label, fmt, name in (
+            ("psnr", "PSNR (dB)", "{:.2f}", "fig15_psnr"),
+            ("ssim", "SSIM", "{:.3f}", "fig16_ssim"),
+        ):
+            series = {m: [get[(i, m)][metric] for i in images] for m, _ in FIGS15_16_METHODS}
+            fig = bar_chart(images, series, ylabel=label, fmt=fmt, title=f"x4 on medical images: {label}")
+            out[name] = save_figure(fig, results / f"{name}.png")
+            md.append(f"![{name}]({name}.png)\n")
+    files = [folder / f"{f}.csv" for _, f in FIGS15_16_METHODS if (folder / f"{f}.csv").is_file()]
+    md.append("\n## Recorded runs\n\n" + _run_line(files))
+    out["md"] = write_text(results / "figs15_16.md", "\n".join(md) + "\n")
+    return out
+
+
+# ------------------------------------------------------------------------------------------- claims
+
+
+def val_curve(path: str | os.PathLike[str], metric: str) -> tuple[list[int], list[float]]:
+    """(steps, values) of a metric in a Lightning CSV logger's ``metrics.csv`` (rows where it is set)."""
+    steps, values = [], []
+    for row in read_csv(path):
+        if row.get(metric):
+            steps.append(int(row["step"]))
+            values.append(float(row[metric]))
+    return steps, values
+
+
+def render_claims(results: Path = RESULTS, pub: Mapping[str, Any] | None = None) -> dict[str, Path]:
+    """Write ``claims.md`` (+ CSV/PNG): x4-from-x2 convergence, parameter counts, MDRN vs SRCNN speed."""
+    from mdrn.viz import bar_chart, curve_chart, save_figure
+
+    pub = pub or load_published()
+    folder = results / "claims"
+    out = render_params(results, pub)
+    md = [
+        "# The paper's claims, measured\n",
+        (folder / "params.md").read_text().replace("# Claim", "## Claim"),
+    ]
+
+    metric = "val/Set5_x4/psnr"
+    curves = {}
+    for label, name in (("x4 from scratch", "fig8_x4"), ("x4 initialised from x2", "claim_x4_from_x2")):
+        path = results / "train" / f"{name}_metrics.csv"
+        if path.is_file():
+            curves[label] = val_curve(path, metric)
+    md.append("\n## Claim: x4 initialised from x2 converges faster than x4 from scratch\n")
+    md.append(
+        f'Paper: "{pub["mdrn_paper_claims"]["x4_from_x2_init"]}". Small CPU scale (B=4, F=32, same '
+        f"data, steps and seed; `fig8_x4` vs `claim_x4_from_x2`), validation PSNR on Set5 x4 (`{metric}`).\n"
+    )
+    if curves:
+        steps = sorted({s for xs, _ in curves.values() for s in xs})
+        rows = [{"step": s, **{lbl: dict(zip(*c)).get(s) for lbl, c in curves.items()}} for s in steps]
+        out["x4_csv"] = write_csv(folder / "x4_from_x2.csv", rows, ["step", *curves])
+        md.append(
+            markdown_table(["step", *curves], [[r["step"], *(_num(r[c], 3) for c in curves)] for r in rows])
+        )
+        fig = curve_chart(
+            curves,
+            xlabel="training step",
+            ylabel="Set5 x4 validation PSNR (dB)",
+            title="x4 from x2 vs x4 from scratch",
+        )
+        out["x4_png"] = save_figure(fig, folder / "x4_from_x2.png")
+        md.append("\n![x4 from x2](claims/x4_from_x2.png)\n")
+        if len(curves) == 2:
+            (a_s, a_v), (b_s, b_v) = curves["x4 from scratch"], curves["x4 initialised from x2"]
+            common = sorted(set(a_s) & set(b_s))
+            ahead = sum(dict(zip(b_s, b_v))[s] > dict(zip(a_s, a_v))[s] for s in common)
+            md.append(
+                f"The x2-initialised model is ahead at {ahead} of {len(common)} validation points; "
+                f"final: {b_v[-1]:.3f} dB vs {a_v[-1]:.3f} dB from scratch.\n"
+            )
+    else:
+        md.append("not yet run: `make claims` trains both (experiments fig8_x4 and claim_x4_from_x2).\n")
+
+    md.append("\n## Claim: MDRN reconstructs faster than SRCNN despite more parameters\n")
+    md.append(f'Paper: "{pub["mdrn_paper_claims"]["mdrn_vs_srcnn_speed"]}".\n')
+    timing = folder / "timing.csv"
+    if timing.is_file():
+        rows = read_csv(timing)
+        md.append(
+            markdown_table(
+                ["model", "parameters", "scale", "HR size", "seconds / image (median)"],
+                [
+                    [
+                        r["model"],
+                        f"{int(r['params']):,}",
+                        f"x{r['scale']}",
+                        r["hr_size"],
+                        f"{float(r['seconds']):.3f}",
+                    ]
+                    for r in rows
+                ],
+            )
+        )
+        models = list(dict.fromkeys(r["model"] for r in rows))
+        series = {
+            m: [
+                next((float(r["seconds"]) for r in rows if r["model"] == m and int(r["scale"]) == s), None)
+                for s in SCALES
+            ]
+            for m in models
+        }
+        top = max(v for vs in series.values() for v in vs if v)
+        fig = bar_chart(
+            [f"x{s}" for s in SCALES],
+            series,
+            ylabel="seconds per image",
+            fmt="{:.3f}",
+            title="Time per image (same machine, one run)",
+            ylim=(0, top * 1.25),
+        )
+        out["timing_png"] = save_figure(fig, folder / "timing.png")
+        md.append("\n![timing](claims/timing.png)\n\n" + _run_line([timing]))
+    else:
+        md.append("not yet run: `make claims` runs `experiments/scripts/time_models.py`.\n")
+    runs = [results / "models" / f"{n}.safetensors" for n in ("fig8_x2", "fig8_x4", "claim_x4_from_x2")]
+    md.append("\n## Recorded training runs\n\n" + _run_line([p for p in runs if p.is_file()]))
+    out["md"] = write_text(results / "claims.md", "\n".join(md) + "\n")
+    return out
+
+
 # ------------------------------------------------------------------------------------------- CLI
 
 RENDERERS: dict[str, Callable[..., dict[str, Path]]] = {
     "table1": render_table1,
+    "table2": render_table2,
+    "fig8": render_fig8,
+    "figs10_14": render_figs10_14,
+    "figs15_16": render_figs15_16,
+    "claims": render_claims,
     "params": render_params,
 }
 
@@ -550,14 +1018,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("usage: python -m mdrn.reproduce record OUTPUT -- COMMAND...", file=sys.stderr)
             return 2
         return record(argv[1], argv[3:])
+    if argv[:1] == ["train"]:
+        if len(argv) < 2:
+            print("usage: python -m mdrn.reproduce train EXPERIMENT [HYDRA_OVERRIDES...]", file=sys.stderr)
+            return 2
+        return train_preset(argv[1], argv[2:])
     parser = argparse.ArgumentParser(prog="python -m mdrn.reproduce", description=__doc__.split("\n")[0])
     parser.add_argument("artefact", choices=sorted(RENDERERS) + ["all"])
     parser.add_argument("--results", type=Path, default=RESULTS, help="results folder (default: %(default)s)")
     args = parser.parse_args(argv)
     for key, path in render(args.artefact, args.results).items():
         print(f"{key}: {path}")
-    if args.artefact in ("table1",) and (args.results / "table1.md").is_file():
-        print((args.results / "table1.md").read_text())
+    md = args.results / f"{args.artefact}.md"
+    if md.is_file():
+        print(md.read_text())
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Write the medical test images of Table 2 and Figs. 10-16 (no download: scikit-image, pydicom, pydicom-data).
+"""Write the medical test images of Table 2 and Figs. 10-16 (no download: skimage, pydicom, pydicom-data).
 
 The paper's own images (demodicosis, retinopathy, gastroscopy) are private. These stand in for them; none
 of them is in the training images of ``data=sample`` (which trains on MR2_UNCR and 693_UNCR, not on these),
@@ -76,8 +76,13 @@ def main() -> None:
         array, bits = loaded
         crop, box = centre_crop(array, args.size)
         write_image(folder / f"{name}.png", crop, bit_depth=bits, overwrite=True)
-        facts[name] = {"source": source, "about": about, "bit_depth": bits, "original_shape": list(array.shape),
-                       "crop_top_left_h_w": box}  # fmt: skip
+        facts[name] = {
+            "source": source,
+            "about": about,
+            "bit_depth": bits,
+            "original_shape": list(array.shape),
+            "crop_top_left_h_w": box,
+        }
         print(f"{name}: {about}; {array.shape} -> centre crop {crop.shape}, {bits} bit")
     (folder / "images.json").write_text(json.dumps(facts, indent=2) + "\n")
 

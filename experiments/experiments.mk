@@ -1,0 +1,97 @@
+# The paper's artefacts (included by the main Makefile). Each target re-renders its table/figure from the
+# recorded runs in experiments/results/ and launches only the runs whose outputs are missing (make's own
+# file rules: delete an output, or use `make -B <target>`, to run it again). Every run is recorded by
+# `python -m mdrn.reproduce record OUT -- CMD` (command, machine, UTC date, duration in OUT.run.json).
+#
+#   make table1        Table 1 (Set5 here; Set14/B100/Urban100 with DATASETS=folder that has them)
+#   make table2        Table 2: MDRN on medical images, x2/x3/x4, PSNR at the image's own bit depth
+#   make fig8          Fig. 8: single-scale vs multi-scale (small CPU scale)
+#   make figs10_14     Figs. 10-14: LR / bicubic / residual / SR / HR panels with zoomed crops
+#   make figs15_16     Figs. 15-16: Bicubic, SRCNN, EDSR, MDRN at x4 on the medical images
+#   make claims        parameter counts, x4-from-x2 convergence, MDRN vs SRCNN time per image
+#   make notebooks     execute notebooks/*.ipynb (as CI does)
+#   make reproduce     all of the above
+
+PY ?= python
+SHARED ?= ../shared
+DATASETS ?= $(SHARED)/datasets
+MEDICAL ?= data/medical
+R := experiments/results
+REC = $(PY) -m mdrn.reproduce record $@ --
+EVAL = $(PY) -m mdrn.evaluate 'eval.scales=[2,3,4]' eval.output=$@
+
+.PHONY: table1 table2 fig8 figs10_14 figs15_16 claims notebooks reproduce
+# recorded outputs are results, never make's intermediate files
+.PRECIOUS: $(R)/models/%.safetensors $(R)/table1/%.csv $(R)/table2/%.csv $(R)/fig8/%.csv
+
+# ------------------------------------------------------------------------------- trained presets
+# experiments/results/models/<preset>.safetensors <- python -m mdrn.train experiment=<preset>
+$(R)/models/%.safetensors:
+	$(PY) -m mdrn.reproduce train $*
+
+# the x4-from-x2 run starts from the fig8 x2 model
+$(R)/models/claim_x4_from_x2.safetensors: | $(R)/models/fig8_x2.safetensors
+
+# ---------------------------------------------------------------------------------------- Table 1
+TABLE1_RUNS := $(R)/table1/bicubic_Set5.csv $(R)/table1/uint8y/bicubic_Set5.csv $(R)/table1/vdsr_Set5.csv \
+	$(R)/table1/srcnn_cpu_Set5.csv $(R)/table1/mdrn_cpu_Set5.csv
+
+table1: $(TABLE1_RUNS)  ## Table 1: ours beside the published values (A+ from results/aplus/)
+	$(PY) -m mdrn.reproduce table1
+
+$(R)/table1/bicubic_Set5.csv:
+	$(REC) $(EVAL) model=bicubic eval.root=$(DATASETS) 'eval.sets=[Set5]'
+$(R)/table1/uint8y/bicubic_Set5.csv:
+	$(REC) $(PY) experiments/scripts/bicubic_uint8_y.py --root $(DATASETS) --sets Set5 --out $@
+$(R)/table1/vdsr_Set5.csv:
+	$(REC) $(EVAL) weights=$(SHARED)/reference/vdsr/VDSR_Official.mat eval.root=$(DATASETS) 'eval.sets=[Set5]'
+$(R)/table1/%_Set5.csv: $(R)/models/%.safetensors
+	$(REC) $(EVAL) weights=$< eval.root=$(DATASETS) 'eval.sets=[Set5]'
+
+# ---------------------------------------------------------------------------------------- Table 2
+$(MEDICAL)/Medical/images.json:
+	$(PY) experiments/scripts/medical_images.py --out $(MEDICAL)
+
+$(R)/table2/bicubic.csv: | $(MEDICAL)/Medical/images.json
+	$(REC) $(EVAL) model=bicubic eval.root=$(MEDICAL) 'eval.sets=[Medical]'
+$(R)/table2/%.csv: $(R)/models/%.safetensors | $(MEDICAL)/Medical/images.json
+	$(REC) $(EVAL) weights=$< eval.root=$(MEDICAL) 'eval.sets=[Medical]'
+
+table2: $(R)/table2/bicubic.csv $(R)/table2/mdrn_cpu.csv  ## Table 2: medical images
+	$(PY) -m mdrn.reproduce table2
+
+# ----------------------------------------------------------------------------------------- Fig. 8
+FIG8_MODELS := mdrn_cpu fig8_x2 fig8_x3 fig8_x4
+$(MEDICAL)/Set5:
+	mkdir -p $(MEDICAL) && ln -sfn $(abspath $(DATASETS))/Set5 $@
+$(R)/fig8/%.csv: $(R)/models/%.safetensors | $(MEDICAL)/Medical/images.json $(MEDICAL)/Set5
+	$(REC) $(EVAL) weights=$< eval.root=$(MEDICAL) 'eval.sets=[Set5,Medical]'
+
+fig8: $(foreach m,$(FIG8_MODELS),$(R)/fig8/$(m).csv)  ## Fig. 8: single- vs multi-scale
+	$(PY) -m mdrn.reproduce fig8
+
+# ------------------------------------------------------------------------------------ Figs. 10-14
+$(R)/figs10_14/panels.csv: $(R)/models/mdrn_cpu.safetensors | $(MEDICAL)/Medical/images.json
+	$(REC) $(PY) experiments/scripts/panels.py --weights $< --images $(MEDICAL)/Medical $(DATASETS)/Set5/butterfly.png \
+		--out $(R)/figs10_14
+
+figs10_14: $(R)/figs10_14/panels.csv  ## Figs. 10-14: LR / bicubic / residual / SR / HR panels
+	$(PY) -m mdrn.reproduce figs10_14
+
+# ------------------------------------------------------------------------------------ Figs. 15-16
+figs15_16: $(R)/table2/bicubic.csv $(R)/table2/mdrn_cpu.csv $(R)/table2/srcnn_cpu.csv  ## Figs. 15-16
+	$(PY) -m mdrn.reproduce figs15_16
+
+# ----------------------------------------------------------------------------------------- claims
+$(R)/claims/timing.csv:
+	$(REC) $(PY) experiments/scripts/time_models.py --out $@
+
+claims: $(R)/models/claim_x4_from_x2.safetensors $(R)/models/fig8_x4.safetensors $(R)/claims/timing.csv  ## claims
+	$(PY) -m mdrn.reproduce params
+	$(PY) -m mdrn.reproduce claims
+
+# ----------------------------------------------------------------------------------------- notebooks
+notebooks:  ## execute the notebooks (reads experiments/results/)
+	$(PY) -m pytest -q tests/test_notebooks.py
+
+reproduce: table1 table2 fig8 figs10_14 figs15_16 claims notebooks  ## every artefact
