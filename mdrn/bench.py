@@ -505,6 +505,54 @@ def bench_forward(ctx: Context) -> None:
     )
 
 
+def bench_compile(ctx: Context) -> None:
+    """``module.compile()`` (inductor) against the eager fast path on CPU: compile time and steady speed.
+
+    Not in the default run (compiling costs tens of seconds to minutes); ``--only compile`` or ``--all``.
+    """
+    s = ctx.sizes
+    args = {**s.fwd_model, "n_resblocks": min(4, int(s.fwd_model["n_resblocks"])), "scales": (2,)}
+    eager = prepare_for_inference(_mdrn(args), path=replace(ctx.path, compile=False))
+    compiled = copy.deepcopy(eager)
+    compiled.compile()
+    t = s.fwd_tile
+    x = torch.rand(1, 3, t, t, generator=_seed()).to(ctx.device)
+    with inference_context(path=ctx.path):
+        t0 = time.perf_counter()
+        out = compiled(x, 2)
+        _sync(ctx.device)
+        compile_s = time.perf_counter() - t0
+        diff = float((out - eager(x, 2)).abs().max())
+
+    def run(net: nn.Module) -> Callable[[], None]:
+        def call() -> None:
+            with inference_context(path=ctx.path):
+                net(x, 2)
+
+        return call
+
+    times = alternate(
+        {"c": run(compiled), "e": run(eager)}, repeats=s.repeats, warmup=s.warmup, device=ctx.device
+    )
+    tc, te = _median(times["c"]), _median(times["e"])
+    gain = te - tc
+    breakeven = f"{compile_s / gain:,.0f} tiles" if gain > 0 else "never (not faster)"
+    ctx.add(
+        make_row(
+            f"MDRN {_describe(args)} forward x2, {t}x{t} LR tile: module.compile()",
+            t * t / tc,
+            t * t / te,
+            "LR px/s",
+            ours_label="module.compile() (inductor) on the fast path",
+            baseline_label="eager fast path",
+            repeats=s.repeats,
+            notes=f"first call (compiling) {compile_s:.1f} s; pays back after {breakeven}; "
+            f"max |diff| {diff:.1e}",
+            extra={"compile_seconds": compile_s, "max_abs_diff": diff},
+        )
+    )
+
+
 def _path_label(path: FastPath, training: bool) -> str:
     """Human description of a fast path."""
     parts = ["NHWC" if path.channels_last else "NCHW"]
@@ -1032,7 +1080,10 @@ SECTIONS: dict[str, Callable[[Context], None]] = {
     "pipeline": bench_pipeline,
     "tiling": bench_tiling,
     "metrics": bench_metrics,
+    "compile": bench_compile,
 }
+#: Sections of the default run (``compile`` is opt-in: it costs minutes on CPU).
+DEFAULT_SECTIONS = [name for name in SECTIONS if name != "compile"]
 
 
 def machine_info(device: torch.device | None = None) -> dict[str, Any]:
@@ -1089,7 +1140,7 @@ def run_bench(
     started = _dt.datetime.now(_dt.timezone.utc)
     section_seconds = {}
     for name, fn in SECTIONS.items():
-        if only and name not in only:
+        if name not in (only or DEFAULT_SECTIONS):
             continue
         log(f"[{name}]")
         t0 = time.perf_counter()
@@ -1319,6 +1370,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mdrn-bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes (seconds; for tests)")
     parser.add_argument("--only", default=None, help=f"comma-separated sections of {','.join(SECTIONS)}")
+    parser.add_argument("--all", action="store_true", help="also the opt-in sections (compile)")
     parser.add_argument(
         "--out", default=None, help=f"output folder (default {RESULTS}; --quick: a temp folder)"
     )
@@ -1336,7 +1388,7 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write(dest, lambda p: p.write_text(projection_markdown(result)), overwrite=True)
         print(f"wrote {dest}")
         return 0
-    only = [s.strip() for s in args.only.split(",")] if args.only else None
+    only = [s.strip() for s in args.only.split(",")] if args.only else (list(SECTIONS) if args.all else None)
     t0 = time.perf_counter()
     result = run_bench(quick=args.quick, only=only, device=args.device)
     print()
@@ -1346,7 +1398,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.out
         else (Path(tempfile.mkdtemp(prefix="mdrn-bench-")) if args.quick else RESULTS)
     )
-    md, js = write_results(result, out, overwrite=args.overwrite, readme=not args.no_readme and not only)
+    complete = set(DEFAULT_SECTIONS) <= set(only or DEFAULT_SECTIONS)
+    md, js = write_results(result, out, overwrite=args.overwrite, readme=complete and not args.no_readme)
     print(f"wrote {md} and {js}")
     print(f"total time {time.perf_counter() - t0:.1f} s")
     return 0

@@ -12,6 +12,7 @@ import math
 import pytest
 
 from mdrn.bench import (
+    DEFAULT_SECTIONS,
     SECTIONS,
     Sizes,
     alternate,
@@ -23,7 +24,7 @@ from mdrn.bench import (
     write_results,
 )
 
-FAST_SECTIONS = [s for s in SECTIONS if s != "tiling"]
+FAST_SECTIONS = [s for s in DEFAULT_SECTIONS if s != "tiling"]
 
 
 @pytest.fixture(scope="module")
@@ -154,3 +155,12 @@ def test_quick_tiling_workers():
     # each worker's peak RSS is at least what it held after setup
     assert rss_row["ours"] * 2**20 >= rss_row["extra"]["setup_rss_ours"]
     assert rss_row["baseline"] * 2**20 >= rss_row["extra"]["setup_rss_baseline"]
+
+
+@pytest.mark.slow
+def test_quick_compile_section():
+    result = run_bench(quick=True, only=["compile"], log=lambda s: None)
+    _check_rows(result)
+    (row,) = result["rows"]
+    assert row["extra"]["compile_seconds"] > 0
+    assert row["extra"]["max_abs_diff"] < 1e-4
