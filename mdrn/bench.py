@@ -683,6 +683,46 @@ def bench_training(ctx: Context) -> None:
         del eager, fast, opt_e, opt_f
 
 
+def bench_inplace_train(ctx: Context) -> None:
+    """Training step with the in-place variant (ReLU, residual add) against the model's blocks, both NHWC.
+
+    Opt-in (``--only inplace_train`` or ``--all``): a measurement for :mod:`mdrn.models`' owner.
+    """
+    s = ctx.sizes
+    scale, batch = 2, max(1, s.train_batch // 4)
+    g = _seed()
+    x = torch.rand(batch, 3, s.train_patch, s.train_patch, generator=g).to(ctx.device)
+    y = torch.rand(batch, 3, s.train_patch * scale, s.train_patch * scale, generator=g).to(ctx.device)
+    args = {"n_resblocks": s.train_blocks[0], "n_feats": s.train_feats, "scales": (2,)}
+    model = prepare_for_training(_mdrn(args), path=ctx.path).train()
+    variant = prepare_for_training(_inplace_variant(model), path=ctx.path).train()
+    opts = {id(n): _adam(n.parameters(), True) for n in (model, variant)}
+
+    def step(net: nn.Module) -> Callable[[], None]:
+        def call() -> None:
+            opts[id(net)].zero_grad(set_to_none=True)
+            nn.functional.l1_loss(net(x, scale), y).backward()
+            opts[id(net)].step()
+
+        return call
+
+    times = alternate(
+        {"v": step(variant), "m": step(model)}, repeats=s.repeats, warmup=s.warmup, device=ctx.device
+    )
+    ctx.add(
+        make_row(
+            f"MDRN {_describe(args)} train step x2, batch {batch}: in-place ReLU + residual add",
+            1 / _median(times["v"]),
+            1 / _median(times["m"]),
+            "steps/s",
+            ours_label="local variant (in-place)",
+            baseline_label="mdrn.models blocks",
+            repeats=s.repeats,
+            notes="both on the fast path",
+        )
+    )
+
+
 # --------------------------------------------------------------------------------------------- metrics
 
 
@@ -1081,9 +1121,10 @@ SECTIONS: dict[str, Callable[[Context], None]] = {
     "tiling": bench_tiling,
     "metrics": bench_metrics,
     "compile": bench_compile,
+    "inplace_train": bench_inplace_train,
 }
-#: Sections of the default run (``compile`` is opt-in: it costs minutes on CPU).
-DEFAULT_SECTIONS = [name for name in SECTIONS if name != "compile"]
+#: Sections of the default run (the others are opt-in measurements: minutes on CPU, or for one owner).
+DEFAULT_SECTIONS = [name for name in SECTIONS if name not in ("compile", "inplace_train")]
 
 
 def machine_info(device: torch.device | None = None) -> dict[str, Any]:
