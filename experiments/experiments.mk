@@ -53,7 +53,11 @@ $(MEDICAL)/Medical/images.json:
 	$(PY) experiments/scripts/medical_images.py --out $(MEDICAL)
 
 $(R)/table2/bicubic.csv: | $(MEDICAL)/Medical/images.json
+	mkdir -p $(R)/table2 && cp $(MEDICAL)/Medical/images.json $(R)/table2/images.json
 	$(REC) $(EVAL) model=bicubic eval.root=$(MEDICAL) 'eval.sets=[Medical]'
+# EDSR is single-scale (x4 only)
+$(R)/table2/edsr_cpu.csv: $(R)/models/edsr_cpu.safetensors | $(MEDICAL)/Medical/images.json
+	$(REC) $(PY) -m mdrn.evaluate 'eval.scales=[4]' eval.output=$@ weights=$< eval.root=$(MEDICAL) 'eval.sets=[Medical]'
 $(R)/table2/%.csv: $(R)/models/%.safetensors | $(MEDICAL)/Medical/images.json
 	$(REC) $(EVAL) weights=$< eval.root=$(MEDICAL) 'eval.sets=[Medical]'
 
@@ -79,7 +83,8 @@ figs10_14: $(R)/figs10_14/panels.csv  ## Figs. 10-14: LR / bicubic / residual / 
 	$(PY) -m mdrn.reproduce figs10_14
 
 # ------------------------------------------------------------------------------------ Figs. 15-16
-figs15_16: $(R)/table2/bicubic.csv $(R)/table2/mdrn_cpu.csv $(R)/table2/srcnn_cpu.csv  ## Figs. 15-16
+FIGS15_16_RUNS := $(foreach m,bicubic srcnn_cpu edsr_cpu mdrn_cpu,$(R)/table2/$(m).csv)
+figs15_16: $(FIGS15_16_RUNS)  ## Figs. 15-16: Bicubic, SRCNN, EDSR, MDRN at x4, medical images
 	$(PY) -m mdrn.reproduce figs15_16
 
 # ----------------------------------------------------------------------------------------- claims

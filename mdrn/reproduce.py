@@ -183,6 +183,7 @@ def machine_info() -> dict[str, Any]:
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "os": platform.platform(),
         "python": platform.python_version(),
@@ -269,7 +270,8 @@ def train_preset(
     save_model(load_model(ckpt), weights, overwrite=True)
     train_dir = results / "train"
     train_dir.mkdir(parents=True, exist_ok=True)
-    for src, dst in ((run_dir / "csv" / "metrics.csv", f"{name}_metrics.csv"),
+    for src, dst in ((run_dir / ".hydra" / "config.yaml", f"{name}_config.yaml"),
+                     (run_dir / "csv" / "metrics.csv", f"{name}_metrics.csv"),
                      (run_dir / "test_results.txt", f"{name}_test_results.txt")):  # fmt: skip
         if src.is_file():
             shutil.copyfile(src, train_dir / dst)
@@ -582,6 +584,24 @@ def _image_facts(results: Path) -> dict[str, dict[str, Any]]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def preset_summary(results: Path, name: str) -> str:
+    """Words for a trained preset from its recorded config: net size, steps, batch, patch, data."""
+    path = results / "train" / f"{name}_config.yaml"
+    if not path.is_file():
+        return f"`{name}` (conf/experiment/{name}.yaml; not recorded yet)"
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(path)
+    net, data = cfg.model.net, cfg.data
+    size = ", ".join(f"{k}={net[k]}" for k in ("n_resblocks", "n_feats", "scales", "scale") if k in net)
+    size = size.replace("n_resblocks", "B").replace("n_feats", "F")
+    sources = ", ".join(str(src.get("name")) for src in data.train)
+    return (
+        f"`{name}`: {net._target_.rsplit('.', 1)[-1]} ({size}), {cfg.trainer.max_steps} steps of "
+        f"{data.batch_size} LR patches {data.patch_size}x{data.patch_size} on {sources}, seed {cfg.seed}"
+    )
+
+
 # ------------------------------------------------------------------------------------------ Table 2
 
 
@@ -617,8 +637,8 @@ def render_table2(results: Path = RESULTS, pub: Mapping[str, Any] | None = None)
         "PSNR with the image's own bit depth (the paper's Eq. 4: peak 2^n − 1), SSIM, on Y (RGB) or the "
         "gray values, border = scale removed. The paper's images (demodicosis, retinopathy) are private; "
         "these are held-out medical images that need no download (`experiments/scripts/medical_images.py`). "
-        "MDRN here is the CPU preset `mdrn_cpu` (B=4, F=32, 800 steps on the sample data), not the paper's "
-        "model: its numbers are a laptop-scale measurement, not a reproduction of the paper's values.\n",
+        f"MDRN here is the CPU preset {preset_summary(results, 'mdrn_cpu')}; not the paper's model: its "
+        "numbers are a laptop-scale measurement, not a reproduction of the paper's values.\n",
         markdown_table(
             ["image", "bits", "scale", "MDRN PSNR", "MDRN SSIM", "bicubic PSNR", "bicubic SSIM", "gain dB"],
             [
@@ -713,8 +733,10 @@ def render_fig8(results: Path = RESULTS, pub: Mapping[str, Any] | None = None) -
     mad_s = math.fsum(abs(r["diff_ssim"]) for r in paired) / len(paired) if paired else None
     md = [
         "# Fig. 8: single-scale vs multi-scale MDRN\n",
-        "Small CPU scale: MDRN B=4, F=32, 800 steps of 8 LR patches 24x24 on the sample data, identical "
-        "settings and seed; `mdrn_cpu` (multi-scale: the 800 steps are shared among x2/x3/x4) against "
+        "Small CPU scale, identical settings and seed; the multi-scale model shares its steps among "
+        "x2/x3/x4, each single-scale model spends all of them on its scale:\n\n"
+        + "".join(f"- {preset_summary(results, n)}\n" for n in (FIG8_MULTI, "fig8_x2", "fig8_x3", "fig8_x4"))
+        + "\n`mdrn_cpu` (multi-scale) against "
         "`fig8_x2`, `fig8_x3`, `fig8_x4` (single-scale: every step trains that scale). Scored on Set5 and "
         "the held-out medical images. Δ = multi − single.\n",
         markdown_table(
