@@ -262,27 +262,63 @@ def ksvd(
     return dictionary
 
 
-def _nearest(
-    atoms: torch.Tensor, samples: torch.Tensor, k: int, chunk: int = 65536
+def _stream_top_k(
+    atoms: torch.Tensor, samples: torch.Tensor, k: int, chunk: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return, for every atom (K, d), the |correlation| and indices (K, k) of its k nearest samples (n, d)."""
+    """Exact top-k |correlation| per atom by streaming chunks of samples through a running top-k."""
     n_atoms = atoms.shape[0]
     best_val = torch.full((n_atoms, 0), -1.0, dtype=samples.dtype)
     best_idx = torch.zeros((n_atoms, 0), dtype=torch.int64)
     for start in range(0, samples.shape[0], chunk):
-        corr = (atoms @ samples[start : start + chunk].T).abs()
-        # only values above an atom's current k-th best can enter its list: take that many per atom
-        thr = best_val.min(dim=1).values if best_val.shape[1] == k else torch.full((n_atoms,), -1.0)
-        m = min(int((corr > thr[:, None]).sum(dim=1).max()), k, corr.shape[1])
-        if m == 0:
-            continue
-        val, pos = torch.topk(corr, m, dim=1, sorted=False)
+        corr = (atoms @ samples[start : start + chunk].T).abs_()
+        val, pos = torch.topk(corr, min(k, corr.shape[1]), dim=1, sorted=False)
         val = torch.cat([best_val, val], dim=1)
         idx = torch.cat([best_idx, pos + start], dim=1)
         if val.shape[1] > k:
             val, keep = torch.topk(val, k, dim=1, sorted=False)
             idx = torch.gather(idx, 1, keep)
         best_val, best_idx = val, idx
+    return best_val, best_idx
+
+
+def _nearest(
+    atoms: torch.Tensor, samples: torch.Tensor, k: int, chunk: int = 65536, margin: float = 1.25
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return, for every atom (K, d), the |correlation| and indices (K, k) of its k nearest samples (n, d).
+
+    Exact and fast: a threshold per atom is estimated on every 8th sample (the value ranked
+    ``margin * k / 8`` there), one pass keeps only the correlations above it, and the few atoms left
+    with fewer than k candidates are searched exhaustively.
+    """
+    n_atoms, n = atoms.shape[0], samples.shape[0]
+    step = max(1, min(8, n // (4 * k)))
+    if step == 1:
+        return _stream_top_k(atoms, samples, k, chunk)
+    sub_val, _ = _stream_top_k(atoms, samples[::step], min(int(margin * k / step) + 1, n // step), chunk)
+    thr = sub_val.min(dim=1).values
+    vals, rows, cols = [], [], []
+    for start in range(0, n, chunk):
+        corr = (atoms @ samples[start : start + chunk].T).abs_()
+        r, c = (corr >= thr[:, None]).nonzero(as_tuple=True)
+        vals.append(corr[r, c])
+        rows.append(r)
+        cols.append(c + start)
+    val, row, col = torch.cat(vals), torch.cat(rows), torch.cat(cols)
+    # sort by atom, then by decreasing value; keep the first k of every atom
+    order = torch.argsort(val, descending=True, stable=True)
+    order = order[torch.argsort(row[order], stable=True)]
+    val, row, col = val[order], row[order], col[order]
+    counts = torch.bincount(row, minlength=n_atoms)
+    starts = torch.cumsum(counts, 0) - counts
+    ok = counts >= k
+    take = (starts[ok][:, None] + torch.arange(k)[None, :]).reshape(-1)
+    best_val = torch.empty((n_atoms, k), dtype=samples.dtype)
+    best_idx = torch.empty((n_atoms, k), dtype=torch.int64)
+    best_val[ok] = val[take].view(-1, k)
+    best_idx[ok] = col[take].view(-1, k)
+    if not bool(ok.all()):  # threshold too high for a few atoms: search them exhaustively
+        redo = torch.nonzero(~ok).flatten()
+        best_val[redo], best_idx[redo] = _stream_top_k(atoms[redo], samples, k, chunk)
     return best_val, best_idx
 
 
@@ -358,7 +394,7 @@ class APlus:
             raise ValueError("A+ fit: no training images")
         say = log or (lambda _msg: None)
         s = self.scale
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         # 1. dictionary features: T91 with a step of 2 LR pixels (partial overlap, as the authors)
         feats = []
         for hr in images:
@@ -405,7 +441,11 @@ class APlus:
         self.regressors = self._regressors(lo, hr_index, buffers)
         self.timings["regressors"] = time.perf_counter() - t3
         self.timings["total"] = time.perf_counter() - t0
-        say(f"x{s}: regressors in {self.timings['regressors']:.1f} s; total {self.timings['total']:.1f} s")
+        self.timings["cpu"] = time.process_time() - c0
+        say(
+            f"x{s}: regressors in {self.timings['regressors']:.1f} s; total {self.timings['total']:.1f} s "
+            f"(CPU time {self.timings['cpu']:.1f} s)"
+        )
         return self
 
     def _collect_samples(self, images: list[torch.Tensor]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -450,19 +490,22 @@ class APlus:
         lo_n = torch.from_numpy((lo / norms[:, None]).astype(np.float32))
         atoms = torch.from_numpy(self.atoms)
         best_val, best_idx = _nearest(atoms, lo_n, k)
-        hr_scale = np.where(norms < self.hr_norm_floor, 1.0, norms)
+        hr_scale = torch.from_numpy(np.where(norms < self.hr_norm_floor, 1.0, norms))
         dy, dx = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
-        regs = np.empty((self.n_atoms, d, size * size), dtype=np.float32)
-        eye = self.lam * np.eye(d)
-        lo_n64 = lo_n.numpy()
-        for j in range(self.n_atoms):
-            nn_idx = best_idx[j].numpy()
-            start, width = hr_index[nn_idx, 0], hr_index[nn_idx, 1]
-            flat = start[:, None] + (dy.ravel()[None, :] * width[:, None]) + dx.ravel()[None, :]
-            hi = buffer[flat].astype(np.float64) / hr_scale[nn_idx, None]
-            low = lo_n64[nn_idx].astype(np.float64)
-            regs[j] = np.linalg.solve(low.T @ low + eye, low.T @ hi)
-        return regs
+        offsets = torch.from_numpy(dy.ravel()), torch.from_numpy(dx.ravel())
+        index = torch.from_numpy(hr_index)
+        buf = torch.from_numpy(buffer)
+        regs = torch.empty((self.n_atoms, d, size * size), dtype=torch.float32)
+        eye = self.lam * torch.eye(d, dtype=torch.float64)
+        for first in range(0, self.n_atoms, 32):
+            nn_idx = best_idx[first : first + 32]  # (b, k)
+            start, width = index[nn_idx, 0], index[nn_idx, 1]
+            flat = start[..., None] + offsets[0] * width[..., None] + offsets[1]
+            hi = buf[flat].to(torch.float64) / hr_scale[nn_idx][..., None]  # (b, k, p)
+            low = lo_n[nn_idx].to(torch.float64)  # (b, k, d)
+            lt = low.transpose(1, 2)
+            regs[first : first + 32] = torch.linalg.solve(lt @ low + eye, lt @ hi).to(torch.float32)
+        return regs.numpy()
 
     # ---------------------------------------------------------------------------------- inference
     def _check_trained(self) -> None:
@@ -510,6 +553,8 @@ class APlus:
         arrays = {name: getattr(self, name) for name in _ARRAYS}
         arrays["format"] = np.array(FORMAT)
         arrays["n_samples"] = np.array(self.n_samples, dtype=np.int64)
+        for key, value in self.timings.items():
+            arrays[f"seconds_{key}"] = np.array(value, dtype=np.float64)
         for key, value in self._meta().items():
             arrays[f"meta_{key}"] = np.array(value)
 
@@ -549,6 +594,7 @@ class APlus:
                 raise ValueError(f"{path}: A+ array {name} has shape {arr.shape}, expected {expected[name]}")
         model.pca, model.atoms, model.regressors = pca, atoms, regs
         model.n_samples = int(contents.get("n_samples", 0))
+        model.timings = {k[8:]: float(v) for k, v in contents.items() if k.startswith("seconds_")}
         return model
 
 

@@ -33,6 +33,7 @@ from mdrn.color import rgb_to_ycbcr
 from mdrn.io import atomic_write, image_to_tensor, is_image_file, read_image
 from mdrn.metrics import quantize, score
 from mdrn.resize import degrade, imresize, modcrop
+from mdrn.weights import cache_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MDRN_SHARED", ROOT.parent / "shared"))
@@ -86,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scales", type=int, nargs="+", default=[2, 3, 4])
     ap.add_argument("--train", type=Path, default=SHARED / "datasets" / "T91")
     ap.add_argument("--test", type=Path, default=SHARED / "datasets" / "Set5")
-    ap.add_argument("--out", type=Path, default=ROOT / "models" / "aplus", help="folder for aplus_x<s>.npz")
+    ap.add_argument(
+        "--out", type=Path, default=cache_dir() / "aplus", help="folder for aplus_x<s>.npz (default: cache)"
+    )
     ap.add_argument("--results", type=Path, default=None, help="folder for aplus.csv / aplus.md")
     ap.add_argument("--atoms", type=int, default=1024)
     ap.add_argument("--neighbors", type=int, default=2048)
@@ -112,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         path = args.out / f"aplus_x{s}.npz"
         if args.eval_only:
             model = APlus.load(path)
-            seconds = float("nan")
+            seconds = model.timings.get("total", float("nan"))
         else:
             if train_y is None:
                 train_y = [luma(t) for _, t in load_rgb(args.train)]
@@ -155,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
                 "bicubic_psnr": round(bic["psnr"], 4),
                 "bicubic_ssim": round(bic["ssim"], 5),
                 "train_seconds": round(seconds, 1),
+                "train_cpu_seconds": round(model.timings.get("cpu", float("nan")), 1),
                 "n_samples": model.n_samples,
                 "pca_dims": int(model.pca.shape[1]),
             }
