@@ -627,7 +627,8 @@ def bench_training(ctx: Context) -> None:
         def step(net: nn.Module, opt: torch.optim.Optimizer, amp: torch.dtype | None) -> Callable[[], None]:
             def call() -> None:
                 opt.zero_grad(set_to_none=True)
-                with torch.autocast(ctx.device.type, dtype=amp or torch.float32, enabled=amp is not None):
+                amp_ctx = torch.autocast(ctx.device.type, dtype=amp) if amp else contextlib.nullcontext()
+                with amp_ctx:
                     loss = nn.functional.l1_loss(net(x, scale).float(), y)
                 loss.backward()
                 opt.step()
