@@ -1289,6 +1289,87 @@ def table_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _ratios(result: dict[str, Any], *needles: str) -> list[tuple[str, float]]:
+    """(name, ratio) of the rows whose name contains every needle."""
+    return [
+        (r["name"], r["ratio"])
+        for r in result["rows"]
+        if r["ratio"] is not None and all(n in r["name"] for n in needles)
+    ]
+
+
+def decisions_markdown(result: dict[str, Any]) -> str:
+    """Which optimisation the recorded run supports on its device, each with the rows that show it."""
+    dev = result["machine"]["device"]
+    out = [
+        f"## What the run shows about each optimisation ({dev})",
+        "",
+        "Ratios are ours / baseline of the rows named (speed: higher is better), in this run.",
+        "",
+    ]
+
+    def verdict(title: str, rows: list[tuple[str, float]], keep: str, drop: str, bar: float = 1.0) -> None:
+        if not rows:
+            out.append(f"- {title}: not measured in this run.")
+            return
+        ratios = ", ".join(f"{r:.2f}x" for _, r in rows)
+        ok = all(r >= bar for _, r in rows)
+        out.append(f"- {title}: {ratios} ({len(rows)} row{'s' * (len(rows) > 1)}). {keep if ok else drop}")
+
+    verdict(
+        "channels_last + inference_mode (forward)",
+        [r for r in _ratios(result, " forward x") if ":" not in r[0]],
+        "Kept: `mdrn.perf.prepare_for_inference` default.",
+        "Not faster everywhere: revisit the default.",
+    )
+    verdict(
+        "channels_last + fused Adam (training step)",
+        _ratios(result, "train step x2, batch")
+        and [r for r in _ratios(result, "train step") if ":" not in r[0]],
+        "Kept: never slower than eager; `mdrn.perf.training_defaults` / `prepare_for_training`.",
+        "Slower in some row: revisit the default.",
+    )
+    verdict(
+        "fused Adam alone",
+        _ratios(result, "Adam step"),
+        "Kept (`torch.optim.Adam(..., fused=True)`), though it is < 1% of a step.",
+        "Not faster: keep the default loop.",
+    )
+    verdict(
+        "in-place ReLU + in-place residual add (a change to mdrn.models)",
+        _ratios(result, "in-place"),
+        "Gain >= 2%: worth the change in `mdrn.models.blocks.ResBlock`.",
+        "Gain < 2% (within noise): not worth changing the model code for speed.",
+        bar=1.02,
+    )
+    verdict(
+        "module.compile() on this device",
+        _ratios(result, "module.compile()"),
+        "Faster in steady state; see the row for the compile time it must pay back.",
+        "Not faster in steady state: not a default here.",
+    )
+    verdict(
+        "decoded-image cache against decoding a PNG per patch",
+        _ratios(result, "data pipeline"),
+        "Kept (mdrn.data's default).",
+        "Not faster: revisit.",
+    )
+    verdict(
+        "tiled inference against the 4-quadrant split (speed-up = quadrant time / tiled time)",
+        [(n, 1 / r) for n, r in _ratios(result, ": time")],
+        "Faster than the quadrant split.",
+        "Slower than the quadrant split: see the row's recomputed-pixel factors (tile size vs overlap).",
+    )
+    verdict(
+        "metrics (mdrn.metrics.score) against the per-image scikit-image loop",
+        _ratios(result, "PSNR+SSIM"),
+        "Faster.",
+        "Slower than the per-image scikit-image loop on this CPU.",
+    )
+    out.append("")
+    return "\n".join(out) + "\n"
+
+
 def projection_markdown(result: dict[str, Any]) -> str:
     """The H100 projection of the paper's schedule from a measured result, with the arithmetic shown."""
     f = result["facts"]
@@ -1390,7 +1471,13 @@ def projection_markdown(result: dict[str, Any]) -> str:
             f"For scale: this machine trains at {cpu:.1f} GFLOP/s (row 'train step B=80'), so the schedule "
             f"would take {total:.3e} / {cpu * 1e9:.3e} = {t_cpu / 86400:,.0f} days here.",
         ]
-    lines += ["", "## The recorded run", "", table_markdown(result).split("\n", 2)[2]]
+    lines += [
+        "",
+        decisions_markdown(result),
+        "## The recorded run",
+        "",
+        table_markdown(result).split("\n", 2)[2],
+    ]
     return "\n".join(lines) + "\n"
 
 
