@@ -70,6 +70,7 @@ TABLE1_COLUMNS = ["method", "set", "scale", "psnr", "ssim", "published_psnr", "p
 DATA_HINT = "DIR"
 
 NOT_RUN_DATA = "not run here (data not available)"
+NOT_YET_RUN = "not yet run (`make table1` runs it)"
 
 
 # ------------------------------------------------------------------------------------------ files
@@ -377,8 +378,8 @@ def _status(source: Table1Source, found: Mapping, dataset: str, scale: int) -> s
     """'measured', or why the cell is empty."""
     if (dataset, scale) in found:
         return "measured"
-    if source.pending and not found:
-        return source.pending
+    if not found:
+        return source.pending or NOT_YET_RUN
     return NOT_RUN_DATA
 
 
