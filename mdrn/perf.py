@@ -118,8 +118,8 @@ def prepare_for_inference(
 ) -> nn.Module:
     """Put ``net`` in eval mode on ``device`` with the device's fast defaults; returns the same module.
 
-    Run it under :func:`inference_context`. NHWC weights are not contiguous: call ``.contiguous()``
-    on tensors before writing them with safetensors.
+    Run it under :func:`inference_context`. NHWC weights are not contiguous in the default sense
+    (``mdrn.weights.save_model`` writes them correctly).
     """
     path = path or fast_path(device)
     configure_threads(path)
