@@ -18,7 +18,9 @@ from mdrn.reproduce import (
     record,
     render_claims,
     render_fig8,
+    render_figs15_16,
     render_table1,
+    render_table2,
     run_info,
     val_curve,
     write_csv,
@@ -132,3 +134,28 @@ def test_claims_curve_from_training_log(tmp_path):
     assert "ahead at 2 of 2 validation points" in md
     assert json.loads(json.dumps(_read(out["x4_csv"])))[1]["x4 initialised from x2"] == "22.5000"
     assert "not yet run" in md  # the timing run is missing here
+
+
+def test_table2_and_figs15_16_from_medical_runs(tmp_path):
+    t2 = tmp_path / "table2"
+    _scores(t2 / "mdrn_cpu.csv", [("Medical", s, "ct.png", 60.0 + s, 0.99) for s in (2, 3, 4)])
+    _scores(t2 / "bicubic.csv", [("Medical", s, "ct.png", 59.0 + s, 0.98) for s in (2, 3, 4)])
+    (t2 / "images.json").write_text(json.dumps({"ct": {"bit_depth": 16, "about": "CT slice"}}))
+    rows = _read(render_table2(tmp_path)["csv"])
+    assert [(r["image"], r["bit_depth"], float(r["gain_db"])) for r in rows] == [("ct", "16", 1.0)] * 3
+    out = render_figs15_16(tmp_path)
+    got = {r["method"]: r for r in _read(out["csv"])}
+    assert set(got) == {"Bicubic", "SRCNN", "EDSR", "MDRN"}
+    assert float(got["MDRN"]["psnr"]) == 64.0 and got["EDSR"]["status"] == "not run"
+    assert out["fig15_psnr"].is_file() and out["fig16_ssim"].is_file()
+
+
+def test_recorded_runs_succeeded():
+    """Every run recorded in experiments/results exited 0 and left its output."""
+    runs = sorted((ROOT / "experiments" / "results").rglob("*.run.json"))
+    if not runs:
+        pytest.skip("no recorded runs yet")
+    for path in runs:
+        info = json.loads(path.read_text())
+        assert info["returncode"] == 0, path
+        assert path.with_name(info["output"]).is_file(), path
