@@ -140,3 +140,21 @@ def test_download_facts_match_shared() -> None:
 
     ref = json.loads(shared_path("reference", "downloads.json").read_text())
     assert _FACTS["div2k"] == ref["div2k"] and _FACTS["benchmark_hr"] == ref["benchmark_hr"]
+
+
+def test_sample_sets_split_by_bit_depth(tmp_path: Path) -> None:
+    from mdrn.data import sample_files
+
+    bits8 = {p.stem for p in sample_files(tmp_path, "test_8bit")}
+    bits16 = {p.stem for p in sample_files(tmp_path, "test_16bit")}
+    assert "retina" in bits8 and {"CT_small", "MR_small"} <= bits16
+    assert {p.stem for p in sample_files(tmp_path, "test")} == bits8 | bits16
+    with pytest.raises(ValueError, match="unknown sample split"):
+        sample_files(tmp_path, "valid")
+    sets = [{"name": "s8", "kind": "sample", "split": "test_8bit"},
+            {"name": "s16", "kind": "sample", "split": "test_16bit"},
+            {"name": "mixed", "kind": "sample", "split": "test"}]  # fmt: skip
+    dm = SRDataModule(val=sets[:2], test=sets, data_dir=str(tmp_path), scales=(2, 3))
+    assert dm.eval_bit_depths("val") == [8, 8, 16, 16]
+    with pytest.raises(ValueError, match="'mixed' mixes bit depths"):
+        dm.eval_bit_depths("test")

@@ -38,7 +38,7 @@ def resolve_source(
 
     kinds: ``div2k`` (split train = 0001-0800, valid = 0801-0900), ``benchmark`` (Set5, Set14, B100,
     Urban100 under ``path`` or ``data_dir/benchmark``), ``folder`` (any image tree at ``path``),
-    ``sample`` (embedded sample data, split train/test).
+    ``sample`` (embedded sample data, split train/test/test_8bit/test_16bit).
     """
     kind = _get(src, "kind", "folder")
     lr_dirs: dict[int, Path] = {}
@@ -198,6 +198,26 @@ class SRDataModule(L.LightningDataModule):
         """``(set name, scale)`` of each validation/test loader, in loader order."""
         sources = self.val_sources if stage == "val" else self.test_sources
         return [(str(src["name"]), s) for src in sources for s in self.scales]
+
+    def eval_bit_depths(self, stage: str) -> list[int]:
+        """The bit depth of each validation/test loader (aligned with ``eval_keys``).
+
+        A set must hold one bit depth: PSNR peaks differ (255 for 8 bit, 65535 for 16 bit), so the
+        scores of an 8-bit and a 16-bit image cannot be averaged into one figure.
+        """
+        out = []
+        for cache, src in self.eval_caches(stage):
+            depths: dict[int, list[str]] = {}
+            for im in cache.images:
+                depths.setdefault(im.bit_depth, []).append(im.name)
+            if len(depths) > 1:
+                detail = "; ".join(f"{b} bit: {names[:4]}" for b, names in sorted(depths.items()))
+                raise ValueError(
+                    f"{stage} set {src.get('name')!r} mixes bit depths ({detail}); PSNR peaks differ, "
+                    "so give one set per bit depth (e.g. two folder sources)"
+                )
+            out += [next(iter(depths))] * len(self.scales)
+        return out
 
     def _eval_loaders(self, stage: str) -> list[DataLoader]:
         """One loader per (set, scale); sharded without repetition under DDP."""

@@ -26,6 +26,7 @@ __all__ = [
     "BENCHMARK_URL",
     "DIV2K_ARCHIVES",
     "DataNotFoundError",
+    "SAMPLE_SPLITS",
     "benchmark_files",
     "div2k_files",
     "list_images",
@@ -222,7 +223,8 @@ SAMPLE_TRAIN_SKIMAGE = (
     "hubble_deep_field",
 )
 SAMPLE_TRAIN_SKIMAGE_GRAY = ("camera", "coins")
-#: held-out test images: the retina fundus photograph (centre 768x768) and pydicom's CT/MR test files
+#: held-out test images: the retina fundus photograph (centre 768x768, 8 bit) and pydicom's CT/MR
+#: test files (16 bit)
 SAMPLE_TEST_DICOM = ("CT_small.dcm", "MR_small.dcm")
 #: larger medical DICOM files of the optional pydicom-data package (used only if installed)
 SAMPLE_TRAIN_PYDICOM_DATA = ("MR2_UNCR.dcm", "693_UNCR.dcm")
@@ -241,18 +243,23 @@ def _pydicom_file(name: str) -> Path | None:
     return Path(p) if p and Path(p).exists() else None
 
 
+#: sample-data splits -> folders: held-out images are grouped by bit depth, one set per peak value
+#: (an 8-bit PSNR uses 255 as peak, a 16-bit one 65535: their means must not be averaged together)
+SAMPLE_SPLITS = {"train": "train", "test": "test", "test_8bit": "test/8bit", "test_16bit": "test/16bit"}
+_SAMPLE_LAYOUT = "v2 test/<bit depth>bit\n"
+
+
 def prepare_sample(root: str | os.PathLike[str]) -> Path:
-    """Write the embedded sample data set to ``root/sample/{train,test}`` (no download); return the folder."""
+    """Write the embedded sample data set to ``root/sample/{train,test/8bit,test/16bit}`` (no download)."""
     import skimage.data
 
     folder = Path(root) / "sample"
     done = folder / ".complete"
-    if done.exists():
+    if done.exists() and done.read_text() == _SAMPLE_LAYOUT:
         return folder
     tmp = folder.with_name("sample.building")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "train").mkdir(parents=True)
-    (tmp / "test").mkdir(parents=True)
     for name in SAMPLE_TRAIN_SKIMAGE + SAMPLE_TRAIN_SKIMAGE_GRAY:
         write_image(
             tmp / "train" / f"{name}.png", np.ascontiguousarray(getattr(skimage.data, name)()), bit_depth=8
@@ -260,15 +267,19 @@ def prepare_sample(root: str | os.PathLike[str]) -> Path:
     retina = skimage.data.retina()
     c0, c1 = (retina.shape[0] - 768) // 2, (retina.shape[1] - 768) // 2
     write_image(
-        tmp / "test" / "retina.png", np.ascontiguousarray(retina[c0 : c0 + 768, c1 : c1 + 768]), bit_depth=8
+        tmp / "test" / "8bit" / "retina.png",
+        np.ascontiguousarray(retina[c0 : c0 + 768, c1 : c1 + 768]),
+        bit_depth=8,
     )
     for name in SAMPLE_TEST_DICOM + SAMPLE_TEST_PYDICOM_DATA:
         if (p := _pydicom_file(name)) is not None:
-            shutil.copy2(p, tmp / "test" / name)
+            dest = tmp / "test" / f"{read_image(p).bit_depth}bit" / name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(p, dest)
     for name in SAMPLE_TRAIN_PYDICOM_DATA:
         if (p := _pydicom_file(name)) is not None:
             shutil.copy2(p, tmp / "train" / name)
-    (tmp / ".complete").write_text("ok\n")
+    (tmp / ".complete").write_text(_SAMPLE_LAYOUT)
     if folder.exists():
         shutil.rmtree(folder)
     os.replace(tmp, folder)
@@ -276,5 +287,7 @@ def prepare_sample(root: str | os.PathLike[str]) -> Path:
 
 
 def sample_files(root: str | os.PathLike[str], split: str) -> list[Path]:
-    """The sample data's ``train`` or ``test`` images (written on first use)."""
-    return list_images(prepare_sample(root) / split)
+    """The sample data's images of ``split`` (train, test, test_8bit, test_16bit; written on first use)."""
+    if split not in SAMPLE_SPLITS:
+        raise ValueError(f"unknown sample split {split!r}; known: {sorted(SAMPLE_SPLITS)}")
+    return list_images(prepare_sample(root) / SAMPLE_SPLITS[split])
