@@ -329,21 +329,18 @@ def build_app(
                 saved = gr.Textbox(label="Saved", lines=2, interactive=False, elem_id="saved")
             with gr.Column(scale=2):
                 shown = gr.Dropdown(choices=[], label="Showing", elem_id="shown")
+                view = dict(type="numpy", format="png", interactive=False)  # lossless PNG to the browser
                 slider = gr.ImageSlider(
                     label="Before (bicubic) / after (model): drag the bar",
-                    type="numpy",
-                    format="png",
-                    interactive=False,
                     max_height=640,
                     elem_id="slider",
+                    **view,
                 )
                 overlay = gr.Image(
                     label="Detail added by the model over bicubic (red brighter, blue darker)",
-                    type="numpy",
-                    format="png",
-                    interactive=False,
                     height=480,
                     elem_id="overlay",
+                    **view,
                 )
         view_inputs = [state, shown, center, width, zoom, cx, cy]
         run.click(

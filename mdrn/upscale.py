@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 #: Default tile core size in LR pixels (bounded memory on CPU and GPU).
-DEFAULT_TILE = 192
+DEFAULT_TILE = 256
 #: Output formats and their suffixes.
 FORMATS = {"png": ".png", "tiff": ".tif", "dcm": ".dcm"}
 #: The parameter-free model name.
