@@ -158,3 +158,18 @@ def test_sample_sets_split_by_bit_depth(tmp_path: Path) -> None:
     assert dm.eval_bit_depths("val") == [8, 8, 16, 16]
     with pytest.raises(ValueError, match="'mixed' mixes bit depths"):
         dm.eval_bit_depths("test")
+
+
+def test_concurrent_cache_builders(images: list[Path], tmp_path: Path) -> None:
+    """Two processes opening the same new cache at once: one builds, the other waits and reads it."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    with ctx.Pool(2) as pool:
+        shapes = pool.starmap(_cache_shapes, [(images, tmp_path / "cache")] * 2)
+    assert shapes[0] == shapes[1] == [(120, 144, 3), (130, 100), (96, 96)]
+    assert ImageCache(images, tmp_path / "cache", scales=(2, 3)).is_valid()
+
+
+def _cache_shapes(files: list[Path], root: Path) -> list[tuple[int, ...]]:
+    return [im.hr.shape for im in ImageCache(files, root, scales=(2, 3)).images]

@@ -200,9 +200,15 @@ class ImageCache:
         return manifest
 
     def build(self, force: bool = False, log: Callable[[str], None] | None = print) -> None:
-        """Build the cache unless a valid one exists (or ``force``)."""
-        if force or not self.is_valid():
-            build_cache(self.files, self.folder, self.scales, self.lr_dirs, log=log)
+        """Build the cache unless a valid one exists (or ``force``); one builder at a time (file lock)."""
+        if not force and self.is_valid():
+            return
+        from filelock import FileLock  # a dependency of torch
+
+        self.folder.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.folder) + ".lock"):
+            if force or not self.is_valid():  # another process may have built it while we waited
+                build_cache(self.files, self.folder, self.scales, self.lr_dirs, log=log)
 
     @property
     def images(self) -> list[CachedImage]:
