@@ -329,6 +329,7 @@ def atomic_write(
     tmp = Path(tmp_name)
     try:
         writer(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
         if not overwrite and path.exists():
             raise FileExistsError(f"{path}: appeared while writing; not overwritten")
         os.replace(tmp, path)
@@ -336,6 +337,12 @@ def atomic_write(
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_image(

@@ -78,6 +78,17 @@ def test_existing_output_is_not_overwritten(tmp_path: Path) -> None:
     assert read_image(path).array.min() == 255
 
 
+def test_written_files_get_the_usual_permissions(tmp_path: Path) -> None:
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        path = write_image(tmp_path / "a.png", np.zeros((4, 4), np.uint8), bit_depth=8)
+    finally:
+        os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
 def test_failed_write_leaves_nothing(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="uint16"):
         write_image(tmp_path / "bad.png", np.zeros((4, 4), np.uint8), bit_depth=16)
