@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -9,15 +11,16 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
 
 from mdrn.inference import upscale
-from mdrn.io import tensor_to_array, write_image
+from mdrn.io import atomic_write, tensor_to_array, write_image
 from mdrn.metrics import SRMetric
 from mdrn.models import model_spec
 
-__all__ = ["LOSSES", "SRModule"]
+__all__ = ["LOSSES", "AtomicCheckpointIO", "SRModule"]
 
 LOSSES = {"l1": F.l1_loss, "mse": F.mse_loss, "smooth_l1": F.smooth_l1_loss}
 
@@ -29,6 +32,28 @@ def _plain(value: Any) -> Any:
     if isinstance(value, tuple):
         return list(value)
     return value
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoint IO writing a local ``.ckpt`` to a temporary file, then ``os.replace``.
+
+    A SIGKILL during a save leaves the previous ``last.ckpt`` intact (never a half-written file).
+    Remote paths (``s3://``...) use Lightning's own writer.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        """Save ``checkpoint`` to ``path`` atomically (local files)."""
+        if storage_options is not None or "://" in str(path):
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:
+                torch.save(checkpoint, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+
+        atomic_write(path, write, overwrite=True)
 
 
 class SRModule(L.LightningModule):
@@ -85,6 +110,8 @@ class SRModule(L.LightningModule):
         self.loss_fn = LOSSES[loss]
         self.metrics = nn.ModuleDict()
         self._keys: dict[str, list[tuple[str, int]]] = {}
+        # under DDP a small evaluation set may leave a rank without images (its metric still syncs)
+        self.allow_zero_length_dataloader_with_multiple_devices = True
 
     # ----------------------------------------------------------------------------------- core
     def forward(self, x: torch.Tensor, scale: int) -> torch.Tensor:
@@ -130,15 +157,32 @@ class SRModule(L.LightningModule):
             return list(dm.eval_keys(stage))
         return [("set", s) for s in self.scales]
 
+    def _eval_bit_depths(self, stage: str, n: int) -> list[int | None]:
+        """Bit depth per loader from the datamodule (None: taken from the loader's first image)."""
+        dm = getattr(self.trainer, "datamodule", None)
+        if dm is not None and hasattr(dm, "eval_bit_depths"):
+            return [int(b) for b in dm.eval_bit_depths(stage)]
+        return [None] * n
+
+    def _metric(self, stage: str, name: str, scale: int, bit_depth: int) -> SRMetric:
+        """The loader's metric, made for its set's bit depth (one peak value per set)."""
+        key = f"{stage}_{name}_x{scale}"
+        if key not in self.metrics or self.metrics[key].bit_depth != bit_depth:
+            self.metrics[key] = SRMetric(scale=scale, bit_depth=bit_depth).to(self.device)
+        return self.metrics[key]
+
     def _start_eval(self, stage: str) -> None:
-        """Fresh metric objects, one per loader."""
+        """Fresh metric objects, one per loader, each with its set's bit depth."""
         keys = self._eval_keys(stage)
         self._keys[stage] = keys
-        for name, s in keys:
+        for (name, s), bits in zip(keys, self._eval_bit_depths(stage, len(keys))):
             key = f"{stage}_{name}_x{s}"
-            if key not in self.metrics:
-                self.metrics[key] = SRMetric(scale=s).to(self.device)
-            self.metrics[key].reset()
+            if bits is not None:
+                self._metric(stage, name, s, bits)
+            elif key in self.metrics:
+                del self.metrics[key]  # made at the loader's first image
+            if key in self.metrics:
+                self.metrics[key].reset()
 
     def on_validation_epoch_start(self) -> None:
         """Reset the validation metrics."""
@@ -151,15 +195,23 @@ class SRModule(L.LightningModule):
     def _eval_step(self, stage: str, batch: dict[str, Any], dataloader_idx: int) -> None:
         """Super-resolve one image and add its score to the loader's metric."""
         name, scale = self._keys[stage][dataloader_idx]
+        if "skip" in batch and bool(torch.as_tensor(batch["skip"]).any()):
+            return  # DDP padding (mdrn.data.datamodule.EvalShard): this image is scored on another rank
         if int(batch["scale"][0]) != scale:
             raise ValueError(
                 f"loader {dataloader_idx} ({name} x{scale}) gave a x{int(batch['scale'][0])} batch"
             )
         ensemble = bool(self.hparams.self_ensemble) and stage == "test"
         sr = upscale(self.net, batch["lr"], scale, tile=self.hparams.tile, ensemble=ensemble)
-        metric = self.metrics[f"{stage}_{name}_x{scale}"]
-        bit_depth = int(batch["bit_depth"][0])
-        metric.bit_depth = bit_depth  # images of one set may differ in bit depth (8-bit PNG, 16-bit DICOM)
+        bits = [int(b) for b in batch["bit_depth"]]
+        key = f"{stage}_{name}_x{scale}"
+        metric = self.metrics[key] if key in self.metrics else self._metric(stage, name, scale, bits[0])
+        if any(b != metric.bit_depth for b in bits):
+            raise ValueError(
+                f"{stage} set {name!r} x{scale}: a {bits}-bit image in a {metric.bit_depth}-bit set; "
+                "PSNR peaks differ, so give one set per bit depth"
+            )
+        bit_depth = metric.bit_depth
         with torch.autocast(device_type=self.device.type, enabled=False):
             metric.update(sr.float(), batch["hr"])
         if stage == "test" and int(batch["index"][0]) < self.hparams.save_images:
@@ -193,10 +245,14 @@ class SRModule(L.LightningModule):
         out: dict[str, float] = {}
         psnrs = []
         for name, s in self._keys.get(stage, []):
-            metric = self.metrics[f"{stage}_{name}_x{s}"]
-            if not metric.update_called:
+            metric = self.metrics[f"{stage}_{name}_x{s}"] if f"{stage}_{name}_x{s}" in self.metrics else None
+            if metric is None:
                 continue
-            values = metric.compute()
+            with warnings.catch_warnings():  # a rank without images of this set: compute still syncs
+                warnings.filterwarnings("ignore", message=".*before the ``update`` method.*")
+                values = metric.compute()
+            if not torch.isfinite(values["psnr"]):
+                continue  # no image of this set on any rank (0 / 0 after the sync)
             for k in ("psnr", "ssim"):
                 out[f"{stage}/{name}_x{s}/{k}"] = float(values[k])
                 self.log(f"{stage}/{name}_x{s}/{k}", values[k], add_dataloader_idx=False, sync_dist=False)

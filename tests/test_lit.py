@@ -48,6 +48,9 @@ def test_every_branch_trains_and_checkpoint(tmp_path: Path) -> None:
     metrics = trainer.callback_metrics
     assert {"val/sample_x2/psnr", "val/sample_x3/ssim", "val/psnr"} <= set(metrics)
     assert metrics["val/sample_x2/psnr"].dtype == torch.float64
+    # the held-out image is 16-bit CT: each loader's metric is made with its set's bit depth (peak 65535)
+    assert dm.eval_bit_depths("val") == [16, 16, 16]
+    assert {module.metrics[f"val_sample_x{s}"].bit_depth for s in (2, 3, 4)} == {16}
     ckpt = tmp_path / "m.ckpt"
     trainer.save_checkpoint(ckpt)
     data = torch.load(ckpt, weights_only=True)

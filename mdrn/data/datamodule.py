@@ -8,7 +8,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from mdrn.data.cache import ImageCache
 from mdrn.data.datasets import EvalDataset, ScaleBatchSampler, TrainPatchDataset
@@ -24,7 +24,7 @@ from mdrn.data.sources import (
     sample_files,
 )
 
-__all__ = ["SRDataModule", "resolve_source"]
+__all__ = ["EvalShard", "SRDataModule", "resolve_source"]
 
 
 def _get(src: Mapping[str, Any], key: str, default: Any = None) -> Any:
@@ -66,6 +66,29 @@ def resolve_source(
     if limit:
         files = files[: int(limit)]
     return files, lr_dirs
+
+
+class EvalShard(Dataset):
+    """Rank ``rank``'s share of an evaluation set: images rank, rank + world, ...; padded to equal length.
+
+    Every rank gets ``ceil(n / world)`` items, so every rank runs the same evaluation loop (Lightning
+    skips a loop with no batch, and the ranks' metric syncs would then mismatch); a padding item
+    repeats an image with ``skip=True``, and the module does not score it.
+    """
+
+    def __init__(self, ds: Dataset, rank: int, world: int) -> None:
+        self.ds = ds
+        n = len(ds)  # type: ignore[arg-type]
+        self.indices = list(range(rank, n, world))
+        self.pad = -(-n // world) - len(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices) + self.pad
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        item = dict(self.ds[self.indices[i] if i < len(self.indices) else 0])
+        item["skip"] = i >= len(self.indices)
+        return item
 
 
 class SRDataModule(L.LightningDataModule):
@@ -220,14 +243,13 @@ class SRDataModule(L.LightningDataModule):
         return out
 
     def _eval_loaders(self, stage: str) -> list[DataLoader]:
-        """One loader per (set, scale); sharded without repetition under DDP."""
+        """One loader per (set, scale); sharded under DDP (each image scored once, on one rank)."""
         loaders = []
         for cache, src in self.eval_caches(stage):
             for s in self.scales:
                 ds: Any = EvalDataset(cache, s, name=str(src["name"]))
                 if torch.distributed.is_available() and torch.distributed.is_initialized():
-                    r, w = torch.distributed.get_rank(), torch.distributed.get_world_size()
-                    ds = torch.utils.data.Subset(ds, list(range(r, len(ds), w)))
+                    ds = EvalShard(ds, torch.distributed.get_rank(), torch.distributed.get_world_size())
                 loaders.append(DataLoader(ds, batch_size=1, num_workers=min(self.num_workers, 2)))
         return loaders
 

@@ -5,8 +5,8 @@ pure function of ``(seed, b)``, where ``b`` counts batches since the start of tr
 prefetching and restarts do not change it, and resuming at global step ``b`` continues exactly.
 
 DDP: every rank draws the same scale for a step (the scale depends only on ``(seed, b)``) and its own
-images (``(seed, b, rank)``), so every rank runs the same branch and DDP needs no
-``find_unused_parameters``; the unused branches simply get no gradient at that step on any rank.
+images (``(seed, b, rank)``), so every rank runs the same branch; the other branches get no gradient at
+that step on any rank (``conf/trainer/ddp.yaml`` sets ``find_unused_parameters`` for that).
 """
 
 from __future__ import annotations
