@@ -18,7 +18,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mdrn.data import DataNotFoundError
-from mdrn.lit import SRModule
+from mdrn.lit import AtomicCheckpointIO, SRModule
 from mdrn.models import Bicubic
 from mdrn.utils import instantiate_group, print_config, results_table
 
@@ -83,6 +83,8 @@ def _bicubic_results(module: SRModule, dm: L.LightningDataModule) -> dict[str, f
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train (unless nothing to train) and test the configured model; return scores and paths."""
     L.seed_everything(int(cfg.seed), workers=True)
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if cfg.get("print_config", True):
@@ -111,7 +113,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     callbacks = instantiate_group(cfg.get("callbacks")) if fit else []
     loggers = instantiate_group(cfg.get("logger"))
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
+    )
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
 
