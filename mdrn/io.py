@@ -340,7 +340,8 @@ def atomic_write(
 
 
 def _umask() -> int:
-    mask = os.umask(0)
+    """The process umask (read by setting and restoring it; done once per call site, not per pixel)."""
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
 
