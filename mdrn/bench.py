@@ -113,8 +113,9 @@ class Sizes:
     pipe_cache_patches: int = 2000
     # tiled inference x4 (worker processes)
     tile_lr: int = 1024
+    #: a light MDRN: the B=80 F=64 network needs minutes per 1024x1024 image here (see the row's notes)
     tile_model: dict[str, Any] = field(
-        default_factory=lambda: {"n_resblocks": 8, "n_feats": 16, "scales": (4,)}
+        default_factory=lambda: {"n_resblocks": 4, "n_feats": 8, "scales": (4,)}
     )
     tile_repeats: int = 5
     # metrics
@@ -373,6 +374,38 @@ def bench_limits(ctx: Context) -> None:
         ctx.facts[key] = {"gflops": max(row.ours, row.baseline or 0.0), "shape": list(shape)}
         row.notes = "the conv limit used for the fractions below = the faster of the two"
         ctx.add(row)
+    threads = torch.get_num_threads()
+    if ctx.device.type == "cpu" and threads > 1:
+        conv = nn.Conv2d(feats, feats, 3, padding=1).to(memory_format=torch.channels_last)
+        x = torch.rand(train_shape, generator=g).contiguous(memory_format=torch.channels_last)
+
+        def with_threads(n: int) -> Callable[[], None]:
+            def call() -> None:
+                torch.set_num_threads(n)
+                try:
+                    with torch.inference_mode():
+                        conv(x)
+                finally:
+                    torch.set_num_threads(threads)
+
+            return call
+
+        t = alternate(
+            {"all": with_threads(threads), "one": with_threads(1)}, repeats=max(s.repeats, 5), warmup=2
+        )
+        flops = 2 * feats * feats * 9 * math.prod(train_shape) // feats
+        ctx.add(
+            make_row(
+                f"conv {feats}->{feats} 3x3 NHWC, {'x'.join(map(str, train_shape))}: threads",
+                flops / _median(t["all"]) / 1e9,
+                flops / _median(t["one"]) / 1e9,
+                "GFLOP/s",
+                ours_label=f"{threads} threads (one per available core)",
+                baseline_label="1 thread",
+                repeats=max(s.repeats, 5),
+                notes="on a machine shared with other jobs, multi-threaded ops wait for descheduled threads",
+            )
+        )
 
     mb = s.memcpy_mb
     src = torch.rand(mb * 2**20 // 4, generator=g)
@@ -832,106 +865,71 @@ def _load_script(name: str) -> types.ModuleType | None:
     return module
 
 
-def _div2k_like(folder: Path, n: int, hw: tuple[int, int], seed: int = 0) -> list[Path]:
-    """Write ``n`` DIV2K-like RGB PNGs of ``hw`` (natural image content enlarged, plus sensor-like noise)."""
-    from PIL import Image
-    from skimage import data
-
-    from mdrn.io import write_image
-
-    sources = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket()]
-    rng = np.random.default_rng(seed)
-    files = []
-    for i in range(n):
-        base = Image.fromarray(sources[i % len(sources)]).resize((hw[1], hw[0]), Image.Resampling.BICUBIC)
-        arr = np.asarray(base, dtype=np.float32) + rng.normal(0.0, 6.0, size=(hw[0], hw[1], 3))
-        files.append(
-            write_image(folder / f"{i:04d}.png", np.clip(arr, 0, 255).round().astype(np.uint8), bit_depth=8)
-        )
-    return files
-
-
-def _decode_per_patch(
-    hr_files: list[Path], lr_files: list[Path], keys: list[tuple[int, int, int]], patch: int
-) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """The naive pipeline (EDSR-PyTorch with ``--ext img``): decode the HR and LR PNGs for every patch."""
-    from mdrn.data.datasets import augment
-    from mdrn.io import image_to_tensor, read_image
-
-    out = []
-    for i, scale, seed in keys:
-        g = np.random.default_rng(seed)
-        hr, lr = read_image(hr_files[i]), read_image(lr_files[i])
-        h, w = lr.array.shape[:2]
-        y, x = int(g.integers(0, h - patch + 1)), int(g.integers(0, w - patch + 1))
-        lr_p = lr.array[y : y + patch, x : x + patch]
-        hr_p = hr.array[y * scale : (y + patch) * scale, x * scale : (x + patch) * scale]
-        k = int(g.integers(0, 8))
-        lr_t = image_to_tensor(replace(lr, array=lr_p))
-        hr_t = image_to_tensor(replace(hr, array=hr_p))
-        out.append((augment(lr_t, k).contiguous(), augment(hr_t, k).contiguous()))
-    return out
-
-
 def bench_pipeline(ctx: Context) -> None:
-    """Training patches/s on one core: mdrn.data's cache + loader against decoding PNGs per patch."""
+    """Training patches/s on one core: mdrn.data's cache against decoding the PNGs for every patch.
+
+    Both sides are the same ``TrainPatchDataset`` + ``ScaleBatchSampler`` + ``DataLoader`` (the training
+    path); only the image source differs: the decoded-image cache, or mdrn.data's decode-per-patch
+    stand-in (EDSR-PyTorch ``--ext img``: HR and LR PNGs decoded for every patch).
+    """
     from torch.utils.data import DataLoader
 
+    try:
+        from mdrn.data.bench_utils import _DecodingSource, make_div2k_like
+    except ImportError as exc:
+        ctx.skip("data pipeline patches/s", f"mdrn.data.bench_utils not available ({exc})")
+        return
     from mdrn.data.cache import ImageCache
     from mdrn.data.datasets import ScaleBatchSampler, TrainPatchDataset
-    from mdrn.io import write_image
 
     s = ctx.sizes
+    scale, batch = s.pipe_scale, 16
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # per core: a loader worker is one single-threaded process
     try:
         with tempfile.TemporaryDirectory(prefix="mdrn-bench-pipe-") as tmp:
             root = Path(tmp)
-            hr_files = _div2k_like(root / "hr", s.pipe_images, s.pipe_hw)
-            cache = ImageCache(hr_files, root / "cache", scales=(s.pipe_scale,))
+            hr_files, lr_dir = make_div2k_like(root / "images", n=s.pipe_images, size=s.pipe_hw, scale=scale)
+            cache = ImageCache(hr_files, root / "cache", (scale,), {scale: lr_dir})
             t0 = time.perf_counter()
             cache.build(log=None)
             build = time.perf_counter() - t0
-            # the LR PNGs the naive pipeline decodes (EDSR's DIV2K_train_LR_bicubic), from the cache
-            lr_dir = root / "lr"
-            lr_files = [
-                write_image(
-                    lr_dir / f"{i:04d}x{s.pipe_scale}.png", np.asarray(im.lr[s.pipe_scale]), bit_depth=8
-                )
-                for i, im in enumerate(cache.images)
-            ]
-            dataset = TrainPatchDataset([cache], patch_size=s.pipe_patch, n_colors=3)
-            batch = 16
+
+            def loader(source: Any, size: int, n_batches: int) -> DataLoader:
+                ds = TrainPatchDataset([source], patch_size=s.pipe_patch, n_colors=3)
+                sampler = ScaleBatchSampler(len(ds), size, n_batches, scales=(scale,), seed=0)
+                return DataLoader(ds, batch_sampler=sampler, num_workers=0)
+
             n_batches = max(1, s.pipe_cache_patches // batch)
-            sampler = ScaleBatchSampler(len(dataset), batch, n_batches, scales=(s.pipe_scale,), seed=0)
-            loader = DataLoader(dataset, batch_sampler=sampler, num_workers=0)
-            keys = [k for b in range(s.pipe_decode_patches) for k in sampler.batch(b)[:1]]
+            cached = loader(cache, batch, n_batches)
+            decoding = loader(_DecodingSource(hr_files, lr_dir, scale), 1, s.pipe_decode_patches)
 
-            def ours() -> None:
-                for _ in loader:
-                    pass
+            def drain(dl: DataLoader) -> Callable[[], None]:
+                def call() -> None:
+                    for _ in dl:
+                        pass
 
-            def base() -> None:
-                _decode_per_patch(hr_files, lr_files, keys, s.pipe_patch)
+                return call
 
-            t = alternate({"ours": ours, "base": base}, repeats=s.repeats, warmup=s.warmup)
+            t = alternate(
+                {"ours": drain(cached), "base": drain(decoding)}, repeats=s.repeats, warmup=s.warmup
+            )
     finally:
         torch.set_num_threads(threads)
     rate_o = n_batches * batch / _median(t["ours"])
-    rate_b = len(keys) / _median(t["base"])
+    rate_b = s.pipe_decode_patches / _median(t["base"])
     h, w = s.pipe_hw
     ctx.add(
         make_row(
-            f"data pipeline x{s.pipe_scale}, {s.pipe_patch}x{s.pipe_patch} LR patches from {w}x{h} PNGs, "
-            "one core",
+            f"data pipeline x{scale}, {s.pipe_patch}x{s.pipe_patch} LR patches from {w}x{h} PNGs, one core",
             rate_o,
             rate_b,
             "patches/s",
-            ours_label="mdrn.data ImageCache + TrainPatchDataset + DataLoader (batches of 16)",
-            baseline_label="decode HR + LR PNG per patch (EDSR --ext img)",
+            ours_label="mdrn.data decoded-image cache (memory-mapped), batches of 16",
+            baseline_label="decode HR + LR PNG per patch (EDSR --ext img; mdrn.data.bench_utils)",
             repeats=s.repeats,
-            notes=f"one process, one thread; the cache of {s.pipe_images} images was built once in "
-            f"{build:.1f} s",
+            notes=f"same TrainPatchDataset + DataLoader, one process, one thread; {s.pipe_images} images, "
+            f"cache built once in {build:.1f} s",
             extra={"per_core_rate": rate_o, "cache_build_seconds": build},
         )
     )
@@ -1000,7 +998,12 @@ def _tile_worker(conn: Any, spec: dict[str, Any]) -> None:
 
 def _recv(conn: Any, what: str) -> Any:
     """Receive one message of kind ``what`` from a worker, raising its error if it sent one."""
-    kind, value = conn.recv()
+    try:
+        kind, value = conn.recv()
+    except EOFError as exc:
+        raise RuntimeError(
+            "tiled-inference worker exited without answering (see its traceback above)"
+        ) from exc
     if kind == "error":
         raise RuntimeError(f"tiled-inference worker failed: {value}")
     if kind != what:

@@ -182,3 +182,16 @@ def test_inplace_variant_same_output_and_gradients():
     b.square().mean().backward()
     for (name, p), q in zip(net.named_parameters(), var.parameters()):
         assert torch.allclose(p.grad, q.grad, atol=1e-6), name
+
+
+def test_quick_limits_thread_row():
+    from dataclasses import replace
+
+    from mdrn.perf import available_cores
+
+    if available_cores() < 2:
+        pytest.skip("one core: no thread comparison")
+    result = run_bench(replace(Sizes.quick(), threads=None), only=["limits"], log=lambda s: None)
+    _check_rows(result)
+    (row,) = [r for r in result["rows"] if r["name"].endswith(": threads")]
+    assert row["baseline_label"] == "1 thread"
