@@ -17,8 +17,12 @@ SHARED ?= ../shared
 DATASETS ?= $(SHARED)/datasets
 MEDICAL ?= data/medical
 R := experiments/results
+# the medical test images, one set per bit-depth class (8 bit; 10 to 16 bit)
+MEDICAL_SETS := Medical_8bit,Medical_10to16bit
 REC = $(PY) -m mdrn.reproduce record $@ --
 EVAL = $(PY) -m mdrn.evaluate 'eval.scales=[2,3,4]' eval.output=$@
+# at the scales the network serves (single-scale models)
+EVAL_OWN = $(PY) -m mdrn.evaluate eval.output=$@
 
 .PHONY: table1 table2 fig8 figs10_14 figs15_16 claims notebooks reproduce
 # recorded outputs are results, never make's intermediate files
@@ -49,17 +53,17 @@ $(R)/table1/%_Set5.csv: $(R)/models/%.safetensors
 	$(REC) $(EVAL) weights=$< eval.root=$(DATASETS) 'eval.sets=[Set5]'
 
 # ---------------------------------------------------------------------------------------- Table 2
-$(MEDICAL)/Medical/images.json:
+$(MEDICAL)/images.json:
 	$(PY) experiments/scripts/medical_images.py --out $(MEDICAL)
 
-$(R)/table2/bicubic.csv: | $(MEDICAL)/Medical/images.json
-	mkdir -p $(R)/table2 && cp $(MEDICAL)/Medical/images.json $(R)/table2/images.json
-	$(REC) $(EVAL) model=bicubic eval.root=$(MEDICAL) 'eval.sets=[Medical]'
+$(R)/table2/bicubic.csv: | $(MEDICAL)/images.json
+	mkdir -p $(R)/table2 && cp $(MEDICAL)/images.json $(R)/table2/images.json
+	$(REC) $(EVAL) model=bicubic eval.root=$(MEDICAL) 'eval.sets=[$(MEDICAL_SETS)]'
 # EDSR is single-scale (x4 only)
-$(R)/table2/edsr_cpu.csv: $(R)/models/edsr_cpu.safetensors | $(MEDICAL)/Medical/images.json
-	$(REC) $(PY) -m mdrn.evaluate 'eval.scales=[4]' eval.output=$@ weights=$< eval.root=$(MEDICAL) 'eval.sets=[Medical]'
-$(R)/table2/%.csv: $(R)/models/%.safetensors | $(MEDICAL)/Medical/images.json
-	$(REC) $(EVAL) weights=$< eval.root=$(MEDICAL) 'eval.sets=[Medical]'
+$(R)/table2/edsr_cpu.csv: $(R)/models/edsr_cpu.safetensors | $(MEDICAL)/images.json
+	$(REC) $(EVAL_OWN) weights=$< eval.root=$(MEDICAL) 'eval.sets=[$(MEDICAL_SETS)]'
+$(R)/table2/%.csv: $(R)/models/%.safetensors | $(MEDICAL)/images.json
+	$(REC) $(EVAL) weights=$< eval.root=$(MEDICAL) 'eval.sets=[$(MEDICAL_SETS)]'
 
 table2: $(R)/table2/bicubic.csv $(R)/table2/mdrn_cpu.csv  ## Table 2: medical images
 	$(PY) -m mdrn.reproduce table2
@@ -68,15 +72,15 @@ table2: $(R)/table2/bicubic.csv $(R)/table2/mdrn_cpu.csv  ## Table 2: medical im
 FIG8_MODELS := mdrn_cpu fig8_x2 fig8_x3 fig8_x4
 $(MEDICAL)/Set5:
 	mkdir -p $(MEDICAL) && ln -sfn $(abspath $(DATASETS))/Set5 $@
-$(R)/fig8/%.csv: $(R)/models/%.safetensors | $(MEDICAL)/Medical/images.json $(MEDICAL)/Set5
-	$(REC) $(EVAL) weights=$< eval.root=$(MEDICAL) 'eval.sets=[Set5,Medical]'
+$(R)/fig8/%.csv: $(R)/models/%.safetensors | $(MEDICAL)/images.json $(MEDICAL)/Set5
+	$(REC) $(EVAL_OWN) weights=$< eval.root=$(MEDICAL) 'eval.sets=[Set5,$(MEDICAL_SETS)]'
 
 fig8: $(foreach m,$(FIG8_MODELS),$(R)/fig8/$(m).csv)  ## Fig. 8: single- vs multi-scale
 	$(PY) -m mdrn.reproduce fig8
 
 # ------------------------------------------------------------------------------------ Figs. 10-14
-$(R)/figs10_14/panels.csv: $(R)/models/mdrn_cpu.safetensors | $(MEDICAL)/Medical/images.json
-	$(REC) $(PY) experiments/scripts/panels.py --weights $< --images $(MEDICAL)/Medical $(DATASETS)/Set5/butterfly.png \
+$(R)/figs10_14/panels.csv: $(R)/models/mdrn_cpu.safetensors | $(MEDICAL)/images.json
+	$(REC) $(PY) experiments/scripts/panels.py --weights $< --images $(MEDICAL)/Medical_8bit $(MEDICAL)/Medical_10to16bit $(DATASETS)/Set5/butterfly.png \
 		--out $(R)/figs10_14
 
 figs10_14: $(R)/figs10_14/panels.csv  ## Figs. 10-14: LR / bicubic / residual / SR / HR panels

@@ -273,6 +273,7 @@ def train_preset(
     train_dir.mkdir(parents=True, exist_ok=True)
     for src, dst in ((run_dir / ".hydra" / "config.yaml", f"{name}_config.yaml"),
                      (run_dir / "csv" / "metrics.csv", f"{name}_metrics.csv"),
+                     (run_dir / "init_report.txt", f"{name}_init_report.txt"),
                      (run_dir / "test_results.txt", f"{name}_test_results.txt")):  # fmt: skip
         if src.is_file():
             shutil.copyfile(src, train_dir / dst)
@@ -933,6 +934,9 @@ def render_claims(results: Path = RESULTS, pub: Mapping[str, Any] | None = None)
         f'Paper: "{pub["mdrn_paper_claims"]["x4_from_x2_init"]}". Small CPU scale (B=4, F=32, same '
         f"data, steps and seed; `fig8_x4` vs `claim_x4_from_x2`), validation PSNR on Set5 x4 (`{metric}`).\n"
     )
+    report = results / "train" / "claim_x4_from_x2_init_report.txt"
+    if report.is_file():
+        md.append(f"Initialisation (`train/{report.name}`): {report.read_text().splitlines()[0]}.\n")
     if curves:
         steps = sorted({s for xs, _ in curves.values() for s in xs})
         rows = [{"step": s, **{lbl: dict(zip(*c)).get(s) for lbl, c in curves.items()}} for s in steps]

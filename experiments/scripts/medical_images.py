@@ -7,9 +7,10 @@ so every score is on held-out images. Each is written as PNG at its own bit dept
 
     python experiments/scripts/medical_images.py --out data/medical
 
-writes ``<out>/Medical/*.png`` (one set named ``Medical``, for ``python -m mdrn.evaluate eval.root=<out>``)
-and prints what it wrote. Large images are centre-cropped to ``--size`` pixels so that the CPU runs stay
-short; the crop is recorded in ``<out>/Medical/images.json``.
+writes two sets for ``python -m mdrn.evaluate eval.root=<out> 'eval.sets=[Medical_8bit,Medical_10to16bit]'``:
+``<out>/Medical_8bit/*.png`` and ``<out>/Medical_10to16bit/*.png`` (PSNRs with peaks 255 and 1023..65535
+are never averaged together), and prints what it wrote. Large images are centre-cropped to ``--size``
+pixels so that the CPU runs stay short; the crop is recorded in ``<out>/images.json``.
 """
 
 from __future__ import annotations
@@ -65,8 +66,6 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("data/medical"))
     parser.add_argument("--size", type=int, default=480, help="centre crop of larger images (pixels)")
     args = parser.parse_args()
-    folder = args.out / "Medical"
-    folder.mkdir(parents=True, exist_ok=True)
     facts = {}
     for name, (source, about) in IMAGES.items():
         loaded = load(source)
@@ -75,6 +74,7 @@ def main() -> None:
             continue
         array, bits = loaded
         crop, box = centre_crop(array, args.size)
+        folder = args.out / ("Medical_8bit" if bits <= 8 else "Medical_10to16bit")
         write_image(folder / f"{name}.png", crop, bit_depth=bits, overwrite=True)
         facts[name] = {
             "source": source,
@@ -82,9 +82,10 @@ def main() -> None:
             "bit_depth": bits,
             "original_shape": list(array.shape),
             "crop_top_left_h_w": box,
+            "set": folder.name,
         }
         print(f"{name}: {about}; {array.shape} -> centre crop {crop.shape}, {bits} bit")
-    (folder / "images.json").write_text(json.dumps(facts, indent=2) + "\n")
+    (args.out / "images.json").write_text(json.dumps(facts, indent=2) + "\n")
 
 
 if __name__ == "__main__":
