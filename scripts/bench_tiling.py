@@ -1,12 +1,21 @@
 """Speed and peak memory of tiled inference against EDSR-PyTorch's recursive 4-quadrant ``forward_chop``.
 
 x4 of a 1024x1024 LR image (4096x4096 output) with MDRN B=80, F=64 (random weights: speed and memory do
-not depend on the values) on CPU. Each variant runs in its own subprocess so that its peak RSS
-(``resource.getrusage(RUSAGE_SELF).ru_maxrss``) is its own. Also prints the largest difference of tiled
-against untiled output for a few overlaps on a small image (the B=80 receptive field is 175 LR pixels,
-so the tiles are exact only with that much context).
+not depend on the values) on CPU. Variants, each in its own subprocess so that its peak RSS
+(``resource.getrusage(RUSAGE_SELF).ru_maxrss``) is its own:
 
-    python scripts/bench_tiling.py [--size 1024] [--tile 256] [--overlap 16] [--threads 2]
+- ``two_stage``: ``mdrn.inference.upscale`` as the CLI calls it (body tiles sized by the ``memory``
+  budget, then the upsampler + tail over sub-tiles of the feature map);
+- ``single_stage``: the same call on a wrapper that hides ``features``/``reconstruct``, i.e. the whole
+  network on ``--tile`` tiles with ``--overlap`` context;
+- ``chop``: EDSR-PyTorch's ``forward_chop`` (shave 10, not seamless for deep networks).
+
+Each prints seconds, peak RSS and ``body_lr_px``: the LR pixels pushed through the residual body
+(counted by a hook on ``net.body``; deterministic, the measure of the work). ``--seams`` prints the
+largest difference of tiled against untiled output for a few overlaps on a small image (the B=80
+receptive field is 175 LR pixels, so the tiles are exact only with that much context).
+
+    python scripts/bench_tiling.py [--size 1024] [--blocks 80] [--tile 384] [--overlap 32] [--threads 2]
 """
 
 from __future__ import annotations
@@ -49,31 +58,64 @@ def forward_chop(net, x: torch.Tensor, scale: int, shave: int = 10, min_size: in
     return output
 
 
-def _net() -> torch.nn.Module:
+#: The variants ``main`` runs, in this order.
+VARIANTS = ("two_stage", "single_stage", "chop")
+
+
+def _net(n_resblocks: int = 80, n_feats: int = 64) -> torch.nn.Module:
     from mdrn.models import MDRN
 
     torch.manual_seed(0)
-    return MDRN(n_resblocks=80, n_feats=64, scales=(2, 3, 4)).eval()
+    return MDRN(n_resblocks=n_resblocks, n_feats=n_feats, scales=(2, 3, 4)).eval()
 
 
-def run_variant(variant: str, size: int, tile: int, overlap: int, threads: int) -> dict:
-    """Run one variant in this process; return seconds and peak RSS."""
-    from mdrn.inference import upscale
+class SingleStage(torch.nn.Module):
+    """The wrapped network without ``features``/``reconstruct``: ``upscale`` tiles it in one stage."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.scales, self.n_colors = net.scales, net.n_colors
+
+    def forward(self, x: torch.Tensor, scale: int) -> torch.Tensor:
+        """The wrapped network's forward."""
+        return self.net(x, scale)
+
+
+def run_variant(
+    variant: str, size: int, tile: int, overlap: int, threads: int, blocks: int = 80, feats: int = 64
+) -> dict:
+    """Run one variant in this process; return seconds, peak RSS and the LR pixels the body ran on."""
+    from mdrn.inference import DEFAULT_MEMORY, upscale
 
     torch.set_num_threads(threads)
-    net = _net()
+    net = _net(blocks, feats)
+    body_px = [0]
+    net.body.register_forward_pre_hook(lambda m, a: body_px.__setitem__(0, body_px[0] + a[0][0, 0].numel()))
     x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(1))
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0 = time.perf_counter()
     with torch.inference_mode():
         if variant == "chop":
             y = forward_chop(net, x, 4)
-        else:
+        elif variant == "single_stage":
+            y = upscale(SingleStage(net), x, 4, tile=tile, overlap=overlap)
+        elif variant == "two_stage":
             y = upscale(net, x, 4, tile=tile, overlap=overlap)
+        else:
+            raise ValueError(f"unknown variant {variant!r}; known: {VARIANTS}")
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"variant": variant, "size": size, "tile": tile, "overlap": overlap, "seconds": round(seconds, 1),
-            "peak_rss_mb": round(peak), "rss_before_mb": round(rss0), "out_shape": list(y.shape)}  # fmt: skip
+    res = {"variant": variant, "size": size, "blocks": blocks, "feats": feats, "seconds": round(seconds, 1),
+           "peak_rss_mb": round(peak), "rss_before_mb": round(rss0), "body_lr_px": body_px[0],
+           "body_px_ratio": round(body_px[0] / size**2, 4), "out_shape": list(y.shape)}  # fmt: skip
+    if variant == "chop":
+        res["shave"] = 10
+    else:
+        res.update(tile=tile, overlap=overlap)
+    if variant == "two_stage":
+        res["memory_budget_mb"] = round(DEFAULT_MEMORY / 2**20)
+    return res
 
 
 def seam_errors(overlaps: list[int], size: int = 96, tile: int = 32) -> dict:
@@ -90,21 +132,28 @@ def main() -> None:
     """Run every variant in a subprocess and print a JSON line per variant."""
     p = argparse.ArgumentParser()
     p.add_argument("--size", type=int, default=1024)
-    p.add_argument("--tile", type=int, default=256)
-    p.add_argument("--overlap", type=int, default=16)
+    p.add_argument("--tile", type=int, default=384, help="tile of single_stage; two_stage: tiling on")
+    p.add_argument("--overlap", type=int, default=32)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--blocks", type=int, default=80)
+    p.add_argument("--feats", type=int, default=64)
+    p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, run one after another")
     p.add_argument("--variant", default=None, help=argparse.SUPPRESS)
     p.add_argument("--seams", action="store_true", help="only measure tiled-vs-untiled differences")
     args = p.parse_args()
     if args.variant:
-        print(json.dumps(run_variant(args.variant, args.size, args.tile, args.overlap, args.threads)))
+        res = run_variant(
+            args.variant, args.size, args.tile, args.overlap, args.threads, args.blocks, args.feats
+        )
+        print(json.dumps(res))
         return
     if args.seams:
         torch.set_num_threads(args.threads)
         print(json.dumps({"seam_max_abs_diff_by_overlap": seam_errors([8, 16, 32, 64])}))
         return
-    for variant in ("tiled", "chop"):
+    for variant in args.variants.split(","):
         opts = ["--size", str(args.size), "--tile", str(args.tile), "--overlap", str(args.overlap)]
+        opts += ["--blocks", str(args.blocks), "--feats", str(args.feats)]
         cmd = [sys.executable, __file__, "--variant", variant, *opts, "--threads", str(args.threads)]
         res = subprocess.run(cmd, capture_output=True, text=True)
         print(res.stdout.strip() or res.stderr.strip()[-2000:], flush=True)

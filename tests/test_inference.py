@@ -7,8 +7,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mdrn.inference import forward_x8, receptive_radius, upscale
-from mdrn.models import MDRN, VDSR, Bicubic
+from mdrn.inference import (
+    DEFAULT_MEMORY,
+    forward_x8,
+    plan_two_stage,
+    receptive_radius,
+    supports_two_stage,
+    upscale,
+)
+from mdrn.models import EDSR, MDRN, VDSR, Bicubic
 
 
 @pytest.fixture(scope="module")
@@ -22,17 +29,92 @@ def tiny() -> MDRN:
     return net
 
 
+class OneStage(torch.nn.Module):
+    """The wrapped network without ``features``/``reconstruct``: ``upscale`` tiles it in one stage."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net, self.scales, self.n_colors = net, net.scales, net.n_colors
+
+    def forward(self, x: torch.Tensor, scale: int) -> torch.Tensor:
+        return self.net(x, scale)
+
+
+#: a budget small enough that the tiny net's 45x61 image runs as several body tiles and sub-tiles
+SMALL_MEMORY = 800_000
+
+
 @pytest.mark.parametrize("scale", [2, 3, 4])
-def test_tiled_equals_untiled(tiny: MDRN, scale: int) -> None:
+@pytest.mark.parametrize("path", ["one_stage", "two_stage_tile", "two_stage_memory"])
+def test_tiled_equals_untiled(tiny: MDRN, scale: int, path: str) -> None:
     torch.manual_seed(1)
     x = torch.rand(1, 3, 45, 61)
     full = upscale(tiny, x, scale)
     assert full.shape == (1, 3, 45 * scale, 61 * scale)
     overlap = receptive_radius(tiny)
     assert overlap == 2 * 2 + 15
+    net = OneStage(tiny) if path == "one_stage" else tiny
+    assert supports_two_stage(net) == (path != "one_stage")
+    memory = SMALL_MEMORY if path == "two_stage_memory" else None
+    if memory:
+        rows, cols, px = plan_two_stage(tiny, (1, 3, 45, 61), scale, overlap, memory)
+        assert len(rows) * len(cols) > 1 and px < 45 * 61 // 2  # several body tiles and sub-tiles
     for tile in (16, 23):
-        tiled = upscale(tiny, x, scale, tile=tile, overlap=overlap)
+        tiled = upscale(net, x, scale, tile=tile, overlap=overlap, memory=memory)
         assert (tiled - full).abs().max().item() <= 1e-4, (tile, overlap)
+
+
+@pytest.mark.parametrize("net", [MDRN(n_resblocks=1, n_feats=8, scales=(2, 3, 4)), EDSR(2, 8, scale=3)])
+def test_features_reconstruct_split_forward(net: torch.nn.Module) -> None:
+    torch.manual_seed(7)
+    x = torch.rand(2, 3, 13, 17)
+    for scale in net.scales:
+        with torch.inference_mode():
+            feats = net.features(x, scale)
+            assert feats.shape == (2, net.n_feats, 13, 17)
+            assert torch.equal(net(x, scale), net.reconstruct(feats, scale))
+            # reconstruct_radius LR pixels of feature context reproduce an inner window exactly; none do not
+            rr = net.reconstruct_radius(scale)
+            assert rr == {2: 2, 3: 2, 4: 3}[scale]
+            full = net.reconstruct(feats, scale)[..., 5 * scale : 8 * scale, 6 * scale : 10 * scale]
+            part = net.reconstruct(feats[..., 5 - rr : 8 + rr, 6 - rr : 10 + rr], scale)
+            inner = part[..., rr * scale : (rr + 3) * scale, rr * scale : (rr + 4) * scale]
+            assert (inner - full).abs().max().item() <= 1e-5
+            bare = net.reconstruct(feats[..., 5:8, 6:10], scale)
+            assert (bare - full).abs().max().item() > 1e-3
+
+
+def test_two_stage_plan_bounds_memory() -> None:
+    """The budget sets the tiles: a 1024^2 x4 image with 64 features is one body tile (no recomputed
+    context); a huge image is cut into tiles that each fit the budget, whatever the image size."""
+    net = MDRN(n_resblocks=1, n_feats=64, scales=(4,))  # the plan depends on n_feats and scale only
+    rr = net.reconstruct_radius(4)
+    rows, cols, px = plan_two_stage(net, (1, 3, 1024, 1024), 4, 32, DEFAULT_MEMORY)
+    assert rows == [(0, 1024)] and cols == [(0, 1024)]
+    for h, w in [(20000, 20000), (3000, 90000)]:
+        rows, cols, px = plan_two_stage(net, (1, 3, h, w), 4, 32, DEFAULT_MEMORY)
+        tile_h = max(min(b + 32 + rr, h) - max(a - 32 - rr, 0) for a, b in rows)
+        tile_w = max(min(b + 32 + rr, w) - max(a - 32 - rr, 0) for a, b in cols)
+        assert tile_h * tile_w * 64 * 4 * 5 <= DEFAULT_MEMORY  # body activations (5 maps)
+        assert px * 64 * 4 * 2.5 * 16 <= DEFAULT_MEMORY  # one reconstruct sub-tile
+        assert rows[-1][1] == h and cols[-1][1] == w and len(rows) * len(cols) > 1
+    with pytest.raises(ValueError, match="too small"):
+        plan_two_stage(net, (1, 3, 100, 100), 4, 32, 10_000)
+
+
+def test_two_stage_counts_body_pixels_once(tiny: MDRN) -> None:
+    """At the default budget a small image's body runs once on every pixel; a small budget recomputes."""
+    seen: list[int] = []
+    hook = tiny.body.register_forward_pre_hook(lambda m, a: seen.append(a[0][0, 0].numel()))
+    try:
+        x = torch.rand(1, 3, 45, 61)
+        upscale(tiny, x, 4, tile=16, overlap=receptive_radius(tiny))
+        assert seen == [45 * 61]
+        seen.clear()
+        upscale(tiny, x, 4, tile=16, overlap=receptive_radius(tiny), memory=SMALL_MEMORY)
+        assert len(seen) > 1 and sum(seen) > 45 * 61
+    finally:
+        hook.remove()
 
 
 def test_too_small_overlap_shows_seams(tiny: MDRN) -> None:
@@ -40,8 +122,9 @@ def test_too_small_overlap_shows_seams(tiny: MDRN) -> None:
     torch.manual_seed(1)
     x = torch.rand(1, 3, 30, 30)
     full = upscale(tiny, x, 2)
-    assert (upscale(tiny, x, 2, tile=15, overlap=0) - full).abs().max().item() > 1e-3
-    assert (upscale(tiny, x, 2, tile=15, overlap=8) - full).abs().max().item() > 1e-4
+    for net in (OneStage(tiny), tiny):  # tiny: two stages with body tiles of ``tile`` pixels
+        assert (upscale(net, x, 2, tile=15, overlap=0, memory=None) - full).abs().max().item() > 1e-3
+        assert (upscale(net, x, 2, tile=15, overlap=8, memory=None) - full).abs().max().item() > 1e-4
 
 
 def test_tiled_ensemble_gray_and_batch(tiny: MDRN) -> None:
@@ -52,9 +135,15 @@ def test_tiled_ensemble_gray_and_batch(tiny: MDRN) -> None:
     assert (upscale(tiny, x, 2, tile=10, overlap=ov, ensemble=True) - full).abs().max().item() <= 1e-4
     gray = MDRN(n_resblocks=2, n_feats=8, scales=(2,), n_colors=1).eval()
     g = torch.rand(1, 29, 31)  # (C, H, W): the result keeps the batch-less shape
-    out = upscale(gray, g, 2, tile=10, overlap=receptive_radius(gray))
+    out = upscale(gray, g, 2, tile=10, overlap=receptive_radius(gray), memory=None)
     assert out.shape == (1, 58, 62)
     assert (out - upscale(gray, g, 2)).abs().max().item() <= 1e-4
+    # two-stage with channel adaptation: RGB on the gray net, gray on the RGB net, batch of 2
+    rgb = torch.rand(2, 3, 29, 31)
+    out = upscale(gray, rgb, 2, tile=10, overlap=receptive_radius(gray), memory=None)
+    assert (out - upscale(gray, rgb, 2)).abs().max().item() <= 1e-4
+    out = upscale(tiny, rgb[:, :1], 3, tile=10, overlap=receptive_radius(tiny), memory=SMALL_MEMORY)
+    assert (out - upscale(tiny, rgb[:, :1], 3)).abs().max().item() <= 1e-4
 
 
 def test_bicubic_and_y_models_tile_exactly() -> None:

@@ -58,17 +58,43 @@ class MeanShiftResNet(SRNet):
         self.head = conv(n_colors, n_feats, 3)
         self.body = ResidualBody(n_resblocks, n_feats, res_scale=res_scale)
         self.tail = conv(n_feats, n_colors, 3)
+        #: channels of the LR feature map ``features`` returns
+        self.n_feats = int(n_feats)
 
     def branches(self, scale: int) -> tuple[nn.Module, nn.Module]:
         """Return the (pre-processing, upsampler) modules used at ``scale``."""
         raise NotImplementedError
 
+    def features(self, x: torch.Tensor, scale: int) -> torch.Tensor:
+        """LR-resolution features (N, n_feats, H, W): mean shift, head, pre-processing, body + skip."""
+        self.check_input(x, scale)
+        pre, _ = self.branches(scale)
+        return self.body(pre(self.head(self.sub_mean(x))))
+
+    def reconstruct(self, features: torch.Tensor, scale: int) -> torch.Tensor:
+        """Output (N, C, sH, sW) from ``features(x, scale)``: upsampler, tail, mean shift back."""
+        _, up = self.branches(scale)
+        return self.add_mean(self.tail(up(features)))
+
+    def reconstruct_radius(self, scale: int) -> int:
+        """LR pixels of feature context around a pixel that ``reconstruct`` reads (a safe bound).
+
+        Each convolution's reach ``r`` at resolution factor ``f`` (after the pixel shuffles before it)
+        moves at most ``ceil(r / f)`` LR pixels; the sum over the upsampler and the tail.
+        """
+        _, up = self.branches(scale)
+        radius, factor = 0, 1
+        for m in [*up.modules(), self.tail]:
+            if isinstance(m, nn.PixelShuffle):
+                factor *= m.upscale_factor
+            elif isinstance(m, nn.Conv2d):
+                reach = max((k - 1) // 2 * d for k, d in zip(m.kernel_size, m.dilation, strict=True))
+                radius += -(-reach // factor)
+        return radius
+
     def forward(self, x: torch.Tensor, scale: int) -> torch.Tensor:
         """Super-resolve ``x`` (N, C, H, W) in [0, 1] by ``scale``; output (N, C, sH, sW), not clamped."""
-        self.check_input(x, scale)
-        pre, up = self.branches(scale)
-        x = pre(self.head(self.sub_mean(x)))
-        return self.add_mean(self.tail(up(self.body(x))))
+        return self.reconstruct(self.features(x, scale), scale)
 
 
 class MDRN(MeanShiftResNet):
