@@ -161,12 +161,13 @@ def test_sample_sets_split_by_bit_depth(tmp_path: Path) -> None:
 
 
 def test_concurrent_cache_builders(images: list[Path], tmp_path: Path) -> None:
-    """Two processes opening the same new cache at once: one builds, the other waits and reads it."""
-    import multiprocessing as mp
+    """Two builders opening the same new cache at once: one builds, the other waits and reads it."""
+    from concurrent.futures import ThreadPoolExecutor
 
-    ctx = mp.get_context("fork")
-    with ctx.Pool(2) as pool:
-        shapes = pool.starmap(_cache_shapes, [(images, tmp_path / "cache")] * 2)
+    # threads, not forked processes (a fork of a process running torch can deadlock); the file lock
+    # (flock on separate open files) excludes threads of one process as it does processes
+    with ThreadPoolExecutor(2) as pool:
+        shapes = list(pool.map(lambda _: _cache_shapes(images, tmp_path / "cache"), range(2)))
     assert shapes[0] == shapes[1] == [(120, 144, 3), (130, 100), (96, 96)]
     assert ImageCache(images, tmp_path / "cache", scales=(2, 3)).is_valid()
 
