@@ -11,6 +11,7 @@ import urllib.request
 import zipfile
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
+from typing import IO
 
 __all__ = [
     "ChecksumError",
@@ -177,6 +178,35 @@ def _safe_target(dest: Path, name: str, archive: Path) -> Path:
     return target
 
 
+_Member = tuple[str, bool, Callable[[], IO[bytes]]]  # (name, is a folder, opener of its bytes)
+
+
+def _tar_member(tf: tarfile.TarFile, member: tarfile.TarInfo, archive: Path) -> IO[bytes]:
+    src = tf.extractfile(member)
+    if src is None:  # pragma: no cover
+        raise UnsafeArchiveError(f"{archive}: member {member.name!r} cannot be read")
+    return src
+
+
+def _write_members(archive: Path, dest: Path, members: list[_Member]) -> list[Path]:
+    """Check every member's target first, then write each file via a .part file renamed into place."""
+    for name, _, _ in members:
+        _safe_target(dest, name, archive)
+    out: list[Path] = []
+    for name, is_dir, open_member in members:
+        target = _safe_target(dest, name, archive)
+        if is_dir:
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".part")
+        with open_member() as src, open(tmp, "wb") as dst:
+            shutil.copyfileobj(src, dst, _CHUNK)
+        os.replace(tmp, target)
+        out.append(target)
+    return out
+
+
 def safe_extract(archive: str | os.PathLike[str], dest: str | os.PathLike[str]) -> list[Path]:
     """Extract a zip or tar archive under ``dest``; refuse members escaping it, links, and devices.
 
@@ -186,49 +216,22 @@ def safe_extract(archive: str | os.PathLike[str], dest: str | os.PathLike[str]) 
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     dest = dest.resolve()
-    out: list[Path] = []
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
-            infos = zf.infolist()
-            for info in infos:
-                mode = (info.external_attr >> 16) & 0o170000
-                if mode == 0o120000:
+            zmembers = []
+            for info in zf.infolist():
+                if (info.external_attr >> 16) & 0o170000 == 0o120000:
                     raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is a symbolic link")
-                _safe_target(dest, info.filename, archive)
-            for info in infos:
-                target = _safe_target(dest, info.filename, archive)
-                if info.is_dir():
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                tmp = target.with_name(target.name + ".part")
-                with zf.open(info) as src, open(tmp, "wb") as dst:
-                    shutil.copyfileobj(src, dst, _CHUNK)
-                os.replace(tmp, target)
-                out.append(target)
-        return out
+                zmembers.append((info.filename, info.is_dir(), lambda info=info: zf.open(info)))
+            return _write_members(archive, dest, zmembers)
     if tarfile.is_tarfile(archive):
         with tarfile.open(archive) as tf:
-            members = tf.getmembers()
-            for m in members:
+            tmembers = []
+            for m in tf.getmembers():
                 if m.issym() or m.islnk():
                     raise UnsafeArchiveError(f"{archive}: member {m.name!r} is a link ({m.linkname!r})")
                 if not (m.isfile() or m.isdir()):
                     raise UnsafeArchiveError(f"{archive}: member {m.name!r} is not a regular file or folder")
-                _safe_target(dest, m.name, archive)
-            for m in members:
-                target = _safe_target(dest, m.name, archive)
-                if m.isdir():
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                src = tf.extractfile(m)
-                if src is None:  # pragma: no cover
-                    raise UnsafeArchiveError(f"{archive}: member {m.name!r} cannot be read")
-                tmp = target.with_name(target.name + ".part")
-                with src, open(tmp, "wb") as dst:
-                    shutil.copyfileobj(src, dst, _CHUNK)
-                os.replace(tmp, target)
-                out.append(target)
-        return out
+                tmembers.append((m.name, m.isdir(), lambda m=m: _tar_member(tf, m, archive)))
+            return _write_members(archive, dest, tmembers)
     raise ValueError(f"{archive}: not a zip or tar archive")
