@@ -3,7 +3,7 @@ PY ?= python
 
 .PHONY: help install test lint format quickstart
 help:  ## list targets
-	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 install:  ## install mdrn with every extra (app, export, notebooks, slurm, dev)
 	$(PY) -m pip install -e ".[all,dev]"
@@ -22,3 +22,7 @@ quickstart:  ## train + evaluate a small MDRN on the embedded sample data (minut
 
 # Paper artefacts (Table 1, Table 2, Figs. 8, 10-16, claims): targets live beside the experiments.
 -include experiments/experiments.mk
+
+.PHONY: bench
+bench:  ## benchmark: mdrn's hot paths against naive baselines and the machine's limits (< 10 min)
+	$(PY) -m mdrn.bench
