@@ -332,14 +332,16 @@ TABLE1_SOURCES: tuple[Table1Source, ...] = (
     Table1Source("Bicubic", "MATLAB bicubic (mdrn.resize), float-Y protocol", "table1/bicubic*.csv",
                  _eval_command("model=bicubic")),
     Table1Source("A+", "mdrn.aplus trained on T91 (run in results/aplus/aplus.md)", "aplus/aplus.csv",
-                 "python scripts/train_aplus.py --out models/aplus --results experiments/results/aplus"),
+                 "python scripts/train_aplus.py --results experiments/results/aplus --dict-samples 100000"
+                 " --overwrite"),
     Table1Source("SRCNN", "9-1-5 trained here: CPU preset srcnn_cpu (T91 Y patches; not the paper's 8e8 "
                  "backprops)", "table1/srcnn_cpu*.csv",
-                 _eval_command("ckpt=experiments/results/table1/srcnn_cpu.ckpt")),
+                 _eval_command("weights=experiments/results/models/srcnn_cpu.safetensors")),
     Table1Source("VDSR", "official weights (VDSR_Official.mat)", "table1/vdsr*.csv",
                  _eval_command("weights=../shared/reference/vdsr/VDSR_Official.mat")),
     Table1Source("MDRN", "CPU preset mdrn_cpu (small model, sample data; NOT the paper's model)",
-                 "table1/mdrn_cpu*.csv", _eval_command("ckpt=experiments/results/table1/mdrn_cpu.ckpt")),
+                 "table1/mdrn_cpu*.csv",
+                 _eval_command("weights=experiments/results/models/mdrn_cpu.safetensors")),
 )  # fmt: skip
 
 #: rows shown in the Markdown only (reference variants), not in table1.csv
