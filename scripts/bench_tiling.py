@@ -83,10 +83,22 @@ class SingleStage(torch.nn.Module):
 
 
 def run_variant(
-    variant: str, size: int, tile: int, overlap: int, threads: int, blocks: int = 80, feats: int = 64
+    variant: str,
+    size: int,
+    tile: int,
+    overlap: int,
+    threads: int,
+    blocks: int = 80,
+    feats: int = 64,
+    memory: int | None = None,
 ) -> dict:
-    """Run one variant in this process; return seconds, peak RSS and the LR pixels the body ran on."""
+    """Run one variant in this process; return seconds, peak RSS and the LR pixels the body ran on.
+
+    ``memory``: the two-stage budget in bytes (default ``mdrn.inference.DEFAULT_MEMORY``).
+    """
     from mdrn.inference import DEFAULT_MEMORY, upscale
+
+    memory = memory or DEFAULT_MEMORY
 
     torch.set_num_threads(threads)
     net = _net(blocks, feats)
@@ -101,7 +113,7 @@ def run_variant(
         elif variant == "single_stage":
             y = upscale(SingleStage(net), x, 4, tile=tile, overlap=overlap)
         elif variant == "two_stage":
-            y = upscale(net, x, 4, tile=tile, overlap=overlap)
+            y = upscale(net, x, 4, tile=tile, overlap=overlap, memory=memory)
         else:
             raise ValueError(f"unknown variant {variant!r}; known: {VARIANTS}")
     seconds = time.perf_counter() - t0
@@ -114,7 +126,7 @@ def run_variant(
     else:
         res.update(tile=tile, overlap=overlap)
     if variant == "two_stage":
-        res["memory_budget_mb"] = round(DEFAULT_MEMORY / 2**20)
+        res["memory_budget_mb"] = round(memory / 2**20)
     return res
 
 
@@ -137,13 +149,15 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--blocks", type=int, default=80)
     p.add_argument("--feats", type=int, default=64)
+    p.add_argument("--memory-mb", type=int, default=None, help="two_stage budget (default: DEFAULT_MEMORY)")
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, run one after another")
     p.add_argument("--variant", default=None, help=argparse.SUPPRESS)
     p.add_argument("--seams", action="store_true", help="only measure tiled-vs-untiled differences")
     args = p.parse_args()
     if args.variant:
+        memory = args.memory_mb << 20 if args.memory_mb else None
         res = run_variant(
-            args.variant, args.size, args.tile, args.overlap, args.threads, args.blocks, args.feats
+            args.variant, args.size, args.tile, args.overlap, args.threads, args.blocks, args.feats, memory
         )
         print(json.dumps(res))
         return
@@ -154,6 +168,7 @@ def main() -> None:
     for variant in args.variants.split(","):
         opts = ["--size", str(args.size), "--tile", str(args.tile), "--overlap", str(args.overlap)]
         opts += ["--blocks", str(args.blocks), "--feats", str(args.feats)]
+        opts += ["--memory-mb", str(args.memory_mb)] if args.memory_mb else []
         cmd = [sys.executable, __file__, "--variant", variant, *opts, "--threads", str(args.threads)]
         res = subprocess.run(cmd, capture_output=True, text=True)
         print(res.stdout.strip() or res.stderr.strip()[-2000:], flush=True)
