@@ -74,6 +74,8 @@ def test_cpu_defaults():
     assert p.channels_last and not p.compile and p.autocast_dtype is None
     assert training_defaults("cpu")["precision"] == "32-true"
     assert training_defaults("cpu")["compile"] is False
+    assert training_defaults("cpu")["channels_last"] is False  # NHWC training measured slower on CPU
+    assert training_defaults("cpu")["fused_adam"] is True
 
 
 def test_prepare_for_inference_cpu_same_output_and_keys():
@@ -97,6 +99,7 @@ def test_prepare_for_inference_cpu_same_output_and_keys():
 def test_prepare_for_training_cpu_trains():
     torch.manual_seed(0)
     net = prepare_for_training(MDRN(n_resblocks=1, n_feats=8, scales=(2,)), "cpu")
+    assert net.head.weight.is_contiguous()  # NCHW for training on CPU
     x, y = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 16, 16)
     loss = nn.functional.l1_loss(net(x, 2), y)
     loss.backward()
