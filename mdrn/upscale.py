@@ -183,6 +183,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.tile < 0 or args.overlap < 0:
         print("error: --tile and --overlap must be >= 0", file=sys.stderr)
         return 2
+    from mdrn.perf import prepare_for_inference
+
+    net = prepare_for_inference(net, device)  # the device's measured fast path (CPU: NHWC, threads)
     opts = UpscaleOptions(
         scale=args.scale,
         tile=args.tile or None,
