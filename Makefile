@@ -24,5 +24,5 @@ quickstart:  ## train + evaluate a small MDRN on the embedded sample data (minut
 -include experiments/experiments.mk
 
 .PHONY: bench
-bench:  ## benchmark: mdrn's hot paths against naive baselines and the machine's limits (< 10 min)
+bench:  ## benchmark: hot paths against naive baselines and the machine limits (~3 min on 2 idle cores)
 	$(PY) -m mdrn.bench
