@@ -246,6 +246,21 @@ def _median(values: list[float]) -> float:
     return float(statistics.median(values))
 
 
+def rate_row(
+    name: str,
+    work: float,
+    times: dict[str, list[float]],
+    unit: str,
+    *,
+    keys: tuple[str, str] = ("ours", "base"),
+    per: float = 1.0,
+    **labels: Any,
+) -> Row:
+    """A row of rates, ``work / median seconds / per``, for ours (keys[0]) and the baseline (keys[1])."""
+    ours, base = (work / _median(times[key]) / per for key in keys)
+    return make_row(name, ours, base, unit, **labels)
+
+
 # ------------------------------------------------------------------------------------------- context
 
 
@@ -356,11 +371,12 @@ def bench_limits(ctx: Context) -> None:
     )
     flops = 2 * n**3
     ctx.add(
-        make_row(
+        rate_row(
             f"matmul fp32 {n}x{n}",
-            flops / _median(t["ours"]) / 1e9,
-            flops / _median(t["base"]) / 1e9,
+            flops,
+            t,
             "GFLOP/s",
+            per=1e9,
             ours_label=f"torch ({ctx.device.type})",
             baseline_label="numpy (OpenBLAS)",
             repeats=max(s.repeats, 5),
@@ -397,11 +413,13 @@ def bench_limits(ctx: Context) -> None:
         )
         flops = 2 * feats * feats * 9 * math.prod(train_shape) // feats
         ctx.add(
-            make_row(
+            rate_row(
                 f"conv {feats}->{feats} 3x3 NHWC, {'x'.join(map(str, train_shape))}: threads",
-                flops / _median(t["all"]) / 1e9,
-                flops / _median(t["one"]) / 1e9,
+                flops,
+                t,
                 "GFLOP/s",
+                keys=("all", "one"),
+                per=1e9,
                 ours_label=f"{threads} threads (one per available core)",
                 baseline_label="1 thread",
                 repeats=max(s.repeats, 5),
@@ -420,11 +438,12 @@ def bench_limits(ctx: Context) -> None:
     )
     nbytes = src.numel() * 4
     ctx.add(
-        make_row(
+        rate_row(
             f"memory copy {mb} MB",
-            nbytes / _median(t["ours"]) / 1e9,
-            nbytes / _median(t["base"]) / 1e9,
+            nbytes,
+            t,
             "GB/s",
+            per=1e9,
             ours_label="torch copy_ (multi-threaded)",
             baseline_label="numpy copyto (one thread)",
             repeats=max(s.repeats, 5),
@@ -632,11 +651,12 @@ def bench_adam(ctx: Context) -> None:
         device=ctx.device,
     )
     ctx.add(
-        make_row(
+        rate_row(
             f"Adam step, {n / 1e6:.2f}M parameters",
-            1 / _median(t["f"]),
-            1 / _median(t["l"]),
+            1,
+            t,
             "steps/s",
+            keys=("f", "l"),
             ours_label="Adam(fused=True)",
             baseline_label="Adam() default (per-tensor loop)",
             repeats=max(ctx.sizes.repeats, 5),
@@ -833,10 +853,10 @@ def bench_metrics(ctx: Context) -> None:
     )
     n = len(pairs)
     ctx.add(
-        make_row(
+        rate_row(
             f"PSNR+SSIM (Y, shave {scale}), {label} bicubic x{scale}",
-            n / _median(t["ours"]),
-            n / _median(t["base"]),
+            n,
+            t,
             "images/s",
             ours_label="mdrn.metrics.score (torch float64)",
             baseline_label="per-image numpy Y + skimage psnr/ssim",
