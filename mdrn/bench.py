@@ -246,6 +246,18 @@ def _median(values: list[float]) -> float:
     return float(statistics.median(values))
 
 
+def _limit_facts(go: float, gb: float, flops: float, limit: float | None) -> dict[str, Any]:
+    """Achieved GFLOP/s of ours and the baseline, the counted FLOPs, and their fractions of the conv limit."""
+    return {
+        "gflops_ours": go,
+        "gflops_baseline": gb,
+        "flops": flops,
+        "conv_limit": limit,
+        "fraction_ours": go / limit if limit else None,
+        "fraction_baseline": gb / limit if limit else None,
+    }
+
+
 def rate_row(
     name: str,
     work: float,
@@ -516,15 +528,7 @@ def bench_forward(ctx: Context) -> None:
                 baseline_label="eager NCHW fp32 (no_grad)",
                 repeats=s.repeats,
                 notes=notes,
-                extra={
-                    "gflops_ours": go,
-                    "gflops_baseline": gb,
-                    "flops": flops,
-                    "conv_limit": limit,
-                    "fraction_ours": go / limit if limit else None,
-                    "fraction_baseline": gb / limit if limit else None,
-                    "max_abs_diff": diff,
-                },
+                extra={**_limit_facts(go, gb, flops, limit), "max_abs_diff": diff},
             )
         )
 
@@ -545,11 +549,12 @@ def bench_forward(ctx: Context) -> None:
         {"v": run(variant), "m": run(ours_net)}, repeats=s.repeats, warmup=s.warmup, device=ctx.device
     )
     ctx.add(
-        make_row(
+        rate_row(
             f"MDRN {_describe(args)} forward x{scale}: in-place ReLU + residual add",
-            t * t / _median(times["v"]),
-            t * t / _median(times["m"]),
+            t * t,
+            times,
             "LR px/s",
+            keys=("v", "m"),
             ours_label="local variant (in-place)",
             baseline_label="mdrn.models blocks",
             repeats=s.repeats,
@@ -721,16 +726,7 @@ def bench_training(ctx: Context) -> None:
                 baseline_label="eager NCHW fp32, Adam default",
                 repeats=repeats,
                 notes=notes,
-                extra={
-                    "gflops_ours": go,
-                    "gflops_baseline": gb,
-                    "flops": flops,
-                    "conv_limit": limit,
-                    "fraction_ours": go / limit if limit else None,
-                    "fraction_baseline": gb / limit if limit else None,
-                    "seconds_ours": to,
-                    "seconds_baseline": tb,
-                },
+                extra={**_limit_facts(go, gb, flops, limit), "seconds_ours": to, "seconds_baseline": tb},
             )
         )
         if blocks == PAPER_MODEL["n_resblocks"] and s.train_feats == PAPER_MODEL["n_feats"] and limit:
@@ -766,11 +762,12 @@ def bench_inplace_train(ctx: Context) -> None:
         {"v": step(variant), "m": step(model)}, repeats=s.repeats, warmup=s.warmup, device=ctx.device
     )
     ctx.add(
-        make_row(
+        rate_row(
             f"MDRN {_describe(args)} train step x2, batch {batch}: in-place ReLU + residual add",
-            1 / _median(times["v"]),
-            1 / _median(times["m"]),
+            1,
+            times,
             "steps/s",
+            keys=("v", "m"),
             ours_label="local variant (in-place)",
             baseline_label="mdrn.models blocks",
             repeats=s.repeats,
