@@ -102,7 +102,7 @@ def _route_lightning() -> Callable[[], None]:
 
 
 @contextlib.contextmanager
-def run_logging(log_file: str | Path) -> Iterator[None]:
+def run_logging(log_file: str | Path | None) -> Iterator[None]:
     """Console and log-file handlers for the run when nobody (Hydra) configured logging; then quiet noise.
 
     Under Hydra (``hydra/job_logging: mdrn``) the handlers exist already and only the noise is
@@ -112,10 +112,11 @@ def run_logging(log_file: str | Path) -> Iterator[None]:
     added: list[logging.Handler] = []
     old_level = root.level
     if not root.handlers:
-        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-        file = logging.FileHandler(log_file)
-        file.setFormatter(logging.Formatter(FILE_FORMAT))
-        added = [ConsoleHandler(), file]
+        added = [ConsoleHandler()]
+        if log_file is not None:
+            Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+            added.append(logging.FileHandler(log_file))
+            added[-1].setFormatter(logging.Formatter(FILE_FORMAT))
         for h in added:
             root.addHandler(h)
         root.setLevel(logging.INFO)
