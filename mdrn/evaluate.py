@@ -33,7 +33,7 @@ from mdrn.metrics import score
 from mdrn.models import Bicubic
 from mdrn.resize import modcrop
 from mdrn.utils import print_config, results_table
-from mdrn.utils.report import describe_run_folder, duration, write_csv
+from mdrn.utils.report import describe_run_folder, duration, write_csv, write_results
 from mdrn.utils.run_log import run_logging
 
 __all__ = ["evaluate", "load_net", "main"]
@@ -148,6 +148,9 @@ def _evaluate(cfg: DictConfig, out_dir: Path | None) -> list[dict[str, Any]]:
     )
     if out_dir is not None:
         write_csv(out_dir / "means.csv", [{**m, "scale": int(m["scale"][1:])} for m in means])
+        scores = {f"test/{m['set']}_{m['scale']}/{k.lower()}": m[k] for m in means for k in ("PSNR", "SSIM")}
+        psnrs = [v for k, v in scores.items() if k.endswith("/psnr")]
+        write_results(out_dir, {"test": {**scores, "test/psnr": sum(psnrs) / len(psnrs)} if psnrs else {}})
         where = "\n".join(describe_run_folder(out_dir))
         extra = f"\n  per-image scores: {csv_path}" if csv_path and csv_path.parent != out_dir else ""
         log.info(

@@ -57,6 +57,11 @@ def _prepare_wandb(cfg: DictConfig) -> None:
         offline = os.environ.get("WANDB_MODE") == "offline" or not wandb_logged_in()
     with open_dict(cfg):
         cfg.logger.wandb.offline = bool(offline)
+        group, name = _sweep_names(cfg)
+        if group and not wb.get("group"):
+            cfg.logger.wandb.group = group  # the runs of one sweep side by side in W&B
+        if name and not wb.get("name"):
+            cfg.logger.wandb.name = name
     if offline:
         os.environ["WANDB_MODE"] = "offline"
         os.environ.setdefault("WANDB_SILENT", "true")
@@ -64,6 +69,17 @@ def _prepare_wandb(cfg: DictConfig) -> None:
             "mdrn: W&B runs offline (not logged in). Upload later with: wandb sync %s/offline-run-*",
             Path(cfg.paths.output_dir) / "wandb",
         )
+
+
+def _sweep_names(cfg: DictConfig) -> tuple[str | None, str | None]:
+    """(W&B group, run name) of a multirun job: the sweep folder and the job's overrides; else Nones."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None, None
+    hc = HydraConfig.get()
+    return f"{cfg.get('task_name', 'train')}/{Path(hc.sweep.dir).name}", hc.job.override_dirname or None
 
 
 def _rows(results: dict[str, float], stage: str = "test") -> dict[tuple[str, int], dict[str, float]]:
