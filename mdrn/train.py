@@ -165,6 +165,7 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         if fit:
             trainer.fit(module, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
         results: dict[str, Any] = {"train": dict(_scalars(trainer.callback_metrics))}
+        results["global_step"] = int(trainer.global_step)
         best = None
         for cb in trainer.checkpoint_callbacks:
             if getattr(cb, "monitor", None) and cb.best_model_path:

@@ -25,6 +25,7 @@ _ENTRIES = {
     "csv": "metrics.csv: loss, learning rate and validation scores per step",
     "tensorboard": "TensorBoard logs (tensorboard --logdir <run>)",
     "wandb": "offline W&B run (wandb sync <run>/wandb/offline-run-*)",
+    "fit-profile.txt": "where the training time goes (debug=profiler)",
     "config.yaml": "the composed config (config_tree.log: resolved)",
     "train.log": "the full log, third-party messages included",
     "evaluate.log": "the full log, third-party messages included",
