@@ -33,7 +33,7 @@ from mdrn.metrics import score
 from mdrn.models import Bicubic
 from mdrn.resize import modcrop
 from mdrn.utils import print_config, results_table
-from mdrn.utils.report import describe_run_folder, duration, write_csv, write_results
+from mdrn.utils.report import describe_run_folder, display_path, duration, write_csv, write_results
 from mdrn.utils.run_log import run_logging
 
 __all__ = ["evaluate", "load_net", "main"]
@@ -110,7 +110,7 @@ def _evaluate(cfg: DictConfig, out_dir: Path | None) -> list[dict[str, Any]]:
         ", ".join(files),
         n_images,
         root,
-        f"; run folder: {out_dir}" if out_dir is not None else "",
+        f"; run folder: {display_path(out_dir)}" if out_dir is not None else "",
     )
     rows: list[dict[str, Any]] = []
     for set_name, set_files in files.items():
@@ -156,7 +156,7 @@ def _evaluate(cfg: DictConfig, out_dir: Path | None) -> list[dict[str, Any]]:
         log.info(
             "mdrn: done in %s. Run folder %s:\n%s%s",
             duration(time.monotonic() - start),
-            out_dir,
+            display_path(out_dir),
             where,
             extra,
         )

@@ -26,7 +26,7 @@ from mdrn.lit import AtomicCheckpointIO, SRModule
 from mdrn.models import Bicubic
 from mdrn.utils import instantiate_group, print_config, results_table
 from mdrn.utils.callbacks import ValidateAtEnd, ValidationReport
-from mdrn.utils.report import describe_run_folder, duration, write_csv, write_results
+from mdrn.utils.report import describe_run_folder, display_path, duration, write_csv, write_results
 from mdrn.utils.run_log import run_logging
 
 __all__ = ["main", "train", "wandb_logged_in"]
@@ -187,7 +187,7 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         log.info(
             "mdrn: done in %s. Run folder %s:\n%s",
             duration(time.monotonic() - start),
-            out_dir,
+            display_path(out_dir),
             "\n".join(lines),
         )
     return results
@@ -227,7 +227,7 @@ def _start_line(
     else:
         what = f"mdrn: evaluating {type(net).__name__} {scales} ({n_params:,} parameters)"
         data = f"data: test on {names['test']}"
-    return f"{what}\n      {data}; {device}\n      run folder: {out_dir}"
+    return f"{what}\n      {data}; {device}\n      run folder: {display_path(out_dir)}"
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, float]:

@@ -10,7 +10,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RESULTS_JSON", "describe_run_folder", "duration", "read_results", "write_csv", "write_results"]
+__all__ = [
+    "RESULTS_JSON",
+    "describe_run_folder",
+    "display_path",
+    "duration",
+    "read_results",
+    "write_csv",
+    "write_results",
+]
 
 #: the file in a run folder holding its final scores (read by the sweep summary)
 RESULTS_JSON = "results.json"
@@ -75,6 +83,15 @@ def read_results(run_dir: str | Path) -> dict[str, Any] | None:
     """A run folder's ``results.json`` (None if the run wrote none)."""
     path = Path(run_dir) / RESULTS_JSON
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def display_path(path: str | Path) -> str:
+    """``path`` relative to the working directory when inside it (as the user typed it), else absolute."""
+    p = Path(path).resolve()
+    try:
+        return str(p.relative_to(Path.cwd()))
+    except ValueError:
+        return str(p)
 
 
 def duration(seconds: float) -> str:
