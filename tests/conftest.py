@@ -26,3 +26,13 @@ def shared_path(*parts: str) -> Path:
 def shared() -> Path:
     """The ../shared reference-data folder (skip if absent, fail in CI)."""
     return shared_path()
+
+
+@pytest.fixture(scope="session")
+def sample_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data folder holding the embedded sample data (written once per session)."""
+    from mdrn.data import prepare_sample
+
+    root = tmp_path_factory.mktemp("sample_data")
+    prepare_sample(root)
+    return root

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from conftest import ROOT
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
@@ -16,16 +15,6 @@ from mdrn.train import train
 TINY = ["model.net.n_resblocks=1", "model.net.n_feats=8", "model.save_images=0", "data=sample",
         "data.batch_size=2", "data.patch_size=12", "data.val=[{name:s8,kind:sample,split:test_8bit,limit:2}]",
         "data.test=[{name:s8,kind:sample,split:test_8bit,limit:2}]", "threads=1"]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A data folder holding the embedded sample data (written once)."""
-    from mdrn.data import prepare_sample
-
-    root = tmp_path_factory.mktemp("sample_data")
-    prepare_sample(root)
-    return root
 
 
 def _run(tmp_path: Path, data: Path, preset: str, *extra: str) -> tuple[dict, object]:
@@ -45,28 +34,28 @@ def test_every_preset_is_documented_in_one_line() -> None:
         assert lines[0] == "# @package _global_" and lines[1].startswith("# ") and len(lines[1]) > 20, f.name
 
 
-def test_limit_runs_a_few_batches(tmp_path: Path, sample_dir: Path) -> None:
-    results, _ = _run(tmp_path, sample_dir, "limit")
+def test_limit_runs_a_few_batches(tmp_path: Path, sample_data: Path) -> None:
+    results, _ = _run(tmp_path, sample_data, "limit")
     assert results["global_step"] == 10  # 2 epochs x 5 batches
     assert set(results["test"]) >= {"test/s8_x2/psnr", "test/s8_x4/ssim"}
 
 
-def test_overfit_repeats_three_batches(tmp_path: Path, sample_dir: Path) -> None:
+def test_overfit_repeats_three_batches(tmp_path: Path, sample_data: Path) -> None:
     sampler = ScaleBatchSampler(
         n_images=5, batch_size=2, batches_per_epoch=7, scales=(2, 3, 4), repeat_batches=3
     )
     batches = list(sampler)
     assert batches[:3] == batches[3:6] and batches[6] == batches[0] and len({str(b) for b in batches}) == 3
-    results, cfg = _run(tmp_path, sample_dir, "overfit", "data.batches_per_epoch=4", "trainer.max_epochs=2")
+    results, cfg = _run(tmp_path, sample_data, "overfit", "data.batches_per_epoch=4", "trainer.max_epochs=2")
     assert cfg.data.repeat_batches == 3 and results["global_step"] == 8
 
 
-def test_profiler_writes_its_report(tmp_path: Path, sample_dir: Path) -> None:
-    _run(tmp_path, sample_dir, "profiler", "trainer.max_steps=3")
+def test_profiler_writes_its_report(tmp_path: Path, sample_data: Path) -> None:
+    _run(tmp_path, sample_data, "profiler", "trainer.max_steps=3")
     report = (tmp_path / "run" / "fit-profile.txt").read_text()
     assert "run_training_batch" in report
 
 
-def test_fdr_is_one_batch(tmp_path: Path, sample_dir: Path) -> None:
-    results, _ = _run(tmp_path, sample_dir, "fdr")
+def test_fdr_is_one_batch(tmp_path: Path, sample_data: Path) -> None:
+    results, _ = _run(tmp_path, sample_data, "fdr")
     assert results["test"]

@@ -15,16 +15,6 @@ from mdrn.utils.callbacks import StepProgressBar
 from mdrn.utils.report import describe_run_folder, write_csv
 
 
-@pytest.fixture(scope="module")
-def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A data folder holding the embedded sample data (written once)."""
-    from mdrn.data import prepare_sample
-
-    root = tmp_path_factory.mktemp("sample_data")
-    prepare_sample(root)
-    return root
-
-
 def _bar(**trainer: object) -> StepProgressBar:
     bar = StepProgressBar()
     defaults = {"max_epochs": -1, "accumulate_grad_batches": 1, "current_epoch": 0, "global_step": 0}
@@ -57,12 +47,12 @@ def test_run_folder_description(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_short_run_says_what_matters(tmp_path: Path, sample_dir: Path) -> None:
+def test_short_run_says_what_matters(tmp_path: Path, sample_data: Path) -> None:
     """5 steps in an epoch of 100 batches: validated at the end, best checkpoint kept, <= 60 lines."""
     run = tmp_path / "run"
     overrides = [o for o in TINY_TRAIN if o != "~callbacks.rich_progress_bar"]
     overrides += ["trainer.max_steps=5", "data.batches_per_epoch=100", "compare_bicubic=true"]
-    proc = subprocess.run(train_cmd(run, sample_dir, *overrides), cwd=ROOT, env=subprocess_env(),
+    proc = subprocess.run(train_cmd(run, sample_data, *overrides), cwd=ROOT, env=subprocess_env(),
                           capture_output=True, text=True, timeout=600)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout + proc.stderr

@@ -62,11 +62,8 @@ def test_wandb_groups_a_sweep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
 
 @pytest.mark.slow
-def test_multirun_ends_with_a_summary(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
-    from mdrn.data import prepare_sample
-
-    data = tmp_path_factory.mktemp("sample_data")
-    prepare_sample(data)
+def test_multirun_ends_with_a_summary(tmp_path: Path, sample_data: Path) -> None:
+    data = sample_data
     sweep = tmp_path / "sweep"
     cmd = [sys.executable, "-m", "mdrn.train", "-m", f"hydra.sweep.dir={sweep}", f"paths.data_dir={data}",
            *TINY_TRAIN, "trainer.max_steps=2", "model.lr=0.001,0.0001"]  # fmt: skip
