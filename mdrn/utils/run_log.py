@@ -47,6 +47,10 @@ class ConsoleHandler(logging.StreamHandler):
         mine = record.name == "mdrn" or record.name.startswith("mdrn.") or record.name == "__main__"
         return record.levelno >= (logging.INFO if mine else logging.WARNING) and super().filter(record)
 
+    def format(self, record: logging.LogRecord) -> str:
+        """The message without trailing blank lines (formatted warnings end with one)."""
+        return super().format(record).rstrip()
+
     def emit(self, record: logging.LogRecord) -> None:
         """Write ``record`` to the stdout of the moment."""
         self.stream = sys.stdout
