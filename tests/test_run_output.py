@@ -76,3 +76,15 @@ def test_short_run_says_what_matters(tmp_path: Path, sample_data: Path) -> None:
     results = json.loads((run / "results.json").read_text())
     assert results["test"]["test/s16_x2/psnr"] == pytest.approx(float(rows[0]["psnr"]))
     assert results["train"]["val/psnr"] > 0
+
+
+def test_missing_data_named_at_once(tmp_path: Path) -> None:
+    """data=div2k without data: one message naming every missing data set and the command (no traceback)."""
+    data = tmp_path / "data"
+    cmd = train_cmd(tmp_path / "run", data, "data.download=false", "model.net.n_resblocks=1", "trainer=cpu")
+    proc = subprocess.run(cmd, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    for name in ("div2k_train", "div2k_valid", "Set5", "Set14", "B100", "Urban100"):
+        assert f"{name} (" in proc.stderr
+    assert f"python -m mdrn.data download div2k benchmarks --root {data.resolve()}" in proc.stderr
+    assert proc.stderr.count(f"{data.resolve() / 'downloads'}/") == 1
