@@ -75,17 +75,21 @@ def _dead_address() -> str:
         return f"http://127.0.0.1:{s.getsockname()[1]}"  # nothing listens there once closed
 
 
-def test_status_of_an_empty_folder(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "mdrn.data", "status", "--root", str(tmp_path)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
+def test_status_of_an_empty_folder(tmp_path: Path, capsys) -> None:
+    assert cli.main(["status", "--root", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
     for name, ds in catalog.DATASETS.items():
         (row,) = [ln for ln in lines if ln.startswith(name + " ")]
         assert ("missing" if ds.archive else "on first use") in row
         if ds.archive:
             assert catalog.ARCHIVES[ds.archive].url in row
-    assert f"download div2k benchmarks --root {tmp_path.resolve()}" in proc.stdout
+    assert lines[-1].endswith(f"download div2k benchmarks --root {tmp_path.resolve()}")
+
+
+def test_module_entry_point() -> None:
+    proc = subprocess.run([sys.executable, "-m", "mdrn.data", "--help"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0 and "status" in proc.stdout and "download" in proc.stdout
 
 
 def test_download_from_local_server_then_status(tmp_path: Path, served, monkeypatch) -> None:

@@ -79,12 +79,30 @@ def test_short_run_says_what_matters(tmp_path: Path, sample_data: Path) -> None:
 
 
 def test_missing_data_named_at_once(tmp_path: Path) -> None:
-    """data=div2k without data: one message naming every missing data set and the command (no traceback)."""
+    """data=div2k without data: one message naming every missing data set and the command."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from mdrn.train import train
+
     data = tmp_path / "data"
-    cmd = train_cmd(tmp_path / "run", data, "data.download=false", "model.net.n_resblocks=1", "trainer=cpu")
-    proc = subprocess.run(cmd, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        overrides = [
+            f"paths.data_dir={data}",
+            "data.download=false",
+            "model.net.n_resblocks=1",
+            "trainer=cpu",
+        ]
+        cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path / "run")
+        del cfg["hydra"]
+    with pytest.raises(SystemExit) as ei:
+        train(cfg)
+    msg = str(ei.value.code)
     for name in ("div2k_train", "div2k_valid", "Set5", "Set14", "B100", "Urban100"):
-        assert f"{name} (" in proc.stderr
-    assert f"python -m mdrn.data download div2k benchmarks --root {data.resolve()}" in proc.stderr
-    assert proc.stderr.count(f"{data.resolve() / 'downloads'}/") == 1
+        assert f"{name} (" in msg
+    assert f"python -m mdrn.data download div2k benchmarks --root {data.resolve()}" in msg
+    assert msg.count(f"{data.resolve() / 'downloads'}/") == 1
