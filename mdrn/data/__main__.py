@@ -93,7 +93,8 @@ def _print_status(root: Path) -> int:
         if r.state == "present":
             size, images = format_size(r.bytes), str(r.images)
         elif ds.archive:
-            size, images = f"{format_size(ARCHIVES[ds.archive].bytes)} to download", "-"
+            n = ARCHIVES[ds.archive].bytes
+            size, images = (f"{format_size(n)} to download" if n else "size not recorded"), "-"
         else:
             size, images = "-", "-"
         source = ARCHIVES[ds.archive].url if ds.archive else "embedded (scikit-image, pydicom): no download"
