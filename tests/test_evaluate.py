@@ -13,6 +13,7 @@ from conftest import ROOT, shared_path
 EXPECTED = {2: 33.682, 3: 30.405, 4: 28.431}
 
 
+@pytest.mark.slow
 def test_evaluate_bicubic_set5(tmp_path: Path) -> None:
     root = shared_path("datasets")
     run = tmp_path / "run"
