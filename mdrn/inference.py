@@ -253,6 +253,15 @@ def plan_two_stage(
     return rows, cols, px
 
 
+def _add_low_frequency(net: nn.Module, y: Tensor, x: Tensor, scale: int, device: torch.device) -> Tensor:
+    """``y`` plus the network's low-frequency image of the LR pixels ``x`` (if it has one, e.g. bicubic)."""
+    low_frequency = getattr(net, "low_frequency", None)
+    if low_frequency is None:
+        return y
+    low = low_frequency(_adapt_channels(net, x.to(device, non_blocking=True))[0], scale)
+    return y if low is None else y + low
+
+
 def _upscale_two_stage(
     net: nn.Module,
     x: Tensor,
@@ -285,7 +294,8 @@ def _upscale_two_stage(
                 c0, c1 = max(y0 + r0 - rr, 0), min(y0 + r1 + rr, h)
                 for s0, s1 in cols:
                     d0, d1 = max(x0 + s0 - rr, 0), min(x0 + s1 + rr, w)
-                    y = back(net.reconstruct(feats[..., c0 - f0 : c1 - f0, d0 - g0 : d1 - g0], scale))
+                    y = net.reconstruct(feats[..., c0 - f0 : c1 - f0, d0 - g0 : d1 - g0], scale)
+                    y = back(_add_low_frequency(net, y, x[..., c0:c1, d0:d1], scale, device))
                     oy, ox = (y0 + r0 - c0) * scale, (x0 + s0 - d0) * scale
                     core = y[..., oy : oy + (r1 - r0) * scale, ox : ox + (s1 - s0) * scale]
                     out[..., (y0 + r0) * scale : (y0 + r1) * scale, (x0 + s0) * scale : (x0 + s1) * scale] = (

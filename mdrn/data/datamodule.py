@@ -38,7 +38,7 @@ def resolve_source(
 
     kinds: ``div2k`` (split train = 0001-0800, valid = 0801-0900), ``benchmark`` (Set5, Set14, B100,
     Urban100 under ``path`` or ``data_dir/benchmark``), ``folder`` (any image tree at ``path``),
-    ``sample`` (embedded sample data, split train/test/test_8bit/test_16bit).
+    ``sample`` (embedded sample data, split train/val_8bit/val_12bit/test_8bit/test_16bit, ...).
     """
     kind = _get(src, "kind", "folder")
     lr_dirs: dict[int, Path] = {}
