@@ -10,7 +10,7 @@ from conftest import ROOT
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from mdrn.data import SRDataModule, sample_files
+from mdrn.data import SRDataModule, prepare_sample, sample_files
 from mdrn.data.datamodule import shared_sets
 
 CONF = ROOT / "conf"
@@ -66,3 +66,13 @@ def test_sample_splits_hold_different_images(tmp_path: Path) -> None:
     for stage in ("train", "val"):
         found = contents(data[stage])
         assert found and not set(found) & set(test), (stage, sorted(found[k] for k in set(found) & set(test)))
+
+
+def test_sample_data_says_what_it_holds(tmp_path: Path) -> None:
+    # the README written beside the sample images names each image under its split
+    root = prepare_sample(tmp_path)
+    readme = (root / "README.md").read_text()
+    sections = {s: readme[readme.index(f"- `{s}/`") :].split("\n- `")[0] for s in ("train", "val", "test")}
+    for split, text in sections.items():
+        names = [f.stem for f in sample_files(tmp_path, split)]
+        assert names and all(n in text for n in names), (split, [n for n in names if n not in text])

@@ -102,11 +102,12 @@ def test_lightning_scores_equal_score(data_dir: Path, tmp_path: Path) -> None:
 
 
 def test_scores_do_not_depend_on_training_precision(data_dir: Path, tmp_path: Path) -> None:
-    # a trained model (the shipped one): bf16 rounding moves its scores by up to ~1 dB (16-bit CT), a
-    # random network's by only ~0.002 dB (its own error dwarfs the rounding)
+    # a trained model (the shipped one): bf16 rounding moves its scores by 0.04 dB (preliminary
+    # mdrn_small, 16-bit x2) to ~1 dB (mdrn_cpu); a random network's by ~0.002 dB (its error dwarfs it)
     net = load_model(DEFAULT_MODEL)
-    fp32 = _scores(_trainer(tmp_path), SRModule(net, save_images=0), _dm(data_dir))
-    bf16 = _scores(_trainer(tmp_path, "bf16-mixed"), SRModule(net, save_images=0), _dm(data_dir))
+    sets = [{**SETS[0], "limit": 1}, SETS[1]]  # one 8-bit image (bf16 on CPU is slow), the 16-bit set
+    fp32 = _scores(_trainer(tmp_path), SRModule(net, save_images=0), _dm(data_dir, sets))
+    bf16 = _scores(_trainer(tmp_path, "bf16-mixed"), SRModule(net, save_images=0), _dm(data_dir, sets))
     assert set(fp32) == set(bf16) and len(fp32) == 2 * (2 * len(SCALES) * 2 + 1)
     diff = {k: abs(fp32[k] - bf16[k]) for k in fp32 if k.endswith("psnr")}
     assert max(diff.values()) <= 1e-3, diff
@@ -115,7 +116,7 @@ def test_scores_do_not_depend_on_training_precision(data_dir: Path, tmp_path: Pa
     with pytest.warns(UserWarning, match="val_precision=bf16"):
         _trainer(tmp_path, "bf16-mixed").validate(module, datamodule=_dm(data_dir, SETS[1:]), verbose=False)
     got = {k: float(v) for k, v in module.trainer.callback_metrics.items() if k.startswith("val/t16")}
-    assert max(abs(v - fp32[k]) for k, v in got.items()) > 1e-2
+    assert max(abs(v - fp32[k]) for k, v in got.items()) > 1e-3
     with pytest.raises(ValueError, match="val_precision"):
         SRModule(net, val_precision="16")
 
