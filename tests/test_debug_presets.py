@@ -13,8 +13,9 @@ from mdrn.data import ScaleBatchSampler
 from mdrn.train import train
 
 TINY = ["model.net.n_resblocks=1", "model.net.n_feats=8", "model.save_images=0", "data=sample",
-        "data.batch_size=2", "data.patch_size=12", "data.val=[{name:s8,kind:sample,split:test_8bit,limit:2}]",
-        "data.test=[{name:s8,kind:sample,split:test_8bit,limit:2}]", "threads=1"]  # fmt: skip
+        "data.batch_size=2", "data.patch_size=12", "threads=1",
+        "data.val=[{name:v12,kind:sample,split:val_12bit,limit:1}]",
+        "data.test=[{name:s8,kind:sample,split:test_8bit,limit:2}]"]  # fmt: skip
 
 
 def _run(tmp_path: Path, data: Path, preset: str, *extra: str) -> tuple[dict, object]:

@@ -51,7 +51,8 @@ def test_short_run_says_what_matters(tmp_path: Path, sample_data: Path) -> None:
     """5 steps in an epoch of 100 batches: validated at the end, best checkpoint kept, <= 60 lines."""
     run = tmp_path / "run"
     overrides = [o for o in TINY_TRAIN if o != "~callbacks.rich_progress_bar"]
-    overrides += ["trainer.max_steps=5", "data.batches_per_epoch=100", "compare_bicubic=true"]
+    overrides += ["trainer.max_steps=5", "data.batches_per_epoch=100", "compare_bicubic=true",
+                  "data.val=[{name:v12,kind:sample,split:val_12bit,limit:1}]"]  # fmt: skip
     proc = subprocess.run(train_cmd(run, sample_data, *overrides), cwd=ROOT, env=subprocess_env(),
                           capture_output=True, text=True, timeout=600)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -59,7 +60,7 @@ def test_short_run_says_what_matters(tmp_path: Path, sample_data: Path) -> None:
     lines = [ln for ln in out.splitlines() if "━" not in ln and "it/s" not in ln]
     assert len(lines) <= 60, out
     assert lines[0].startswith("mdrn: training MDRN x2/x3/x4") and f"run folder: {run}" in out
-    assert "validation at step 5: mean PSNR" in out
+    assert "validation at step 5: mean PSNR" in out and "v12 x2" in out
     for noise in ("CONFIG", "GPU available", "litlogger", "Warning", "Epoch 0/-"):
         assert noise not in out, noise
     assert f"Run folder {run}:" in out and "test_results.csv" in out
