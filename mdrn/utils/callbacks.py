@@ -100,6 +100,9 @@ class ValidationReport(L.Callback):
                 sets.setdefault(name, []).append(
                     f"x{s} {v:.2f}" + (f"/{ssim:.4f}" if ssim is not None else "")
                 )
-        detail = "; ".join(f"{name} {', '.join(sorted(v))}" for name, v in sorted(sets.items()))
-        step, mean = trainer.global_step, scores["val/psnr"]
-        log.info("validation at step %d: mean PSNR %.3f dB (PSNR/SSIM %s)", step, mean, detail)
+        per_set = [f"{name} {', '.join(sorted(v))}" for name, v in sorted(sets.items())]
+        head = f"validation at step {trainer.global_step}: mean PSNR {scores['val/psnr']:.3f} dB"
+        if len(per_set) == 1:
+            log.info("%s (PSNR/SSIM %s)", head, per_set[0])
+        else:  # one line per set
+            log.info("%s; PSNR/SSIM:\n%s", head, "\n".join(f"  {line}" for line in per_set))
