@@ -1,7 +1,7 @@
 # Common tasks. Every target is a plain command you can also type yourself.
 PY ?= python
 
-.PHONY: help install test lint format quickstart
+.PHONY: help install test test-fast lint format quickstart
 help:  ## list targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
@@ -10,6 +10,9 @@ install:  ## install mdrn with every extra (app, export, notebooks, slurm, dev)
 
 test:  ## run the test suite
 	$(PY) -m pytest -q
+
+test-fast:  ## the tests that neither train nor drive the browser
+	$(PY) -m pytest -q -m "not slow and not browser"
 
 lint:  ## ruff lint and format check
 	ruff check . && ruff format --check .

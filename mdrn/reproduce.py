@@ -482,8 +482,9 @@ def render_table1(results: Path = RESULTS, pub: Mapping[str, Any] | None = None)
             md.append(f"- {src.method} ({src.variant}): `{_fill(src.command, missing, out_file)}`")
     md.append(
         f"\n`{DATA_HINT}` is a folder holding one folder of HR images per set (`{DATA_HINT}/Set14/*.png` or "
-        f"`{DATA_HINT}/Set14/HR/*.png`); `python -m mdrn.data benchmarks --root {DATA_HINT}` downloads them "
-        "where there is network. Then `make table1` re-renders.\n"
+        f"`{DATA_HINT}/Set14/HR/*.png`); `python -m mdrn.data download benchmarks` puts them in "
+        f"`data/benchmark` (then {DATA_HINT} = data/benchmark) where there is network. "
+        "Then `make table1` re-renders.\n"
     )
     md.append("\n## Recorded runs\n")
     for src in TABLE1_SOURCES + TABLE1_EXTRA:

@@ -1,13 +1,17 @@
 """Training entry point: ``python -m mdrn.train [model=...] [data=...] [trainer=...] [experiment=...]``.
 
 ``train(cfg)`` is the function behind it (tests call it with a composed config). Without DIV2K,
-``data=div2k`` stops with one message naming the archives and where to put them; ``data=sample``
-needs no download. ``model=bicubic`` has nothing to train: it is only evaluated.
+``data=div2k`` stops with one message naming every missing data set, the archives and the one folder
+to put them in (``python -m mdrn.data``); ``data=sample`` needs no download. ``model=bicubic`` has
+nothing to train: it is only evaluated. A run prints a start line, the progress bar, one line per
+validation, the test table and its run folder's contents; the log file there keeps everything.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +25,13 @@ from mdrn.data import DataNotFoundError
 from mdrn.lit import AtomicCheckpointIO, SRModule
 from mdrn.models import Bicubic
 from mdrn.utils import instantiate_group, print_config, results_table
+from mdrn.utils.callbacks import ValidateAtEnd, ValidationReport
+from mdrn.utils.report import describe_run_folder, display_path, duration, write_csv, write_results
+from mdrn.utils.run_log import run_logging
 
 __all__ = ["main", "train", "wandb_logged_in"]
+
+log = logging.getLogger("mdrn.train")
 
 
 def wandb_logged_in() -> bool:
@@ -48,13 +57,29 @@ def _prepare_wandb(cfg: DictConfig) -> None:
         offline = os.environ.get("WANDB_MODE") == "offline" or not wandb_logged_in()
     with open_dict(cfg):
         cfg.logger.wandb.offline = bool(offline)
+        group, name = _sweep_names(cfg)
+        if group and not wb.get("group"):
+            cfg.logger.wandb.group = group  # the runs of one sweep side by side in W&B
+        if name and not wb.get("name"):
+            cfg.logger.wandb.name = name
     if offline:
         os.environ["WANDB_MODE"] = "offline"
         os.environ.setdefault("WANDB_SILENT", "true")
-        print(
-            "mdrn: W&B runs offline (not logged in). Upload later with: "
-            f"wandb sync {Path(cfg.paths.output_dir) / 'wandb'}/offline-run-*"
+        log.info(
+            "mdrn: W&B runs offline (not logged in). Upload later with: wandb sync %s/offline-run-*",
+            Path(cfg.paths.output_dir) / "wandb",
         )
+
+
+def _sweep_names(cfg: DictConfig) -> tuple[str | None, str | None]:
+    """(W&B group, run name) of a multirun job: the sweep folder and the job's overrides; else Nones."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None, None
+    hc = HydraConfig.get()
+    return f"{cfg.get('task_name', 'train')}/{Path(hc.sweep.dir).name}", hc.job.override_dirname or None
 
 
 def _rows(results: dict[str, float], stage: str = "test") -> dict[tuple[str, int], dict[str, float]]:
@@ -81,26 +106,37 @@ def _bicubic_results(module: SRModule, dm: L.LightningDataModule) -> dict[str, f
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Train (unless nothing to train) and test the configured model; return scores and paths."""
-    L.seed_everything(int(cfg.seed), workers=True)
-    if cfg.get("threads"):
-        torch.set_num_threads(int(cfg.threads))
+    """Train (unless nothing to train) and test the configured model; return scores and paths.
+
+    The scores are also saved in the run folder: ``results.json`` (all), ``test_results.csv`` (the
+    table: model, bicubic and gain per set and scale).
+    """
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if cfg.get("print_config", True):
-        print_config(cfg, out_dir / "config_tree.log", show=int(os.environ.get("LOCAL_RANK", "0")) == 0)
+    with run_logging(out_dir / "train.log"):
+        return _train(cfg, out_dir)
+
+
+def _train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
+    """``train`` with the run's logging set up."""
+    start = time.monotonic()
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    rank0 = int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0
+    print_config(cfg, out_dir / "config_tree.log", show=bool(cfg.get("print_config")) and rank0)
     OmegaConf.save(cfg, out_dir / "config.yaml", resolve=False)
     _prepare_wandb(cfg)
 
     module: SRModule = instantiate(cfg.model)
     if module.init_report:
-        print(module.init_report)
+        log.info("mdrn: %s", module.init_report)
         (out_dir / "init_report.txt").write_text(module.init_report + "\n")
     net = module.net
     trainable = any(p.requires_grad for p in module.parameters())
     fit = bool(cfg.get("train", True)) and trainable
     if not trainable:
-        print(f"mdrn: {type(net).__name__} has no trainable parameters: nothing to train, evaluating it.")
+        log.info("mdrn: %s has no trainable parameters: nothing to train, evaluating it.", type(net).__name__)
 
     data_cfg = cfg.data
     dm = instantiate(
@@ -111,18 +147,25 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if not fit:
         dm.train_sources, dm.val_sources = [], []
 
-    callbacks = instantiate_group(cfg.get("callbacks")) if fit else []
+    callbacks = [*instantiate_group(cfg.get("callbacks")), ValidateAtEnd(), ValidationReport()] if fit else []
     loggers = instantiate_group(cfg.get("logger"))
     trainer: L.Trainer = instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=loggers or False,
+        plugins=[AtomicCheckpointIO()],
+        log_every_n_steps=_log_interval(cfg, dm),
     )
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
 
+    if trainer.is_global_zero:
+        log.info("%s", _start_line(cfg, module, dm, trainer, fit, out_dir))
     try:
         if fit:
             trainer.fit(module, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
         results: dict[str, Any] = {"train": dict(_scalars(trainer.callback_metrics))}
+        results["global_step"] = int(trainer.global_step)
         best = None
         for cb in trainer.checkpoint_callbacks:
             if getattr(cb, "monitor", None) and cb.best_model_path:
@@ -138,7 +181,53 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                 _print_results(cfg, module, dm, results, trainer)
     except DataNotFoundError as exc:
         raise SystemExit(f"mdrn: {exc}") from None
+    if trainer.is_global_zero:
+        write_results(out_dir, results)
+        lines = describe_run_folder(out_dir)
+        log.info(
+            "mdrn: done in %s. Run folder %s:\n%s",
+            duration(time.monotonic() - start),
+            display_path(out_dir),
+            "\n".join(lines),
+        )
     return results
+
+
+def _log_interval(cfg: DictConfig, dm: L.LightningDataModule) -> int:
+    """``trainer.log_every_n_steps``, at most one epoch and the run's length (Lightning warns otherwise)."""
+    every = int(cfg.trainer.get("log_every_n_steps") or 50)
+    bounds = [int(getattr(dm, "batches_per_epoch", 0) or 0), int(cfg.trainer.get("max_steps") or -1)]
+    limit = cfg.trainer.get("limit_train_batches")
+    if isinstance(limit, int) and not isinstance(limit, bool):
+        bounds.append(limit)
+    return max(1, min([every, *[b for b in bounds if b > 0]]))
+
+
+def _start_line(
+    cfg: DictConfig, module: SRModule, dm: L.LightningDataModule, trainer: L.Trainer, fit: bool, out_dir: Path
+) -> str:
+    """What the run does: model, data, device, length, and where its outputs go."""
+    net = module.net
+    n_params = sum(p.numel() for p in net.parameters())
+    scales = "/".join(f"x{s}" for s in net.scales)
+    names = {
+        stage: ", ".join(str(s.get("name")) for s in getattr(dm, f"{stage}_sources", [])) or "-"
+        for stage in ("train", "val", "test")
+    }
+    device = f"{trainer.strategy.root_device.type} x{trainer.world_size}, precision {trainer.precision}"
+    if fit:
+        what = f"mdrn: training {type(net).__name__} {scales} ({n_params:,} parameters)"
+        steps = trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else None
+        what += f" for {steps:,} steps" if steps else f" for {trainer.max_epochs} epochs"
+        if getattr(dm, "batches_per_epoch", None):
+            what += f" (epochs of {dm.batches_per_epoch:,} batches of {dm.batch_size})"
+        if cfg.get("ckpt_path"):
+            what += f", resuming from {cfg.ckpt_path}"
+        data = f"data: train {names['train']}; validate on {names['val']}; test on {names['test']}"
+    else:
+        what = f"mdrn: evaluating {type(net).__name__} {scales} ({n_params:,} parameters)"
+        data = f"data: test on {names['test']}"
+    return f"{what}\n      {data}; {device}\n      run folder: {display_path(out_dir)}"
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
@@ -165,7 +254,16 @@ def _print_results(
         table.append(r)
     cols = list(table[0]) if table else []
     text = results_table(f"test scores ({name}; PSNR/SSIM on Y, shave = scale)", table, cols)
-    (Path(cfg.paths.output_dir) / "test_results.txt").write_text(text)
+    out_dir = Path(cfg.paths.output_dir)
+    (out_dir / "test_results.txt").write_text(text)
+    csv_rows = []
+    for (s_name, s), v in sorted(rows.items()):
+        r = {"set": s_name, "scale": s, "model": name, "psnr": v["psnr"], "ssim": v["ssim"]}
+        if bic:
+            b = bic[(s_name, s)]
+            r.update(bicubic_psnr=b["psnr"], bicubic_ssim=b["ssim"], gain_db=v["psnr"] - b["psnr"])
+        csv_rows.append(r)
+    write_csv(out_dir / "test_results.csv", csv_rows)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")

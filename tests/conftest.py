@@ -80,3 +80,13 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
     """Under CI, a module skipped at import (``importorskip`` at module level) fails."""
     outcome = yield
     _fail_skip_in_ci(outcome.get_result(), collector.nodeid)
+
+
+@pytest.fixture(scope="session")
+def sample_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data folder holding the embedded sample data (written once per session)."""
+    from mdrn.data import prepare_sample
+
+    root = tmp_path_factory.mktemp("sample_data")
+    prepare_sample(root)
+    return root

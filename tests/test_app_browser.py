@@ -4,10 +4,15 @@ Starts ``python -m mdrn.app`` on 127.0.0.1 on a free port, uploads a 16-bit gray
 broken file, chooses x2 and a tiny MDRN weights file, waits for the result, saves it, and checks the
 saved files' size and bit depth. A screenshot is kept in tests/artifacts/app.png. Where the browser
 cannot be had the test skips with the reason, and fails in CI.
+
+Every wait is on the app's state (its HTTP config answering, an element rendered, the status text),
+polled in short slices that also check the app process is alive: a dead app fails at once with its
+output; a slow one (2 busy cores) gets up to MDRN_BROWSER_TIMEOUT seconds (default 600) per step.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -32,6 +37,9 @@ pytestmark = pytest.mark.browser
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 CHROMIUM = os.environ.get("MDRN_CHROMIUM", "/usr/bin/chromium")
+#: seconds one step may take (startup, upload, enlarge, save) on a busy machine; no step waits a fixed time
+TIMEOUT = float(os.environ.get("MDRN_BROWSER_TIMEOUT", "600"))
+SLICE_MS = 2_000
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -56,18 +64,38 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
+def _check_alive(proc: subprocess.Popen, log: Path) -> None:
+    if proc.poll() is not None:
+        raise RuntimeError(f"the app exited with code {proc.returncode}: {log.read_text()[-3000:]}")
+
+
+def _wait_ready(url: str, proc: subprocess.Popen, log: Path) -> None:
+    """Until Gradio serves the app's config (its components are built and the queue runs)."""
+    deadline = time.monotonic() + TIMEOUT
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the app exited with code {proc.returncode}: {proc.stdout.read()[-3000:]}")
+        _check_alive(proc, log)
         try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
+            with urllib.request.urlopen(url + "config", timeout=5) as resp:
+                if resp.status == 200 and json.loads(resp.read()).get("components"):
                     return
-        except OSError:
+        except (OSError, ValueError):
             time.sleep(0.5)
-    raise TimeoutError(f"the app did not answer at {url} within {timeout} s")
+    raise TimeoutError(f"the app did not serve its config at {url}config within {TIMEOUT} s")
+
+
+def _wait_state(page, proc: subprocess.Popen, log: Path, js: str, what: str) -> None:  # noqa: ANN001
+    """Until the page's JavaScript predicate ``js`` holds, checking between slices that the app lives."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        try:
+            page.wait_for_function(js, timeout=SLICE_MS)
+            return
+        except PlaywrightTimeout:
+            _check_alive(proc, log)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{what}: not reached within {TIMEOUT} s ({js})") from None
 
 
 def test_app_in_chromium(tmp_path) -> None:
@@ -96,38 +124,54 @@ def test_app_in_chromium(tmp_path) -> None:
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
     cmd = [sys.executable, "-m", "mdrn.app", "--port", str(port), "--save-dir", str(save_dir)]
     cmd += ["--device", "cpu", "--weights", str(weights)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    log = tmp_path / "app.log"  # a file, not a pipe: a full pipe would block the app
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True, env=env)
     try:
-        _wait_http(url, proc)
+        _wait_ready(url, proc, log)
         with sync_playwright() as p:
             try:
                 browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
             except Exception as exc:  # noqa: BLE001 - any launch failure means no browser here
                 _unavailable(f"Chromium at {CHROMIUM} does not start: {exc}")
             page = browser.new_page(viewport={"width": 1400, "height": 1100})
-            page.set_default_timeout(120_000)  # 2 shared CPU cores can be slow; no step waits on time
+            page.set_default_timeout(TIMEOUT * 1000)
             page.goto(url, wait_until="load")
-            page.wait_for_selector("#enlarge")
+            _wait_state(page, proc, log, "() => !!document.querySelector('#enlarge')", "page rendered")
             page.locator("#files input[type=file]").set_input_files([str(png), str(dcm), str(bad)])
-            page.wait_for_function(
-                "() => document.querySelectorAll('#files .file-name, #files tr, #files li').length >= 3"
+            _wait_state(
+                page,
+                proc,
+                log,
+                "() => document.querySelectorAll('#files .file-name, #files tr, #files li').length >= 3",
+                "files uploaded",
             )
             page.get_by_label("x2", exact=True).check()
             model = page.locator("#model input")
             model.fill(str(weights))
             model.press("Enter")
             page.locator("#enlarge").click()
-            page.wait_for_function(
-                "() => document.querySelector('#status textarea').value.includes('enlarged')", timeout=180_000
+            _wait_state(
+                page,
+                proc,
+                log,
+                "() => document.querySelector('#status textarea').value.includes('enlarged')",
+                "images enlarged",
             )
             status = page.locator("#status textarea").input_value()
             assert "2 of 3 image(s) enlarged" in status, status
             assert "tiny.safetensors" in status, status
             assert "broken.png" in status, status
-            page.wait_for_selector("#slider img")
-            page.wait_for_selector("#overlay img")
+            _wait_state(page, proc, log, "() => !!document.querySelector('#slider img')", "slider shown")
+            _wait_state(page, proc, log, "() => !!document.querySelector('#overlay img')", "overlay shown")
             page.locator("#save").click()
-            page.wait_for_function("() => document.querySelector('#saved textarea').value.includes('saved')")
+            _wait_state(
+                page,
+                proc,
+                log,
+                "() => document.querySelector('#saved textarea').value.includes('saved')",
+                "images saved",
+            )
             saved = page.locator("#saved textarea").input_value()
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "app.png"), full_page=True)

@@ -13,20 +13,61 @@ from conftest import ROOT, shared_path
 EXPECTED = {2: 33.682, 3: 30.405, 4: 28.431}
 
 
+@pytest.mark.slow
 def test_evaluate_bicubic_set5(tmp_path: Path) -> None:
     root = shared_path("datasets")
-    out = tmp_path / "results.csv"
+    run = tmp_path / "run"
     cmd = [sys.executable, "-m", "mdrn.evaluate", "model=bicubic", f"eval.root={root}", "eval.sets=[Set5]",
-           "eval.scales=[2,3,4]", f"eval.output={out}", f"hydra.run.dir={tmp_path / 'run'}"]  # fmt: skip
+           "eval.scales=[2,3,4]", f"hydra.run.dir={run}"]  # fmt: skip
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = list(csv.DictReader(out.open()))
+    rows = list(csv.DictReader((run / "results.csv").open()))  # in the run folder by default
     assert list(rows[0]) == ["set", "scale", "image", "psnr", "ssim"]
     assert len(rows) == 15
     for s, ref in EXPECTED.items():
         vals = [float(r["psnr"]) for r in rows if int(r["scale"]) == s]
         assert sum(vals) / len(vals) == pytest.approx(ref, abs=0.002)
     assert "Set5" in proc.stdout and "33.68" in proc.stdout
+    means = list(csv.DictReader((run / "means.csv").open()))
+    assert [(m["set"], m["scale"]) for m in means] == [("Set5", "2"), ("Set5", "3"), ("Set5", "4")]
+    assert f"Run folder {run}:" in proc.stdout and "results.csv" in proc.stdout
+    assert "evaluating Bicubic" in (run / "evaluate.log").read_text()
+
+
+def _eval_cfg(tmp_path: Path, *overrides: str):
+    from hydra import compose, initialize_config_dir
+    from omegaconf import open_dict
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="eval", overrides=list(overrides))
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path / "run")
+    return cfg
+
+
+def test_evaluate_output_file(tmp_path: Path) -> None:
+    from mdrn.evaluate import evaluate
+
+    out = tmp_path / "elsewhere" / "x4.csv"
+    cfg = _eval_cfg(tmp_path, f"eval.root={shared_path('datasets')}", "eval.sets=[Set5]", "eval.scales=[4]",
+                    f"eval.output={out}")  # fmt: skip
+    evaluate(cfg)
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 5 and {r["scale"] for r in rows} == {"4"}
+    assert not (tmp_path / "run" / "results.csv").exists() and (tmp_path / "run" / "means.csv").is_file()
+
+
+def test_evaluate_without_data_names_every_missing_set(tmp_path: Path) -> None:
+    from mdrn.evaluate import evaluate
+
+    data = tmp_path / "data"
+    with pytest.raises(SystemExit) as ei:
+        evaluate(_eval_cfg(tmp_path, f"paths.data_dir={data}"))
+    msg = str(ei.value.code)
+    assert msg.startswith("mdrn.evaluate: Missing under")
+    for name in ("Set5", "Set14", "B100", "Urban100"):
+        assert f"{name} (" in msg
+    assert f"python -m mdrn.data download benchmarks --root {data.resolve()}" in msg
 
 
 def test_evaluate_untrained_model_refused(tmp_path: Path) -> None:

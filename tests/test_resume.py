@@ -42,11 +42,15 @@ def test_sigkill_resume_same_losses(tmp_path: Path, sample_dir: Path) -> None:
     ckpt = killed / "checkpoints" / "last.ckpt"
     state = torch.load(ckpt, weights_only=True)
     assert state["global_step"] == 15 and 15 % 7 != 0  # mid-epoch (epoch 2, batch 1)
+    # the data position is saved by Lightning with the training loader (mdrn.data.ResumableDataLoader)
+    assert state["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [{"next_batch": 15, "seed": 0}]
     assert not list(ckpt.parent.glob("*.part"))
 
     proc = subprocess.run(train_cmd(resumed, sample_dir, *RUN, *step_log(resumed), f"ckpt_path={ckpt}"),
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "not resumable" not in proc.stdout + proc.stderr + (resumed / "train.log").read_text()
+    assert "resuming from" in proc.stdout
     ref = read_steps(full / "steps_rank0.txt")
     before = read_steps(killed / "steps_rank0.txt")
     after = read_steps(resumed / "steps_rank0.txt")

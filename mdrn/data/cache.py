@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 from collections.abc import Callable, Sequence
@@ -29,6 +30,8 @@ from mdrn.metrics import quantize
 from mdrn.resize import degrade, modcrop
 
 __all__ = ["CACHE_VERSION", "CacheError", "CachedImage", "ImageCache", "build_cache", "cache_key", "make_lr"]
+
+_log_info = logging.getLogger(__name__).info  # the run log (console and the run folder's log file)
 
 CACHE_VERSION = 1
 MANIFEST = "manifest.json"
@@ -96,7 +99,7 @@ def build_cache(
     folder: Path,
     scales: Sequence[int],
     lr_dirs: dict[int, Path] | None = None,
-    log: Callable[[str], None] | None = print,
+    log: Callable[[str], None] | None = _log_info,
 ) -> None:
     """Decode ``files`` into ``folder`` (wiped first) and write the manifest last."""
     folder = Path(folder)
@@ -199,7 +202,7 @@ class ImageCache:
                 _verify(self.folder, e["lr"][str(s)], self.verify)
         return manifest
 
-    def build(self, force: bool = False, log: Callable[[str], None] | None = print) -> None:
+    def build(self, force: bool = False, log: Callable[[str], None] | None = _log_info) -> None:
         """Build the cache unless a valid one exists (or ``force``); one builder at a time (file lock)."""
         if not force and self.is_valid():
             return

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,16 @@ from mdrn.data.sources import (
     sample_files,
 )
 
-__all__ = ["EvalShard", "SRDataModule", "resolve_source", "shared_sets", "source_folder"]
+__all__ = [
+    "EvalShard",
+    "ResumableDataLoader",
+    "SRDataModule",
+    "resolve_source",
+    "shared_sets",
+    "source_folder",
+]
+
+log = logging.getLogger(__name__)
 
 
 def _get(src: Mapping[str, Any], key: str, default: Any = None) -> Any:
@@ -54,7 +64,7 @@ def resolve_source(
     elif kind == "benchmark":
         root = Path(_get(src, "path", data_dir / "benchmark"))
         if download and src["name"] in BENCHMARK_SETS:
-            prepare_benchmarks(root, [src["name"]])
+            prepare_benchmarks(root, [src["name"]], downloads=data_dir / "downloads")
         files = benchmark_files(root, src["name"])
     elif kind == "folder":
         if _get(src, "path") is None:
@@ -127,6 +137,33 @@ class EvalShard(Dataset):
         return item
 
 
+class ResumableDataLoader(DataLoader):
+    """The training loader; Lightning saves its position in checkpoints and restores it on resume.
+
+    The position is the global index of the next batch (``position()``, from the trainer's step);
+    batch ``b`` is a pure function of ``(seed, b)`` (:class:`ScaleBatchSampler`), so a run resumed
+    mid-epoch draws exactly the batches an uninterrupted run would have drawn.
+    """
+
+    def __init__(self, *args: Any, position: Callable[[], int], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.position = position
+
+    def state_dict(self) -> dict[str, Any]:
+        """The global index of the next training batch, and the seed the batches derive from."""
+        return {"next_batch": int(self.position()), "seed": int(self.batch_sampler.seed)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Continue from the saved batch (before iteration starts)."""
+        if int(state_dict.get("seed", self.batch_sampler.seed)) != self.batch_sampler.seed:
+            log.warning(
+                "resuming with data.seed=%s, saved with %s: the batches differ from the original run's",
+                self.batch_sampler.seed,
+                state_dict["seed"],
+            )
+        self.batch_sampler.start_batch = int(state_dict.get("next_batch", 0))
+
+
 class SRDataModule(L.LightningDataModule):
     """Training patches (one random scale per batch) and validation/test loaders per (set, scale)."""
 
@@ -148,6 +185,7 @@ class SRDataModule(L.LightningDataModule):
         download: bool = True,
         verify_cache: str = "size",
         pin_memory: bool = False,
+        repeat_batches: int = 0,
     ) -> None:
         super().__init__()
         self.train_sources = [dict(s) for s in train]
@@ -166,10 +204,11 @@ class SRDataModule(L.LightningDataModule):
         self.download = bool(download)
         self.verify_cache = verify_cache
         self.pin_memory = pin_memory
+        self.repeat_batches = int(repeat_batches or 0)
+        self._offline = False  # a download failed: do not try the network again in this run
         self._train_caches: list[tuple[ImageCache, float | None, str]] | None = None
         self._eval_caches: dict[str, dict[str, ImageCache]] = {}
         self.batch_sampler: ScaleBatchSampler | None = None
-        self._resume_batch = 0
         for stage, sources in (("train", self.train_sources), ("val", self.val_sources)):
             shared = shared_sets(sources, self.test_sources, self.data_dir)
             if shared:
@@ -184,11 +223,20 @@ class SRDataModule(L.LightningDataModule):
     def _caches(
         self, sources: Sequence[Mapping[str, Any]], download: bool
     ) -> list[tuple[ImageCache, Mapping]]:
-        """One ImageCache per source (not built yet)."""
-        out = []
+        """One ImageCache per source (not built yet); one DataNotFoundError naming every missing source."""
+        out, errors = [], []
         for src in sources:
-            files, lr_dirs = resolve_source(src, self.data_dir, self.scales, download=download)
+            try:
+                files, lr_dirs = resolve_source(
+                    src, self.data_dir, self.scales, download=download and not self._offline
+                )
+            except DataNotFoundError as exc:
+                errors.append(exc)
+                self._offline |= exc.reason is not None
+                continue
             out.append((ImageCache(files, self.cache_dir, self.scales, lr_dirs, self.verify_cache), src))
+        if errors:
+            raise DataNotFoundError.merge(errors, root=self.data_dir)
         return out
 
     def train_caches(self, download: bool = False) -> list[tuple[ImageCache, Mapping]]:
@@ -205,10 +253,21 @@ class SRDataModule(L.LightningDataModule):
         return self._eval_caches[stage]
 
     def prepare_data(self) -> None:
-        """Download missing data (if allowed) and build every cache once (rank 0 of each node)."""
-        for cache, _ in self.train_caches(self.download) + self.eval_caches("val", self.download):
-            cache.build()
-        for cache, _ in self.eval_caches("test", self.download):
+        """Download missing data (if allowed) and build every cache once (rank 0 of each node).
+
+        Every source of every stage is looked for first, so that one error names all that is missing.
+        """
+        stages = [lambda: self.train_caches(self.download)]
+        stages += [lambda stage=stage: self.eval_caches(stage, self.download) for stage in ("val", "test")]
+        caches, errors = [], []
+        for stage in stages:
+            try:
+                caches += stage()
+            except DataNotFoundError as exc:
+                errors.append(exc)
+        if errors:
+            raise DataNotFoundError.merge(errors, root=self.data_dir)
+        for cache, _ in caches:
             cache.build()
 
     # ------------------------------------------------------------------------------- training
@@ -223,7 +282,7 @@ class SRDataModule(L.LightningDataModule):
                 if len(keep) < len(cache):
                     skipped = [cache.images[i].name for i in range(len(cache)) if i not in keep]
                     name = src.get("name")
-                    print(f"mdrn: {name}: skipping {skipped} (smaller than {min_side} px) for training")
+                    log.info("%s: skipping %s (smaller than %d px) for training", name, skipped, min_side)
                 if not keep:
                     raise DataNotFoundError(
                         f"training source {src.get('name')!r} has no image >= {min_side} px"
@@ -246,20 +305,26 @@ class SRDataModule(L.LightningDataModule):
                 scale_weights=self.scale_weights,
                 image_weights=[w for ws in weights for w in ws],
                 seed=self.seed,
+                repeat_batches=self.repeat_batches,
             )
-            self.batch_sampler.start_batch = self._resume_batch
 
     def train_dataloader(self) -> DataLoader:
-        """Batches of one scale each; deterministic from the seed and the global batch index."""
+        """Batches of one scale each; deterministic from the seed and the global batch index (resumable)."""
         if self.batch_sampler is None:
             self.setup("fit")
-        return DataLoader(
+        return ResumableDataLoader(
             self.train_set,
             batch_sampler=self.batch_sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=self.pin_memory,
+            position=self._next_batch,
         )
+
+    def _next_batch(self) -> int:
+        """The global index of the next training batch: batches trained so far (full epochs assumed)."""
+        t = self.trainer
+        return int(t.global_step) * int(t.accumulate_grad_batches) if t is not None else 0
 
     # ----------------------------------------------------------------------------- evaluation
     def eval_keys(self, stage: str) -> list[tuple[str, int]]:
@@ -305,16 +370,3 @@ class SRDataModule(L.LightningDataModule):
     def test_dataloader(self) -> list[DataLoader]:
         """Test loaders, one per (set, scale) (see ``eval_keys('test')``)."""
         return self._eval_loaders("test")
-
-    # ----------------------------------------------------------------------------- resuming
-    def state_dict(self) -> dict[str, Any]:
-        """Saved in checkpoints: the global batch index training resumes from."""
-        t = self.trainer
-        step = int(t.global_step) * int(t.accumulate_grad_batches) if t is not None else 0
-        return {"next_batch": step, "seed": self.seed}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore the batch position so a resumed run draws the same batches as an uninterrupted one."""
-        self._resume_batch = int(state_dict.get("next_batch", 0))
-        if self.batch_sampler is not None:
-            self.batch_sampler.start_batch = self._resume_batch

@@ -52,6 +52,7 @@ class ScaleBatchSampler(Sampler[list[tuple[int, int, int]]]):
     ``len`` is the number of batches per epoch on this rank (epoch length is independent of the
     number of images). Images are drawn with probability ``image_weights`` (a weighted union of
     datasets). ``start_batch`` (set when resuming) skips the batches already trained.
+    ``repeat_batches`` > 0 (the ``overfit`` debug preset) repeats the first that many batches forever.
     """
 
     def __init__(
@@ -65,6 +66,7 @@ class ScaleBatchSampler(Sampler[list[tuple[int, int, int]]]):
         seed: int = 0,
         rank: int | None = None,
         world_size: int | None = None,
+        repeat_batches: int = 0,
     ) -> None:
         if batches_per_epoch < 1 or batch_size < 1 or n_images < 1:
             raise ValueError("ScaleBatchSampler needs images, a positive batch size and epoch length")
@@ -81,6 +83,7 @@ class ScaleBatchSampler(Sampler[list[tuple[int, int, int]]]):
             raise ValueError("image_weights must be one non-negative weight per image")
         self.image_p = iw / iw.sum()
         self.seed = int(seed)
+        self.repeat_batches = int(repeat_batches or 0)
         self._rank, self._world = rank, world_size
         self.epoch = 0
         self.start_batch = 0  # global batch index to resume from (0: none)
@@ -104,6 +107,8 @@ class ScaleBatchSampler(Sampler[list[tuple[int, int, int]]]):
 
     def batch(self, b: int, rank: int = 0) -> list[tuple[int, int, int]]:
         """The samples of global batch ``b`` on ``rank``."""
+        if self.repeat_batches > 0:
+            b %= self.repeat_batches
         scale = self.scale_of(b)
         g = _rng(self.seed, b, rank, 0xB7)
         idx = g.choice(self.n_images, size=self.batch_size, p=self.image_p)

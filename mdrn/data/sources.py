@@ -2,14 +2,14 @@
 
 Downloads (``prepare_div2k``, ``prepare_benchmarks``) use :mod:`mdrn.download` with the public addresses
 and sha256 of the DIV2K archives; benchmark HR images are verified by the sha256 of their decoded pixels
-(so any mirror's PNG encoding is accepted). Without network, one message names what to download and
-where to put it.
+(so any mirror's PNG encoding is accepted). A missing data set raises :class:`DataNotFoundError`, whose
+message (:func:`mdrn.data.catalog.missing_message`) names the ``python -m mdrn.data download`` command,
+the archives and the one folder to put them in.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import warnings
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mdrn.data.catalog import BENCHMARK_URL, FACTS, DataNotFoundError
 from mdrn.download import NetworkUnavailableError, download_file, safe_extract
 from mdrn.io import is_image_file, read_image, write_image
 
@@ -38,18 +39,12 @@ __all__ = [
     "sample_files",
 ]
 
-_FACTS = json.loads((Path(__file__).with_name("downloads.json")).read_text())
+_FACTS = FACTS
 #: DIV2K archives: url, bytes, sha256 (tensorflow-datasets' checksums)
 DIV2K_ARCHIVES: list[dict] = _FACTS["div2k"]
 #: the benchmark HR images' sizes and decoded-pixel sha256
 BENCHMARK_HR: dict[str, dict[str, dict]] = _FACTS["benchmark_hr"]
 BENCHMARK_SETS = ("Set5", "Set14", "B100", "Urban100")
-#: EDSR-PyTorch's benchmark archive (Set5, Set14, B100, Urban100 as <set>/HR/*.png)
-BENCHMARK_URL = "https://cv.snu.ac.kr/research/EDSR/benchmark.tar"
-
-
-class DataNotFoundError(FileNotFoundError):
-    """A data set is absent and cannot be downloaded; the message says what to get and where to put it."""
 
 
 def list_images(folder: str | os.PathLike[str]) -> list[Path]:
@@ -79,26 +74,13 @@ def _div2k_archive(name: str) -> dict:
     raise KeyError(name)
 
 
-def _div2k_help(root: Path, names: Sequence[str]) -> str:
-    """The message telling how to get DIV2K by hand."""
-    lines = [f"DIV2K is not in {root}. Get it (~4.5 GB) with network access:", "  python -m mdrn.data div2k"]
-    lines.append(f"or download these archives and unzip each into {root}/DIV2K/:")
-    for n in names:
-        a = _div2k_archive(n)
-        lines.append(f"  {a['url']}  ({a['bytes']} bytes, sha256 {a['sha256']})")
-    lines.append(
-        f"(expected layout: {root}/DIV2K/DIV2K_train_HR/0001.png ... 0800.png, DIV2K_valid_HR/0801.png ...)"
-    )
-    return "\n".join(lines)
-
-
 def div2k_files(root: str | os.PathLike[str], split: str = "train") -> list[Path]:
     """DIV2K HR images 0001-0800 (``train``) or 0801-0900 (``valid``) under ``root/DIV2K``."""
     root = Path(root)
     folder = root / "DIV2K" / f"DIV2K_{split}_HR"
     expected = 800 if split == "train" else 100
     if not folder.is_dir() or len(list(folder.glob("*.png"))) < expected:
-        raise DataNotFoundError(_div2k_help(root, [f"{split}_HR"]))
+        raise DataNotFoundError(missing=[f"div2k_{split}"], root=root)
     return sorted(folder.glob("*.png"))
 
 
@@ -118,16 +100,21 @@ def prepare_div2k(
     """Download (resumable, sha256-checked) and extract DIV2K HR (and optionally LR_bicubic) archives."""
     root = Path(root)
     names = [f"{sp}_HR" for sp in splits] + [f"{sp}_LR_bicubic_X{s}" for sp in splits for s in lr_scales]
+    names = [n for n in names if not (root / "DIV2K" / f".{n}.done").exists()]
     for name in names:
         marker = root / "DIV2K" / f".{name}.done"
-        if marker.exists():
+        if marker.exists():  # extracted meanwhile by another process
             continue
         a = _div2k_archive(name)
         dest = root / "downloads" / Path(a["url"]).name
         try:
             download_file(a["url"], dest, sha256=a["sha256"], expected_bytes=a["bytes"])
         except NetworkUnavailableError as exc:
-            raise DataNotFoundError(f"{exc}\n\n{_div2k_help(root, names)}") from exc
+            hr = [f"div2k_{n[:-3]}" for n in names if n.endswith("_HR")]
+            lr = [f"optional LR images: {_div2k_archive(n)['url']}" for n in names if "_LR_" in n]
+            raise DataNotFoundError(
+                "\n".join(lr) or None, missing=hr, root=root, reason=str(exc).split("\n")[0]
+            ) from exc
         safe_extract(dest, root / "DIV2K")
         marker.write_text("ok\n")
 
@@ -135,14 +122,13 @@ def prepare_div2k(
 # ------------------------------------------------------------------------------------------ benchmarks
 
 
-def _benchmark_help(root: Path, name: str) -> str:
-    """The message telling how to get a benchmark set by hand."""
-    return (
-        f"benchmark set {name} is not in {root} (expected {root}/{name}/HR/*.png or {root}/{name}/*.png).\n"
-        f"Get it with network access: python -m mdrn.data benchmarks --root {root}\n"
-        f"or download {BENCHMARK_URL} (EDSR-PyTorch's benchmark archive) and extract it so that "
-        f"{root}/{name}/HR/ holds the HR images."
-    )
+def _missing_set(root: Path, name: str, reason: str | None = None) -> DataNotFoundError:
+    """The error for benchmark set ``name`` absent from ``root`` (``<data>/benchmark`` or another)."""
+    known = [name] if name in BENCHMARK_SETS else []
+    if root.name == "benchmark" and known:
+        return DataNotFoundError(missing=known, root=root.parent, reason=reason)
+    detail = f"no images of set {name} under {root} (expected {root}/{name}/HR/*.png or {root}/{name}/*.png)"
+    return DataNotFoundError(detail, missing=known, reason=reason)
 
 
 def benchmark_files(root: str | os.PathLike[str], name: str) -> list[Path]:
@@ -152,10 +138,10 @@ def benchmark_files(root: str | os.PathLike[str], name: str) -> list[Path]:
     if (folder / "HR").is_dir():
         folder = folder / "HR"
     if not folder.is_dir():
-        raise DataNotFoundError(_benchmark_help(root, name))
+        raise _missing_set(root, name)
     files = sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p))
     if not files:
-        raise DataNotFoundError(_benchmark_help(root, name))
+        raise _missing_set(root, name)
     return files
 
 
@@ -174,9 +160,19 @@ def verify_benchmark(root: str | os.PathLike[str], name: str) -> list[str]:
     return unknown
 
 
-def prepare_benchmarks(root: str | os.PathLike[str], sets: Sequence[str] = BENCHMARK_SETS) -> None:
-    """Make sure ``root/<set>/HR`` exists for every set, downloading EDSR's benchmark archive if needed."""
+def prepare_benchmarks(
+    root: str | os.PathLike[str],
+    sets: Sequence[str] = BENCHMARK_SETS,
+    downloads: str | os.PathLike[str] | None = None,
+) -> None:
+    """Make sure ``root/<set>/HR`` exists for every set, downloading EDSR's benchmark archive if needed.
+
+    The archive goes to ``downloads`` (default: the data folder's ``downloads`` when ``root`` is its
+    ``benchmark`` folder, else ``root/downloads``); one put there by hand is used as it is.
+    """
     root = Path(root)
+    if downloads is None:
+        downloads = root.parent / "downloads" if root.name == "benchmark" else root / "downloads"
     missing = [s for s in sets if not _has_set(root, s)]
     if not missing:
         return
@@ -185,12 +181,13 @@ def prepare_benchmarks(root: str | os.PathLike[str], sets: Sequence[str] = BENCH
         raise DataNotFoundError(
             f"no images for set(s) {unknown} under {root} and no known address to fetch them"
         )
-    dest = root / "downloads" / "benchmark.tar"
+    dest = Path(downloads) / "benchmark.tar"
     try:
         download_file(BENCHMARK_URL, dest)
     except NetworkUnavailableError as exc:
-        raise DataNotFoundError(f"{exc}\n\n" + "\n".join(_benchmark_help(root, s) for s in missing)) from exc
-    tmp = root / "downloads" / "benchmark_extract"
+        reason = str(exc).split("\n")[0]
+        raise DataNotFoundError.merge([_missing_set(root, s, reason) for s in missing]) from exc
+    tmp = Path(downloads) / "benchmark_extract"
     safe_extract(dest, tmp)
     src_root = tmp / "benchmark" if (tmp / "benchmark").is_dir() else tmp
     for s in missing:
