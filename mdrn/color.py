@@ -63,7 +63,8 @@ def rgb_to_y(x: torch.Tensor) -> torch.Tensor:
     """Return BT.601 luma ``(16 + 65.481 R + 128.553 G + 24.966 B) / 255`` of RGB in [0, 1] (dim -3 kept)."""
     _check(x, "rgb_to_y")
     r, g, b = x.unbind(dim=-3)
-    y = (16.0 + 65.481 * r + 128.553 * g + 24.966 * b) / 255.0
+    (kr, kg, kb), off = (k / 255.0 for k in RGB_TO_YCBCR[0]), YCBCR_OFFSET[0] / 255.0
+    y = torch.mul(r, kr).add_(g, alpha=kg).add_(b, alpha=kb).add_(off)  # one temporary, no division
     return y.unsqueeze(-3)
 
 
