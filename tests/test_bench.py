@@ -169,12 +169,12 @@ def test_quick_compile_section():
 def test_inplace_variant_same_output_and_gradients():
     import torch
 
-    from mdrn.bench import _inplace_variant
+    from mdrn.bench.forward import inplace_variant
     from mdrn.models import MDRN
 
     torch.manual_seed(0)
     net = MDRN(n_resblocks=2, n_feats=8, scales=(2,), res_scale=0.5)
-    var = _inplace_variant(net)
+    var = inplace_variant(net)
     x = torch.rand(2, 3, 8, 8)
     a, b = net(x, 2), var(x, 2)
     assert torch.allclose(a, b, atol=1e-6)
