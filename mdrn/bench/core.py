@@ -200,18 +200,6 @@ def median(values: list[float]) -> float:
     return float(statistics.median(values))
 
 
-def limit_facts(go: float, gb: float, flops: float, limit: float | None) -> dict[str, Any]:
-    """Achieved GFLOP/s of ours and the baseline, the counted FLOPs, and their fractions of the conv limit."""
-    return {
-        "gflops_ours": go,
-        "gflops_baseline": gb,
-        "flops": flops,
-        "conv_limit": limit,
-        "fraction_ours": go / limit if limit else None,
-        "fraction_baseline": gb / limit if limit else None,
-    }
-
-
 def rate_row(
     name: str,
     work: float,

@@ -16,7 +16,6 @@ from mdrn.bench.core import (
     alternate,
     build_mdrn,
     describe,
-    limit_facts,
     make_row,
     median,
     path_label,
@@ -24,6 +23,7 @@ from mdrn.bench.core import (
     seed,
     sync,
 )
+from mdrn.bench.limits import ConvLimit, fraction_facts, fraction_note
 from mdrn.perf import (
     count_flops,
     inference_context,
@@ -59,7 +59,6 @@ def bench_forward(ctx: Context) -> None:
     ours_net = prepare_for_inference(copy.deepcopy(eager), path=ctx.path)
     t = s.fwd_tile
     x = torch.rand(1, 3, t, t, generator=seed()).to(ctx.device)
-    limit = ctx.facts.get("conv_limit_tile", {}).get("gflops")
     for scale in s.fwd_scales:
         with torch.no_grad():
             ref = eager(x, scale)
@@ -74,25 +73,26 @@ def bench_forward(ctx: Context) -> None:
             with torch.no_grad():
                 eager(x, scale)
 
-        times = alternate({"ours": ours, "base": base}, repeats=s.repeats, warmup=s.warmup, device=ctx.device)
-        to, tb = median(times["ours"]), median(times["base"])
         flops = count_flops(eager, (1, 3, t, t), scale).forward
-        go, gb = flops / to / 1e9, flops / tb / 1e9
-        notes = f"ours {go:.1f} GFLOP/s, eager {gb:.1f} GFLOP/s (counted)"
-        if limit:
-            notes += f"; {go / limit:.0%} / {gb / limit:.0%} of the conv limit ({limit:.1f})"
-        notes += f"; max |ours - eager| {diff:.1e}"
+        limit = ConvLimit(ctx, (1, int(args["n_feats"]), t, t), training=False, flops_per_slot=flops)
+        times = alternate(
+            {"ours": ours, "base": base, **limit.calls()},
+            repeats=s.repeats,
+            warmup=s.warmup,
+            device=ctx.device,
+        )
+        facts = fraction_facts(flops, times, limit)
         ctx.add(
             make_row(
                 f"MDRN {describe(args)} forward x{scale}, {t}x{t} LR tile",
-                t * t / to,
-                t * t / tb,
+                t * t / median(times["ours"]),
+                t * t / median(times["base"]),
                 "LR px/s",
                 ours_label=path_label(ctx.path, training=False),
                 baseline_label="eager NCHW fp32 (no_grad)",
                 repeats=s.repeats,
-                notes=notes,
-                extra={**limit_facts(go, gb, flops, limit), "max_abs_diff": diff},
+                notes=f"{fraction_note(facts)}; max |ours - eager| {diff:.1e}",
+                extra={**facts, "max_abs_diff": diff},
             )
         )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -153,3 +154,117 @@ def bench_limits(ctx: Context) -> None:
             notes="bytes copied per second (each byte is read once and written once)",
         )
     )
+
+
+class ConvLimit:
+    """The conv limit measured inside a model row's window: 64->64 3x3 convolutions interleaved with it.
+
+    A limit measured once, minutes before or after a row, can be pushed below the row by load (seen: a
+    forward at 225% of its limit); here the limit's calls take turns with the row's variants in the same
+    :func:`~mdrn.bench.core.alternate` loop, and both sides report their best (fastest) call of that
+    window. ``calls()`` are the variants to add: the forward in NHWC and in NCHW (the limit is the faster
+    of the two, as in section ``limits``) and, with ``training``, the forward + backward of the same
+    convolution (input and weight gradients) in the training layout: what a network made only of such
+    convolutions would reach.
+    """
+
+    def __init__(
+        self, ctx: Context, shape: tuple[int, int, int, int], *, training: bool, flops_per_slot: float = 0.0
+    ) -> None:
+        n, c, h, w = shape
+        self.shape, self.training = shape, training
+        self.flops = 2 * c * c * 9 * n * h * w
+        #: convolutions per slot: about an eighth of the row's call (at most 64), so that a slot is not
+        #: so short that its best call catches a quiet moment the row's longer calls cannot
+        self.inner = int(min(64, max(1, flops_per_slot / (8 * self.flops))))
+        conv = nn.Conv2d(c, c, 3, padding=1).to(ctx.device)
+        x = torch.rand(shape, generator=seed(), device="cpu").to(ctx.device)
+        self._convs = {
+            "nhwc": (
+                copy.deepcopy(conv).to(memory_format=torch.channels_last),
+                x.contiguous(memory_format=torch.channels_last),
+            ),
+            "nchw": (conv, x),
+        }
+        layout = "nhwc" if ctx.path.train_channels_last else "nchw"
+        self.train_layout = layout
+        self._train = (
+            copy.deepcopy(self._convs[layout][0]),
+            self._convs[layout][1].clone().requires_grad_(True),
+        )
+        self._device = ctx.device
+
+    def calls(self) -> dict[str, Callable[[], None]]:
+        """Variants for ``alternate``: ``limit:nhwc``, ``limit:nchw`` (and ``limit:train`` if training)."""
+
+        def forward(conv: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+            def call() -> None:
+                with torch.inference_mode():
+                    for _ in range(self.inner):
+                        conv(x)
+
+            return call
+
+        def train() -> None:
+            conv, x = self._train
+            for _ in range(self.inner):
+                conv.zero_grad(set_to_none=True)
+                x.grad = None
+                conv(x).sum().backward()
+
+        out = {f"limit:{k}": forward(*v) for k, v in self._convs.items()}
+        if self.training:
+            out["limit:train"] = train
+        return out
+
+    def gflops(self, times: dict[str, list[float]]) -> dict[str, float]:
+        """Best GFLOP/s of the window: ``forward`` (the faster layout) and, if training, ``train``."""
+        best = {k: self.inner * self.flops / min(v) / 1e9 for k, v in times.items() if k.startswith("limit:")}
+        out = {"forward": max(best["limit:nhwc"], best["limit:nchw"])}
+        if "limit:train" in best:
+            out["train"] = 3 * best["limit:train"]  # forward + input gradient + weight gradient
+        return out
+
+
+def fraction_facts(flops: float, times: dict[str, list[float]], limit: ConvLimit) -> dict[str, Any]:
+    """GFLOP/s of ours and the baseline (median and best call) and their fractions of the interleaved limit.
+
+    ``fraction_*`` = best call / the limit's best call in the same window; a fraction above 1 cannot be
+    a result (the network is convolutions plus other work): ``fraction_error`` marks it as a measurement
+    error.
+    """
+    lim = limit.gflops(times)
+    facts: dict[str, Any] = {
+        "flops": flops,
+        "conv_limit": lim["forward"],
+        "conv_limit_shape": list(limit.shape),
+    }
+    for key, label in (("ours", "ours"), ("base", "baseline")):
+        facts[f"gflops_{label}"] = flops / median(times[key]) / 1e9
+        facts[f"gflops_{label}_best"] = best = flops / min(times[key]) / 1e9
+        facts[f"fraction_{label}"] = best / lim["forward"]
+        if "train" in lim:
+            facts[f"fraction_{label}_train_limit"] = best / lim["train"]
+    if "train" in lim:
+        facts["conv_train_limit"] = lim["train"]
+    facts["fraction_error"] = any(
+        v > 1.0 for k, v in facts.items() if k.startswith("fraction_") and isinstance(v, float)
+    )
+    return facts
+
+
+def fraction_note(facts: dict[str, Any], base: str = "eager") -> str:
+    """The notes text of a row's fractions (and the measurement error, if any)."""
+    note = (
+        f"ours {facts['gflops_ours']:.1f} GFLOP/s, {base} {facts['gflops_baseline']:.1f} GFLOP/s (counted, "
+        f"median); best calls {facts['fraction_ours']:.0%} / {facts['fraction_baseline']:.0%} of the conv "
+        f"limit measured in the same window ({facts['conv_limit']:.1f} GFLOP/s)"
+    )
+    if "conv_train_limit" in facts:
+        note += (
+            f", {facts['fraction_ours_train_limit']:.0%} / {facts['fraction_baseline_train_limit']:.0%} of "
+            f"the convolution's own forward + backward ({facts['conv_train_limit']:.1f} GFLOP/s)"
+        )
+    if facts["fraction_error"]:
+        note += "; MEASUREMENT ERROR: a fraction above 100% (the limit was measured too low), not a result"
+    return note

@@ -16,7 +16,6 @@ from mdrn.bench.core import (
     alternate,
     build_mdrn,
     describe,
-    limit_facts,
     make_row,
     median,
     path_label,
@@ -24,6 +23,7 @@ from mdrn.bench.core import (
     seed,
 )
 from mdrn.bench.forward import inplace_variant
+from mdrn.bench.limits import ConvLimit, fraction_facts, fraction_note
 from mdrn.perf import (
     count_flops,
     prepare_for_training,
@@ -78,7 +78,6 @@ def bench_training(ctx: Context) -> None:
     g = seed()
     x = torch.rand(s.train_batch, 3, s.train_patch, s.train_patch, generator=g).to(ctx.device)
     y = torch.rand(s.train_batch, 3, s.train_patch * scale, s.train_patch * scale, generator=g).to(ctx.device)
-    limit = ctx.facts.get("conv_limit_train", {}).get("gflops")
     for i, blocks in enumerate(s.train_blocks):
         args = {"n_resblocks": blocks, "n_feats": s.train_feats, "scales": (2, 3, 4)}
         eager = build_mdrn(args).to(ctx.device).train()
@@ -100,18 +99,18 @@ def bench_training(ctx: Context) -> None:
         big = i == len(s.train_blocks) - 1 and len(s.train_blocks) > 1
         repeats = s.train_big_repeats if big else s.repeats
         warmup = 0 if big else s.warmup
+        flops = count_flops(eager, tuple(x.shape), scale).training
+        shape = (s.train_batch, s.train_feats, s.train_patch, s.train_patch)
+        limit = ConvLimit(ctx, shape, training=True, flops_per_slot=flops)
         times = alternate(
-            {"ours": step(fast, opt_f, autocast), "base": step(eager, opt_e, None)},
+            {"ours": step(fast, opt_f, autocast), "base": step(eager, opt_e, None), **limit.calls()},
             repeats=repeats,
             warmup=warmup,
             device=ctx.device,
         )
         to, tb = median(times["ours"]), median(times["base"])
-        flops = count_flops(eager, tuple(x.shape), scale).training
-        go, gb = flops / to / 1e9, flops / tb / 1e9
-        notes = f"ours {go:.1f} GFLOP/s, eager {gb:.1f} GFLOP/s (counted fwd+bwd)"
-        if limit:
-            notes += f"; {go / limit:.0%} / {gb / limit:.0%} of the conv limit ({limit:.1f})"
+        facts = fraction_facts(flops, times, limit)
+        notes = fraction_note(facts) + " (FLOPs: forward + backward)"
         if big:
             notes += (
                 f"; {repeats} repeats per variant, no separate warm-up (the previous row ran the same "
@@ -128,12 +127,12 @@ def bench_training(ctx: Context) -> None:
                 baseline_label="eager NCHW fp32, Adam default",
                 repeats=repeats,
                 notes=notes,
-                extra={**limit_facts(go, gb, flops, limit), "seconds_ours": to, "seconds_baseline": tb},
+                extra={**facts, "seconds_ours": to, "seconds_baseline": tb},
             )
         )
-        if blocks == PAPER_MODEL["n_resblocks"] and s.train_feats == PAPER_MODEL["n_feats"] and limit:
-            ctx.facts["train_fraction"] = go / limit
-            ctx.facts["train_gflops"] = go
+        if blocks == PAPER_MODEL["n_resblocks"] and s.train_feats == PAPER_MODEL["n_feats"]:
+            ctx.facts["train_fraction"] = facts["fraction_ours"]
+            ctx.facts["train_gflops"] = facts["gflops_ours"]
         del eager, fast, opt_e, opt_f
 
 
