@@ -39,6 +39,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from mdrn.perf import malloc_reuse
+
 __all__ = [
     "DEFAULT_MEMORY",
     "DEFAULT_OVERLAP",
@@ -62,6 +64,10 @@ DEFAULT_MEMORY = 3 << 29  # 1.5 GiB
 _BODY_MAPS = 5
 #: Live float32 maps of ``n_feats`` channels per output pixel while ``reconstruct`` runs (x4 measured: 2.25).
 _RECONSTRUCT_MAPS = 2.5
+#: Largest map of a reconstruct sub-tile (``n_feats`` channels at the output resolution, or ``r^2 n_feats``
+#: before a pixel shuffle): 32 MB, glibc's largest heap block by default. Larger sub-tiles only save the
+#: few pixels of context ``reconstruct_radius`` adds, and their maps were mmap-ed and page-faulted anew.
+_SUBTILE_MAP_BYTES = 32 << 20
 
 
 def _transform(x: Tensor, k: int) -> Tensor:
@@ -247,6 +253,7 @@ def plan_two_stage(
         kept = _context_px(rows, h, rr)[1] * _context_px(cols, w, rr)[1] * px_bytes
         left = max(memory - kept, memory // 4)
         px = int(left // (px_bytes * _RECONSTRUCT_MAPS * scale * scale))
+        px = min(px, max(1, _SUBTILE_MAP_BYTES // (px_bytes * scale * scale)))
         _grid(1 + 2 * rr, 1 + 2 * rr, rr, px)  # a one-pixel core with its context fits
     except ValueError as err:
         raise ValueError(f"memory budget of {memory} bytes too small for two-stage tiling: {err}") from None
@@ -277,7 +284,8 @@ def _upscale_two_stage(
             g0, g1 = max(x0 - rr, 0), min(x1 + rr, w)
             b0, b1 = max(g0 - overlap, 0), min(g1 + overlap, w)
             xin, back = _adapt_channels(net, x[..., a0:a1, b0:b1].to(device, non_blocking=True))
-            feats = net.features(xin, scale)[..., f0 - a0 : f1 - a0, g0 - b0 : g1 - b0]
+            with malloc_reuse(device.type == "cpu"):
+                feats = net.features(xin, scale)[..., f0 - a0 : f1 - a0, g0 - b0 : g1 - b0]
             del xin
             rows, cols = sub_grid(y1 - y0, x1 - x0)
             for r0, r1 in rows:
@@ -312,7 +320,8 @@ def _upscale_tiled(
         for x0, x1 in _tile_bounds(w, tile):
             b0, b1 = max(x0 - overlap, 0), min(x1 + overlap, w)
             patch = x[..., a0:a1, b0:b1].to(device, non_blocking=True)
-            y = _run(net, patch, scale, ensemble)
+            with malloc_reuse(device.type == "cpu"):
+                y = _run(net, patch, scale, ensemble)
             core = y[..., (y0 - a0) * scale : (y1 - a0) * scale, (x0 - b0) * scale : (x1 - b0) * scale]
             out[..., y0 * scale : y1 * scale, x0 * scale : x1 * scale] = core.to(out.device, out.dtype)
             del patch, y, core
@@ -378,7 +387,8 @@ def upscale(
                         sub = partial(_square_grid, tile=cur)
                         _upscale_two_stage(net, x4, scale, body, sub, overlap, dev, dest)
                     elif cur is None or (cur >= h and cur >= w):
-                        y = _run(net, x4.to(dev), scale, ensemble)
+                        with malloc_reuse(dev.type == "cpu"):
+                            y = _run(net, x4.to(dev), scale, ensemble)
                         dest.copy_(y.to(dest.device, dest.dtype))
                         del y
                     else:

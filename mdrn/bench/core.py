@@ -71,9 +71,16 @@ class Sizes:
         default_factory=lambda: {"n_resblocks": 4, "n_feats": 8, "scales": (4,)}
     )
     tile_repeats: int = 5
+    # the paper's network tiled (opt-in section tiling_full)
+    full_model: dict[str, Any] = field(default_factory=lambda: dict(PAPER_MODEL))
+    full_lr: int = 1024
     #: untimed runs per variant first (0: every run takes seconds and allocates afresh; the median of 5
     #: absorbs a slower first run)
     tile_warmup: int = 0
+    # profiles (opt-in section profile)
+    profile_blocks: tuple[int, ...] = (16, 80)
+    profile_timed: int = 3
+    profile_steps: int = 2
     # metrics
     metrics_scale: int = 4
     metrics_max_side: int | None = None
@@ -101,6 +108,11 @@ class Sizes:
             pipe_cache_patches=50,
             tile_lr=48,
             tile_model={"n_resblocks": 1, "n_feats": 8, "scales": (4,)},
+            full_model={"n_resblocks": 1, "n_feats": 8, "scales": (4,)},
+            full_lr=48,
+            profile_blocks=(1,),
+            profile_timed=2,
+            profile_steps=1,
             metrics_max_side=64,
             threads=1,
         )

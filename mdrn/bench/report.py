@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from mdrn.bench.core import GPU_ASSUMED_FRACTION, H100_BF16_DENSE, PAPER_MODEL, PAPER_SCHEDULE, fmt
+from mdrn.bench.profile import profiles_markdown
 
 
 def table_markdown(result: dict[str, Any]) -> str:
@@ -44,6 +45,8 @@ def table_markdown(result: dict[str, Any]) -> str:
         lines += ["", "Not measured:"] + [f"- {s['name']}: {s['reason']}" for s in result["skipped"]]
     secs = ", ".join(f"{k} {v:.0f} s" for k, v in result["section_seconds"].items())
     lines += ["", f"Total time: {result['total_seconds']:.1f} s ({secs})."]
+    if result["facts"].get("profiles"):
+        lines += profiles_markdown(result["facts"]["profiles"])
     return "\n".join(lines) + "\n"
 
 

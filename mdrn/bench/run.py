@@ -20,8 +20,9 @@ from mdrn.bench.core import PAPER_MODEL, PAPER_SCHEDULE, Context, Sizes, build_m
 from mdrn.bench.forward import bench_compile, bench_forward
 from mdrn.bench.limits import bench_limits
 from mdrn.bench.pipeline import bench_pipeline
+from mdrn.bench.profile import bench_profile
 from mdrn.bench.scoring import bench_metrics
-from mdrn.bench.tiling import bench_tiling
+from mdrn.bench.tiling import bench_tiling, bench_tiling_full
 from mdrn.bench.training import bench_adam, bench_inplace_train, bench_training
 from mdrn.perf import available_cores, configure_threads, count_flops, fast_path, resolve_device
 
@@ -35,9 +36,12 @@ SECTIONS: dict[str, Callable[[Context], None]] = {
     "metrics": bench_metrics,
     "compile": bench_compile,
     "inplace_train": bench_inplace_train,
+    "tiling_full": bench_tiling_full,
+    "profile": bench_profile,
 }
 #: Sections of the default run (the others are opt-in measurements: minutes on CPU, or for one owner).
-DEFAULT_SECTIONS = [name for name in SECTIONS if name not in ("compile", "inplace_train")]
+OPT_IN_SECTIONS = ("compile", "inplace_train", "tiling_full", "profile")
+DEFAULT_SECTIONS = [name for name in SECTIONS if name not in OPT_IN_SECTIONS]
 
 
 def machine_info(device: torch.device | None = None) -> dict[str, Any]:
