@@ -11,7 +11,8 @@ from pathlib import Path
 import mdrn.bench as _package
 from mdrn.bench.core import RESULTS
 from mdrn.bench.report import projection_markdown, table_markdown, write_results
-from mdrn.bench.run import DEFAULT_SECTIONS, SECTIONS, run_bench
+from mdrn.bench.run import SECTIONS, default_sections, run_bench
+from mdrn.perf import resolve_device
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.out
         else (Path(tempfile.mkdtemp(prefix="mdrn-bench-")) if args.quick else RESULTS)
     )
-    complete = set(DEFAULT_SECTIONS) <= set(only or DEFAULT_SECTIONS)
+    defaults = default_sections(resolve_device(args.device))
+    complete = set(defaults) <= set(only or defaults)
     md, js = write_results(result, out, overwrite=args.overwrite, readme=complete and not args.no_readme)
     print(f"wrote {md} and {js}")
     print(f"total time {time.perf_counter() - t0:.1f} s")

@@ -81,6 +81,14 @@ class Sizes:
     profile_blocks: tuple[int, ...] = (16, 80)
     profile_timed: int = 3
     profile_steps: int = 2
+    # GPU section: the paper's network, training steps and forward tiles per variant
+    gpu_model: dict[str, Any] = field(default_factory=lambda: dict(PAPER_MODEL))
+    gpu_batch: int = 16
+    gpu_patch: int = 48
+    gpu_tile: int = 256
+    #: untimed calls per variant first (a compiled variant compiles in them)
+    gpu_warmup: int = 3
+    gpu_compile: bool = True
     # metrics
     metrics_scale: int = 4
     metrics_max_side: int | None = None
@@ -111,6 +119,12 @@ class Sizes:
             full_model={"n_resblocks": 1, "n_feats": 8, "scales": (4,)},
             full_lr=48,
             profile_blocks=(1,),
+            gpu_model={"n_resblocks": 1, "n_feats": 8, "scales": (2, 4)},
+            gpu_batch=2,
+            gpu_patch=16,
+            gpu_tile=16,
+            gpu_warmup=1,
+            gpu_compile=False,
             profile_timed=2,
             profile_steps=1,
             metrics_max_side=64,

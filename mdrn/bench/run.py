@@ -18,6 +18,7 @@ import torch
 
 from mdrn.bench.core import PAPER_MODEL, PAPER_SCHEDULE, Context, Sizes, build_mdrn
 from mdrn.bench.forward import bench_compile, bench_forward
+from mdrn.bench.gpu import bench_gpu
 from mdrn.bench.limits import bench_limits
 from mdrn.bench.pipeline import bench_pipeline
 from mdrn.bench.profile import bench_profile
@@ -38,10 +39,18 @@ SECTIONS: dict[str, Callable[[Context], None]] = {
     "inplace_train": bench_inplace_train,
     "tiling_full": bench_tiling_full,
     "profile": bench_profile,
+    "gpu": bench_gpu,
 }
 #: Sections of the default run (the others are opt-in measurements: minutes on CPU, or for one owner).
-OPT_IN_SECTIONS = ("compile", "inplace_train", "tiling_full", "profile")
+OPT_IN_SECTIONS = ("compile", "inplace_train", "tiling_full", "profile", "gpu")
 DEFAULT_SECTIONS = [name for name in SECTIONS if name not in OPT_IN_SECTIONS]
+#: Sections of the default run on a GPU: its limits and the GPU section (minutes: compiling included).
+CUDA_SECTIONS = ["limits", "gpu"]
+
+
+def default_sections(device: torch.device) -> list[str]:
+    """The sections a run without ``--only`` measures on ``device``."""
+    return CUDA_SECTIONS if device.type == "cuda" else DEFAULT_SECTIONS
 
 
 def machine_info(device: torch.device | None = None) -> dict[str, Any]:
@@ -98,7 +107,7 @@ def run_bench(
     started = _dt.datetime.now(_dt.timezone.utc)
     section_seconds = {}
     for name, fn in SECTIONS.items():
-        if name not in (only or DEFAULT_SECTIONS):
+        if name not in (only or default_sections(dev)):
             continue
         log(f"[{name}]")
         t0 = time.perf_counter()

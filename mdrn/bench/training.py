@@ -98,7 +98,7 @@ def bench_training(ctx: Context) -> None:
 
         big = i == len(s.train_blocks) - 1 and len(s.train_blocks) > 1
         repeats = s.train_big_repeats if big else s.repeats
-        warmup = 0 if big else s.warmup
+        warmup = s.warmup if not big else int(ctx.path.compile)  # a compiled copy compiles at its first call
         flops = count_flops(eager, tuple(x.shape), scale).training
         shape = (s.train_batch, s.train_feats, s.train_patch, s.train_patch)
         limit = ConvLimit(ctx, shape, training=True, flops_per_slot=flops)
@@ -111,7 +111,7 @@ def bench_training(ctx: Context) -> None:
         to, tb = median(times["ours"]), median(times["base"])
         facts = fraction_facts(flops, times, limit)
         notes = fraction_note(facts) + " (FLOPs: forward + backward)"
-        if big:
+        if big and not warmup:
             notes += (
                 f"; {repeats} repeats per variant, no separate warm-up (the previous row ran the same "
                 "layer shapes)"
