@@ -10,7 +10,8 @@ from pathlib import Path
 
 import mdrn.bench as _package
 from mdrn.bench.core import RESULTS
-from mdrn.bench.report import projection_markdown, table_markdown, write_results
+from mdrn.bench.goals import recorded_runs
+from mdrn.bench.report import readme_markdown, table_markdown, write_results
 from mdrn.bench.run import SECTIONS, default_sections, run_bench
 from mdrn.perf import resolve_device
 
@@ -35,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         from mdrn.io import atomic_write
 
         dest = Path(args.out or src.parent) / "README.md"
-        atomic_write(dest, lambda p: p.write_text(projection_markdown(result)), overwrite=True)
+        text = readme_markdown(result, recorded_runs(src.parent))
+        atomic_write(dest, lambda p: p.write_text(text), overwrite=True)
         print(f"wrote {dest}")
         return 0
     only = [s.strip() for s in args.only.split(",")] if args.only else (list(SECTIONS) if args.all else None)

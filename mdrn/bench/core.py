@@ -81,6 +81,8 @@ class Sizes:
     profile_blocks: tuple[int, ...] = (16, 80)
     profile_timed: int = 3
     profile_steps: int = 2
+    #: every variant (False: the fast path's training step and x4 forward only)
+    profile_all: bool = True
     # GPU section: the paper's network, training steps and forward tiles per variant
     gpu_model: dict[str, Any] = field(default_factory=lambda: dict(PAPER_MODEL))
     gpu_batch: int = 16
@@ -127,6 +129,7 @@ class Sizes:
             gpu_compile=False,
             profile_timed=2,
             profile_steps=1,
+            profile_all=False,
             metrics_max_side=64,
             threads=1,
         )

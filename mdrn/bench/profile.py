@@ -168,20 +168,18 @@ def bench_profile(ctx: Context) -> None:
         model = {"n_resblocks": blocks, "n_feats": s.train_feats, "scales": (2, 3, 4)}
         head = f"train step MDRN {describe(model)} x2, batch {tb}"
         spec = {**train, "model": model}
-        variants[f"{head}: eager NCHW, Adam default"] = {**spec, "fast": False}
-        variants[f"{head}: fast path, glibc default allocator"] = {
-            **spec,
-            "fast": True,
-            "path": {"reuse_freed_memory": False},
-        }
-        variants[f"{head}: fast path"] = {**spec, "fast": True}
-        if blocks == s.profile_blocks[0]:
-            variants[f"{head}: fast path in NHWC"] = {
+        if s.profile_all:
+            variants[f"{head}: eager NCHW, Adam default"] = {**spec, "fast": False}
+            variants[f"{head}: fast path, glibc default allocator"] = {
                 **spec,
                 "fast": True,
-                "path": {"train_channels_last": True},
+                "path": {"reuse_freed_memory": False},
             }
-    for scale in (2, 4):
+        variants[f"{head}: fast path"] = {**spec, "fast": True}
+        if blocks == s.profile_blocks[0] and s.profile_all:
+            nhwc = {"train_channels_last": True}
+            variants[f"{head}: fast path in NHWC"] = {**spec, "fast": True, "path": nhwc}
+    for scale in (2, 4) if s.profile_all else (4,):
         t = s.fwd_tile
         name = f"forward MDRN {describe(s.fwd_model)} x{scale}, {t}x{t} LR tile: fast path"
         variants[name] = {**fwd, "scale": scale, "fast": True}
