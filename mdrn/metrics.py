@@ -17,6 +17,13 @@ correction), C1 = 0.01^2 and C2 = 0.03^2 on the [0, 1] scale; the image's SSIM i
 Everything is computed in float64 with autocast disabled, whatever the input dtype (bf16 included).
 :func:`score` is THE protocol every other module calls: quantize SR to the bit depth, shave ``scale``
 pixels on every side, Y for RGB.
+
+Implementation (one pass, :class:`_BandScorer`): PSNR and SSIM come from the same prepared rows
+(quantized, Y) of a batch of equal-sized images; the Gaussian filtering is two batched banded matrix
+products over four maps of all images side by side. On CPU the image is cut into bands of rows that
+stay in cache and the bands are split between ``torch.get_num_threads()`` Python threads (operations
+one-threaded inside). ``python -m mdrn.bench --only metrics`` measures it against the per-image
+numpy + scikit-image loop (same values within 1e-6 dB and 1e-7).
 """
 
 from __future__ import annotations

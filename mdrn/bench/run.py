@@ -76,6 +76,7 @@ def machine_info(device: torch.device | None = None) -> dict[str, Any]:
         "numpy": np.__version__,
         "torch_threads": torch.get_num_threads(),
         "mkldnn": torch.backends.mkldnn.is_available(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "device": str(device or resolve_device()),
     }
     if torch.cuda.is_available():
