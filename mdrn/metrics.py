@@ -137,19 +137,31 @@ def _band_matrix(block: int, device: torch.device) -> torch.Tensor:
     return m.to(device)
 
 
-def _prepare(
-    sr: torch.Tensor, hr: torch.Tensor, bit_depth: int | None, y_channel: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Float64 planes (n * planes, rows, w) of SR and HR rows: SR quantized if ``bit_depth``, Y if asked."""
-    both = torch.empty((2, *sr.shape), dtype=torch.float64, device=sr.device)
-    both[0].copy_(sr)
-    both[1].copy_(hr)
-    if bit_depth is not None:
-        quantize(both[0], bit_depth, inplace=True)
-    if y_channel and sr.shape[1] == 3:
-        both = rgb_to_y(both)
-    a, b = both.flatten(1, 2).unbind(0)
-    return a, b
+class _Prep:
+    """Float64 planes (n * planes, rows, w) of SR and HR rows: SR quantized if ``bit_depth``, Y if asked.
+
+    The buffers are reused from band to band, so that they stay in the core's cache.
+    """
+
+    def __init__(
+        self, n: int, c: int, rows: int, w: int, bit_depth: int | None, y: bool, device: torch.device
+    ) -> None:
+        self.bit_depth = bit_depth
+        self.both = torch.empty(2, n, c, rows, w, dtype=torch.float64, device=device)
+        self.y = torch.empty(2, n, 1, rows, w, dtype=torch.float64, device=device) if y and c == 3 else None
+
+    def __call__(self, sr: torch.Tensor, hr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The planes of SR and HR rows (N, C, rows, w), views of the buffers."""
+        k = sr.shape[-2]
+        both = self.both[..., :k, :]
+        both[0].copy_(sr)
+        both[1].copy_(hr)
+        if self.bit_depth is not None:
+            quantize(both[0], self.bit_depth, inplace=True)
+        if self.y is not None:
+            both = rgb_to_y(both, out=self.y[..., :k, :])
+        a, b = both.flatten(1, 2).unbind(0)
+        return a, b
 
 
 class _BandScorer:
@@ -190,7 +202,7 @@ class _BandScorer:
         self.c1 = torch.tensor(_C1, dtype=f64, device=device)
 
     def run(
-        self, sr: torch.Tensor, hr: torch.Tensor, r_start: int, r_end: int, last: bool, prep: Callable
+        self, sr: torch.Tensor, hr: torch.Tensor, r_start: int, r_end: int, last: bool, prep: _Prep
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Sums over output rows ``r_start .. r_end`` (squared error over image rows ``r_start ..`` the
         next range's start, or the image's end if ``last``): ``(sse, ssim_sum)``, each (planes,)."""
@@ -288,12 +300,10 @@ def _sums(
     dev = sr.device
     cpu = dev.type == "cpu"
 
-    def prep(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return _prepare(a, b, bit_depth, y_channel)
-
     if not want_ssim:
         sse = torch.zeros(n * planes, dtype=torch.float64, device=dev)
         rows = max(1, _CPU_BAND // (c * w)) if cpu else h
+        prep = _Prep(n, c, min(rows, h), w, bit_depth, y_channel, dev)
         for r0 in range(0, h, rows):
             a, b = prep(sr[:, :, r0 : r0 + rows], hr[:, :, r0 : r0 + rows])
             sse += a.sub_(b).square_().sum(dim=(1, 2))
@@ -319,6 +329,7 @@ def _sums(
 
         def job(k: int, a: torch.Tensor = a, b: torch.Tensor = b, i: int = i1 - i0) -> tuple:
             scorer = _BandScorer(i * planes, h, w, band, dev)
+            prep = _Prep(i, c, band + _HALO, w, bit_depth, y_channel, dev)
             return scorer.run(a, b, *ranges[k], k == len(ranges) - 1, prep)
 
         results = _map_threads(job, len(ranges))
