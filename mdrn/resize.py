@@ -27,7 +27,11 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-__all__ = ["cubic", "degrade", "imresize", "modcrop", "resize_weights"]
+__all__ = ["BICUBIC_RADIUS", "cubic", "degrade", "imresize", "modcrop", "resize_weights"]
+
+#: Input pixels of context that bicubic *upscaling* reads on each side of a pixel (the cubic kernel is
+#: nonzero for |distance| < 2): a crop with this much context upscales exactly like the whole image.
+BICUBIC_RADIUS = 2
 
 _KERNEL_WIDTH = 4.0
 

@@ -49,7 +49,7 @@ class UpscaleOptions:
 
     scale: int
     tile: int | None = DEFAULT_TILE
-    overlap: int = DEFAULT_OVERLAP
+    overlap: int | None = DEFAULT_OVERLAP  # None: the network's receptive radius (seamless tiles)
     ensemble: bool = False
     device: str | None = None
     fmt: str | None = None
@@ -151,7 +151,7 @@ def _parser() -> argparse.ArgumentParser:
         "--overlap",
         type=int,
         default=DEFAULT_OVERLAP,
-        help=f"tile context in pixels (default {DEFAULT_OVERLAP})",
+        help="tile context in pixels (default: the model's receptive radius, so tiles leave no seams)",
     )
     p.add_argument("--ensemble", action="store_true", help="x8 geometric self-ensemble (8x slower)")
     p.add_argument(
@@ -180,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    if args.tile < 0 or args.overlap < 0:
+    if args.tile < 0 or (args.overlap is not None and args.overlap < 0):
         print("error: --tile and --overlap must be >= 0", file=sys.stderr)
         return 2
     from mdrn.perf import prepare_for_inference

@@ -11,7 +11,10 @@ Formats :func:`load_model` reads (the user names nothing else):
 * ``VDSR_Official.mat`` (MATLAB v5, ``model.weight{1..20}`` [3, 3, Cin, Cout], ``model.bias{1..20}``);
 * a name: ``mdsr``, ``mdsr_baseline``, ``edsr_baseline_x2/x3/x4``, ``edsr_x2/x3/x4``: the official file is
   downloaded (sha256 prefix of its name checked, torch.hub convention), converted to our format in the
-  cache folder (``$MDRN_CACHE`` or ``~/.cache/mdrn``) and read from there afterwards.
+  cache folder (``$MDRN_CACHE`` or ``~/.cache/mdrn``) and read from there afterwards;
+* a shipped name (``SHIPPED_MODELS``; ``DEFAULT_MODEL`` = ``mdrn_small``): a model trained by this
+  project and stored inside the package (``mdrn/pretrained/<name>.safetensors``, its model card
+  ``<name>.md`` beside it); no network needed.
 
 Every load is strict: a key or shape that fits no known layout raises :class:`CheckpointError` naming
 the key/shape and the file. CLI: ``python -m mdrn.weights convert SRC DST`` and ``... info FILE``.
@@ -39,7 +42,9 @@ from mdrn.models.blocks import DIV2K_RGB_MEAN
 from mdrn.models.mdrn import branch_key
 
 __all__ = [
+    "DEFAULT_MODEL",
     "OFFICIAL_URLS",
+    "SHIPPED_MODELS",
     "CheckpointError",
     "TransferReport",
     "cache_dir",
@@ -49,6 +54,7 @@ __all__ = [
     "main",
     "read_checkpoint",
     "save_model",
+    "shipped_path",
 ]
 
 #: Official EDSR-PyTorch checkpoints (src/model/edsr.py, mdsr.py); the hex part starts the sha256.
@@ -62,6 +68,14 @@ OFFICIAL_URLS: dict[str, str] = {
     "mdsr_baseline": "https://cv.snu.ac.kr/research/EDSR/models/mdsr_baseline-a00cab12.pt",
     "mdsr": "https://cv.snu.ac.kr/research/EDSR/models/mdsr-4a78bedf.pt",
 }
+#: Models trained by this project and shipped inside the package (name -> what it is).
+SHIPPED_MODELS: dict[str, str] = {
+    "mdrn_small": "multi-scale MDRN with the bicubic low-frequency path, x2/x3/x4, RGB and gray, 8-16 bit",
+}
+#: The model the command line and the app use when none is chosen.
+DEFAULT_MODEL = "mdrn_small"
+#: Where the shipped models live (package data).
+PRETRAINED_DIR = Path(__file__).resolve().with_name("pretrained")
 #: The official networks' scale order: MDSR index i -> scale (2, 3, 4)[i].
 OFFICIAL_MDSR_SCALES: tuple[int, ...] = (2, 3, 4)
 #: The official networks work on 0..255 (``rgb_range`` 255).
@@ -339,6 +353,16 @@ def cache_dir() -> Path:
     return Path(os.environ.get("MDRN_CACHE") or Path.home() / ".cache" / "mdrn")
 
 
+def shipped_path(name: str) -> Path:
+    """The safetensors file of a shipped model (``SHIPPED_MODELS``); its model card is the .md beside it."""
+    if name not in SHIPPED_MODELS:
+        raise KeyError(f"{name!r} is not a shipped model ({sorted(SHIPPED_MODELS)})")
+    path = PRETRAINED_DIR / f"{name}.safetensors"
+    if not path.is_file():
+        raise CheckpointError(f"{path}: the shipped model {name!r} is missing from this installation")
+    return path
+
+
 def _named_weights(name: str) -> Path:
     """Return our cached safetensors for an official name, downloading and converting it if needed."""
     converted = cache_dir() / f"{name}.safetensors"
@@ -363,13 +387,17 @@ def _named_weights(name: str) -> Path:
 def load_model(
     path_or_name: str | os.PathLike[str], *, map_location: str | torch.device = "cpu"
 ) -> nn.Module:
-    """Return the network stored in a file (any supported format) or named (``"mdsr"``...), in eval mode."""
+    """Return the network stored in a file (any supported format) or named (``"mdrn_small"``, ``"mdsr"``...),
+    in eval mode."""
     key = str(path_or_name)
-    if not Path(key).exists() and key in OFFICIAL_URLS:
+    if not Path(key).exists() and key in SHIPPED_MODELS:
+        path = shipped_path(key)
+    elif not Path(key).exists() and key in OFFICIAL_URLS:
         path = _named_weights(key)
     elif not Path(key).exists():
         raise FileNotFoundError(
-            f"{key}: no such checkpoint file, and not a known name ({sorted(OFFICIAL_URLS)})"
+            f"{key}: no such checkpoint file, and not a known name "
+            f"({sorted(SHIPPED_MODELS) + sorted(OFFICIAL_URLS)})"
         )
     else:
         path = Path(key)

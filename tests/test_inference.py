@@ -242,3 +242,15 @@ def test_out_memmap_and_oom_halving(tmp_path, tiny: MDRN) -> None:
     out = upscale(picky, big, 2, tile=None, overlap=2)
     assert torch.equal(out, F.interpolate(big, scale_factor=2, mode="nearest"))
     assert max(h * w for h, w in picky.sizes[-4:]) <= 900
+
+
+@pytest.mark.parametrize("memory", [None, 2_000_000])
+def test_low_frequency_path_tiles_exactly(memory) -> None:
+    torch.manual_seed(0)
+    net = MDRN(n_resblocks=2, n_feats=16, bicubic_skip=True)
+    torch.nn.init.normal_(net.tail.weight, std=0.01)
+    x = torch.rand(1, 3, 70, 53)
+    for s in net.scales:
+        full = net(x, s)
+        tiled = upscale(net, x, s, tile=16, overlap=12, memory=memory)
+        assert (full - tiled).abs().max() < 1e-5

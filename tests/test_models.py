@@ -221,3 +221,51 @@ def test_vdsr_with_zero_residual_is_bicubic():
     x = torch.rand(1, 3, 8, 8, dtype=torch.float64)
     torch.testing.assert_close(net.double()(x, 2), imresize(x, 2))
     torch.testing.assert_close(net(x[:, :1], 2), imresize(x[:, :1], 2))
+
+
+# ------------------------------------------------------------------ the paper's low/high-frequency split
+def skip_models() -> list[nn.Module]:
+    return [
+        MDRN(n_resblocks=2, n_feats=16, bicubic_skip=True),
+        MDRN(n_resblocks=2, n_feats=8, scales=(3,), n_colors=1, bicubic_skip=True),
+        EDSR(n_resblocks=2, n_feats=16, scale=4, bicubic_skip=True),
+    ]
+
+
+@pytest.mark.parametrize("net", skip_models(), ids=lambda n: f"{type(n).__name__}{n.scales}c{n.n_colors}")
+def test_untrained_network_with_low_frequency_path_is_exactly_bicubic(net):
+    torch.manual_seed(0)
+    x = torch.rand(2, net.n_colors, 23, 17)
+    for s in net.scales:
+        out = net(x, s)
+        assert torch.equal(out, imresize(x, s))  # zero tail: the high-frequency image is exactly 0
+        assert torch.equal(net.low_frequency(x, s), imresize(x, s))
+        hf = net.reconstruct(net.features(x, s), s)
+        assert float(hf.abs().max()) == 0.0
+
+
+def test_low_frequency_path_output_is_bicubic_plus_high_frequency_and_trains():
+    torch.manual_seed(0)
+    net = MDRN(n_resblocks=1, n_feats=8, scales=(2, 4), bicubic_skip=True)
+    x, target = torch.rand(1, 3, 12, 12), torch.rand(1, 3, 24, 24)
+    loss = (net(x, 2) - target).abs().mean()
+    loss.backward()
+    assert float(net.tail.weight.grad.abs().sum()) > 0  # the zero tail receives a gradient
+    with torch.no_grad():
+        net.tail.weight.normal_(std=0.05)
+    hf = net.reconstruct(net.features(x, 4), 4)
+    assert float(hf.abs().max()) > 0
+    assert torch.allclose(net(x, 4), imresize(x, 4) + hf)
+
+
+def test_low_frequency_path_is_recorded_in_the_spec_and_off_by_default():
+    assert MDRN().bicubic_skip is False and edsr_baseline(2).bicubic_skip is False
+    net = MDRN(n_resblocks=1, n_feats=8, bicubic_skip=True)
+    spec = json.loads(json.dumps(model_spec(net)))
+    assert spec["args"]["bicubic_skip"] is True
+    assert build_model(spec).bicubic_skip is True
+    # the official layouts keep their outputs: without the path the tail is not zero-initialised
+    assert float(MDRN(n_resblocks=1, n_feats=8).tail.weight.abs().sum()) > 0
+    # the same parameters either way (the path adds no weights)
+    plain, skip = MDRN(n_resblocks=1, n_feats=8), MDRN(n_resblocks=1, n_feats=8, bicubic_skip=True)
+    assert n_params(plain) == n_params(skip)

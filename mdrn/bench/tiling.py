@@ -154,15 +154,18 @@ def _chop_name() -> str | None:
     return next((n for n in names if script and callable(getattr(script, n, None))), None)
 
 
-def _tile_setting() -> tuple[int, int]:
-    """The CLI's tile (switches tiling on) and the default overlap."""
-    from mdrn.inference import DEFAULT_OVERLAP
+def _tile_setting(model: dict[str, Any]) -> tuple[int, int]:
+    """The CLI's tile (switches tiling on) and the overlap upscale uses by default for ``model``."""
+    import mdrn.inference as inference
 
     try:
         from mdrn.upscale import DEFAULT_TILE
     except ImportError:  # pragma: no cover - the CLI module is part of the package
         DEFAULT_TILE = 192
-    return DEFAULT_TILE, DEFAULT_OVERLAP
+    overlap = getattr(inference, "DEFAULT_OVERLAP", None)
+    if overlap is None:  # the network's receptive radius (seamless tiles)
+        overlap = inference.default_overlap(build_mdrn(model))
+    return DEFAULT_TILE, overlap
 
 
 def bench_tiling(ctx: Context) -> None:
@@ -175,7 +178,7 @@ def bench_tiling(ctx: Context) -> None:
         )
         return
     s = ctx.sizes
-    tile, overlap = _tile_setting() if not ctx.quick else (16, 4)
+    tile, overlap = _tile_setting(s.tile_model) if not ctx.quick else (16, 4)
     base = {
         "model": dict(s.tile_model),
         "lr": s.tile_lr,
@@ -281,7 +284,7 @@ def bench_tiling_full(ctx: Context) -> None:
         ctx.skip("tiled x4, paper model", "scripts/bench_tiling.py (the 4-quadrant baseline) not found")
         return
     s = ctx.sizes
-    tile, overlap = _tile_setting() if not ctx.quick else (16, 4)
+    tile, overlap = _tile_setting(s.full_model) if not ctx.quick else (16, 4)
     feats = int(s.full_model["n_feats"])
     capped = (32 << 20) // (feats * 4) * feats * 4 * _BODY_MAPS  # body maps of at most 32 MB
     if ctx.quick:
@@ -292,7 +295,8 @@ def bench_tiling_full(ctx: Context) -> None:
         "split": {**base, "variant": "base"},
         "tiled": {**base, "variant": "ours"},
         "default allocator": {**base, "variant": "ours", "allocator": "glibc default"},
-        "capped tiles": {**base, "variant": "ours", "memory": capped},
+        # capped tiles need a small context to fit at all: the 32 pixels of the earlier default
+        "capped tiles": {**base, "variant": "ours", "memory": capped, "overlap": min(overlap, 32)},
         "in-place blocks": {**base, "variant": "ours", "inplace": True},
     }
     results: dict[str, dict[str, Any]] = {}
@@ -325,7 +329,12 @@ def bench_tiling_full(ctx: Context) -> None:
     pairs = (
         ("time", "tiled", "split", f"4-quadrant split (scripts/bench_tiling.py {chop_name}), eager NCHW"),
         ("allocator hypothesis, time", "tiled", "default allocator", "the same without malloc_reuse"),
-        ("body tiles under 32 MB maps, time", "tiled", "capped tiles", f"budget {capped / 2**20:.1f} MB"),
+        (
+            "body tiles under 32 MB maps, time",
+            "tiled",
+            "capped tiles",
+            f"budget {capped / 2**20:.1f} MB, overlap {min(overlap, 32)}",
+        ),
         ("in-place ReLU + residual add, time", "in-place blocks", "tiled", tiled),
     )
     for what, ours, other, base_label in pairs:

@@ -26,6 +26,7 @@ __all__ = [
     "BENCHMARK_URL",
     "DIV2K_ARCHIVES",
     "DataNotFoundError",
+    "SAMPLE_README",
     "SAMPLE_SPLITS",
     "benchmark_files",
     "div2k_files",
@@ -216,13 +217,16 @@ def _has_set(root: Path, name: str) -> bool:
 #: skimage.data images (CC0 / public domain) used for training in the sample data
 SAMPLE_TRAIN_SKIMAGE = (
     "astronaut",
-    "coffee",
     "chelsea",
     "rocket",
     "immunohistochemistry",
     "hubble_deep_field",
 )
 SAMPLE_TRAIN_SKIMAGE_GRAY = ("camera", "coins")
+#: validation images (checkpoint selection; never a test image): skimage's coffee (RGB) and cell (gray
+#: microscopy), 8 bit, and pydicom's examples_overlay.dcm (an MR slice, 12 bit, not the test MR)
+SAMPLE_VAL_SKIMAGE = ("coffee", "cell")
+SAMPLE_VAL_DICOM = ("examples_overlay.dcm",)
 #: held-out test images: the retina fundus photograph (centre 768x768, 8 bit) and pydicom's CT/MR
 #: test files (16 bit)
 SAMPLE_TEST_DICOM = ("CT_small.dcm", "MR_small.dcm")
@@ -245,12 +249,45 @@ def _pydicom_file(name: str) -> Path | None:
 
 #: sample-data splits -> folders: held-out images are grouped by bit depth, one set per peak value
 #: (an 8-bit PSNR uses 255 as peak, a 16-bit one 65535: their means must not be averaged together)
-SAMPLE_SPLITS = {"train": "train", "test": "test", "test_8bit": "test/8bit", "test_16bit": "test/16bit"}
-_SAMPLE_LAYOUT = "v2 test/<bit depth>bit\n"
+SAMPLE_SPLITS = {
+    "train": "train",
+    "val": "val",
+    "val_8bit": "val/8bit",
+    "val_12bit": "val/12bit",
+    "test": "test",
+    "test_8bit": "test/8bit",
+    "test_16bit": "test/16bit",
+}
+_SAMPLE_LAYOUT = "v4 val/<bit depth>bit test/<bit depth>bit README.md\n"
+#: what the sample data holds and why; written beside the images as README.md
+SAMPLE_README = """# mdrn sample data
+
+Written by `mdrn.data.prepare_sample` from images installed with scikit-image (CC0 / public domain) and
+pydicom (its test files; the larger ones come with the optional pydicom-data package, used only if
+installed). Nothing is downloaded. Three disjoint splits, so that the scores reported on `test/` are
+never those of a checkpoint chosen on them:
+
+- `train/`: the training patches: photographs and textures of scikit-image (astronaut, chelsea, rocket,
+  immunohistochemistry (a stained tissue slide), hubble_deep_field; gray: camera, coins) and, with
+  pydicom-data, an MR (MR2_UNCR.dcm, 12 bit) and a radiograph (693_UNCR.dcm, 14 bit), so that a model
+  sees RGB and gray, 8 bit and more.
+- `val/` (checkpoint selection; data config `sample`: sets sample_val_8bit, sample_val_12bit):
+  `8bit/` coffee (RGB photograph) and cell (gray microscopy); `12bit/` pydicom's examples_overlay.dcm
+  (an MR slice, not the test MR). One set per bit depth: a PSNR uses the image's own peak 2^n - 1.
+- `test/` (held out, reported; sets sample_8bit, sample_16bit): `8bit/` the retina fundus photograph
+  (centre 768x768) and, with pydicom-data, an ultrasound image (US1_UNCR.dcm, RGB); `16bit/` pydicom's
+  CT (CT_small.dcm, 128x128) and MR (MR_small.dcm, 64x64) test files: the medical images the paper is
+  about, at the bit depths a scanner writes.
+"""
 
 
 def prepare_sample(root: str | os.PathLike[str]) -> Path:
-    """Write the embedded sample data set to ``root/sample/{train,test/8bit,test/16bit}`` (no download)."""
+    """Write the embedded sample data to ``root/sample/{train,val/<n>bit,test/<n>bit}`` (no download).
+
+    Three disjoint splits: ``train``, ``val`` (for checkpoint selection) and ``test`` (held out for
+    reporting), the last two grouped by bit depth (one PSNR peak per set). ``SAMPLE_README`` (written
+    beside them as README.md) says which images each split holds and why.
+    """
     import skimage.data
 
     folder = Path(root) / "sample"
@@ -264,6 +301,17 @@ def prepare_sample(root: str | os.PathLike[str]) -> Path:
         write_image(
             tmp / "train" / f"{name}.png", np.ascontiguousarray(getattr(skimage.data, name)()), bit_depth=8
         )
+    for name in SAMPLE_VAL_SKIMAGE:
+        write_image(
+            tmp / "val" / "8bit" / f"{name}.png",
+            np.ascontiguousarray(getattr(skimage.data, name)()),
+            bit_depth=8,
+        )
+    for name in SAMPLE_VAL_DICOM:
+        if (p := _pydicom_file(name)) is not None:
+            dest = tmp / "val" / f"{read_image(p).bit_depth}bit" / name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(p, dest)
     retina = skimage.data.retina()
     c0, c1 = (retina.shape[0] - 768) // 2, (retina.shape[1] - 768) // 2
     write_image(
@@ -279,6 +327,7 @@ def prepare_sample(root: str | os.PathLike[str]) -> Path:
     for name in SAMPLE_TRAIN_PYDICOM_DATA:
         if (p := _pydicom_file(name)) is not None:
             shutil.copy2(p, tmp / "train" / name)
+    (tmp / "README.md").write_text(SAMPLE_README)
     (tmp / ".complete").write_text(_SAMPLE_LAYOUT)
     if folder.exists():
         shutil.rmtree(folder)
@@ -287,7 +336,7 @@ def prepare_sample(root: str | os.PathLike[str]) -> Path:
 
 
 def sample_files(root: str | os.PathLike[str], split: str) -> list[Path]:
-    """The sample data's images of ``split`` (train, test, test_8bit, test_16bit; written on first use)."""
+    """The sample data's images of ``split`` (see ``SAMPLE_SPLITS``; written on first use)."""
     if split not in SAMPLE_SPLITS:
         raise ValueError(f"unknown sample split {split!r}; known: {sorted(SAMPLE_SPLITS)}")
     return list_images(prepare_sample(root) / SAMPLE_SPLITS[split])

@@ -11,7 +11,10 @@ __all__ = ["EDSR", "edsr", "edsr_baseline"]
 
 
 class EDSR(MeanShiftResNet):
-    """EDSR: mean shift, head conv, B residual blocks + conv (global skip), upsampler, tail conv."""
+    """EDSR: mean shift, head conv, B residual blocks + conv (global skip), upsampler, tail conv.
+
+    ``bicubic_skip=True``: output = MATLAB bicubic(x) + the network's high-frequency image (tail at zero).
+    """
 
     def __init__(
         self,
@@ -20,11 +23,12 @@ class EDSR(MeanShiftResNet):
         res_scale: float = 1.0,
         scale: int = 2,
         n_colors: int = 3,
+        bicubic_skip: bool = False,
     ) -> None:
         args = dict(n_resblocks=n_resblocks, n_feats=n_feats, res_scale=res_scale, scale=int(scale),
-                    n_colors=n_colors)  # fmt: skip
+                    n_colors=n_colors, bicubic_skip=bool(bicubic_skip))  # fmt: skip
         super().__init__(n_resblocks=n_resblocks, n_feats=n_feats, res_scale=res_scale, scales=(scale,),
-                         n_colors=n_colors, spec_args=args)  # fmt: skip
+                         n_colors=n_colors, bicubic_skip=bicubic_skip, spec_args=args)  # fmt: skip
         self.scale = int(scale)
         self.upsample = Upsampler(self.scale, n_feats)
         self.no_pre_process = nn.Identity()

@@ -4,6 +4,12 @@ Layout (EDSR-PyTorch ``MDSR``): mean shift -> head conv 3x3 -> per-scale pre-pro
 blocks with 5x5 kernels) -> shared body of B residual blocks + conv with a global skip -> per-scale
 upsampler -> shared tail conv -> mean shift back. ``MDRN(scales=(s,))`` is the single-scale MDRN.
 
+Low/high-frequency split (the paper's Fig. 9), ``bicubic_skip=True``: the output is the MATLAB-bicubic
+interpolation of the input (the low-frequency image, :func:`mdrn.resize.imresize`) plus what the
+residual network produces (the high-frequency image: tail conv / 255, no mean added back). The tail
+conv starts at zero, so an untrained network outputs exactly bicubic and training only adds detail.
+Off by default, so that the official MDSR/EDSR weights load unchanged; recorded in the model spec.
+
 The I/O is [0, 1]; internally the features are computed on the official 0..255 scale (``rgb_range``
 255 in :class:`~mdrn.models.blocks.MeanShift`), so converted official weights load unchanged and give
 exactly the official output / 255. With ``n_colors=1`` (gray medical images, not faked RGB) the mean
@@ -27,6 +33,7 @@ from mdrn.models.blocks import (
     Upsampler,
     conv,
 )
+from mdrn.resize import BICUBIC_RADIUS, imresize
 
 __all__ = ["MDRN", "branch_key"]
 
@@ -47,6 +54,7 @@ class MeanShiftResNet(SRNet):
         res_scale: float,
         scales: Sequence[int],
         n_colors: int,
+        bicubic_skip: bool,
         spec_args: dict,
     ) -> None:
         super().__init__(scales=scales, n_colors=n_colors, spec_args=spec_args)
@@ -60,6 +68,11 @@ class MeanShiftResNet(SRNet):
         self.tail = conv(n_feats, n_colors, 3)
         #: channels of the LR feature map ``features`` returns
         self.n_feats = int(n_feats)
+        #: output = bicubic(x) + high-frequency network (the paper's Fig. 9); tail conv starts at zero
+        self.bicubic_skip = bool(bicubic_skip)
+        if self.bicubic_skip:
+            nn.init.zeros_(self.tail.weight)
+            nn.init.zeros_(self.tail.bias)
 
     def branches(self, scale: int) -> tuple[nn.Module, nn.Module]:
         """Return the (pre-processing, upsampler) modules used at ``scale``."""
@@ -72,15 +85,23 @@ class MeanShiftResNet(SRNet):
         return self.body(pre(self.head(self.sub_mean(x))))
 
     def reconstruct(self, features: torch.Tensor, scale: int) -> torch.Tensor:
-        """Output (N, C, sH, sW) from ``features(x, scale)``: upsampler, tail, mean shift back."""
+        """From ``features(x, scale)``: upsampler, tail, mean shift back; with ``bicubic_skip`` the
+        high-frequency image (tail / 255, no mean), to which ``low_frequency`` is added."""
         _, up = self.branches(scale)
-        return self.add_mean(self.tail(up(features)))
+        y = self.tail(up(features))
+        return y / self.add_mean.rgb_range if self.bicubic_skip else self.add_mean(y)
+
+    def low_frequency(self, x: torch.Tensor, scale: int) -> torch.Tensor | None:
+        """The interpolated (MATLAB bicubic) image added to ``reconstruct``'s output, or None (no skip)."""
+        return imresize(x, scale) if self.bicubic_skip else None
 
     def reconstruct_radius(self, scale: int) -> int:
         """LR pixels of feature context around a pixel that ``reconstruct`` reads (a safe bound).
 
         Each convolution's reach ``r`` at resolution factor ``f`` (after the pixel shuffles before it)
         moves at most ``ceil(r / f)`` LR pixels; the sum over the upsampler and the tail.
+        With ``bicubic_skip`` it covers the bicubic kernel's reach too (``low_frequency`` of the same
+        LR pixels is added).
         """
         _, up = self.branches(scale)
         radius, factor = 0, 1
@@ -90,15 +111,20 @@ class MeanShiftResNet(SRNet):
             elif isinstance(m, nn.Conv2d):
                 reach = max((k - 1) // 2 * d for k, d in zip(m.kernel_size, m.dilation, strict=True))
                 radius += -(-reach // factor)
-        return radius
+        return max(radius, BICUBIC_RADIUS) if self.bicubic_skip else radius
 
     def forward(self, x: torch.Tensor, scale: int) -> torch.Tensor:
         """Super-resolve ``x`` (N, C, H, W) in [0, 1] by ``scale``; output (N, C, sH, sW), not clamped."""
-        return self.reconstruct(self.features(x, scale), scale)
+        y = self.reconstruct(self.features(x, scale), scale)
+        low = self.low_frequency(x, scale)
+        return y if low is None else low + y
 
 
 class MDRN(MeanShiftResNet):
-    """Multi-scale deep residual network (Ren et al. 2019; EDSR-PyTorch's MDSR layout and weights)."""
+    """Multi-scale deep residual network (Ren et al. 2019; EDSR-PyTorch's MDSR layout and weights).
+
+    ``bicubic_skip=True`` adds the interpolated image to the output (Fig. 9 of the paper; see the module).
+    """
 
     def __init__(
         self,
@@ -107,11 +133,12 @@ class MDRN(MeanShiftResNet):
         scales: Sequence[int] = (2, 3, 4),
         res_scale: float = 1.0,
         n_colors: int = 3,
+        bicubic_skip: bool = False,
     ) -> None:
         args = dict(n_resblocks=n_resblocks, n_feats=n_feats, scales=tuple(scales), res_scale=res_scale,
-                    n_colors=n_colors)  # fmt: skip
+                    n_colors=n_colors, bicubic_skip=bool(bicubic_skip))  # fmt: skip
         super().__init__(n_resblocks=n_resblocks, n_feats=n_feats, res_scale=res_scale, scales=scales,
-                         n_colors=n_colors, spec_args=args)  # fmt: skip
+                         n_colors=n_colors, bicubic_skip=bicubic_skip, spec_args=args)  # fmt: skip
         self.pre_process = nn.ModuleDict(
             {branch_key(s): nn.Sequential(ResBlock(n_feats, 5), ResBlock(n_feats, 5)) for s in self.scales}
         )
