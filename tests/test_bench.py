@@ -169,22 +169,28 @@ def test_quick_compile_section():
     assert row["extra"]["max_abs_diff"] < 1e-4
 
 
-def test_inplace_variant_same_output_and_gradients():
+def test_in_place_blocks_same_output_and_gradients_as_out_of_place():
     import torch
 
-    from mdrn.bench.forward import inplace_variant
-    from mdrn.models import MDRN
+    from mdrn.bench.forward import out_of_place_variant
+    from mdrn.models import MDRN, SRResNet
 
-    torch.manual_seed(0)
-    net = MDRN(n_resblocks=2, n_feats=8, scales=(2,), res_scale=0.5)
-    var = inplace_variant(net)
-    x = torch.rand(2, 3, 8, 8)
-    a, b = net(x, 2), var(x, 2)
-    assert torch.allclose(a, b, atol=1e-6)
-    a.square().mean().backward()
-    b.square().mean().backward()
-    for (name, p), q in zip(net.named_parameters(), var.parameters()):
-        assert torch.allclose(p.grad, q.grad, atol=1e-6), name
+    nets = (
+        MDRN(n_resblocks=2, n_feats=8, scales=(2,), res_scale=0.5),
+        SRResNet(n_resblocks=2, n_feats=8, scale=2),
+    )
+    for net in nets:
+        torch.manual_seed(0)
+        var = out_of_place_variant(net)
+        gen = (torch.Generator().manual_seed(1) for _ in "ab")
+        x, xv = (torch.rand(2, 3, 8, 8, generator=g).requires_grad_() for g in gen)
+        a, b = net(x, 2), var(xv, 2)
+        assert torch.equal(a, b)
+        a.square().mean().backward()
+        b.square().mean().backward()
+        assert torch.allclose(x.grad, xv.grad, atol=1e-7)
+        for (name, p), q in zip(net.named_parameters(), var.parameters()):
+            assert torch.allclose(p.grad, q.grad, atol=1e-6), name
 
 
 def test_quick_limits_thread_row():
@@ -276,7 +282,7 @@ def test_quick_opt_in_sections_tiling_full_and_profile(tmp_path):
     result = run_bench(quick=True, only=["tiling_full", "profile"], log=lambda s: None)
     _check_rows(result)
     variants = result["facts"]["tiling_full"]["variants"]
-    assert set(variants) == {"split", "tiled", "default allocator", "capped tiles", "in-place blocks"}
+    assert set(variants) == {"split", "tiled", "default allocator", "capped tiles", "out-of-place blocks"}
     assert all(v["peak_rss"] >= v["setup_rss"] > 0 and v["fault_bytes"] >= 0 for v in variants.values())
     profiles = result["facts"]["profiles"]
     assert len(profiles) == 2

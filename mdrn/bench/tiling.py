@@ -48,8 +48,8 @@ def _tile_worker(conn: Any, spec: dict[str, Any]) -> None:
 
     ``spec``: ``variant`` "ours" (:func:`mdrn.inference.upscale` on the fast path) or "base" (the
     4-quadrant split of scripts/bench_tiling.py, eager NCHW); optional ``memory`` (the two-stage budget)
-    ``allocator`` "glibc default" (upscale without :func:`mdrn.perf.malloc_reuse`) and ``inplace`` (the
-    bench's in-place ReLU + residual add variant of the network).
+    ``allocator`` "glibc default" (upscale without :func:`mdrn.perf.malloc_reuse`) and ``out_of_place``
+    (residual blocks out of place, as before they were made in place).
     """
     try:
         torch.set_num_threads(int(spec["threads"]))
@@ -64,10 +64,10 @@ def _tile_worker(conn: Any, spec: dict[str, Any]) -> None:
             pixels[0] += args[0].shape[0] * args[0].shape[-2] * args[0].shape[-1]
 
         next(m for m in net.modules() if isinstance(m, nn.Conv2d)).register_forward_pre_hook(count)
-        if spec.get("inplace"):
-            from mdrn.bench.forward import inplace_variant
+        if spec.get("out_of_place"):
+            from mdrn.bench.forward import out_of_place_variant
 
-            net = inplace_variant(net)
+            net = out_of_place_variant(net)
         if spec["variant"] == "ours":
             import mdrn.inference as inference
 
@@ -297,7 +297,7 @@ def bench_tiling_full(ctx: Context) -> None:
         "default allocator": {**base, "variant": "ours", "allocator": "glibc default"},
         # capped tiles need a small context to fit at all: the 32 pixels of the earlier default
         "capped tiles": {**base, "variant": "ours", "memory": capped, "overlap": min(overlap, 32)},
-        "in-place blocks": {**base, "variant": "ours", "inplace": True},
+        "out-of-place blocks": {**base, "variant": "ours", "out_of_place": True},
     }
     results: dict[str, dict[str, Any]] = {}
     for name, spec in specs.items():
@@ -335,7 +335,12 @@ def bench_tiling_full(ctx: Context) -> None:
             "capped tiles",
             f"budget {capped / 2**20:.1f} MB, overlap {min(overlap, 32)}",
         ),
-        ("in-place ReLU + residual add, time", "in-place blocks", "tiled", tiled),
+        (
+            "in-place ReLU + residual add, time",
+            "tiled",
+            "out-of-place blocks",
+            "the same, blocks out of place",
+        ),
     )
     for what, ours, other, base_label in pairs:
         ctx.add(

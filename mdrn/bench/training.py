@@ -22,7 +22,7 @@ from mdrn.bench.core import (
     rate_row,
     seed,
 )
-from mdrn.bench.forward import inplace_variant
+from mdrn.bench.forward import out_of_place_variant
 from mdrn.bench.limits import ConvLimit, fraction_facts, fraction_note
 from mdrn.perf import (
     count_flops,
@@ -137,7 +137,7 @@ def bench_training(ctx: Context) -> None:
 
 
 def bench_inplace_train(ctx: Context) -> None:
-    """Training step with the in-place variant (ReLU, residual add) against the model's blocks, both NHWC.
+    """Training step with the model's in-place blocks against out-of-place ones, both on the fast path.
 
     Opt-in (``--only inplace_train`` or ``--all``): a measurement for :mod:`mdrn.models`' owner.
     """
@@ -148,7 +148,7 @@ def bench_inplace_train(ctx: Context) -> None:
     y = torch.rand(batch, 3, s.train_patch * scale, s.train_patch * scale, generator=g).to(ctx.device)
     args = {"n_resblocks": s.train_blocks[0], "n_feats": s.train_feats, "scales": (2,)}
     model = prepare_for_training(build_mdrn(args), path=ctx.path).train()
-    variant = prepare_for_training(inplace_variant(model), path=ctx.path).train()
+    variant = prepare_for_training(out_of_place_variant(model), path=ctx.path).train()
     opts = {id(n): _adam(n.parameters(), True) for n in (model, variant)}
 
     def step(net: nn.Module) -> Callable[[], None]:
@@ -168,9 +168,9 @@ def bench_inplace_train(ctx: Context) -> None:
             1,
             times,
             "steps/s",
-            keys=("v", "m"),
-            ours_label="local variant (in-place)",
-            baseline_label="mdrn.models blocks",
+            keys=("m", "v"),
+            ours_label="mdrn.models blocks (in place)",
+            baseline_label="out-of-place blocks (local variant)",
             repeats=s.repeats,
             notes="both on the fast path",
         )
