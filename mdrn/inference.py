@@ -22,9 +22,17 @@ the preallocated output. Nothing but the output grows with the image: at any tim
 activations, or one body tile's feature map plus one reconstruct sub-tile, are alive, so the peak is
 about ``memory`` + the output + the framework and weights (~0.25 GB on CPU); with ``out`` a
 ``np.memmap`` not even the output is held in memory. A budget below what one tile with its context
-needs raises ``ValueError``. Measured with ``scripts/bench_tiling.py`` (x4, 1024x1024, MDRN B=80 F=64,
-CPU, default budget, overlap 32): peak RSS 1862 MB, every LR pixel through the body exactly once (1.00 LR
-pixel per image pixel, against 1.12 for EDSR-PyTorch's chop and 1.27 for one-stage 384-pixel tiles).
+needs raises ``ValueError``.
+
+Speed on CPU: each network call runs under :func:`mdrn.perf.malloc_reuse` (glibc keeps freed memory,
+so the body's activation maps, 256 MB each for a 1024x1024 tile, are reused instead of mmap-ed and
+page-faulted afresh every layer), and reconstruct sub-tiles are capped so that their largest map stays
+under 32 MB (``_SUBTILE_MAP_BYTES``). Measured (``python -m mdrn.bench --only tiling_full``, MDRN B=80
+F=64 x4 of a 1024x1024 image, 2-core Xeon, recorded in experiments/results/bench/): 53.0 s against 85.9 s
+for EDSR-PyTorch's 4-quadrant split (which recomputes 1.12x the pixels), 77.5 s without malloc_reuse
+(91 GB of page faults, 46 s of kernel time), 70.1 s with body tiles capped under 32 MB maps (1.45x
+recomputed); peak RSS 1.6 GB (1.3 GB above the framework and weights: within the 1.5 GiB budget plus
+the 192 MB output). Every LR pixel goes through the body exactly once (1.00 LR pixel per image pixel).
 
 Channels: a 3-channel (RGB) network given a gray image sees the gray plane replicated to RGB and its
 output is the mean of the three output channels; a 1-channel (gray) network given an RGB image is run

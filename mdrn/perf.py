@@ -3,12 +3,13 @@
 The defaults are what ``python -m mdrn.bench`` measured to pay on each device (see
 experiments/results/bench/): on CPU, fp32, one intra-op thread per available core, for inference
 channels_last weights (oneDNN's NHWC convolutions: +12-16% for MDRN) and ``torch.inference_mode``,
-for training NCHW (NHWC forward + backward measured 7-8% slower) and fused Adam (3x faster optimizer
-step), no ``torch.compile`` (the 3x3 convolutions are the whole cost and already run at ~95% of the
-measured convolution limit; compiling costs tens of seconds to minutes); on CUDA, channels_last,
-bf16 autocast (bf16-mixed for training) and
+for training NHWC where the CPU has AVX-512 kernels (:func:`nhwc_training_pays`; NCHW elsewhere, where
+NHWC forward + backward measured 7-8% slower) and fused Adam (3x faster optimizer step), glibc keeping
+freed memory (:func:`malloc_reuse`: no page faults per activation map), no ``torch.compile`` (the 3x3
+convolutions are the whole cost and already run at ~95% of the measured convolution limit; compiling
+costs tens of seconds to minutes); on CUDA, channels_last, bf16 autocast (bf16-mixed for training) and
 ``module.compile()`` (in place, so ``state_dict`` keys keep their names: no ``_orig_mod.`` prefix).
-bf16 autocast on CPU is 10-500x slower than fp32 and is never a CPU default.
+bf16 autocast on CPU is 10-500x slower than fp32 (measured without AMX) and is never a CPU default.
 
 FLOPs are counted from the layer shapes: a convolution (or linear layer) costs 2 multiply-adds per
 weight per output position; elementwise operations (ReLU, residual adds, mean shift, pixel shuffle) and
@@ -195,11 +196,12 @@ def set_malloc_reuse(on: bool) -> bool:
     On: every block comes from the heap (``M_MMAP_MAX`` 0) and freed memory stays there for the next
     allocation (``M_TRIM_THRESHOLD`` -1). By default blocks of 32 MB and more (and, until the dynamic
     threshold has grown, of 128 KB and more) are mmap-ed and unmapped on free, so each new activation
-    map of a large tile or batch is page-faulted and zeroed afresh: measured on CPU, 18 GB of page faults
-    per 1024x1024 image for MDRN B=4 x4 and 0.5 GB per training step of B=16 (batch 16, 48x48), the
-    kernel's time against the convolutions' (``python -m mdrn.bench --only profile``). Off: large blocks
-    are mmap-ed again and the free heap top above 128 KB is returned to the system (``malloc_trim``).
-    The resident size then stays at its peak while on (what a training loop reaches every step anyway).
+    map of a large tile or batch is page-faulted and zeroed afresh. Measured on a 2-core Xeon (recorded
+    runs in experiments/results/bench/): MDRN B=80 x4 of a 1024x1024 image 77.5 s without, 53.0 s with
+    (page faults 91 GB -> 1.6 GB; ``--only tiling_full``); a training step of B=16 (batch 16, 48x48)
+    700 MB -> 0 MB of page faults (``--only profile``). Off: large blocks are mmap-ed again and the free
+    heap top above 128 KB is returned to the system (``malloc_trim``). The resident size stays at its
+    peak while on (what a training loop reaches every step anyway).
     """
     if not _malloc_tunable():
         return False
