@@ -130,6 +130,8 @@ _BLOCK = 16
 #: Float64 elements of one band's stacked maps on CPU (rows x all columns, ~1 MB): a band and its filtered
 #: copies stay in the core's cache. On other devices a band is the whole image.
 _CPU_BAND = 1 << 17
+#: Python threads per image at most: each holds the GIL for its operations' dispatch (~10% of its time)
+_MAX_WORKERS = 4
 # SSIM constants, doubled: the map is computed from s = a + b and d = a - b (see _BandScorer).
 _C1 = 2 * SSIM_K1**2
 _C2 = 2 * SSIM_K2**2
@@ -328,7 +330,7 @@ def _sums(
         images, band = n, rows_v
     # row ranges (whole bands) per worker thread
     bands = -(-hv // band)
-    workers = max(1, min(threads if cpu else 1, bands))
+    workers = max(1, min(threads if cpu else 1, bands, _MAX_WORKERS))
     per = -(-bands // workers) * band
     ranges = [(r, min(r + per, hv)) for r in range(0, hv, per)]
     sse, ssim_sum = [], []
