@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 
 import numpy as np
+import torch
 
 from mdrn.bench.core import (
     SHARED,
@@ -90,8 +91,8 @@ def bench_metrics(ctx: Context) -> None:
             n,
             t,
             "images/s",
-            ours_label="mdrn.metrics.score (torch float64)",
-            baseline_label="per-image numpy Y + skimage psnr/ssim",
+            ours_label=f"mdrn.metrics.score (torch float64, up to {torch.get_num_threads()} threads per image)",
+            baseline_label="per-image numpy Y + skimage psnr/ssim (one thread)",
             repeats=max(ctx.sizes.repeats, 5),
             notes=f"max |dPSNR| {dp:.1e} dB, max |dSSIM| {ds:.1e}; "
             f"mean PSNR {statistics.mean(x[0] for x in a):.3f}",
