@@ -91,7 +91,7 @@ def bench_metrics(ctx: Context) -> None:
             n,
             t,
             "images/s",
-            ours_label=f"mdrn.metrics.score (torch float64, up to {torch.get_num_threads()} threads per image)",
+            ours_label=f"mdrn.metrics.score (torch float64, {torch.get_num_threads()} threads)",
             baseline_label="per-image numpy Y + skimage psnr/ssim (one thread)",
             repeats=max(ctx.sizes.repeats, 5),
             notes=f"max |dPSNR| {dp:.1e} dB, max |dSSIM| {ds:.1e}; "
