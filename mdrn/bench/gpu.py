@@ -2,7 +2,8 @@
 
 Runs by default with ``--device cuda`` (``mdrn-bench --device cuda``); elsewhere only with ``--only gpu``
 (on CPU it runs the same code without ``compile``, for tests). Training step variants: eager fp32
-NCHW (the baseline), bf16-mixed (autocast) in NHWC, and the same compiled (``module.compile()``); the
+NCHW (the baseline; on CUDA cuDNN's default lets its convolutions use TF32), bf16-mixed (autocast) in
+NHWC, and the same compiled (``module.compile()``); the
 forward: eager fp32 against bf16 NHWC, compiled or not. Each row gives the counted TFLOP/s and, for a
 GPU whose bf16 dense peak is known (:data:`BF16_DENSE_PEAK`), the fraction of that peak.
 """
@@ -10,7 +11,6 @@ GPU whose bf16 dense peak is known (:data:`BF16_DENSE_PEAK`), the fraction of th
 from __future__ import annotations
 
 import contextlib
-import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -100,7 +100,7 @@ def bench_gpu(ctx: Context) -> None:
 
         return call
 
-    calls = {k: step(copy.deepcopy(_build(ctx, args, v, True)), v) for k, v in variants.items()}
+    calls = {k: step(_build(ctx, args, v, True), v) for k, v in variants.items()}
     times = alternate(calls, repeats=s.repeats, warmup=s.gpu_warmup, device=ctx.device)
     facts: dict[str, Any] = {"device_name": name, "bf16_peak": peak, "train": {}, "forward": {}}
     base = median(times["eager fp32 NCHW"])
