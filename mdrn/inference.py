@@ -22,9 +22,17 @@ the preallocated output. Nothing but the output grows with the image: at any tim
 activations, or one body tile's feature map plus one reconstruct sub-tile, are alive, so the peak is
 about ``memory`` + the output + the framework and weights (~0.25 GB on CPU); with ``out`` a
 ``np.memmap`` not even the output is held in memory. A budget below what one tile with its context
-needs raises ``ValueError``. Measured with ``scripts/bench_tiling.py`` (x4, 1024x1024, MDRN B=80 F=64,
-CPU, default budget, overlap 32): peak RSS 1862 MB, every LR pixel through the body exactly once (1.00 LR
-pixel per image pixel, against 1.12 for EDSR-PyTorch's chop and 1.27 for one-stage 384-pixel tiles).
+needs raises ``ValueError``.
+
+Speed on CPU: each network call runs under :func:`mdrn.perf.malloc_reuse` (glibc keeps freed memory,
+so the body's activation maps, 256 MB each for a 1024x1024 tile, are reused instead of mmap-ed and
+page-faulted afresh every layer), and reconstruct sub-tiles are capped so that their largest map stays
+under 32 MB (``_SUBTILE_MAP_BYTES``). Measured (``python -m mdrn.bench --only tiling_full``, MDRN B=80
+F=64 x4 of a 1024x1024 image, 2-core Xeon, recorded in experiments/results/bench/): 53.0 s against 85.9 s
+for EDSR-PyTorch's 4-quadrant split (which recomputes 1.12x the pixels), 77.5 s without malloc_reuse
+(91 GB of page faults, 46 s of kernel time), 70.1 s with body tiles capped under 32 MB maps (1.45x
+recomputed); peak RSS 1.6 GB (1.3 GB above the framework and weights: within the 1.5 GiB budget plus
+the 192 MB output). Every LR pixel goes through the body exactly once (1.00 LR pixel per image pixel).
 
 Channels: a 3-channel (RGB) network given a gray image sees the gray plane replicated to RGB and its
 output is the mean of the three output channels; a 1-channel (gray) network given an RGB image is run
@@ -41,6 +49,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from mdrn.perf import malloc_reuse
 from mdrn.resize import BICUBIC_RADIUS
 
 __all__ = [
@@ -67,6 +76,10 @@ DEFAULT_MEMORY = 3 << 29  # 1.5 GiB
 _BODY_MAPS = 5
 #: Live float32 maps of ``n_feats`` channels per output pixel while ``reconstruct`` runs (x4 measured: 2.25).
 _RECONSTRUCT_MAPS = 2.5
+#: Largest map of a reconstruct sub-tile (``n_feats`` channels at the output resolution, or ``r^2 n_feats``
+#: before a pixel shuffle): 32 MB, glibc's largest heap block by default. Larger sub-tiles only save the
+#: few pixels of context ``reconstruct_radius`` adds, and their maps were mmap-ed and page-faulted anew.
+_SUBTILE_MAP_BYTES = 32 << 20
 
 
 def _transform(x: Tensor, k: int) -> Tensor:
@@ -257,6 +270,7 @@ def plan_two_stage(
         kept = _context_px(rows, h, rr)[1] * _context_px(cols, w, rr)[1] * px_bytes
         left = max(memory - kept, memory // 4)
         px = int(left // (px_bytes * _RECONSTRUCT_MAPS * scale * scale))
+        px = min(px, max(1, _SUBTILE_MAP_BYTES // (px_bytes * scale * scale)))
         _grid(1 + 2 * rr, 1 + 2 * rr, rr, px)  # a one-pixel core with its context fits
     except ValueError as err:
         raise ValueError(f"memory budget of {memory} bytes too small for two-stage tiling: {err}") from None
@@ -296,7 +310,8 @@ def _upscale_two_stage(
             g0, g1 = max(x0 - rr, 0), min(x1 + rr, w)
             b0, b1 = max(g0 - overlap, 0), min(g1 + overlap, w)
             xin, back = _adapt_channels(net, x[..., a0:a1, b0:b1].to(device, non_blocking=True))
-            feats = net.features(xin, scale)[..., f0 - a0 : f1 - a0, g0 - b0 : g1 - b0]
+            with malloc_reuse(device.type == "cpu"):
+                feats = net.features(xin, scale)[..., f0 - a0 : f1 - a0, g0 - b0 : g1 - b0]
             del xin
             rows, cols = sub_grid(y1 - y0, x1 - x0)
             for r0, r1 in rows:
@@ -332,7 +347,8 @@ def _upscale_tiled(
         for x0, x1 in _tile_bounds(w, tile):
             b0, b1 = max(x0 - overlap, 0), min(x1 + overlap, w)
             patch = x[..., a0:a1, b0:b1].to(device, non_blocking=True)
-            y = _run(net, patch, scale, ensemble)
+            with malloc_reuse(device.type == "cpu"):
+                y = _run(net, patch, scale, ensemble)
             core = y[..., (y0 - a0) * scale : (y1 - a0) * scale, (x0 - b0) * scale : (x1 - b0) * scale]
             out[..., y0 * scale : y1 * scale, x0 * scale : x1 * scale] = core.to(out.device, out.dtype)
             del patch, y, core
@@ -402,7 +418,8 @@ def upscale(
                         sub = partial(_square_grid, tile=cur)
                         _upscale_two_stage(net, x4, scale, body, sub, overlap, dev, dest)
                     elif cur is None or (cur >= h and cur >= w):
-                        y = _run(net, x4.to(dev), scale, ensemble)
+                        with malloc_reuse(dev.type == "cpu"):
+                            y = _run(net, x4.to(dev), scale, ensemble)
                         dest.copy_(y.to(dest.device, dest.dtype))
                         del y
                     else:

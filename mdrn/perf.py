@@ -3,12 +3,13 @@
 The defaults are what ``python -m mdrn.bench`` measured to pay on each device (see
 experiments/results/bench/): on CPU, fp32, one intra-op thread per available core, for inference
 channels_last weights (oneDNN's NHWC convolutions: +12-16% for MDRN) and ``torch.inference_mode``,
-for training NCHW (NHWC forward + backward measured 7-8% slower) and fused Adam (3x faster optimizer
-step), no ``torch.compile`` (the 3x3 convolutions are the whole cost and already run at ~95% of the
-measured convolution limit; compiling costs tens of seconds to minutes); on CUDA, channels_last,
-bf16 autocast (bf16-mixed for training) and
+for training NHWC where the CPU has AVX-512 kernels (:func:`nhwc_training_pays`; NCHW elsewhere, where
+NHWC forward + backward measured 7-8% slower) and fused Adam (3x faster optimizer step), glibc keeping
+freed memory (:func:`malloc_reuse`: no page faults per activation map), no ``torch.compile`` (the 3x3
+convolutions are the whole cost and already run at ~95% of the measured convolution limit; compiling
+costs tens of seconds to minutes); on CUDA, channels_last, bf16 autocast (bf16-mixed for training) and
 ``module.compile()`` (in place, so ``state_dict`` keys keep their names: no ``_orig_mod.`` prefix).
-bf16 autocast on CPU is 10-500x slower than fp32 and is never a CPU default.
+bf16 autocast on CPU is 10-500x slower than fp32 (measured without AMX) and is never a CPU default.
 
 FLOPs are counted from the layer shapes: a convolution (or linear layer) costs 2 multiply-adds per
 weight per output position; elementwise operations (ReLU, residual adds, mean shift, pixel shuffle) and
@@ -20,7 +21,10 @@ every layer whose input requires a gradient, i.e. all but the first convolution)
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import platform
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -36,9 +40,12 @@ __all__ = [
     "count_flops",
     "fast_path",
     "inference_context",
+    "malloc_reuse",
+    "nhwc_training_pays",
     "prepare_for_inference",
     "prepare_for_training",
     "resolve_device",
+    "set_malloc_reuse",
     "training_defaults",
 ]
 
@@ -60,6 +67,9 @@ class FastPath:
     precision: str
     #: intra-op threads to use (``None``: leave torch's setting)
     num_threads: int | None
+    #: glibc: serve large blocks from the heap and keep freed memory while the network runs
+    #: (:func:`malloc_reuse`): activation maps are re-used instead of page-faulted afresh each layer
+    reuse_freed_memory: bool = False
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -93,12 +103,23 @@ def fast_path(device: str | torch.device | None = None) -> FastPath:
     return FastPath(
         dev,
         channels_last=True,
-        train_channels_last=False,
+        train_channels_last=nhwc_training_pays(),
         compile=False,
         autocast_dtype=None,
         precision="32-true",
         num_threads=available_cores(),
+        reuse_freed_memory=_malloc_tunable(),
     )
+
+
+def nhwc_training_pays() -> bool:
+    """True where oneDNN's NHWC backward convolutions beat NCHW on this CPU: with AVX-512 kernels.
+
+    Measured (``python -m mdrn.bench --only profile``, MDRN training step, batch 16 of 48x48): NHWC
+    forward + backward faster on an AVX-512 Xeon; on an AVX2 machine (the earlier recorded runs, AMD EPYC)
+    NHWC training was 7-8% slower than NCHW.
+    """
+    return torch.backends.cpu.get_cpu_capability().startswith("AVX512")
 
 
 def configure_threads(path: FastPath) -> None:
@@ -135,10 +156,86 @@ def prepare_for_inference(
 def prepare_for_training(
     net: nn.Module, device: str | torch.device | None = None, *, path: FastPath | None = None
 ) -> nn.Module:
-    """Apply the device's fast defaults for training to ``net`` (NHWC + compile on CUDA); same module."""
+    """Apply the device's fast defaults for training to ``net`` (NHWC + compile on CUDA); same module.
+
+    On CPU with ``path.reuse_freed_memory`` the process keeps freed memory for reuse from now on
+    (:func:`set_malloc_reuse`): every step allocates the same activations again.
+    """
     path = path or fast_path(device)
     configure_threads(path)
+    if path.reuse_freed_memory:
+        set_malloc_reuse(True)
     return _apply(net, path, path.train_channels_last)
+
+
+# glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4
+#: what set_malloc_reuse(False) sets: mmap for blocks of 32 MB and more (the ceiling glibc's dynamic
+#: threshold reaches), trimming beyond 128 KB of free heap top (glibc's default)
+_MMAP_THRESHOLD_OFF, _TRIM_THRESHOLD_OFF, _MMAP_MAX_OFF = 32 << 20, 128 << 10, 65536
+_libc: ctypes.CDLL | None = None
+_reuse = {"on": False, "depth": 0}
+
+
+def _malloc_tunable() -> bool:
+    """True if this process's allocator is glibc's (mallopt and malloc_trim available)."""
+    global _libc
+    if _libc is None:
+        if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+            return False
+        try:
+            _libc = ctypes.CDLL("libc.so.6")
+        except OSError:
+            return False
+    return hasattr(_libc, "mallopt") and hasattr(_libc, "malloc_trim")
+
+
+def set_malloc_reuse(on: bool) -> bool:
+    """Switch glibc's reuse of freed memory on or off for the whole process; True if the allocator is glibc.
+
+    On: every block comes from the heap (``M_MMAP_MAX`` 0) and freed memory stays there for the next
+    allocation (``M_TRIM_THRESHOLD`` -1). By default blocks of 32 MB and more (and, until the dynamic
+    threshold has grown, of 128 KB and more) are mmap-ed and unmapped on free, so each new activation
+    map of a large tile or batch is page-faulted and zeroed afresh. Measured on a 2-core Xeon (recorded
+    runs in experiments/results/bench/): MDRN B=80 x4 of a 1024x1024 image 77.5 s without, 53.0 s with
+    (page faults 91 GB -> 1.6 GB; ``--only tiling_full``); a training step of B=16 (batch 16, 48x48)
+    700 MB -> 0 MB of page faults (``--only profile``). Off: large blocks are mmap-ed again and the free
+    heap top above 128 KB is returned to the system (``malloc_trim``). The resident size stays at its
+    peak while on (what a training loop reaches every step anyway).
+    """
+    if not _malloc_tunable():
+        return False
+    assert _libc is not None
+    if on:
+        _libc.mallopt(_M_MMAP_MAX, 0)
+        _libc.mallopt(_M_TRIM_THRESHOLD, -1)
+    else:
+        _libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_OFF)
+        _libc.mallopt(_M_MMAP_MAX, _MMAP_MAX_OFF)
+        _libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD_OFF)
+        _libc.malloc_trim(0)
+    _reuse["on"] = on
+    return True
+
+
+@contextlib.contextmanager
+def malloc_reuse(enabled: bool = True) -> Iterator[None]:
+    """Keep freed memory for reuse while the block runs (:func:`set_malloc_reuse`), restored afterwards.
+
+    Nested blocks share the outermost's setting; if reuse was already on (a training process), it stays.
+    """
+    if not enabled or _reuse["on"] and _reuse["depth"] == 0 or not _malloc_tunable():
+        yield
+        return
+    if _reuse["depth"] == 0:
+        set_malloc_reuse(True)
+    _reuse["depth"] += 1
+    try:
+        yield
+    finally:
+        _reuse["depth"] -= 1
+        if _reuse["depth"] == 0:
+            set_malloc_reuse(False)
 
 
 @contextlib.contextmanager

@@ -23,6 +23,8 @@ from mdrn.bench import (
     table_markdown,
     write_results,
 )
+from mdrn.bench.goals import GOALS, recorded_runs
+from mdrn.bench.report import readme_markdown
 
 FAST_SECTIONS = [s for s in DEFAULT_SECTIONS if s != "tiling"]
 
@@ -102,7 +104,8 @@ def test_quick_files_and_projection(quick_result, tmp_path):
     md2, js2 = write_results(quick_result, tmp_path)
     assert md2 != md and md.read_text() == text
     readme = (tmp_path / "README.md").read_text()
-    assert readme == projection_markdown({**quick_result, "_source": js2.name})
+    assert readme == readme_markdown({**quick_result, "_source": js2.name}, recorded_runs(tmp_path))
+    assert projection_markdown({**quick_result, "_source": js2.name}).split("\n")[5] in readme
     step = sum(v["training"] for v in quick_result["facts"]["paper_step_flops"].values()) / 3
     assert f"F_step = {step / 1e12:.3f} TFLOP" in readme
     assert "H100" in readme and "patches/s" in readme
@@ -166,22 +169,28 @@ def test_quick_compile_section():
     assert row["extra"]["max_abs_diff"] < 1e-4
 
 
-def test_inplace_variant_same_output_and_gradients():
+def test_in_place_blocks_same_output_and_gradients_as_out_of_place():
     import torch
 
-    from mdrn.bench import _inplace_variant
-    from mdrn.models import MDRN
+    from mdrn.bench.forward import out_of_place_variant
+    from mdrn.models import MDRN, SRResNet
 
-    torch.manual_seed(0)
-    net = MDRN(n_resblocks=2, n_feats=8, scales=(2,), res_scale=0.5)
-    var = _inplace_variant(net)
-    x = torch.rand(2, 3, 8, 8)
-    a, b = net(x, 2), var(x, 2)
-    assert torch.allclose(a, b, atol=1e-6)
-    a.square().mean().backward()
-    b.square().mean().backward()
-    for (name, p), q in zip(net.named_parameters(), var.parameters()):
-        assert torch.allclose(p.grad, q.grad, atol=1e-6), name
+    nets = (
+        MDRN(n_resblocks=2, n_feats=8, scales=(2,), res_scale=0.5),
+        SRResNet(n_resblocks=2, n_feats=8, scale=2),
+    )
+    for net in nets:
+        torch.manual_seed(0)
+        var = out_of_place_variant(net)
+        gen = (torch.Generator().manual_seed(1) for _ in "ab")
+        x, xv = (torch.rand(2, 3, 8, 8, generator=g).requires_grad_() for g in gen)
+        a, b = net(x, 2), var(xv, 2)
+        assert torch.equal(a, b)
+        a.square().mean().backward()
+        b.square().mean().backward()
+        assert torch.allclose(x.grad, xv.grad, atol=1e-7)
+        for (name, p), q in zip(net.named_parameters(), var.parameters()):
+            assert torch.allclose(p.grad, q.grad, atol=1e-6), name
 
 
 def test_quick_limits_thread_row():
@@ -195,3 +204,90 @@ def test_quick_limits_thread_row():
     _check_rows(result)
     (row,) = [r for r in result["rows"] if r["name"].endswith(": threads")]
     assert row["baseline_label"] == "1 thread"
+
+
+def test_quick_fractions_come_from_the_same_window(quick_result):
+    rows = [r for r in quick_result["rows"] if "fraction_ours" in r["extra"]]
+    assert len(rows) == 5  # 3 forward scales + 2 training rows
+    for r in rows:
+        e = r["extra"]
+        assert e["conv_limit_shape"] and e["conv_limit"] > 0
+        assert e["fraction_ours"] == pytest.approx(e["gflops_ours_best"] / e["conv_limit"], rel=1e-12)
+        assert e["gflops_ours_best"] >= e["gflops_ours"] * (1 - 1e-12)  # best call >= median
+        assert e["fraction_error"] == any(
+            v > 1 for k, v in e.items() if k.startswith("fraction_") and isinstance(v, float)
+        )
+        assert ("MEASUREMENT ERROR" in r["notes"]) == e["fraction_error"]
+    train = [r for r in rows if "train step" in r["name"]]
+    assert all("conv_train_limit" in r["extra"] for r in train)
+
+
+def _run(rows, facts=None, device="cpu"):
+    machine = {"cpu": "x", "cores_available": 2, "device": device, "host": "h"}
+    return {
+        "rows": rows,
+        "facts": facts or {},
+        "machine": machine,
+        "sizes": {"full_lr": 1024},
+        "quick": False,
+    }
+
+
+def _row(name, ratio=None, **extra):
+    return {"name": name, "ratio": ratio, "extra": extra}
+
+
+def test_goals_met_not_met_not_measured():
+    judges = dict(GOALS)
+    fast = _row("PSNR+SSIM (Y, shave 4), Set5", 6.0, max_abs_diff_psnr=3e-7, max_abs_diff_ssim=6e-9)
+    slow = _row("PSNR+SSIM (Y, shave 4), Set5", 4.9, max_abs_diff_psnr=3e-7, max_abs_diff_ssim=6e-9)
+    scoring = next(j for t, j in judges.items() if t.startswith("scoring"))
+    assert scoring(_run([fast]))[0] == "met"
+    assert scoring(_run([slow]))[0] == "not met"
+    assert scoring(_run([]))[0] == "not measured"
+    fwd = next(j for t, j in judges.items() if t.startswith("inference"))
+    good = [_row(f"MDRN B=80 F=64 forward x{s}, 64x64 LR tile", 1.1, fraction_ours=0.93, conv_limit_shape=[1])
+            for s in (2, 3, 4)]  # fmt: skip
+    assert fwd(_run(good))[0] == "met"
+    x4 = "MDRN B=80 F=64 forward x4, 64x64 LR tile"
+    bad = good[:2] + [_row(x4, 1.1, fraction_ours=1.2, conv_limit_shape=[1], fraction_error=True)]
+    status, text = fwd(_run(bad))
+    assert status == "not met" and "(error)" in text
+    frac = next(j for t, j in judges.items() if t.startswith("fractions"))
+    assert frac(_run(good))[0] == "met" and frac(_run(bad))[0] == "not met"
+    tiling = next(j for t, j in judges.items() if t.startswith("B=80"))
+    gib = 2**30
+    full = {"memory_budget": 1.5 * gib, "variants": {
+        "tiled": {"seconds": 90.0, "peak_rss": 1.8 * gib, "setup_rss": 0.25 * gib},
+        "split": {"seconds": 120.0, "peak_rss": 1.0 * gib, "setup_rss": 0.25 * gib}}}  # fmt: skip
+    assert tiling(_run([], {"tiling_full": full}))[0] == "met"
+    full["variants"]["tiled"]["peak_rss"] = 4.0 * gib
+    assert tiling(_run([], {"tiling_full": full}))[0] == "not met"
+    assert tiling(_run([]))[0] == "not measured"
+
+
+def test_quick_gpu_section_runs_on_cpu():
+    result = run_bench(quick=True, only=["gpu"], log=lambda s: None)
+    _check_rows(result)
+    names = [r["name"] for r in result["rows"]]
+    assert any("train step" in n and "bf16-mixed NHWC" in n for n in names)
+    assert any("forward x4" in n for n in names)
+    from mdrn.bench.gpu import bf16_peak
+
+    assert bf16_peak(__import__("torch").device("cpu")) == ("cpu", None)
+
+
+@pytest.mark.slow
+def test_quick_opt_in_sections_tiling_full_and_profile(tmp_path):
+    result = run_bench(quick=True, only=["tiling_full", "profile"], log=lambda s: None)
+    _check_rows(result)
+    variants = result["facts"]["tiling_full"]["variants"]
+    assert set(variants) == {"split", "tiled", "default allocator", "capped tiles", "out-of-place blocks"}
+    assert all(v["peak_rss"] >= v["setup_rss"] > 0 and v["fault_bytes"] >= 0 for v in variants.values())
+    profiles = result["facts"]["profiles"]
+    assert len(profiles) == 2
+    for p in profiles.values():
+        assert p["seconds"] > 0 and p["categories"] and p["top_ops"]
+        assert sum(ms for _, ms in p["categories"]) == pytest.approx(p["profiled_ms_per_step"], rel=1e-6)
+    md, _ = write_results(result, tmp_path, readme=False)
+    assert "## Profiles" in md.read_text()

@@ -107,16 +107,69 @@ def test_batched_equals_per_image_and_float64_output() -> None:
         torch.testing.assert_close(batched, single, rtol=0, atol=1e-12)
 
 
-def test_blocks_on_large_image_equal_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+def _ssim_direct(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-plane SSIM of float64 (P, H, W) planes the textbook way: five maps, 2-D Gaussian conv2d."""
+    import torch.nn.functional as F
+
+    from mdrn.metrics import _GAUSS
+
+    g = torch.tensor(_GAUSS, dtype=torch.float64)
+    w = (g[:, None] * g[None, :])[None, None]
+    x = torch.stack([a, b, a * a, b * b, a * b], 1).flatten(0, 1)[:, None]
+    y = F.conv2d(x, w)
+    mu1, mu2, e11, e22, e12 = y.view(a.shape[0], 5, *y.shape[-2:]).unbind(1)
+    c1, c2 = 0.01**2, 0.03**2
+    num = (2 * mu1 * mu2 + c1) * (2 * (e12 - mu1 * mu2) + c2)
+    den = (mu1**2 + mu2**2 + c1) * (e11 - mu1**2 + e22 - mu2**2 + c2)
+    return (num / den).mean(dim=(1, 2))
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 11, 11), (2, 3, 70, 50), (3, 1, 43, 97), (1, 3, 27, 200)])
+def test_bands_blocks_and_threads_equal_the_textbook_ssim(monkeypatch: pytest.MonkeyPatch, shape) -> None:
     import mdrn.metrics as metrics
 
-    hr = torch.rand(2, 3, 70, 50, dtype=torch.float64)
-    sr = (hr + 0.05 * torch.randn_like(hr)).clamp(0, 1)
-    whole = score(sr, hr, scale=3)
-    monkeypatch.setattr(metrics, "_CPU_BLOCK", 600)  # forces blocks of a few rows
-    blocked = score(sr, hr, scale=3)
-    for w, b in zip(whole, blocked):
-        torch.testing.assert_close(w, b, rtol=0, atol=1e-12)
+    gen = torch.Generator().manual_seed(sum(shape))
+    hr = torch.rand(shape, dtype=torch.float64, generator=gen)
+    sr = (hr + 0.05 * torch.randn(shape, dtype=torch.float64, generator=gen)).clamp(0, 1)
+    n, c = shape[:2]
+    for y_channel in (True, False):
+        a, b = (rgb_to_y(t) if (y_channel and c == 3) else t for t in (sr, hr))
+        expected = _ssim_direct(a.flatten(0, 1), b.flatten(0, 1)).view(n, -1).mean(1)
+        whole = ssim(sr, hr, y_channel=y_channel)
+        torch.testing.assert_close(whole, expected, rtol=0, atol=1e-12)
+        threads = torch.get_num_threads()
+        # bands of one block of rows, one image per chunk, the rows split between 3 threads
+        monkeypatch.setattr(metrics, "_CPU_BAND", 600)
+        torch.set_num_threads(3)
+        try:
+            banded = ssim(sr, hr, y_channel=y_channel)
+            p_banded = psnr(sr, hr, y_channel=y_channel)
+        finally:
+            torch.set_num_threads(threads)
+            monkeypatch.undo()
+        torch.testing.assert_close(banded, whole, rtol=0, atol=1e-12)
+        torch.testing.assert_close(p_banded, psnr(sr, hr, y_channel=y_channel), rtol=0, atol=1e-12)
+        # score's PSNR (computed with the SSIM maps) equals psnr's own pass
+        p, _ = score(sr, hr, scale=0 if min(shape[-2:]) < 13 else 1, y_channel=y_channel)
+        q = psnr(quantize(sr), hr, shave=0 if min(shape[-2:]) < 13 else 1, y_channel=y_channel)
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-12)
+    assert torch.get_num_threads() == threads
+
+
+def test_quantize_inplace_and_input_untouched() -> None:
+    x = torch.tensor([[-0.1, 0.5, 0.25, 2.0]], dtype=torch.float64)
+    keep = x.clone()
+    q = quantize(x)
+    torch.testing.assert_close(x, keep, rtol=0, atol=0)
+    y = x.clone()
+    assert quantize(y, inplace=True).data_ptr() == y.data_ptr()
+    torch.testing.assert_close(y, q, rtol=0, atol=0)
+    # score never writes into its inputs, float64 or not
+    sr = torch.rand(1, 3, 24, 24, dtype=torch.float64)
+    hr, before = sr.clone(), sr.clone()
+    score(sr * 1.2, hr, scale=2)
+    score(sr, hr, scale=2, y_channel=False)
+    torch.testing.assert_close(sr, before, rtol=0, atol=0)
 
 
 def test_score_is_quantize_shave_y() -> None:

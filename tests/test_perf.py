@@ -11,8 +11,11 @@ from mdrn.perf import (
     count_flops,
     fast_path,
     inference_context,
+    malloc_reuse,
+    nhwc_training_pays,
     prepare_for_inference,
     prepare_for_training,
+    set_malloc_reuse,
     training_defaults,
 )
 
@@ -74,8 +77,34 @@ def test_cpu_defaults():
     assert p.channels_last and not p.compile and p.autocast_dtype is None
     assert training_defaults("cpu")["precision"] == "32-true"
     assert training_defaults("cpu")["compile"] is False
-    assert training_defaults("cpu")["channels_last"] is False  # NHWC training measured slower on CPU
+    # NHWC training: measured faster with AVX-512 kernels, slower on AVX2
+    assert training_defaults("cpu")["channels_last"] is nhwc_training_pays()
     assert training_defaults("cpu")["fused_adam"] is True
+
+
+def test_malloc_reuse_switches_and_restores():
+    import mdrn.perf as perf
+
+    if not perf._malloc_tunable():
+        pytest.skip("not glibc: malloc_reuse is a no-op")
+    assert not perf._reuse["on"]
+    with malloc_reuse():
+        assert perf._reuse["on"]
+        with malloc_reuse():  # nested: the outer block keeps it on
+            big = torch.ones(40 << 20, dtype=torch.uint8)  # 40 MB: heap, not mmap, while on
+        assert perf._reuse["on"]
+        del big
+    assert not perf._reuse["on"]
+    with malloc_reuse(enabled=False):
+        assert not perf._reuse["on"]
+    # a process already switched on (a training run) stays on after a block
+    assert set_malloc_reuse(True)
+    try:
+        with malloc_reuse():
+            pass
+        assert perf._reuse["on"]
+    finally:
+        set_malloc_reuse(False)
 
 
 def test_prepare_for_inference_cpu_same_output_and_keys():
@@ -98,12 +127,16 @@ def test_prepare_for_inference_cpu_same_output_and_keys():
 
 def test_prepare_for_training_cpu_trains():
     torch.manual_seed(0)
-    net = prepare_for_training(MDRN(n_resblocks=1, n_feats=8, scales=(2,)), "cpu")
-    assert net.head.weight.is_contiguous()  # NCHW for training on CPU
-    x, y = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 16, 16)
-    loss = nn.functional.l1_loss(net(x, 2), y)
-    loss.backward()
-    assert net.head.weight.grad is not None and torch.isfinite(net.head.weight.grad).all()
+    try:
+        net = prepare_for_training(MDRN(n_resblocks=1, n_feats=8, scales=(2,)), "cpu")
+        fmt = torch.channels_last if fast_path("cpu").train_channels_last else torch.contiguous_format
+        assert net.head.weight.is_contiguous(memory_format=fmt)  # the layout measured faster for training
+        x, y = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 16, 16)
+        loss = nn.functional.l1_loss(net(x, 2), y)
+        loss.backward()
+        assert net.head.weight.grad is not None and torch.isfinite(net.head.weight.grad).all()
+    finally:
+        set_malloc_reuse(False)  # prepare_for_training switched it on for the process
 
 
 @pytest.mark.gpu

@@ -1,0 +1,270 @@
+"""Bench section ``limits``: the machine's limits (matmul, the MDRN convolution, memory copy)."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from mdrn.bench.core import (
+    Context,
+    Row,
+    alternate,
+    make_row,
+    median,
+    rate_row,
+    seed,
+)
+from mdrn.perf import (
+    inference_context,
+)
+
+
+def _conv_gflops(ctx: Context, shape: tuple[int, int, int, int]) -> Row:
+    """64->64 3x3 convolution at ``shape``: fast path (NHWC) against NCHW, GFLOP/s."""
+    n, c, h, w = shape
+    conv = nn.Conv2d(c, c, 3, padding=1).to(ctx.device)
+    fast = copy.deepcopy(conv)
+    if ctx.path.channels_last:
+        fast = fast.to(memory_format=torch.channels_last)
+    x = torch.rand(shape, generator=seed(), device="cpu").to(ctx.device)
+    xf = x.contiguous(memory_format=torch.channels_last) if ctx.path.channels_last else x
+    flops = 2 * c * c * 9 * n * h * w
+
+    def ours() -> None:
+        with inference_context(path=ctx.path):
+            fast(xf)
+
+    def base() -> None:
+        with torch.no_grad():
+            conv(x)
+
+    t = alternate(
+        {"ours": ours, "base": base}, repeats=max(ctx.sizes.repeats, 5), warmup=2, device=ctx.device
+    )
+    g_o, g_b = flops / median(t["ours"]) / 1e9, flops / median(t["base"]) / 1e9
+    return make_row(
+        f"conv 64->64 3x3 fp32, {n}x{c}x{h}x{w}" if c == 64 else f"conv {c}->{c} 3x3, {n}x{c}x{h}x{w}",
+        g_o,
+        g_b,
+        "GFLOP/s",
+        ours_label="NHWC (channels_last)" if ctx.path.channels_last else "fast path",
+        baseline_label="NCHW",
+        repeats=max(ctx.sizes.repeats, 5),
+    )
+
+
+def bench_limits(ctx: Context) -> None:
+    """Machine limits: large fp32 matmul, the MDRN convolution at training and tile shapes, memory copy."""
+    s = ctx.sizes
+    n = s.matmul_n
+    g = seed()
+    a, b = torch.rand(n, n, generator=g), torch.rand(n, n, generator=g)
+    an, bn = a.numpy(), b.numpy()
+    a, b = a.to(ctx.device), b.to(ctx.device)
+    t = alternate(
+        {"ours": lambda: a @ b, "base": lambda: an @ bn},
+        repeats=max(s.repeats, 5),
+        warmup=1,
+        device=ctx.device,
+    )
+    flops = 2 * n**3
+    ctx.add(
+        rate_row(
+            f"matmul fp32 {n}x{n}",
+            flops,
+            t,
+            "GFLOP/s",
+            per=1e9,
+            ours_label=f"torch ({ctx.device.type})",
+            baseline_label="numpy (OpenBLAS)",
+            repeats=max(s.repeats, 5),
+        )
+    )
+
+    feats = s.train_feats
+    train_shape = (s.train_batch, feats, s.train_patch, s.train_patch)
+    fwd_feats = int(s.fwd_model["n_feats"])
+    tile_shape = (1, fwd_feats, s.fwd_tile, s.fwd_tile)
+    for key, shape in (("conv_limit_train", train_shape), ("conv_limit_tile", tile_shape)):
+        row = _conv_gflops(ctx, shape)
+        ctx.facts[key] = {"gflops": max(row.ours, row.baseline or 0.0), "shape": list(shape)}
+        row.notes = "the conv limit used for the fractions below = the faster of the two"
+        ctx.add(row)
+    threads = torch.get_num_threads()
+    if ctx.device.type == "cpu" and threads > 1:
+        conv = nn.Conv2d(feats, feats, 3, padding=1).to(memory_format=torch.channels_last)
+        x = torch.rand(train_shape, generator=g).contiguous(memory_format=torch.channels_last)
+
+        def with_threads(n: int) -> Callable[[], None]:
+            def call() -> None:
+                torch.set_num_threads(n)
+                try:
+                    with torch.inference_mode():
+                        conv(x)
+                finally:
+                    torch.set_num_threads(threads)
+
+            return call
+
+        t = alternate(
+            {"all": with_threads(threads), "one": with_threads(1)}, repeats=max(s.repeats, 5), warmup=2
+        )
+        flops = 2 * feats * feats * 9 * math.prod(train_shape) // feats
+        ctx.add(
+            rate_row(
+                f"conv {feats}->{feats} 3x3 NHWC, {'x'.join(map(str, train_shape))}: threads",
+                flops,
+                t,
+                "GFLOP/s",
+                keys=("all", "one"),
+                per=1e9,
+                ours_label=f"{threads} threads (one per available core)",
+                baseline_label="1 thread",
+                repeats=max(s.repeats, 5),
+                notes="on a machine shared with other jobs, multi-threaded ops wait for descheduled threads",
+            )
+        )
+
+    mb = s.memcpy_mb
+    src = torch.rand(mb * 2**20 // 4, generator=g)
+    dst = torch.empty_like(src)
+    srcn, dstn = src.numpy(), np.empty_like(src.numpy())
+    t = alternate(
+        {"ours": lambda: dst.copy_(src), "base": lambda: np.copyto(dstn, srcn)},
+        repeats=max(s.repeats, 5),
+        warmup=1,
+    )
+    nbytes = src.numel() * 4
+    ctx.add(
+        rate_row(
+            f"memory copy {mb} MB",
+            nbytes,
+            t,
+            "GB/s",
+            per=1e9,
+            ours_label="torch copy_ (multi-threaded)",
+            baseline_label="numpy copyto (one thread)",
+            repeats=max(s.repeats, 5),
+            notes="bytes copied per second (each byte is read once and written once)",
+        )
+    )
+
+
+class ConvLimit:
+    """The conv limit measured inside a model row's window: 64->64 3x3 convolutions interleaved with it.
+
+    A limit measured once, minutes before or after a row, can be pushed below the row by load (seen: a
+    forward at 225% of its limit); here the limit's calls take turns with the row's variants in the same
+    :func:`~mdrn.bench.core.alternate` loop, and both sides report their best (fastest) call of that
+    window. ``calls()`` are the variants to add: the forward in NHWC and in NCHW (the limit is the faster
+    of the two, as in section ``limits``) and, with ``training``, the forward + backward of the same
+    convolution (input and weight gradients) in the training layout: what a network made only of such
+    convolutions would reach.
+    """
+
+    def __init__(
+        self, ctx: Context, shape: tuple[int, int, int, int], *, training: bool, flops_per_slot: float = 0.0
+    ) -> None:
+        n, c, h, w = shape
+        self.shape, self.training = shape, training
+        self.flops = 2 * c * c * 9 * n * h * w
+        #: convolutions per slot: about an eighth of the row's call (at most 64), so that a slot is not
+        #: so short that its best call catches a quiet moment the row's longer calls cannot
+        self.inner = int(min(64, max(1, flops_per_slot / (8 * self.flops))))
+        conv = nn.Conv2d(c, c, 3, padding=1).to(ctx.device)
+        x = torch.rand(shape, generator=seed(), device="cpu").to(ctx.device)
+        self._convs = {
+            "nhwc": (
+                copy.deepcopy(conv).to(memory_format=torch.channels_last),
+                x.contiguous(memory_format=torch.channels_last),
+            ),
+            "nchw": (conv, x),
+        }
+        layout = "nhwc" if ctx.path.train_channels_last else "nchw"
+        self.train_layout = layout
+        self._train = (
+            copy.deepcopy(self._convs[layout][0]),
+            self._convs[layout][1].clone().requires_grad_(True),
+        )
+        self._device = ctx.device
+
+    def calls(self) -> dict[str, Callable[[], None]]:
+        """Variants for ``alternate``: ``limit:nhwc``, ``limit:nchw`` (and ``limit:train`` if training)."""
+
+        def forward(conv: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+            def call() -> None:
+                with torch.inference_mode():
+                    for _ in range(self.inner):
+                        conv(x)
+
+            return call
+
+        def train() -> None:
+            conv, x = self._train
+            for _ in range(self.inner):
+                conv.zero_grad(set_to_none=True)
+                x.grad = None
+                conv(x).sum().backward()
+
+        out = {f"limit:{k}": forward(*v) for k, v in self._convs.items()}
+        if self.training:
+            out["limit:train"] = train
+        return out
+
+    def gflops(self, times: dict[str, list[float]]) -> dict[str, float]:
+        """Best GFLOP/s of the window: ``forward`` (the faster layout) and, if training, ``train``."""
+        best = {k: self.inner * self.flops / min(v) / 1e9 for k, v in times.items() if k.startswith("limit:")}
+        out = {"forward": max(best["limit:nhwc"], best["limit:nchw"])}
+        if "limit:train" in best:
+            out["train"] = 3 * best["limit:train"]  # forward + input gradient + weight gradient
+        return out
+
+
+def fraction_facts(flops: float, times: dict[str, list[float]], limit: ConvLimit) -> dict[str, Any]:
+    """GFLOP/s of ours and the baseline (median and best call) and their fractions of the interleaved limit.
+
+    ``fraction_*`` = best call / the limit's best call in the same window; a fraction above 1 cannot be
+    a result (the network is convolutions plus other work): ``fraction_error`` marks it as a measurement
+    error.
+    """
+    lim = limit.gflops(times)
+    facts: dict[str, Any] = {
+        "flops": flops,
+        "conv_limit": lim["forward"],
+        "conv_limit_shape": list(limit.shape),
+    }
+    for key, label in (("ours", "ours"), ("base", "baseline")):
+        facts[f"gflops_{label}"] = flops / median(times[key]) / 1e9
+        facts[f"gflops_{label}_best"] = best = flops / min(times[key]) / 1e9
+        facts[f"fraction_{label}"] = best / lim["forward"]
+        if "train" in lim:
+            facts[f"fraction_{label}_train_limit"] = best / lim["train"]
+    if "train" in lim:
+        facts["conv_train_limit"] = lim["train"]
+    facts["fraction_error"] = any(
+        v > 1.0 for k, v in facts.items() if k.startswith("fraction_") and isinstance(v, float)
+    )
+    return facts
+
+
+def fraction_note(facts: dict[str, Any], base: str = "eager") -> str:
+    """The notes text of a row's fractions (and the measurement error, if any)."""
+    note = (
+        f"ours {facts['gflops_ours']:.1f} GFLOP/s, {base} {facts['gflops_baseline']:.1f} GFLOP/s (counted, "
+        f"median); best calls {facts['fraction_ours']:.0%} / {facts['fraction_baseline']:.0%} of the conv "
+        f"limit measured in the same window ({facts['conv_limit']:.1f} GFLOP/s)"
+    )
+    if "conv_train_limit" in facts:
+        note += (
+            f", {facts['fraction_ours_train_limit']:.0%} / {facts['fraction_baseline_train_limit']:.0%} of "
+            f"the convolution's own forward + backward ({facts['conv_train_limit']:.1f} GFLOP/s)"
+        )
+    if facts["fraction_error"]:
+        note += "; MEASUREMENT ERROR: a fraction above 100% (the limit was measured too low), not a result"
+    return note

@@ -1,0 +1,339 @@
+"""The bench's Markdown: the table of a run, the decisions it supports, the README (goals, projection)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import statistics
+from pathlib import Path
+from typing import Any
+
+from mdrn.bench.core import GPU_ASSUMED_FRACTION, H100_BF16_DENSE, PAPER_MODEL, PAPER_SCHEDULE, fmt
+from mdrn.bench.goals import goals_markdown, recorded_runs
+from mdrn.bench.profile import profiles_markdown
+
+
+def table_markdown(result: dict[str, Any]) -> str:
+    """The result as a Markdown document: machine, table of rows, skipped rows, total time."""
+    m = result["machine"]
+    lines = [
+        f"# mdrn bench: {m['host']}, {result['started_utc']}"
+        + (" (--quick: sizes for tests only)" if result["quick"] else ""),
+        "",
+        f"Machine: {m['cpu']}, {m['cores_available']} cores available, torch {m['torch']} "
+        f"({m['torch_threads']} threads), device {m['device']}"
+        + (f" ({m['gpu']})" if m.get("gpu") else "")
+        + f"; load average {m['load_average'][0]:.2f} at the start, "
+        f"{m['load_average_end'][0]:.2f} at the end.",
+        f"Fast path: {result['fast_path']}.",
+        "",
+        "Each row: ours and the baseline in the same process, alternating, median of `repeats` after "
+        "warm-up; ratio = ours / baseline (`better`: which direction wins).",
+        "",
+        "| row | ours | baseline | unit | ratio | better | repeats | ours is | baseline is | notes |",
+        "| --- | ---: | ---: | --- | ---: | --- | ---: | --- | --- | --- |",
+    ]
+    for r in result["rows"]:
+        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.3g}"
+        r = {k: v.replace("|", "\\|") if isinstance(v, str) else v for k, v in r.items()}
+        lines.append(
+            f"| {r['name']} | {fmt(r['ours'])} | {fmt(r['baseline'])} | {r['unit']} | {ratio} "
+            f"| {r['better']} "
+            f"| {r['repeats']} | {r['ours_label']} | {r['baseline_label']} | {r['notes']} |"
+        )
+    if result["skipped"]:
+        lines += ["", "Not measured:"] + [f"- {s['name']}: {s['reason']}" for s in result["skipped"]]
+    secs = ", ".join(f"{k} {v:.0f} s" for k, v in result["section_seconds"].items())
+    lines += ["", f"Total time: {result['total_seconds']:.1f} s ({secs})."]
+    if result["facts"].get("profiles"):
+        lines += profiles_markdown(result["facts"]["profiles"])
+    return "\n".join(lines) + "\n"
+
+
+def _ratios(result: dict[str, Any], *needles: str) -> list[tuple[str, float]]:
+    """(name, speed-up of ours) of the rows whose name contains every needle (1 / ratio for times)."""
+    return [
+        (r["name"], r["ratio"] if r.get("better", "higher") == "higher" else 1 / r["ratio"])
+        for r in result["rows"]
+        if r["ratio"] and all(n in r["name"] for n in needles)
+    ]
+
+
+def decisions_markdown(result: dict[str, Any]) -> str:
+    """Which optimisation the recorded run supports on its device, each with the rows that show it."""
+    dev = result["machine"]["device"]
+    out = [
+        f"## What the run shows about each optimisation ({dev})",
+        "",
+        "Speed-ups of ours against the baseline of the rows named (ours / baseline for rates, baseline / "
+        "ours for times), in this run (the opt-in sections tiling_full and gpu: in their latest recorded "
+        "run).",
+        "",
+    ]
+
+    def verdict(title: str, rows: list[tuple[str, float]], keep: str, drop: str, bar: float = 1.0) -> None:
+        if not rows:
+            out.append(f"- {title}: not measured in this run.")
+            return
+        ratios = ", ".join(f"{r:.2f}x" for _, r in rows)
+        ok = all(r >= bar for _, r in rows)
+        out.append(f"- {title}: {ratios} ({len(rows)} row{'s' * (len(rows) > 1)}). {keep if ok else drop}")
+
+    verdict(
+        "channels_last + inference_mode (forward)",
+        [r for r in _ratios(result, " forward x") if ":" not in r[0]],
+        "Kept: `mdrn.perf.prepare_for_inference` default.",
+        "Not faster everywhere: revisit the default.",
+    )
+    train = [r for r in result["rows"] if "train step x2, batch" in r["name"] and ":" not in r["name"]]
+    verdict(
+        f"training fast path ({train[0]['ours_label'] if train else '-'}) against eager NCHW + default Adam",
+        [(r["name"], r["ratio"]) for r in train],
+        "Kept: not slower than eager (within 2% run-to-run noise); `mdrn.perf.training_defaults`.",
+        "Slower than eager by more than 2% in some row: revisit the default.",
+        bar=0.98,
+    )
+    verdict(
+        "fused Adam alone",
+        _ratios(result, "Adam step"),
+        "Kept (`torch.optim.Adam(..., fused=True)`), though it is < 1% of a step.",
+        "Not faster: keep the default loop.",
+    )
+    verdict(
+        "in-place ReLU + in-place residual add in `mdrn.models.blocks.ResBlock` (against out of place)",
+        _ratios(result, "in-place ReLU"),
+        "Kept: gain >= 2% in every row.",
+        "Gain < 2% (within noise) in some row: small tiles gain little; see the large-image row.",
+        bar=1.02,
+    )
+    verdict(
+        "module.compile() on this device",
+        _ratios(result, "module.compile()"),
+        "Faster in steady state; see the row for the compile time it must pay back.",
+        "Not faster in steady state: not a default here.",
+    )
+    verdict(
+        "decoded-image cache against decoding a PNG per patch",
+        _ratios(result, "data pipeline"),
+        "Kept (mdrn.data's default).",
+        "Not faster: revisit.",
+    )
+    verdict(
+        "tiled inference against the 4-quadrant split",
+        [(n, r) for n, r in _ratios(result, " LR image: time")],
+        "Faster than the quadrant split.",
+        "Slower than the quadrant split: see the row's recomputed-pixel factors (tile size vs overlap).",
+    )
+    verdict(
+        "glibc keeping freed memory while the network runs (`mdrn.perf.malloc_reuse`)",
+        _ratios(result, "allocator hypothesis"),
+        "Kept: `mdrn.inference` runs the body with it; training processes switch it on.",
+        "Not faster: drop it.",
+    )
+    verdict(
+        "one large body tile against body tiles capped under 32 MB maps (recomputed context)",
+        _ratios(result, "body tiles under 32 MB"),
+        "Kept: the memory budget sizes body tiles.",
+        "Capped tiles were faster: cap the body tiles.",
+    )
+    verdict(
+        "metrics (mdrn.metrics.score) against the per-image scikit-image loop",
+        _ratios(result, "PSNR+SSIM"),
+        "Faster.",
+        "Slower than the per-image scikit-image loop on this CPU.",
+    )
+    out.append("")
+    return "\n".join(out) + "\n"
+
+
+def projection_markdown(result: dict[str, Any], decisions_from: dict[str, Any] | None = None) -> str:
+    """The H100 projection of the paper's schedule from a measured result, with the arithmetic shown.
+
+    ``decisions_from``: the result whose rows the decisions read (default ``result``)."""
+    f = result["facts"]
+    per = f["paper_step_flops"]
+    scales = sorted(per, key=int)
+    step = statistics.mean(per[s]["training"] for s in scales)
+    it, batch = PAPER_SCHEDULE["iterations"], PAPER_SCHEDULE["batch"]
+    total = step * it
+    frac = f.get("train_fraction")
+    lines = [
+        "# Benchmark results and the H100 projection",
+        "",
+        "Generated by `python -m mdrn.bench` from the recorded run "
+        f"`{result.get('_source', '?')}` (regenerate with `python -m mdrn.bench --readme-from <run>.json`).",
+        "",
+        "## FLOPs of one training step (counted from the layer shapes, `mdrn.perf.count_flops`)",
+        "",
+        f"MDRN B={PAPER_MODEL['n_resblocks']} F={PAPER_MODEL['n_feats']} ({f['paper_params']:,} parameters), "
+        f"batch {batch} of {PAPER_SCHEDULE['patch']}x{PAPER_SCHEDULE['patch']} LR patches; "
+        "forward + backward "
+        "(weight gradients, and input gradients for every layer but the first):",
+        "",
+        "| scale | forward GFLOP | training step GFLOP | per patch GFLOP |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for s in scales:
+        lines.append(
+            f"| x{s} | {per[s]['forward'] / 1e9:,.1f} | {per[s]['training'] / 1e9:,.1f} "
+            f"| {per[s]['training'] / batch / 1e9:,.1f} |"
+        )
+    lines += [
+        "",
+        f"One scale is drawn per batch (uniformly), so a step costs on average "
+        f"F_step = {step / 1e12:.3f} TFLOP. Schedule (EDSR-PyTorch's MDSR recipe, followed by the paper): "
+        f"{it:,} iterations, so the run costs F_step x {it:,} = {total / 1e18:.3f} EFLOP "
+        f"({total:.3e} FLOP). Adam (~10 FLOP per parameter per step) and elementwise ops are not counted "
+        "(< 0.2%).",
+        "",
+        "## Projected time on H100 (bf16 dense peak P = 790 TFLOP/s)",
+        "",
+    ]
+    cases = []
+    if frac:
+        cases.append(
+            (
+                f"the fraction this bench measured on CPU (training step at {frac:.1%} of the measured "
+                "conv limit)",
+                frac,
+            )
+        )
+    cases.append(
+        (
+            f"{GPU_ASSUMED_FRACTION:.0%} of peak (the issue's assumption for a tuned bf16 run)",
+            GPU_ASSUMED_FRACTION,
+        )
+    )
+    rate = f.get("cache_patches_per_s_per_core")
+    lines += [
+        "| utilisation u | 1 H100: time = total / (u P) | 8 H100: time / 8 | patches/s to feed 1 / 8 "
+        "(= 16 / step time) | CPU cores of the cache needed for 1 / 8 |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for label, u in cases:
+        t1 = total / (u * H100_BF16_DENSE)
+        sps = u * H100_BF16_DENSE / step
+        need = sps * batch
+        cores = f"{need / rate:.1f} / {8 * need / rate:.1f}" if rate else "not measured"
+        lines.append(
+            f"| {label}: u = {u:.3f} | {total:.3e} / ({u:.3f} x 7.9e14) = {t1:,.0f} s = {t1 / 3600:.1f} h "
+            f"| {t1 / 8 / 3600:.2f} h | {need:,.0f} / {8 * need:,.0f} | {cores} |"
+        )
+    grad_bytes = f["paper_params"] * 4
+    allreduce = 2 * 7 / 8 * grad_bytes / 450e9
+    lines += [
+        "",
+        "8 GPUs: data-parallel, batch 16 per GPU, the same number of patches in total (iterations / 8), "
+        "so the "
+        "time is divided by 8; the gradient all-reduce (ring, fp32 gradients: 2 x 7/8 x "
+        f"{grad_bytes / 1e6:.0f} MB over ~450 GB/s NVLink = {allreduce * 1e3:.2f} ms per step) is small "
+        "against the step time and overlaps the backward.",
+        "",
+        "The CPU fraction is an upper bound for the GPU: 64-channel 3x3 convolutions on 48x48 patches "
+        "are small "
+        "for an H100 and reach well under half of its tensor-core peak; the 40% row is the planning figure.",
+        "",
+    ]
+    if rate:
+        lines.append(
+            f"Data: the decoded-image cache delivers {rate:,.0f} patches/s per CPU core on this machine "
+            "(row 'data pipeline'); the table divides the patches/s an H100 consumes by it."
+        )
+    else:
+        lines.append("Data: the cache's patches/s per core was not measured in this run.")
+    cpu = f.get("train_gflops")
+    if cpu:
+        t_cpu = total / (cpu * 1e9)
+        lines += [
+            "",
+            f"For scale: this machine trains at {cpu:.1f} GFLOP/s (row 'train step B=80'), so the schedule "
+            f"would take {total:.3e} / {cpu * 1e9:.3e} = {t_cpu / 86400:,.0f} days here.",
+        ]
+    lines += [
+        "",
+        decisions_markdown(decisions_from or result),
+        "## The recorded run",
+        "",
+        table_markdown(result).split("\n", 2)[2],
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _latest_rows_markdown(runs: list[dict[str, Any]], fact: str, needle: str, title: str) -> list[str]:
+    """The rows (and profiles) of the latest run that measured an opt-in section, as Markdown lines."""
+    run = next((r for r in reversed(runs) if r["facts"].get(fact)), None)
+    if run is None:
+        return []
+    lines = ["", f"## {title} (latest: `{run['_source']}`)", ""]
+    rows = [r for r in run["rows"] if needle in r["name"]]
+    if rows:
+        table = table_markdown({**run, "rows": rows, "skipped": []}).split("\n")
+        start = next(i for i, line in enumerate(table) if line.startswith("| row |"))
+        end = next(i for i in range(start, len(table)) if not table[i].startswith("|"))
+        lines += table[start:end]
+    if fact == "profiles":
+        lines += profiles_markdown(run["facts"]["profiles"])[2:]
+    return lines
+
+
+def readme_markdown(result: dict[str, Any], runs: list[dict[str, Any]] | None = None) -> str:
+    """The bench README: which goals each recorded run meets, the projection from ``result``, and the
+    latest figures of the opt-in sections (tiling_full, profile, gpu) among ``runs``."""
+    runs = [r for r in (runs or []) if not r.get("quick")]
+    if not any(r.get("_source") == result.get("_source") for r in runs):
+        runs = [*runs, result]
+    opt_in = []
+    for fact in ("tiling_full", "profiles", "gpu"):
+        run = next((r for r in reversed(runs) if r["facts"].get(fact)), None)
+        if run is not None and run is not result and run.get("_source") != result.get("_source"):
+            opt_in += [r for r in run["rows"] if r not in result["rows"] and r not in opt_in]
+    body = projection_markdown(result, {**result, "rows": result["rows"] + opt_in}).split("\n")
+    names = ", ".join(f"`{r['_source']}`" for r in runs if r.get("_source"))
+    lines = [
+        "# Benchmark results: the goals per machine and the H100 projection",
+        "",
+        f"Generated by `python -m mdrn.bench` from the recorded runs in this folder ({names}); the "
+        f"projection and the decisions from `{result.get('_source', '?')}` (regenerate with "
+        "`python -m mdrn.bench --readme-from <run>.json`).",
+        "",
+        goals_markdown(runs),
+        *body[4:],
+    ]
+    for fact, needle, title in (
+        ("tiling_full", "x4 of a 1024x1024", "The paper's network tiled: B=80 x4, section tiling_full"),
+        ("profiles", "\0", "Where a step's time goes: section profile"),
+        ("gpu", " on ", "GPU: section gpu"),
+    ):
+        lines += _latest_rows_markdown(runs, fact, needle, title)
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _free_path(folder: Path, stem: str, overwrite: bool) -> str:
+    """``stem`` or, if its .md/.json exist and not ``overwrite``, the first free ``stem-2``, ``stem-3``..."""
+    if overwrite:
+        return stem
+    cand, k = stem, 1
+    while (folder / f"{cand}.md").exists() or (folder / f"{cand}.json").exists():
+        k += 1
+        cand = f"{stem}-{k}"
+    return cand
+
+
+def write_results(
+    result: dict[str, Any], folder: str | os.PathLike[str], *, overwrite: bool = False, readme: bool = True
+) -> tuple[Path, Path]:
+    """Write ``<machine>-<date>[-quick].md`` and ``.json`` (a free name unless ``overwrite``), README.md."""
+    from mdrn.io import atomic_write
+
+    folder = Path(folder)
+    host = re.sub(r"[^A-Za-z0-9_.-]+", "_", result["machine"]["host"] or "machine")
+    stem = _free_path(folder, f"{host}-{result['date']}" + ("-quick" if result["quick"] else ""), overwrite)
+    js, md = folder / f"{stem}.json", folder / f"{stem}.md"
+    result = {**result, "_source": js.name}
+    atomic_write(js, lambda p: p.write_text(json.dumps(result, indent=1) + "\n"), overwrite=overwrite)
+    atomic_write(md, lambda p: p.write_text(table_markdown(result)), overwrite=overwrite)
+    if readme:
+        text = readme_markdown(result, recorded_runs(folder))
+        atomic_write(folder / "README.md", lambda p: p.write_text(text), overwrite=True)
+    return md, js

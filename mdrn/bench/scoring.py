@@ -1,0 +1,101 @@
+"""Bench section ``metrics``: the protocol's PSNR + SSIM against the per-image scikit-image loop."""
+
+from __future__ import annotations
+
+import statistics
+
+import numpy as np
+import torch
+
+from mdrn.bench.core import (
+    SHARED,
+    Context,
+    alternate,
+    rate_row,
+)
+
+
+def _skimage_scores(pairs: list[tuple[np.ndarray, np.ndarray]], scale: int) -> list[tuple[float, float]]:
+    """The naive protocol: per image, numpy Y (float64) + scikit-image PSNR and SSIM (BasicSR's way)."""
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    coef = np.array([65.481, 128.553, 24.966])
+    out = []
+    for sr, hr in pairs:
+        ys = (sr.astype(np.float64) / 255.0) @ coef + 16.0 if sr.ndim == 3 else sr.astype(np.float64)
+        yh = (hr.astype(np.float64) / 255.0) @ coef + 16.0 if hr.ndim == 3 else hr.astype(np.float64)
+        ys, yh = ys[scale:-scale, scale:-scale], yh[scale:-scale, scale:-scale]
+        p = peak_signal_noise_ratio(yh, ys, data_range=255)
+        q = structural_similarity(
+            yh, ys, data_range=255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+        )
+        out.append((float(p), float(q)))
+    return out
+
+
+def _set5_images(ctx: Context) -> tuple[list[np.ndarray], str]:
+    """Set5's HR images as uint8 arrays (or scikit-image's CC0 images when ../shared is absent)."""
+    from mdrn.io import read_image
+
+    folder = SHARED / "datasets" / "Set5"
+    files = sorted(folder.glob("*.png")) if folder.is_dir() else []
+    if files:
+        arrays, label = [read_image(f).array for f in files], "Set5"
+    else:
+        from skimage import data
+
+        arrays = [data.astronaut(), data.coffee(), data.chelsea(), data.camera(), data.retina()]
+        label = "scikit-image images (Set5 not found)"
+    m = ctx.sizes.metrics_max_side
+    if m:
+        arrays = [a[:m, :m] for a in arrays]
+    return arrays, label
+
+
+def bench_metrics(ctx: Context) -> None:
+    """PSNR + SSIM of bicubic x4 on Set5: mdrn.metrics.score against a per-image scikit-image loop."""
+    from mdrn.io import ImageData, image_to_tensor, tensor_to_array
+    from mdrn.metrics import score
+    from mdrn.resize import degrade, imresize, modcrop
+
+    scale = ctx.sizes.metrics_scale
+    arrays, label = _set5_images(ctx)
+    tensors, pairs = [], []
+    for arr in arrays:
+        hr_arr = modcrop(arr, scale)
+        hr = image_to_tensor(ImageData(array=hr_arr, bit_depth=8))[None]
+        sr_arr = tensor_to_array(imresize(degrade(hr, scale), scale), 8)
+        sr = image_to_tensor(ImageData(array=sr_arr, bit_depth=8))[None]
+        tensors.append((sr, hr))
+        pairs.append((sr_arr, hr_arr))
+
+    def ours() -> list[tuple[float, float]]:
+        res = []
+        for sr, hr in tensors:
+            p, q = score(sr, hr, scale=scale)
+            res.append((float(p[0]), float(q[0])))
+        return res
+
+    a, b = ours(), _skimage_scores(pairs, scale)
+    dp = max(abs(x[0] - y[0]) for x, y in zip(a, b))
+    ds = max(abs(x[1] - y[1]) for x, y in zip(a, b))
+    t = alternate(
+        {"ours": ours, "base": lambda: _skimage_scores(pairs, scale)},
+        repeats=max(ctx.sizes.repeats, 5),
+        warmup=1,
+    )
+    n = len(pairs)
+    ctx.add(
+        rate_row(
+            f"PSNR+SSIM (Y, shave {scale}), {label} bicubic x{scale}",
+            n,
+            t,
+            "images/s",
+            ours_label=f"mdrn.metrics.score (torch float64, {torch.get_num_threads()} threads)",
+            baseline_label="per-image numpy Y + skimage psnr/ssim (one thread)",
+            repeats=max(ctx.sizes.repeats, 5),
+            notes=f"max |dPSNR| {dp:.1e} dB, max |dSSIM| {ds:.1e}; "
+            f"mean PSNR {statistics.mean(x[0] for x in a):.3f}",
+            extra={"max_abs_diff_psnr": dp, "max_abs_diff_ssim": ds, "images": n},
+        )
+    )
