@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from medical_data import DCIODVFY_KNOWN, dciodvfy_errors, make_ct_series, dicom_file
+from medical_data import DCIODVFY_KNOWN, dciodvfy_errors, dicom_file, make_ct_series
 
 from mdrn.dicom import Derivation, sort_series
 from mdrn.enlarge import UpscaleOptions, upscale_image
@@ -66,7 +66,7 @@ def test_derived_ct_tags_geometry_and_pixels(tmp_path) -> None:
 
 
 def test_position_follows_pixel_centres_for_any_scale(tmp_path) -> None:
-    """Pixel (r, c) of the x3 image lies where the MATLAB-bicubic grid puts it: (r + 0.5) / 3 - 0.5 old pixels."""
+    """Pixel (r, c) of the x3 image lies where MATLAB bicubic puts it: (r + 0.5) / 3 - 0.5 old pixels."""
     src = dicom_file("MR_small.dcm")
     assert main([str(src), "--scale", "3", "--weights", "bicubic", "-o", str(tmp_path), "-q"]) == 0
     ref, got = pydicom.dcmread(src), pydicom.dcmread(tmp_path / "MR_small_x3_bicubic.dcm")

@@ -162,13 +162,16 @@ def test_truncated_files_are_errors_not_partial_images(tmp_path: Path, suffix) -
         read_image(cut)
 
 
-@pytest.mark.parametrize(("channels", "dtype", "bits"), [(3, np.uint8, 8), (1, np.uint8, 8), (3, np.uint16, 16)])
+@pytest.mark.parametrize(
+    ("channels", "dtype", "bits"), [(3, np.uint8, 8), (1, np.uint8, 8), (3, np.uint16, 16)]
+)
 def test_alpha_is_read_and_written(tmp_path: Path, channels, dtype, bits) -> None:
     shape = (9, 11) if channels == 1 else (9, 11, 3)
     array = RNG.integers(0, 1 << bits, shape).astype(dtype)
     alpha = RNG.integers(0, 1 << bits, (9, 11)).astype(dtype)
     for suffix in (".png", ".tif"):
-        back = read_image(write_image(tmp_path / f"a{channels}{bits}{suffix}", array, bit_depth=bits, alpha=alpha))
+        path = write_image(tmp_path / f"a{channels}{bits}{suffix}", array, bit_depth=bits, alpha=alpha)
+        back = read_image(path)
         np.testing.assert_array_equal(back.array, array)
         np.testing.assert_array_equal(back.alpha, alpha)
 
