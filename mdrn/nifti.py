@@ -96,9 +96,11 @@ class NiftiVolume:
     def __init__(
         self, path: str | os.PathLike[str], *, plane: str = "ij", max_pixels: int | None = None
     ) -> None:
-        import nibabel as nib
-
         self.path = Path(path)
+        try:
+            import nibabel as nib
+        except ImportError as exc:
+            raise ImageReadError(self.path, "reading NIfTI needs nibabel: pip install 'mdrn[medical]'") from exc
         if not self.path.is_file():
             raise ImageReadError(self.path, "file not found")
         try:
