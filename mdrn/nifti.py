@@ -100,7 +100,7 @@ class NiftiVolume:
         try:
             import nibabel as nib
         except ImportError as exc:
-            raise ImageReadError(self.path, "reading NIfTI needs nibabel: pip install 'mdrn[medical]'") from exc
+            raise ImageReadError(self.path, "NIfTI needs nibabel: pip install 'mdrn[medical]'") from exc
         if not self.path.is_file():
             raise ImageReadError(self.path, "file not found")
         try:
