@@ -284,3 +284,20 @@ def test_full_disk_and_read_only_folder_are_one_line(tmp_path, small_disk, capsy
     assert main([str(src), "--scale", "2", "--weights", "bicubic", "-o", str(out / "sub"), "-q"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: {out}: read-only file system"]
+
+
+def test_the_default_is_the_shipped_model_and_names_say_what_ran(tmp_path, capsys) -> None:
+    from mdrn.weights import DEFAULT_MODEL
+
+    src = Path(get_testdata_file("MR_small.dcm"))
+    out = tmp_path / "out"
+    assert main([str(src), "--scale", "2", "-o", str(out), "-q"]) == 0
+    assert f"x2 by the super-resolution network {DEFAULT_MODEL} (MDRN" in capsys.readouterr().out
+    model = pydicom.dcmread(out / f"MR_small_x2_{DEFAULT_MODEL}.dcm")
+    assert DEFAULT_MODEL in model.DerivationDescription and DEFAULT_MODEL in model.SeriesDescription
+    # bicubic writes beside the model's result, never over it, and says it used no network
+    assert main([str(src), "--scale", "2", "--weights", "bicubic", "-o", str(out), "-q"]) == 0
+    bicubic = pydicom.dcmread(out / "MR_small_x2_bicubic.dcm")
+    assert "bicubic interpolation (no network)" in bicubic.DerivationDescription
+    assert model.SeriesInstanceUID != bicubic.SeriesInstanceUID
+    assert not np.array_equal(model.pixel_array, bicubic.pixel_array)
