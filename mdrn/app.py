@@ -48,6 +48,7 @@ from mdrn.enlarge import (  # noqa: E402
     enlarge_stack,
     load_network,
     model_name,
+    return_freed_memory,
     upscale_image,
 )
 from mdrn.inputs import Stack, open_files, open_inputs  # noqa: E402
@@ -393,7 +394,6 @@ def build_app(
     from gradio.utils import get_upload_folder
 
     choices = [m if isinstance(m, tuple) else (str(m), str(m)) for m in (models or available_models())]
-    allowed = {v for _, v in choices}
     default_dir = str(Path(save_dir) if save_dir else Path.cwd() / "mdrn_output")
     sessions = Sessions(Path(get_upload_folder()) / "mdrn")
 
@@ -440,11 +440,7 @@ def build_app(
         no_slices = gr.update(visible=False, value=1, maximum=1)
         if not paths:
             gr.Warning("Open one or more images, a series folder or a volume first.")
-            return [], None, None, "No image opened.", empty, no_slices, ""
-        if model not in allowed and not allow_any_weights:
-            msg = f"Model {model!r} is not one of the offered models."
-            gr.Warning(msg)
-            return [], None, None, msg, empty, no_slices, ""
+            return None, None, "No image opened.", empty, no_slices, ""
         scale = int(str(scale_label).lstrip("x"))
         for r in session.results:
             r.close()
@@ -458,7 +454,7 @@ def build_app(
         except Exception as err:  # noqa: BLE001 - any model problem is shown in the page
             msg = f"Model {model!r} cannot be used: {str(err).splitlines()[0] if str(err) else err}"
             gr.Warning(msg)
-            return [], None, None, msg, empty, no_slices, ""
+            return None, None, msg, empty, no_slices, ""
         session.results = results
         for e in errors:
             gr.Warning(e)
@@ -473,7 +469,7 @@ def build_app(
         n = results[0].n_slices if results else 1
         slider = gr.update(visible=n > 1, value=1, maximum=max(n, 2))
         listed = gr.update(choices=names, value=names[0] if names else None)
-        return names, pair, overlay, "\n".join(status), listed, slider, info
+        return pair, overlay, "\n".join(status), listed, slider, info
 
     def on_view(shown, index, center, width, zoom, cx, cy, request: gr.Request):  # noqa: ANN001, ANN202
         session = session_of(request)
@@ -515,7 +511,6 @@ def build_app(
             "only; nothing is uploaded anywhere, and the files opened are deleted from the app when this tab "
             "closes."
         )
-        names = gr.State([])
         with gr.Row():
             with gr.Column(scale=1, min_width=300):
                 files = gr.File(
@@ -578,7 +573,7 @@ def build_app(
         run.click(
             on_enlarge,
             inputs=[files, folder_in, scale, model, ensemble, *display],
-            outputs=[names, slider, overlay, status, shown, slice_no, info],
+            outputs=[slider, overlay, status, shown, slice_no, info],
         )
         shown.input(on_shown, inputs=[shown, *display], outputs=[slider, overlay, info, slice_no])
         shown_views = dict(inputs=[shown, slice_no, *display], outputs=[slider, overlay, info])
@@ -605,6 +600,8 @@ def _private_temp() -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Start the app on 127.0.0.1 (or ``--host``) with an upload size limit; never a share link."""
+    from mdrn.upscale import parse_pixel_limit
+
     p = argparse.ArgumentParser(prog="mdrn-app", description="Local web app to enlarge medical images.")
     p.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this computer only)"
@@ -619,11 +616,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--save-dir", default=None, help="default folder for saved results")
     p.add_argument("--max-file-size", default=DEFAULT_MAX_FILE_SIZE, help="upload limit (e.g. 200mb)")
     p.add_argument(
-        "--max-pixels", type=float, default=DEFAULT_MAX_PIXELS, help="refuse images (or slices) of more "
-        f"pixels, checked before decoding (default {DEFAULT_MAX_PIXELS:.0e}; 0 = no limit)"
-    )  # fmt: skip
+        "--max-pixels",
+        type=parse_pixel_limit,
+        default=DEFAULT_MAX_PIXELS,
+        help=f"refuse images (or slices) of more pixels (default {DEFAULT_MAX_PIXELS:.0e}; 0 = no limit)",
+    )
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     args = p.parse_args(argv)
+    return_freed_memory()
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     root = _private_temp()
     previous = signal.signal(signal.SIGTERM, _interrupt)
@@ -631,7 +631,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         app = build_app(
             available_models(args.weights), save_dir=args.save_dir, device=device,
-            allow_any_weights=args.allow_any_weights, max_pixels=int(args.max_pixels) or None,
+            allow_any_weights=args.allow_any_weights, max_pixels=args.max_pixels or None,
         )  # fmt: skip
         app.queue().launch(
             server_name=args.host,

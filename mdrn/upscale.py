@@ -32,13 +32,22 @@ from mdrn.enlarge import (
     enlarge_stack,
     load_network,
     model_name,
+    return_freed_memory,
 )
 from mdrn.inference import DEFAULT_OVERLAP
 from mdrn.inputs import Stack, open_inputs
 from mdrn.io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, ImageReadError
 from mdrn.nifti import PLANES
 
-__all__ = ["BICUBIC", "DEFAULT_TILE", "FORMATS", "UpscaleOptions", "expand_inputs", "main"]
+__all__ = [
+    "BICUBIC",
+    "DEFAULT_TILE",
+    "FORMATS",
+    "UpscaleOptions",
+    "expand_inputs",
+    "main",
+    "parse_pixel_limit",
+]
 
 
 def expand_inputs(
@@ -72,7 +81,7 @@ def _message(src: Path, err: BaseException) -> str:
     return text if str(src) in text or isinstance(err, OSError) else f"{src}: {text}"
 
 
-def _pixels(text: str) -> int:
+def parse_pixel_limit(text: str) -> int:
     """``--max-pixels`` value: an integer or a float such as ``2e8``; 0 means no limit."""
     try:
         value = int(float(text))
@@ -121,9 +130,12 @@ def _parser() -> argparse.ArgumentParser:
         "(ij: the first two, default) or an anatomical plane read from the affine"
     )  # fmt: skip
     p.add_argument(
-        "--max-pixels", type=_pixels, default=DEFAULT_MAX_PIXELS, help="refuse input images (or slices) "
-        f"of more pixels, checked before decoding (default {DEFAULT_MAX_PIXELS:.0e}; 0 = no limit)"
-    )  # fmt: skip
+        "--max-pixels",
+        type=parse_pixel_limit,
+        default=DEFAULT_MAX_PIXELS,
+        help="refuse input images (or slices) of more pixels, checked before decoding "
+        f"(default {DEFAULT_MAX_PIXELS:.0e}; 0 = no limit)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda if available)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
@@ -153,6 +165,7 @@ def _prepare_output(out: Path) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return 0 if every input was written, 1 if any failed, 2 on a setup error."""
     args = _parser().parse_args(argv)
+    return_freed_memory()
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.tile < 0 or args.overlap < 0:
         print("error: --tile and --overlap must be >= 0", file=sys.stderr)
