@@ -237,9 +237,11 @@ class Derivation:
 
 
 def _ds(value: float) -> Any:
+    """A decimal string of at most 16 characters (PS3.5), without needless trailing digits."""
     from pydicom.valuerep import DSfloat
 
-    return DSfloat(float(value), auto_format=True)
+    text = f"{float(value):.10g}"
+    return DSfloat(text) if len(text) <= 16 else DSfloat(float(value), auto_format=True)
 
 
 def _copy(src: Any, swap: bool, skip: set[int]) -> Any:
