@@ -312,39 +312,43 @@ def _scale_spacing(item: Any, scale: int) -> None:
 
 
 def _functional_groups(ds: Any, scale: int) -> None:
-    """Pixel spacing, plane positions and frame types in the (shared and per-frame) functional groups."""
-    shared = ds.get("SharedFunctionalGroupsSequence") or [None]
-    shared = shared[0]
+    """Frame types, plane positions and pixel spacing in the shared and per-frame functional groups."""
+    shared = (ds.get("SharedFunctionalGroupsSequence") or [None])[0]
+    frames = list(ds.get("PerFrameFunctionalGroupsSequence") or [])
+    groups = [g for g in (shared, *frames) if g is not None]
 
     def first(frame: Any, keyword: str) -> Any:
+        """The macro item that applies to a frame: its own, else the shared one."""
         for group in (frame, shared):
             if group is not None and group.get(keyword):
                 return group[keyword].value[0]
         return None
 
-    for group in [shared, *(ds.get("PerFrameFunctionalGroupsSequence") or [])]:
-        if group is None:
-            continue
+    for group in groups:
         for seq in group:
             if seq.VR == "SQ" and seq.keyword.endswith("FrameTypeSequence"):
                 for item in seq.value:
                     if "FrameType" in item:
                         item.FrameType = _set_type(item.FrameType, enhanced=True)
-    originals = [first(f, "PixelMeasuresSequence") for f in ds.get("PerFrameFunctionalGroupsSequence") or []]
-    for frame, measures in zip(ds.get("PerFrameFunctionalGroupsSequence") or [], originals):
-        plane = first(frame, "PlanePositionSequence")
-        orient = first(frame, "PlaneOrientationSequence")
-        if plane is not None and orient is not None and measures is not None and "PixelSpacing" in measures:
-            moved = _shift_position(
+    moved: set[int] = set()  # a shared plane position is moved once, not once per frame
+    for frame in frames or [None]:
+        plane, orient, measures = (
+            first(frame, f"{k}Sequence") for k in ("PlanePosition", "PlaneOrientation", "PixelMeasures")
+        )
+        if plane is None or orient is None or measures is None or id(plane) in moved:
+            continue
+        if "ImagePositionPatient" in plane and "PixelSpacing" in measures:
+            position = _shift_position(
                 plane.ImagePositionPatient, orient.ImageOrientationPatient, measures.PixelSpacing, scale
             )
-            if moved is not None:
-                plane.ImagePositionPatient = moved
-    done: set[int] = set()
-    for group in [shared, *(ds.get("PerFrameFunctionalGroupsSequence") or [])]:
-        for measures in (group.get("PixelMeasuresSequence") or []) if group is not None else []:
-            if id(measures) not in done:
-                done.add(id(measures))
+            if position is not None:
+                plane.ImagePositionPatient = position
+                moved.add(id(plane))
+    scaled: set[int] = set()
+    for group in groups:
+        for measures in group.get("PixelMeasuresSequence") or []:
+            if id(measures) not in scaled:
+                scaled.add(id(measures))
                 _scale_spacing(measures, scale)
 
 

@@ -208,3 +208,41 @@ def test_dciodvfy_finds_no_new_error(tmp_path, name) -> None:
         if e not in before and not (e.startswith(f"Error - {prefix}") and e.endswith(modules))
     ]
     assert new == [], new
+
+
+def test_enhanced_functional_groups_are_moved_and_rescaled(tmp_path) -> None:
+    from pydicom.dataset import Dataset
+
+    ds = pydicom.dcmread(dicom_file("emri_small.dcm"))
+    item = Dataset
+    shared = item()
+    shared.PixelMeasuresSequence = [item()]
+    shared.PixelMeasuresSequence[0].PixelSpacing = [0.8, 0.6]
+    shared.PlaneOrientationSequence = [item()]
+    shared.PlaneOrientationSequence[0].ImageOrientationPatient = [0, 1, 0, 0, 0, -1]  # sagittal
+    shared.MRImageFrameTypeSequence = [item()]
+    shared.MRImageFrameTypeSequence[0].FrameType = ["ORIGINAL", "PRIMARY", "T1", "NONE"]
+    ds.SharedFunctionalGroupsSequence = [shared]
+    frames = []
+    for k in range(int(ds.NumberOfFrames)):
+        frame = item()
+        frame.PlanePositionSequence = [item()]
+        frame.PlanePositionSequence[0].ImagePositionPatient = [10.0 * k, -50.0, 40.0]
+        frames.append(frame)
+    ds.PerFrameFunctionalGroupsSequence = frames
+    src = tmp_path / "enhanced.dcm"
+    ds.save_as(src)
+    assert _enlarge(src, tmp_path) == 0
+    got = pydicom.dcmread(tmp_path / "enhanced_x2_bicubic.dcm")
+    measures = got.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+    assert [float(v) for v in measures.PixelSpacing] == [0.4, 0.3]
+    assert list(got.SharedFunctionalGroupsSequence[0].MRImageFrameTypeSequence[0].FrameType)[:2] == [
+        "DERIVED",
+        "PRIMARY",
+    ]
+    for k, frame in enumerate(got.PerFrameFunctionalGroupsSequence):
+        # a quarter pixel back along the rows (+y, column spacing 0.6) and the columns (-z, row spacing 0.8)
+        expected = [10.0 * k, -50.0 - 0.25 * 0.6, 40.0 + 0.25 * 0.8]
+        np.testing.assert_allclose(
+            [float(v) for v in frame.PlanePositionSequence[0].ImagePositionPatient], expected
+        )
