@@ -216,3 +216,24 @@ def test_main_binds_localhost_without_share_and_cleans_up(monkeypatch, tmp_path)
     assert seen["max_file_size"]
     assert Path(seen["temp"]).parent == tmp_path and not Path(seen["temp"]).exists()  # deleted at exit
     assert os.environ.get("GRADIO_ANALYTICS_ENABLED") == "False"
+
+
+def test_bomb_upload_is_refused_and_alpha_is_kept(tmp_path) -> None:
+    from medical_data import make_png_bomb
+
+    from mdrn.app import _describe
+    from mdrn.io import write_image
+
+    rgba = write_image(
+        tmp_path / "overlay.png",
+        np.full((12, 10, 3), 90, np.uint8),
+        bit_depth=8,
+        alpha=np.tile(np.arange(10, dtype=np.uint8) * 25, (12, 1)),
+    )
+    results, errors = process_files(
+        [make_png_bomb(tmp_path / "bomb.png"), rgba], 2, "bicubic", tmp_path / "w"
+    )
+    assert len(errors) == 1 and errors[0].startswith("bomb.png") and "exceed the limit" in errors[0]
+    assert "alpha kept (enlarged with bicubic)" in _describe(results[0])
+    save_results(results, tmp_path / "saved")
+    assert read_image(tmp_path / "saved" / "overlay_x2_bicubic.png").alpha.shape == (24, 20)
