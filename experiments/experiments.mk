@@ -9,6 +9,7 @@
 #   make figs10_14     Figs. 10-14: LR / bicubic / residual / SR / HR panels with zoomed crops
 #   make figs15_16     Figs. 15-16: Bicubic, SRCNN, EDSR, MDRN at x4 on the medical images
 #   make claims        parameter counts, x4-from-x2 convergence, MDRN vs SRCNN time per image
+#   make checks        the protocol and official-model checks (scripts/check_*.py), their reports recorded
 #   make notebooks     execute notebooks/*.ipynb (as CI does)
 #   make reproduce     all of the above
 
@@ -24,7 +25,7 @@ EVAL = $(PY) -m mdrn.evaluate 'eval.scales=[2,3,4]' eval.output=$@
 # at the scales the network serves (single-scale models)
 EVAL_OWN = $(PY) -m mdrn.evaluate eval.output=$@
 
-.PHONY: table1 table2 fig8 figs10_14 figs15_16 claims notebooks reproduce
+.PHONY: table1 table2 fig8 figs10_14 figs15_16 claims checks notebooks reproduce
 # recorded outputs are results, never make's intermediate files
 .PRECIOUS: $(R)/models/%.safetensors $(R)/table1/%.csv $(R)/table2/%.csv $(R)/fig8/%.csv
 
@@ -103,4 +104,11 @@ claims: $(R)/models/claim_x4_from_x2.safetensors $(R)/models/fig8_x4.safetensors
 notebooks:  ## execute the notebooks (reads experiments/results/)
 	$(PY) -m pytest -q tests/test_notebooks.py
 
-reproduce: table1 table2 fig8 figs10_14 figs15_16 claims notebooks  ## every artefact
+# ----------------------------------------------------------------------------------------- checks
+# scripts/check_<name>.py's report (exit 1 on a failed check: the record keeps the exit code)
+$(R)/checks/%.txt:
+	$(REC) bash -o pipefail -c '$(PY) scripts/$*.py | tee $@'
+
+checks: $(R)/checks/check_protocol.txt $(R)/checks/check_official.txt  ## protocol and official checks
+
+reproduce: table1 table2 fig8 figs10_14 figs15_16 claims checks notebooks  ## every artefact

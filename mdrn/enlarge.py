@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from mdrn.inference import DEFAULT_OVERLAP, upscale
+from mdrn.inference import DEFAULT_OVERLAP, default_overlap, upscale
 from mdrn.inputs import Stack
 from mdrn.io import (
     DEFAULT_MAX_PIXELS,
@@ -78,7 +78,7 @@ class UpscaleOptions:
 
     scale: int
     tile: int | None = DEFAULT_TILE
-    overlap: int = DEFAULT_OVERLAP
+    overlap: int | None = DEFAULT_OVERLAP  # None: the network's receptive radius (seamless tiles)
     ensemble: bool = False
     device: str | None = None
     fmt: str | None = None
@@ -183,7 +183,7 @@ def enlarge_bands(net: nn.Module, image: ImageData, opts: UpscaleOptions) -> Ite
     s, h = opts.scale, image.height
     channels = image.channels + (image.alpha is not None)
     step = band_rows(image.width, channels, opts)
-    context = opts.overlap
+    context = opts.overlap if opts.overlap is not None else default_overlap(net)  # bands are tiles too
     bicubic = Bicubic(scales=(s,)) if image.alpha is not None else None
     for r0 in range(0, h, step):
         r1 = min(h, r0 + step)

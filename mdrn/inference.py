@@ -5,10 +5,11 @@ pixels of context on every side (clipped at the image border), and only the core
 is written into a preallocated output. A convolutional network whose receptive-field radius (in LR
 pixels) is at most ``overlap`` therefore gives exactly the untiled result (up to float rounding), and
 peak memory depends on the tile size, not on the image size. Deep networks have a theoretical radius
-far larger than their effective one (MDRN: 2 * n_resblocks + 15, i.e. 175 for B=80); ``overlap`` then
-trades exactness for speed. Measured for MDRN B=80 (random init, x4, 96x96 image, 32-pixel tiles; see
-``scripts/bench_tiling.py --seams``): max |tiled - untiled| = 5e-2 / 6.4e-4 / 1.8e-6 / 0 for an
-overlap of 8 / 16 / 32 / 64, hence the default of 32.
+far larger than their effective one (MDRN: 2 * n_resblocks + 15, i.e. 175 for B=80). The default
+``overlap`` is that bound (``default_overlap(net)``), so a tiled result is the untiled one up to float
+rounding whatever the weights; a smaller ``overlap`` trades exactness for speed. Measured for MDRN B=80
+(random init, x2, 96x96 image, 32-pixel tiles, ``memory=None``): max |tiled - untiled| = 3.3e-2 /
+3.4e-4 / 2.0e-6 for an overlap of 8 / 16 / 32; trained weights reach further than random ones.
 
 Two stages: a network with ``features(x, scale)`` (the LR-resolution feature map: everything before the
 upsampler), ``reconstruct(features, scale)`` (upsampler and tail) and ``reconstruct_radius(scale)`` (MDRN,
@@ -22,8 +23,8 @@ activations, or one body tile's feature map plus one reconstruct sub-tile, are a
 about ``memory`` + the output + the framework and weights (~0.25 GB on CPU); with ``out`` a
 ``np.memmap`` not even the output is held in memory. A budget below what one tile with its context
 needs raises ``ValueError``. Measured with ``scripts/bench_tiling.py`` (x4, 1024x1024, MDRN B=80 F=64,
-CPU, default budget): peak RSS 1862 MB, every LR pixel through the body exactly once (1.00 LR pixel
-per image pixel, against 1.12 for EDSR-PyTorch's chop and 1.27 for one-stage 384-pixel tiles).
+CPU, default budget, overlap 32): peak RSS 1862 MB, every LR pixel through the body exactly once (1.00 LR
+pixel per image pixel, against 1.12 for EDSR-PyTorch's chop and 1.27 for one-stage 384-pixel tiles).
 
 Channels: a 3-channel (RGB) network given a gray image sees the gray plane replicated to RGB and its
 output is the mean of the three output channels; a 1-channel (gray) network given an RGB image is run
@@ -32,6 +33,7 @@ on each colour plane separately. Any other mismatch raises ``ValueError``.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from functools import partial
 
@@ -39,10 +41,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from mdrn.resize import BICUBIC_RADIUS
+
 __all__ = [
     "DEFAULT_MEMORY",
     "DEFAULT_OVERLAP",
     "MIN_SIDE",
+    "default_overlap",
     "forward_x8",
     "plan_two_stage",
     "receptive_radius",
@@ -50,8 +55,8 @@ __all__ = [
     "upscale",
 ]
 
-#: Default context (LR pixels) around every tile core.
-DEFAULT_OVERLAP = 32
+#: Default context (LR pixels) around every tile core: ``None`` = the network's ``default_overlap``.
+DEFAULT_OVERLAP: int | None = None
 #: Smallest image side accepted by ``upscale``.
 MIN_SIDE = 2
 #: Smallest tile tried after repeated out-of-memory errors.
@@ -105,7 +110,12 @@ def receptive_radius(net: nn.Module) -> int:
     counted as if it ran at the input resolution (over-estimating those after an upsampler), plus 2
     pixels for a bicubic resampling. MDRN: 2 * n_resblocks + 15.
     """
-    return 2 + _conv_reach(net)
+    return BICUBIC_RADIUS + _conv_reach(net)
+
+
+def default_overlap(net: nn.Module) -> int:
+    """The tile context ``upscale`` uses by default: ``receptive_radius(net)``, so tiling is seamless."""
+    return receptive_radius(net)
 
 
 def _adapt_channels(net: nn.Module, x: Tensor) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
@@ -334,7 +344,7 @@ def upscale(
     scale: int,
     *,
     tile: int | None = None,
-    overlap: int = DEFAULT_OVERLAP,
+    overlap: int | None = DEFAULT_OVERLAP,
     ensemble: bool = False,
     device: str | torch.device | None = None,
     out: Tensor | np.ndarray | None = None,
@@ -343,19 +353,23 @@ def upscale(
     """Upscale ``x`` ((C, H, W) or (N, C, H, W), float in [0, 1]) by ``scale``, tiled if ``tile`` is set.
 
     ``tile`` is the tile core size in LR pixels (``None``: whole image at once), ``overlap`` the LR
-    context around each core, ``ensemble`` the x8 self-ensemble, ``device`` where the network runs
-    (default: the device of ``x``; the network is moved there). ``out`` optionally receives the result:
-    a preallocated tensor or numpy array (e.g. a ``np.memmap``) of shape (N, C, H*scale, W*scale).
+    context around each core (``None``: ``default_overlap(net)``, seamless), ``ensemble`` the x8
+    self-ensemble, ``device`` where the network runs (default: the device of ``x``; the network is moved
+    there). ``out`` optionally receives the result: a preallocated tensor or numpy array (e.g. a
+    ``np.memmap``) of shape (N, C, H*scale, W*scale).
     Networks with ``features``/``reconstruct`` (see ``supports_two_stage``), when tiled and without the
     ensemble, run in two stages: body tiles and reconstruct sub-tiles are sized to the ``memory`` budget
     in bytes (``tile`` then only switches tiling on), or with ``memory=None`` are ``tile`` pixels.
-    On a GPU out-of-memory error the tile (budget) is halved and the image redone. The result (not
-    clamped) has the batch dimensions of ``x`` and lives on ``x``'s device (or is ``out`` as a tensor view).
+    On a GPU out-of-memory error the tile (budget) is halved and the image redone, with a warning naming
+    the new tile (budget). The result (not clamped) has the batch dimensions of ``x`` and lives on
+    ``x``'s device (or is ``out`` as a tensor view).
     """
     squeeze = x.dim() == 3
     x4 = _check_input(net, x, scale)
     if tile is not None and tile < 1:
         raise ValueError(f"tile must be a positive number of LR pixels, got {tile}")
+    if overlap is None:
+        overlap = default_overlap(net)
     if overlap < 0:
         raise ValueError(f"overlap must be >= 0, got {overlap}")
     if memory is not None and memory < 1:
@@ -401,11 +415,14 @@ def upscale(
                         mem //= 2
                         if mem < (1 << 20):
                             raise
+                        retry = f"a memory budget of {mem / (1 << 20):.0f} MiB"
                     else:
                         nxt = max(h, w) // 2 if cur is None else cur // 2
                         if nxt < _MIN_TILE:
                             raise
                         cur = nxt
+                        retry = f"tiles of {cur} px"
+                    warnings.warn(f"upscale: out of memory on {dev}; retrying with {retry}", stacklevel=2)
                     if torch.cuda.is_available():
                         torch.cuda.empty_cache()
     finally:

@@ -20,12 +20,16 @@ from mdrn.io import atomic_write, tensor_to_array, write_image
 from mdrn.metrics import SRMetric
 from mdrn.models import model_spec
 
-__all__ = ["LOSSES", "LR_SCHEDULES", "AtomicCheckpointIO", "SRModule"]
+__all__ = ["EVAL_PRECISIONS", "LOSSES", "LR_SCHEDULES", "AtomicCheckpointIO", "SRModule"]
 
 LOSSES = {"l1": F.l1_loss, "mse": F.mse_loss, "smooth_l1": F.smooth_l1_loss}
 #: learning-rate schedules: ``step`` multiplies by ``lr_gamma`` every ``lr_step`` iterations (EDSR/MDSR);
 #: ``cosine`` decays from ``lr`` to 0 over the trainer's ``max_steps``
 LR_SCHEDULES = ("step", "cosine")
+#: precision of the network during validation: ``"32"`` (fp32, autocast off, whatever the trainer's
+#: precision: the protocol's numbers) or ``"bf16"`` (bf16 autocast, faster on GPUs, scores labelled as such);
+#: the test stage always runs in fp32
+EVAL_PRECISIONS = ("32", "bf16")
 
 
 def _plain(value: Any) -> Any:
@@ -65,6 +69,9 @@ class SRModule(L.LightningModule):
     Validation/test loaders are matched to ``(set, scale)`` through the datamodule's ``eval_keys``;
     each loader has one :class:`mdrn.metrics.SRMetric`, logged as ``val/<set>_x<s>/psnr`` and
     ``.../ssim`` (float64, computed outside autocast), plus ``val/psnr``, their mean over loaders.
+    The network runs in fp32 for evaluation under any trainer precision (``bf16-mixed`` included):
+    always for test, and for validation unless ``val_precision="bf16"`` (an explicit option for speed,
+    announced by a warning). A set whose score is not finite raises ``FloatingPointError``.
     """
 
     def __init__(
@@ -83,8 +90,12 @@ class SRModule(L.LightningModule):
         save_images: int = 2,
         log_images: bool = False,
         output_dir: str | None = None,
+        val_precision: str = "32",
     ) -> None:
         super().__init__()
+        val_precision = str(val_precision)
+        if val_precision not in EVAL_PRECISIONS:
+            raise ValueError(f"unknown val_precision {val_precision!r}; known: {list(EVAL_PRECISIONS)}")
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; known: {sorted(LOSSES)}")
         if lr_schedule not in LR_SCHEDULES:
@@ -110,6 +121,7 @@ class SRModule(L.LightningModule):
                 "init_from": None if init_from is None else str(init_from),
                 "save_images": int(save_images),
                 "log_images": bool(log_images),
+                "val_precision": val_precision,
                 "net_spec": model_spec(net),
             }
         )
@@ -199,6 +211,13 @@ class SRModule(L.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         """Reset the validation metrics."""
+        if self.hparams.get("val_precision", "32") == "bf16" and not getattr(self, "_warned_bf16", False):
+            self._warned_bf16 = True
+            warnings.warn(
+                "val_precision=bf16: validation scores (val/..., and the checkpoint chosen on them) come "
+                "from the network under bf16 autocast, not the protocol's fp32 numbers; test stays fp32",
+                stacklevel=1,
+            )
         self._start_eval("val")
 
     def on_test_epoch_start(self) -> None:
@@ -215,7 +234,8 @@ class SRModule(L.LightningModule):
                 f"loader {dataloader_idx} ({name} x{scale}) gave a x{int(batch['scale'][0])} batch"
             )
         ensemble = bool(self.hparams.self_ensemble) and stage == "test"
-        sr = upscale(self.net, batch["lr"], scale, tile=self.hparams.tile, ensemble=ensemble)
+        with self._eval_autocast(stage):
+            sr = upscale(self.net, batch["lr"], scale, tile=self.hparams.tile, ensemble=ensemble)
         bits = [int(b) for b in batch["bit_depth"]]
         key = f"{stage}_{name}_x{scale}"
         metric = self.metrics[key] if key in self.metrics else self._metric(stage, name, scale, bits[0])
@@ -229,6 +249,16 @@ class SRModule(L.LightningModule):
             metric.update(sr.float(), batch["hr"])
         if stage == "test" and int(batch["index"][0]) < self.hparams.save_images:
             self._save_image(sr, name, scale, str(batch["name"][0]), bit_depth)
+
+    def _eval_autocast(self, stage: str) -> torch.autocast:
+        """The autocast state the network is evaluated under: off (fp32), or bf16 if asked for validation.
+
+        It overrides the trainer's (e.g. ``bf16-mixed``) autocast: scores never depend on the training
+        precision unless ``val_precision="bf16"`` says so.
+        """
+        if stage == "val" and self.hparams.get("val_precision", "32") == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return torch.autocast(device_type=self.device.type, enabled=False)
 
     def _save_image(self, sr: torch.Tensor, name: str, scale: int, image: str, bit_depth: int) -> None:
         """Write a sample SR image to the run's output folder (never uploaded unless log_images)."""
@@ -264,8 +294,16 @@ class SRModule(L.LightningModule):
             with warnings.catch_warnings():  # a rank without images of this set: compute still syncs
                 warnings.filterwarnings("ignore", message=".*before the ``update`` method.*")
                 values = metric.compute()
-            if not torch.isfinite(values["psnr"]):
-                continue  # no image of this set on any rank (0 / 0 after the sync)
+            if not (torch.isfinite(values["psnr"]) and torch.isfinite(values["ssim"])):
+                # identical on every rank after the sync, so every rank takes this branch (and the reduce)
+                seen = int(self.trainer.strategy.reduce(metric.count.double(), reduce_op="sum"))
+                if seen == 0:
+                    continue  # no image of this set on any rank (e.g. limit_val_batches): nothing to log
+                raise FloatingPointError(
+                    f"{stage} set {name!r} x{s}: mean PSNR {float(values['psnr'])} dB, SSIM "
+                    f"{float(values['ssim'])} over {seen} image(s) is not finite: NaN means the network "
+                    "output NaN/inf (diverged training?); +inf PSNR means an SR image equal to its HR"
+                )
             for k in ("psnr", "ssim"):
                 out[f"{stage}/{name}_x{s}/{k}"] = float(values[k])
                 self.log(f"{stage}/{name}_x{s}/{k}", values[k], add_dataloader_idx=False, sync_dist=False)

@@ -118,7 +118,7 @@ def _parser() -> argparse.ArgumentParser:
         "--overlap",
         type=int,
         default=DEFAULT_OVERLAP,
-        help=f"tile context in pixels (default {DEFAULT_OVERLAP})",
+        help="tile context in pixels (default: the model's receptive radius, so tiles leave no seams)",
     )
     p.add_argument("--ensemble", action="store_true", help="x8 geometric self-ensemble (8x slower)")
     p.add_argument(
@@ -167,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     return_freed_memory()
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if args.tile < 0 or args.overlap < 0:
+    if args.tile < 0 or (args.overlap is not None and args.overlap < 0):
         print("error: --tile and --overlap must be >= 0", file=sys.stderr)
         return 2
     problem = _prepare_output(args.output)

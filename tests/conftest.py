@@ -1,9 +1,18 @@
-"""Shared fixtures: the reference data in ../shared (skipped with a reason where absent)."""
+"""Shared fixtures: the reference data in ../shared (skipped with a reason where absent); the CI skip policy.
+
+Under ``CI=true`` nothing skips: a skipped test or module (a missing extra, input or reference file,
+``importorskip`` included) is reported as a failure with its reason. The one exception is a test
+marked ``gpu`` (CI has no GPU), which keeps skipping with its reason. Outside CI a skip says why.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -16,13 +25,58 @@ def shared_path(*parts: str) -> Path:
     """Return a path under ../shared, skipping the calling test with a clear reason if it is absent."""
     path = SHARED.joinpath(*parts)
     if not path.exists():
-        if os.environ.get("CI"):
+        if _in_ci():
             pytest.fail(f"reference data {path} is missing in CI (../shared must sit beside the clone)")
         pytest.skip(f"reference data {path} not found: ../shared is only on developer machines and CI")
     return path
+
+
+def script(name: str) -> ModuleType:
+    """Import ``scripts/<name>.py`` (not a package) as a module."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="session")
 def shared() -> Path:
     """The ../shared reference-data folder (skip if absent, fail in CI)."""
     return shared_path()
+
+
+#: the only marker whose tests may skip under CI=true (there is no GPU in CI)
+CI_MAY_SKIP = "gpu"
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+
+
+def _fail_skip_in_ci(report: Any, what: str) -> None:
+    """Turn a skip report into a failure under CI, keeping the skip's reason in the message."""
+    if not (_in_ci() and report.skipped) or hasattr(report, "wasxfail"):
+        return
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+    report.outcome = "failed"
+    report.longrepr = (
+        f"{what} skipped under CI=true ({reason}); in CI only tests marked {CI_MAY_SKIP!r} may skip: "
+        "install the extra / provide the input"
+    )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """Under CI, a skipped test fails (unless marked ``gpu``)."""
+    outcome = yield
+    if item.get_closest_marker(CI_MAY_SKIP) is None:
+        _fail_skip_in_ci(outcome.get_result(), item.nodeid)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
+    """Under CI, a module skipped at import (``importorskip`` at module level) fails."""
+    outcome = yield
+    _fail_skip_in_ci(outcome.get_result(), collector.nodeid)

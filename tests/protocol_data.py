@@ -17,6 +17,11 @@ from mdrn.metrics import psnr, quantize, score, ssim
 from mdrn.resize import degrade, imresize, modcrop
 
 SET5_BICUBIC = {2: 33.682, 3: 30.405, 4: 28.431}  # ../shared/README.md (BasicSR, float Y)
+# agreement a correct implementation reaches (../shared/README.md): the tests and the script check these
+SET5_TOLERANCE = 0.002  # dB: the Set5 figures above are printed to 3 decimals
+PSNR_TOLERANCE = 1e-4  # dB, against BasicSR's value per record
+SSIM_TOLERANCE = 1e-6
+MAX_OFF_BY_ONE = 0.0002  # 0.02 % of the uint8 values, rounding ties; never off by more than one
 
 
 def records(protocol: Path) -> list[dict]:

@@ -18,7 +18,7 @@ CONF = ROOT / "conf"
 # values the user must give (``???``) for some data configs
 REQUIRED = {
     "div2k_medical": ["data.medical_dir=/medical"],
-    "folder": ["data.train_dir=/imgs/train", "data.val_dir=/imgs/val"],
+    "folder": ["data.train_dir=/imgs/train", "data.val_dir=/imgs/val", "data.test_dir=/imgs/test"],
 }
 
 

@@ -17,6 +17,7 @@ def _dm(tmp_path: Path, scales=(2, 3, 4)) -> SRDataModule:
     return SRDataModule(
         train=[{"name": "sample", "kind": "sample", "split": "train"}],
         val=[{"name": "sample", "kind": "sample", "split": "test", "limit": 1}],
+        test=[],
         data_dir=str(tmp_path / "data"),
         scales=scales,
         batch_size=2,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import SHARED, shared_path
-from protocol_data import metric_check, record_name
+from protocol_data import PSNR_TOLERANCE, SSIM_TOLERANCE, metric_check, record_name
 from skimage.metrics import structural_similarity
 
 from mdrn.color import rgb_to_y
@@ -29,9 +29,9 @@ def test_matches_reference_psnr_ssim(name: str) -> None:
     rec = next(r for r in json.loads((protocol / "reference.json").read_text()) if record_name(r) == name)
     diff = metric_check(protocol, rec)
     for key in ("psnr_y", "psnr_rgb"):
-        assert abs(diff[key]) <= 1e-4, f"{name} {key} off by {diff[key]:.2e} dB"
+        assert abs(diff[key]) <= PSNR_TOLERANCE, f"{name} {key} off by {diff[key]:.2e} dB"
     for key in ("ssim_y", "ssim_rgb"):
-        assert abs(diff[key]) <= 1e-6, f"{name} {key} off by {diff[key]:.2e}"
+        assert abs(diff[key]) <= SSIM_TOLERANCE, f"{name} {key} off by {diff[key]:.2e}"
 
 
 def test_quantize() -> None:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from conftest import shared_path
+from conftest import script, shared_path
 
 from mdrn.models import EDSR, MDRN, build_model, model_spec
 from mdrn.weights import CheckpointError, convert_official, load_model, main
@@ -56,12 +56,13 @@ def test_outputs_match_official_at_every_scale(name):
     io = torch.load(ref(f"{name}_io.pt"), map_location="cpu", weights_only=True)
     assert isinstance(net, MDRN if name.startswith("mdsr") else EDSR)
     assert set(net.scales) == set(io["output"])
+    tolerance = script("check_official").OUTPUT_TOLERANCE  # 2e-4 on 0..255; measured 6.1e-5 to 9.2e-5
     with torch.no_grad():
         for scale, expected in io["output"].items():
             got = net(io["input"] / 255.0, scale) * 255.0
             assert got.shape == expected.shape
             diff = (got - expected).abs().max().item()
-            assert diff < 1e-3, f"{name} x{scale}: max |ours - official| = {diff}"
+            assert diff <= tolerance, f"{name} x{scale}: max |ours - official| = {diff}"
 
 
 def test_converted_file_gives_the_same_outputs(tmp_path, capsys):

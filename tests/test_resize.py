@@ -9,11 +9,9 @@ import numpy as np
 import pytest
 import torch
 from conftest import SHARED, shared_path
-from protocol_data import record_name, resize_check
+from protocol_data import MAX_OFF_BY_ONE, record_name, resize_check
 
 from mdrn.resize import cubic, degrade, imresize, modcrop, resize_weights
-
-MAX_OFF_BY_ONE = 0.0002  # 0.02 % of the uint8 values, rounding ties (../shared/README.md)
 
 
 def _record_ids() -> list[str]:

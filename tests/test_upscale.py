@@ -255,35 +255,56 @@ def test_truncated_checkpoint_is_one_line_with_its_path(tmp_path, capsys) -> Non
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A 256 kB tmpfs (needs root on Linux; skipped elsewhere)."""
+    """A 256 kB tmpfs where it can be mounted (root on Linux), else None."""
     import os
 
-    if sys.platform != "linux" or os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root on Linux")
     mount = tmp_path / "disk"
     mount.mkdir()
+    if sys.platform != "linux" or os.geteuid() != 0:
+        yield None
+        return
     res = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True
     )
-    if res.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.decode().strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+    yield None if res.returncode else mount
+    if not res.returncode:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
-def test_full_disk_and_read_only_folder_are_one_line(tmp_path, small_disk, capsys) -> None:
+def test_full_disk_and_unwritable_folder_are_one_line(tmp_path, small_disk, capsys, monkeypatch) -> None:
+    """On a real 256 kB tmpfs where it can be mounted; elsewhere the same OS errors are raised on write."""
+    import errno
+    import tempfile
+
+    import mdrn.writers
+
     rng = np.random.default_rng(0)
     src = tmp_path / "noise.png"
     Image.fromarray(rng.integers(0, 65536, (300, 300), dtype=np.uint16)).save(src)  # x2: ~700 kB of noise
-    out = small_disk / "out"
+    out = (small_disk or tmp_path / "disk") / "out"
+    if small_disk is None:
+
+        def full(fh, bands, **kwargs):  # noqa: ANN001, ANN003, ANN202
+            fh.write(b"\0" * 1000)
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(mdrn.writers, "write_png", full)
     assert main([str(src), "--scale", "2", "--weights", "bicubic", "-o", str(out), "-q"]) == 1
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert err == [f"error: {out / 'noise_x2_bicubic.png'}: no space left on device"]
     assert list(out.iterdir()) == []  # no partial or temporary file
-    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
-    assert main([str(src), "--scale", "2", "--weights", "bicubic", "-o", str(out / "sub"), "-q"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"error: {out}: read-only file system"]
+    if small_disk is not None:
+        subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+        reason = "read-only file system"
+    else:
+
+        def refused(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            raise PermissionError(errno.EACCES, "Permission denied", str(out / "tmpab12cd"))
+
+        monkeypatch.setattr(tempfile, "TemporaryFile", refused)
+        reason = "permission denied"
+    assert main([str(src), "--scale", "2", "--weights", "bicubic", "-o", str(out), "-q"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"error: {out}: {reason}"]
 
 
 def test_the_default_is_the_shipped_model_and_names_say_what_ran(tmp_path, capsys) -> None:

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
 import torch
-from conftest import ROOT, shared_path
+from conftest import script, shared_path
 
 from mdrn.models import VDSR
 from mdrn.weights import CheckpointError, load_model
-
-
-def check_official():
-    spec = importlib.util.spec_from_file_location("check_official", ROOT / "scripts" / "check_official.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_vdsr_mat_loads_as_vdsr():
@@ -38,7 +30,7 @@ def test_vdsr_mat_corrupt(tmp_path):
 @pytest.mark.parametrize(("scale", "expected"), [(2, 37.55), (3, 33.67), (4, 31.35)])
 def test_vdsr_official_set5(scale, expected):
     net = load_model(shared_path("reference", "vdsr", "VDSR_Official.mat"))
-    psnr, ssim = check_official().set5_scores(net, shared_path("datasets", "Set5"), scale)
+    psnr, ssim = script("check_official").set5_scores(net, shared_path("datasets", "Set5"), scale)
     assert psnr == pytest.approx(expected, abs=0.02)
     published = json.loads(shared_path("reference", "published.json").read_text())["vdsr_official"]["Set5"]
     assert psnr == pytest.approx(published[str(scale)], abs=0.05)  # the paper's MATLAB figures

@@ -242,6 +242,6 @@ class ImageCache:
         return state
 
 
-def patch_to_tensor(array: np.ndarray, bit_depth: int) -> torch.Tensor:
-    """Integer pixels (H, W[, C]) -> float32 (C, H, W) in [0, 1] (the mdrn.io mapping)."""
-    return image_to_tensor(ImageData(array=np.asarray(array), bit_depth=bit_depth))
+def patch_to_tensor(array: np.ndarray, bit_depth: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Integer pixels (H, W[, C]) -> float (C, H, W) in [0, 1] (the mdrn.io mapping), float32 by default."""
+    return image_to_tensor(ImageData(array=np.asarray(array), bit_depth=bit_depth), dtype)

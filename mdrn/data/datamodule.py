@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from mdrn.data.cache import ImageCache
 from mdrn.data.datasets import EvalDataset, ScaleBatchSampler, TrainPatchDataset
 from mdrn.data.sources import (
     BENCHMARK_SETS,
+    SAMPLE_SPLITS,
     DataNotFoundError,
     benchmark_files,
     div2k_files,
@@ -24,7 +26,7 @@ from mdrn.data.sources import (
     sample_files,
 )
 
-__all__ = ["EvalShard", "SRDataModule", "resolve_source"]
+__all__ = ["EvalShard", "SRDataModule", "resolve_source", "shared_sets", "source_folder"]
 
 
 def _get(src: Mapping[str, Any], key: str, default: Any = None) -> Any:
@@ -66,6 +68,40 @@ def resolve_source(
     if limit:
         files = files[: int(limit)]
     return files, lr_dirs
+
+
+def source_folder(src: Mapping[str, Any], data_dir: Path) -> Path:
+    """The folder a source's images come from (without reading it): sources in nested folders share images."""
+    kind = _get(src, "kind", "folder")
+    if kind == "div2k":
+        split = _get(src, "split", "train")
+        return (Path(_get(src, "path", data_dir)) / "DIV2K" / f"DIV2K_{split}_HR").resolve()
+    if kind == "benchmark":
+        return (Path(_get(src, "path", data_dir / "benchmark")) / str(src["name"])).resolve()
+    if kind == "sample":
+        return (Path(data_dir) / "sample" / SAMPLE_SPLITS.get(_get(src, "split", "train"), "?")).resolve()
+    if _get(src, "path") is None:
+        raise ValueError(f"data source {src.get('name')!r} of kind {kind!r} needs a path")
+    return Path(str(src["path"])).expanduser().resolve()
+
+
+def shared_sets(
+    a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]], data_dir: str | Path
+) -> list[tuple[str, str]]:
+    """``(name in a, name in b)`` of the sources that may share images: one's folder holds the other's.
+
+    Used to keep validation (checkpoint selection) off the test images: DIV2K ``valid`` with any limit
+    and DIV2K ``valid`` share images; a folder and its subfolder share images.
+    """
+    root = Path(data_dir).expanduser()
+    out = []
+    for sa in a:
+        fa = source_folder(sa, root)
+        for sb in b:
+            fb = source_folder(sb, root)
+            if fa.is_relative_to(fb) or fb.is_relative_to(fa):
+                out.append((str(sa.get("name")), str(sb.get("name"))))
+    return out
 
 
 class EvalShard(Dataset):
@@ -134,6 +170,15 @@ class SRDataModule(L.LightningDataModule):
         self._eval_caches: dict[str, dict[str, ImageCache]] = {}
         self.batch_sampler: ScaleBatchSampler | None = None
         self._resume_batch = 0
+        for stage, sources in (("train", self.train_sources), ("val", self.val_sources)):
+            shared = shared_sets(sources, self.test_sources, self.data_dir)
+            if shared:
+                pairs = ", ".join(f"{stage} {a!r} / test {t!r}" for a, t in shared)
+                warnings.warn(
+                    f"{stage} and test sets share images ({pairs}): test scores would come from a model "
+                    f"{'trained' if stage == 'train' else 'chosen'} on test images; give disjoint sets",
+                    stacklevel=2,
+                )
 
     # ---------------------------------------------------------------------------------- caches
     def _caches(

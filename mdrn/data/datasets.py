@@ -164,7 +164,10 @@ class TrainPatchDataset(Dataset):
 
 
 class EvalDataset(Dataset):
-    """Whole images of one set at one scale: HR mod-cropped, LR = quantized MATLAB-bicubic degradation."""
+    """Whole images of one set at one scale: HR mod-cropped, LR = quantized MATLAB-bicubic degradation.
+
+    The LR (network input) is float32; the HR is float64, its stored integers exact at any bit depth.
+    """
 
     def __init__(self, cache: ImageCache, scale: int, name: str = "set") -> None:
         if scale not in cache.scales:
@@ -178,7 +181,8 @@ class EvalDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor | int | str]:
         img = self.cache.images[i]
-        hr = patch_to_tensor(modcrop(np.asarray(img.hr), self.scale), img.bit_depth)
+        # HR in float64: every n-bit value (16 bit included) exactly as stored, scored as mdrn.metrics.score
+        hr = patch_to_tensor(modcrop(np.asarray(img.hr), self.scale), img.bit_depth, torch.float64)
         lr = patch_to_tensor(img.lr[self.scale], img.bit_depth)
         return {
             "lr": lr,

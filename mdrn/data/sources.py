@@ -26,6 +26,7 @@ __all__ = [
     "BENCHMARK_URL",
     "DIV2K_ARCHIVES",
     "DataNotFoundError",
+    "SAMPLE_README",
     "SAMPLE_SPLITS",
     "benchmark_files",
     "div2k_files",
@@ -257,14 +258,35 @@ SAMPLE_SPLITS = {
     "test_8bit": "test/8bit",
     "test_16bit": "test/16bit",
 }
-_SAMPLE_LAYOUT = "v3 val/<bit depth>bit test/<bit depth>bit\n"
+_SAMPLE_LAYOUT = "v4 val/<bit depth>bit test/<bit depth>bit README.md\n"
+#: what the sample data holds and why; written beside the images as README.md
+SAMPLE_README = """# mdrn sample data
+
+Written by `mdrn.data.prepare_sample` from images installed with scikit-image (CC0 / public domain) and
+pydicom (its test files; the larger ones come with the optional pydicom-data package, used only if
+installed). Nothing is downloaded. Three disjoint splits, so that the scores reported on `test/` are
+never those of a checkpoint chosen on them:
+
+- `train/`: the training patches: photographs and textures of scikit-image (astronaut, chelsea, rocket,
+  immunohistochemistry (a stained tissue slide), hubble_deep_field; gray: camera, coins) and, with
+  pydicom-data, an MR (MR2_UNCR.dcm, 12 bit) and a radiograph (693_UNCR.dcm, 14 bit), so that a model
+  sees RGB and gray, 8 bit and more.
+- `val/` (checkpoint selection; data config `sample`: sets sample_val_8bit, sample_val_12bit):
+  `8bit/` coffee (RGB photograph) and cell (gray microscopy); `12bit/` pydicom's examples_overlay.dcm
+  (an MR slice, not the test MR). One set per bit depth: a PSNR uses the image's own peak 2^n - 1.
+- `test/` (held out, reported; sets sample_8bit, sample_16bit): `8bit/` the retina fundus photograph
+  (centre 768x768) and, with pydicom-data, an ultrasound image (US1_UNCR.dcm, RGB); `16bit/` pydicom's
+  CT (CT_small.dcm, 128x128) and MR (MR_small.dcm, 64x64) test files: the medical images the paper is
+  about, at the bit depths a scanner writes.
+"""
 
 
 def prepare_sample(root: str | os.PathLike[str]) -> Path:
     """Write the embedded sample data to ``root/sample/{train,val/<n>bit,test/<n>bit}`` (no download).
 
     Three disjoint splits: ``train``, ``val`` (for checkpoint selection) and ``test`` (held out for
-    reporting), the last two grouped by bit depth (one PSNR peak per set).
+    reporting), the last two grouped by bit depth (one PSNR peak per set). ``SAMPLE_README`` (written
+    beside them as README.md) says which images each split holds and why.
     """
     import skimage.data
 
@@ -305,6 +327,7 @@ def prepare_sample(root: str | os.PathLike[str]) -> Path:
     for name in SAMPLE_TRAIN_PYDICOM_DATA:
         if (p := _pydicom_file(name)) is not None:
             shutil.copy2(p, tmp / "train" / name)
+    (tmp / "README.md").write_text(SAMPLE_README)
     (tmp / ".complete").write_text(_SAMPLE_LAYOUT)
     if folder.exists():
         shutil.rmtree(folder)
