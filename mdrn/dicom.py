@@ -160,7 +160,8 @@ def read_frame(path: str | Path, ds: Any, index: int | None = None) -> ImageData
     try:
         array = pixel_array(path, index=index)
     except Exception as exc:  # decoder errors: missing plugin, truncated or corrupt data
-        raise ImageReadError(path, f"cannot decode DICOM pixel data ({type(exc).__name__}: {exc})") from exc
+        text = " ".join(str(exc).split())  # pydicom lists the decoder packages to install on further lines
+        raise ImageReadError(path, f"cannot decode DICOM pixel data ({type(exc).__name__}: {text})") from exc
     return _to_image(path, ds, array)
 
 

@@ -246,3 +246,15 @@ def test_enhanced_functional_groups_are_moved_and_rescaled(tmp_path) -> None:
         np.testing.assert_allclose(
             [float(v) for v in frame.PlanePositionSequence[0].ImagePositionPatient], expected
         )
+
+
+def test_a_syntax_without_decoder_names_the_package_to_install(tmp_path, capsys) -> None:
+    src = dicom_file("JPGLosslessP14SV1_1s_1f_8b.dcm")  # JPEG lossless: needs pylibjpeg-libjpeg or gdcm
+    try:
+        import pylibjpeg  # noqa: F401
+    except ImportError:
+        assert _enlarge(src, tmp_path) == 1
+        (line,) = [e for e in capsys.readouterr().err.splitlines() if e.startswith("error:")]
+        assert src.name in line and "pylibjpeg" in line
+    else:
+        assert _enlarge(src, tmp_path) == 0
