@@ -1,9 +1,14 @@
 """Reading and writing medical and natural images without silent conversions.
 
 One module owns image files: PNG, JPEG, TIFF, BMP and DICOM in; PNG, TIFF and DICOM out. Gray stays gray,
-16-bit stays 16-bit, a 12-bit DICOM keeps its 12 significant bits. Every failure is one
-:class:`ImageReadError` that names the file and the problem. Writes are atomic (temporary file in the same
-folder, then ``os.replace``) and never overwrite an existing file unless asked.
+16-bit stays 16-bit, a 12-bit DICOM keeps its 12 significant bits, an alpha channel is kept beside the
+pixels (``ImageData.alpha``). Every failure is one :class:`ImageReadError` that names the file and the
+problem. The pixel count is checked from the file header before anything is decoded (``max_pixels``,
+default :data:`DEFAULT_MAX_PIXELS`), so a small file declaring a huge image is refused at no cost; a
+truncated file is an error, never a partial image. Writes are atomic (temporary file in the same folder,
+then ``os.replace``), never overwrite an existing file unless asked, and report a missing permission or a
+full disk as one line naming the file or folder. DICOM specifics live in :mod:`mdrn.dicom`, the encoders
+in :mod:`mdrn.writers`.
 
 Pixel convention: ``ImageData.array`` is ``uint8`` or ``uint16`` of shape ``(H, W)`` (gray) or
 ``(H, W, 3)`` (RGB) holding values in ``0 .. 2**bit_depth - 1``; :func:`image_to_tensor` maps that range
@@ -12,11 +17,12 @@ to ``[0, 1]``, which is the convention of every model and metric in ``mdrn``.
 
 from __future__ import annotations
 
-import copy
+import errno
 import os
 import struct
 import tempfile
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,20 +31,26 @@ import numpy as np
 import torch
 
 __all__ = [
+    "DEFAULT_MAX_PIXELS",
     "DICOM_SUFFIXES",
     "IMAGE_SUFFIXES",
     "ImageData",
     "ImageReadError",
     "atomic_write",
+    "check_pixel_count",
     "image_to_tensor",
     "is_image_file",
+    "os_error",
     "read_image",
     "tensor_to_array",
+    "write_bands",
     "write_image",
 ]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".dicom")
 DICOM_SUFFIXES = (".dcm", ".dicom")
+#: Largest input image (pixels per image or slice) read unless the caller raises it: about 100 megapixels.
+DEFAULT_MAX_PIXELS = 100_000_000
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -62,6 +74,7 @@ class ImageData:
     photometric: str = "MONOCHROME2"  # MONOCHROME1, MONOCHROME2 or RGB
     signed_offset: int = 0  # added to signed DICOM values to make them unsigned; removed on write
     meta: dict[str, Any] = field(default_factory=dict)
+    alpha: np.ndarray | None = None  # (H, W) opacity of the same type and bit depth, when the file has one
 
     @property
     def channels(self) -> int:
@@ -89,19 +102,33 @@ def is_image_file(path: str | os.PathLike[str]) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
-def _png_header(head: bytes) -> tuple[int, int] | None:
-    """(bit depth, colour type) from a PNG IHDR, or None if not a PNG."""
+def _png_header(head: bytes) -> tuple[int, int, int, int] | None:
+    """(width, height, bit depth, colour type) from a PNG IHDR, or None if not a PNG."""
     if len(head) < 29 or not head.startswith(_PNG_SIGNATURE) or head[12:16] != b"IHDR":
         return None
-    return head[24], head[25]
+    width, height = struct.unpack(">II", head[16:24])
+    return width, height, head[24], head[25]
 
 
 def _looks_like_dicom(path: Path, head: bytes) -> bool:
     return path.suffix.lower() in DICOM_SUFFIXES or (len(head) >= 132 and head[128:132] == b"DICM")
 
 
-def read_image(path: str | os.PathLike[str]) -> ImageData:
-    """Read a PNG, JPEG, TIFF, BMP or DICOM file into an :class:`ImageData` (no silent bit-depth change)."""
+def check_pixel_count(path: str | os.PathLike[str], width: int, height: int, max_pixels: int | None) -> None:
+    """Refuse an image of more than ``max_pixels`` pixels (None: no limit), before it is decoded."""
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageReadError(
+            path,
+            f"{width}x{height} pixels ({width * height / 1e6:.1f} megapixels) exceed the limit of "
+            f"{max_pixels / 1e6:g} megapixels (raise it with --max-pixels if the image is genuine)",
+        )
+
+
+def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageData:
+    """Read a PNG, JPEG, TIFF, BMP or DICOM file into an :class:`ImageData` (no silent bit-depth change).
+
+    Images of more than ``max_pixels`` pixels (None: no limit) are refused from their header.
+    """
     path = Path(path)
     if not path.exists():
         raise ImageReadError(path, "file not found")
@@ -114,15 +141,19 @@ def read_image(path: str | os.PathLike[str]) -> ImageData:
         head = fh.read(132)
     try:
         if _looks_like_dicom(path, head):
-            image = _read_dicom(path)
+            from mdrn.dicom import read_dicom
+
+            image = read_dicom(path, max_pixels=max_pixels)
         elif path.suffix.lower() in (".tif", ".tiff") or head[:4] in (b"II*\x00", b"MM\x00*"):
-            image = _read_tiff(path)
+            image = _read_tiff(path, max_pixels)
         else:
             png = _png_header(head)
-            if png is not None and png[0] == 16 and png[1] in (2, 6):
-                image = _read_png16_rgb(path)
+            if png is not None:
+                check_pixel_count(path, png[0], png[1], max_pixels)
+            if png is not None and png[2] == 16 and png[3] in (2, 4, 6):
+                image = _read_png16(path)
             else:
-                image = _read_pillow(path)
+                image = _read_pillow(path, max_pixels)
             if png is not None:
                 significant = _png_significant_bits(path)
                 if significant and significant < image.bit_depth:
@@ -132,11 +163,13 @@ def read_image(path: str | os.PathLike[str]) -> ImageData:
     except Exception as exc:  # decoder errors of PIL, tifffile, pydicom, png: one clear message
         raise ImageReadError(path, f"cannot decode image ({type(exc).__name__}: {exc})") from exc
     image.path = path
-    _check_shape(path, image.array)
+    _check_shape(path, image.array, image.alpha)
     return image
 
 
-def _check_shape(path: Path, array: np.ndarray) -> None:
+def _check_shape(path: Path, array: np.ndarray, alpha: np.ndarray | None = None) -> None:
+    if alpha is not None and (alpha.shape != array.shape[:2] or alpha.dtype != array.dtype):
+        raise ImageReadError(path, f"alpha channel {alpha.shape} does not match the pixels {array.shape}")
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3)):
         raise ImageReadError(path, f"unsupported pixel layout {array.shape} (expected HxW or HxWx3)")
     if array.dtype not in (np.uint8, np.uint16):
@@ -161,11 +194,21 @@ def _png_significant_bits(path: Path) -> int | None:
             fh.seek(length + 4, os.SEEK_CUR)
 
 
-def _read_pillow(path: Path) -> ImageData:
+def _read_pillow(path: Path, max_pixels: int | None) -> ImageData:
     from PIL import Image, UnidentifiedImageError
 
+    # our limit replaces Pillow's bomb check (which would refuse images a user explicitly allowed)
+    limit = None if max_pixels is None else max(max_pixels, Image.MAX_IMAGE_PIXELS or 0)
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, limit
+            try:
+                im = Image.open(path)
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved
+        with im:
+            check_pixel_count(path, im.width, im.height, max_pixels)
             im.load()
             mode = im.mode
             meta = {"format": im.format}
@@ -185,12 +228,15 @@ def _read_pillow(path: Path) -> ImageData:
             if mode in ("1", "L"):
                 return ImageData(np.asarray(im.convert("L")).copy(), 8, meta=meta)
             if mode in ("LA", "La"):
-                return ImageData(np.asarray(im.getchannel(0)).copy(), 8, meta=meta)
+                la = np.asarray(im.convert("LA"))
+                return ImageData(la[..., 0].copy(), 8, meta=meta, alpha=la[..., 1].copy())
             if mode in ("RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"):
-                rgb = np.asarray(im.convert("RGB")).copy()
                 if mode in ("RGBA", "RGBa"):
-                    meta["alpha_dropped"] = True
-                return ImageData(rgb, 8, photometric="RGB", meta=meta)
+                    rgba = np.asarray(im.convert("RGBA"))
+                    rgb, alpha = rgba[..., :3].copy(), rgba[..., 3].copy()
+                else:
+                    rgb, alpha = np.asarray(im.convert("RGB")).copy(), None
+                return ImageData(rgb, 8, photometric="RGB", meta=meta, alpha=alpha)
             raise ImageReadError(path, f"unsupported image mode {mode!r}")
     except UnidentifiedImageError as exc:
         raise ImageReadError(path, "not a recognised image file (PNG, JPEG, TIFF, BMP or DICOM)") from exc
@@ -198,26 +244,39 @@ def _read_pillow(path: Path) -> ImageData:
         raise ImageReadError(path, f"truncated or corrupt image data ({exc})") from exc
 
 
-def _read_png16_rgb(path: Path) -> ImageData:
-    import png  # pypng: Pillow cannot decode 16-bit RGB PNGs without reducing them to 8 bits
+def _read_png16(path: Path) -> ImageData:
+    import png  # pypng: Pillow reduces 16-bit colour and gray + alpha PNGs to 8 bits
 
     width, height, rows, info = png.Reader(filename=str(path)).asDirect()
     planes = info["planes"]
-    array = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows]).reshape(height, width, planes)
-    meta: dict[str, Any] = {"format": "PNG"}
-    if planes == 4:
-        meta["alpha_dropped"] = True
-    return ImageData(np.ascontiguousarray(array[..., :3]), 16, photometric="RGB", meta=meta)
+    array = np.empty((height, width * planes), np.uint16)
+    n = 0
+    for n, row in enumerate(rows, start=1):  # noqa: B007 - n counts the rows decoded
+        array[n - 1] = row
+    if n != height:
+        raise ImageReadError(path, f"truncated image data ({n} of {height} rows)")
+    array = array.reshape(height, width, planes)
+    colour = planes >= 3
+    alpha = np.ascontiguousarray(array[..., -1]) if planes in (2, 4) else None
+    pixels = np.ascontiguousarray(array[..., :3] if colour else array[..., 0])
+    photometric = "RGB" if colour else "MONOCHROME2"
+    return ImageData(pixels, 16, photometric=photometric, meta={"format": "PNG"}, alpha=alpha)
 
 
-def _read_tiff(path: Path) -> ImageData:
+def _read_tiff(path: Path, max_pixels: int | None) -> ImageData:
     import tifffile
 
-    array = tifffile.imread(path)
-    if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[2] not in (1, 3, 4):
+    with tifffile.TiffFile(path) as tif:
+        if not tif.pages:
+            raise ImageReadError(path, "TIFF file has no image")
+        page = tif.pages[0]
+        check_pixel_count(path, int(page.imagewidth), int(page.imagelength), max_pixels)
+        array = tif.asarray()
+    if array.ndim == 3 and array.shape[0] in (1, 2, 3, 4) and array.shape[2] not in (1, 2, 3, 4):
         array = np.moveaxis(array, 0, -1)  # planar configuration
-    if array.ndim == 3 and array.shape[2] == 4:
-        array = array[..., :3]
+    alpha = None
+    if array.ndim == 3 and array.shape[2] in (2, 4):
+        array, alpha = array[..., :-1], np.ascontiguousarray(array[..., -1])
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[..., 0]
     if array.ndim > 3:
@@ -234,59 +293,8 @@ def _read_tiff(path: Path) -> ImageData:
         raise ImageReadError(path, f"{8 * array.dtype.itemsize}-bit TIFF is not supported (at most 16 bit)")
     bit_depth = 8 * array.dtype.itemsize
     photometric = "RGB" if array.ndim == 3 else "MONOCHROME2"
-    return ImageData(np.ascontiguousarray(array), bit_depth, photometric=photometric, meta={"format": "TIFF"})
-
-
-def _read_dicom(path: Path) -> ImageData:
-    import pydicom
-
-    try:
-        ds = pydicom.dcmread(path)
-    except Exception as exc:
-        raise ImageReadError(path, f"not a readable DICOM file ({exc})") from exc
-    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
-        raise ImageReadError(path, "DICOM file has no pixel data")
-    if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
-        raise ImageReadError(path, "floating-point DICOM pixel data is not supported")
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    if frames > 1:
-        raise ImageReadError(path, f"multi-frame DICOM ({frames} frames) is not supported: export one frame")
-    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
-    bits_stored = int(ds.get("BitsStored", ds.get("BitsAllocated", 8)))
-    if bits_stored > 16:
-        raise ImageReadError(path, f"{bits_stored}-bit DICOM pixel data is not supported (at most 16 bit)")
-    try:
-        array = ds.pixel_array
-    except Exception as exc:
-        raise ImageReadError(path, f"cannot decode DICOM pixel data ({type(exc).__name__}: {exc})") from exc
-    signed_offset = 0
-    if photometric in ("MONOCHROME1", "MONOCHROME2"):
-        if array.ndim != 2:
-            raise ImageReadError(path, f"unexpected monochrome pixel array shape {array.shape}")
-        if int(ds.get("PixelRepresentation", 0)) == 1:
-            signed_offset = 1 << (bits_stored - 1)
-            array = array.astype(np.int32) + signed_offset
-        peak = (1 << bits_stored) - 1
-        if array.min() < 0 or array.max() > peak:
-            raise ImageReadError(path, f"pixel values exceed the {bits_stored} stored bits")
-        dtype = np.uint8 if bits_stored <= 8 else np.uint16
-        out = array.astype(dtype)
-    else:
-        if array.ndim != 3 or array.shape[2] != 3:
-            raise ImageReadError(path, f"unexpected colour pixel array shape {array.shape}")
-        if photometric.startswith("YBR") and photometric not in ("YBR_RCT", "YBR_ICT"):
-            from pydicom.pixels import convert_color_space
-
-            array = convert_color_space(array, photometric, "RGB")
-        out = array.astype(np.uint8 if bits_stored <= 8 else np.uint16)
-        photometric = "RGB"
     return ImageData(
-        np.ascontiguousarray(out),
-        bits_stored,
-        dicom=ds,
-        photometric=photometric,
-        signed_offset=signed_offset,
-        meta={"format": "DICOM"},
+        np.ascontiguousarray(array), bit_depth, photometric=photometric, meta={"format": "TIFF"}, alpha=alpha
     )
 
 
@@ -316,20 +324,51 @@ def tensor_to_array(tensor: torch.Tensor, bit_depth: int) -> np.ndarray:
     return np.ascontiguousarray(array[..., 0] if array.shape[2] == 1 else array)
 
 
+def os_error(err: OSError, where: Path) -> OSError:
+    """One readable line for a failed write: the file or folder and the cause, no temporary names."""
+    reasons = {
+        errno.ENOSPC: "no space left on device",
+        errno.EDQUOT: "disk quota exceeded",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied",
+        errno.EROFS: "read-only file system",
+        errno.ENOTDIR: "is not a folder",
+        errno.EEXIST: "exists and is not a folder",
+    }
+    reason = reasons.get(err.errno or 0, err.strerror or str(err))
+    out = (PermissionError if err.errno in (errno.EACCES, errno.EPERM) else OSError)(f"{where}: {reason}")
+    out.errno = err.errno
+    return out
+
+
 def atomic_write(
     path: str | os.PathLike[str], writer: Callable[[Path], None], *, overwrite: bool = False
 ) -> Path:
-    """Run ``writer(tmp)`` on a temporary file beside ``path`` and move it into place; never half-written."""
+    """Run ``writer(tmp)`` on a temporary file beside ``path`` and move it into place; never half-written.
+
+    Failures to write (no permission, a full disk, a file where a folder should be) raise one ``OSError``
+    whose message names the folder or the file, never the temporary file.
+    """
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path}: already exists (pass overwrite=True / --overwrite to replace it)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix + ".part", dir=path.parent)
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix + ".part", dir=folder)
+    except OSError as err:
+        bad = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), folder)
+        raise os_error(err, bad) from err
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        writer(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
+        try:
+            writer(tmp)
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
+        except OSError as err:
+            if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS):
+                raise os_error(err, path) from err
+            raise
         if not overwrite and path.exists():
             raise FileExistsError(f"{path}: appeared while writing; not overwritten")
         os.replace(tmp, path)
@@ -346,123 +385,103 @@ def _umask() -> int:
     return mask
 
 
-def write_image(
+def write_bands(
     path: str | os.PathLike[str],
-    array: np.ndarray,
+    bands: Iterable[np.ndarray],
     *,
+    height: int,
+    width: int,
+    channels: int,
     bit_depth: int,
     reference: ImageData | None = None,
-    scale: float | None = None,
+    derivation: Any = None,
+    frames: int = 1,
     overwrite: bool = False,
 ) -> Path:
-    """Write pixels (H, W[, 3]) as PNG, TIFF or DICOM, chosen by suffix, keeping gray/RGB and bit depth.
+    """Write an image given band by band (rows top to bottom) as PNG, TIFF or DICOM, chosen by suffix.
 
-    DICOM output needs ``reference`` (the DICOM input): its tags are kept, rows/columns and pixel data are
-    replaced, the pixel spacing is divided by ``scale``, and a new SOP Instance UID is generated.
+    ``channels`` counts an alpha channel (2: gray + alpha, 4: RGBA; PNG and TIFF only). DICOM output needs
+    ``reference`` (the DICOM source; see :func:`mdrn.dicom.derived_dataset`) and ``derivation`` (a
+    :class:`mdrn.dicom.Derivation`); its bands run through all ``frames`` frames of ``height`` rows.
     """
     path = Path(path)
     suffix = path.suffix.lower()
-    array = np.ascontiguousarray(array)
-    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] != 3):
-        raise ValueError(f"{path}: cannot write pixels of shape {array.shape} (expected HxW or HxWx3)")
-    expected = np.uint8 if bit_depth <= 8 else np.uint16
-    if array.dtype != expected:
-        raise ValueError(
-            f"{path}: {bit_depth}-bit output needs {np.dtype(expected).name} pixels, got {array.dtype}"
-        )
-    if suffix == ".png":
-        writer = _png_writer(array, bit_depth)
+    if not 1 <= bit_depth <= 16:
+        raise ValueError(f"{path}: unsupported bit depth {bit_depth} (1 to 16)")
+    dtype = np.dtype(np.uint8 if bit_depth <= 8 else np.uint16)
+
+    def checked() -> Iterator[np.ndarray]:
+        for band in bands:
+            if band.dtype != dtype:
+                raise ValueError(
+                    f"{path}: {bit_depth}-bit output needs {dtype.name} pixels, got {band.dtype}"
+                )
+            yield band
+
+    if suffix in DICOM_SUFFIXES:
+        if reference is None or reference.dicom is None or derivation is None:
+            raise ValueError(f"{path}: DICOM output needs a DICOM input as reference (and a derivation)")
+        if channels != reference.channels:
+            raise ValueError(f"{path}: a DICOM of {reference.channels} channel(s) cannot hold {channels}")
+        from mdrn.dicom import derived_dataset, write_dicom
+
+        ds = derived_dataset(reference, derivation, frames=frames)
+        if (int(ds.Rows), int(ds.Columns)) != (height, width):
+            raise ValueError(
+                f"{path}: {width}x{height} pixels do not match the derived {ds.Columns}x{ds.Rows}"
+            )
+
+        def writer(tmp: Path) -> None:
+            with tmp.open("wb") as fh:
+                write_dicom(fh, ds, checked(), signed_offset=reference.signed_offset)
+
+    elif frames != 1:
+        raise ValueError(f"{path}: {suffix} holds one image, not {frames} frames (use .dcm)")
+    elif suffix == ".png":
+
+        def writer(tmp: Path) -> None:
+            from mdrn.writers import write_png
+
+            with tmp.open("wb") as fh:
+                write_png(fh, checked(), height=height, width=width, channels=channels, bit_depth=bit_depth)
+
     elif suffix in (".tif", ".tiff"):
-        writer = _tiff_writer(array)
-    elif suffix in DICOM_SUFFIXES:
-        if reference is None or reference.dicom is None:
-            raise ValueError(f"{path}: DICOM output needs a DICOM input as reference")
-        writer = _dicom_writer(array, reference, scale)
+
+        def writer(tmp: Path) -> None:
+            from mdrn.writers import write_tiff
+
+            write_tiff(tmp, checked(), height=height, width=width, channels=channels, dtype=dtype)
+
     else:
         raise ValueError(f"{path}: unsupported output format {suffix!r} (use .png, .tif or .dcm)")
     return atomic_write(path, writer, overwrite=overwrite)
 
 
-def _png_writer(array: np.ndarray, bit_depth: int) -> Callable[[Path], None]:
-    def write(tmp: Path) -> None:
-        if array.dtype == np.uint16 and array.ndim == 3:
-            import png
+def write_image(
+    path: str | os.PathLike[str],
+    array: np.ndarray,
+    *,
+    bit_depth: int,
+    alpha: np.ndarray | None = None,
+    reference: ImageData | None = None,
+    derivation: Any = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write pixels (H, W[, 3]) (and an optional alpha (H, W)) as PNG, TIFF or DICOM, chosen by suffix.
 
-            height, width = array.shape[:2]
-            writer = png.Writer(width, height, greyscale=False, bitdepth=16)
-            with tmp.open("wb") as fh:
-                writer.write(fh, array.reshape(height, width * 3).tolist())
-        else:
-            from PIL import Image
-
-            image = Image.fromarray(array)
-            image.save(tmp, format="PNG")
-        if bit_depth not in (8, 16):
-            _add_png_sbit(tmp, array, bit_depth)
-
-    return write
-
-
-def _add_png_sbit(path: Path, array: np.ndarray, bit_depth: int) -> None:
-    """Record the significant bits (e.g. 12 of 16) in an sBIT chunk, as the PNG standard provides."""
-    import zlib
-
-    data = path.read_bytes()
-    channels = 1 if array.ndim == 2 else 3
-    payload = bytes([bit_depth] * channels)
-    chunk = struct.pack(">I", len(payload)) + b"sBIT" + payload
-    chunk += struct.pack(">I", zlib.crc32(b"sBIT" + payload) & 0xFFFFFFFF)
-    ihdr_end = 8 + 8 + 13 + 4
-    path.write_bytes(data[:ihdr_end] + chunk + data[ihdr_end:])
-
-
-def _tiff_writer(array: np.ndarray) -> Callable[[Path], None]:
-    def write(tmp: Path) -> None:
-        import tifffile
-
-        photometric = "rgb" if array.ndim == 3 else "minisblack"
-        tifffile.imwrite(tmp, array, photometric=photometric, compression="zlib")
-
-    return write
-
-
-def _dicom_writer(array: np.ndarray, reference: ImageData, scale: float | None) -> Callable[[Path], None]:
-    def write(tmp: Path) -> None:
-        from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-        ds = copy.deepcopy(reference.dicom)
-        pixels = array
-        if reference.photometric == "RGB":
-            if array.ndim != 3:
-                raise ValueError("RGB DICOM reference needs RGB output pixels")
-            ds.PhotometricInterpretation = "RGB"
-            ds.SamplesPerPixel = 3
-            ds.PlanarConfiguration = 0
-        elif array.ndim != 2:
-            raise ValueError("monochrome DICOM reference needs gray output pixels")
-        if reference.signed_offset:
-            pixels = (array.astype(np.int32) - reference.signed_offset).astype(np.int16)
-        ds.Rows, ds.Columns = int(array.shape[0]), int(array.shape[1])
-        ds.BitsAllocated = 8 if pixels.dtype.itemsize == 1 else 16
-        ds.BitsStored = reference.bit_depth
-        ds.HighBit = reference.bit_depth - 1
-        ds.PixelData = pixels.tobytes()
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        for tag in ("PixelSpacing", "ImagerPixelSpacing", "NominalScannedPixelSpacing"):
-            if tag in ds and scale:
-                ds[tag].value = [f"{float(v) / scale:.6g}" for v in ds[tag].value]
-        uid = generate_uid()
-        ds.SOPInstanceUID = uid
-        ds.file_meta.MediaStorageSOPInstanceUID = uid
-        derivation = f"mdrn super-resolution x{scale:g}" if scale else "mdrn super-resolution"
-        ds.DerivationDescription = derivation
-        image_type = list(ds.get("ImageType", ["DERIVED", "SECONDARY"]))
-        if image_type:
-            image_type[0] = "DERIVED"
-            ds.ImageType = image_type
-        for tag in ("LossyImageCompression",):
-            if tag in ds:
-                del ds[tag]
-        ds.save_as(tmp, enforce_file_format=True)
-
-    return write
+    Gray/RGB and the bit depth are kept; DICOM output is a derived instance of ``reference`` described by
+    ``derivation`` (see :func:`write_bands`).
+    """
+    path = Path(path)
+    array = np.ascontiguousarray(array)
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] != 3):
+        raise ValueError(f"{path}: cannot write pixels of shape {array.shape} (expected HxW or HxWx3)")
+    if alpha is not None:
+        if alpha.shape != array.shape[:2]:
+            raise ValueError(f"{path}: alpha {alpha.shape} does not match the pixels {array.shape}")
+        array = np.dstack([array, alpha.astype(array.dtype)])
+    channels = 1 if array.ndim == 2 else array.shape[2]
+    return write_bands(
+        path, [array], height=array.shape[0], width=array.shape[1], channels=channels, bit_depth=bit_depth,
+        reference=reference, derivation=derivation, overwrite=overwrite,
+    )  # fmt: skip

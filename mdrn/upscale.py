@@ -1,12 +1,16 @@
-"""Command line for clinicians: enlarge PNG/JPEG/TIFF/BMP/DICOM images, keeping gray and bit depth.
+"""Command line for clinicians: enlarge images, DICOM series and NIfTI volumes, keeping gray and bit depth.
 
-``python -m mdrn.upscale INPUT... --scale 4 --weights W --output DIR`` (console script ``mdrn-upscale``).
-W is a weights file (ours, an official EDSR-PyTorch file, a Lightning ``.ckpt``), a name such as
-``mdsr`` (downloaded once and cached, see :mod:`mdrn.weights`), or ``bicubic`` (no weights needed).
-Each input gives ``DIR/<stem>_x<scale>.<png|tif|dcm>``: gray stays gray, 16-bit stays 16-bit, a 12-bit
-DICOM stays 12-bit (BitsStored kept; pixel spacing divided by the scale, new SOP Instance UID). Inputs
-that fail print one line naming the file and the problem, leave no output behind, and make the exit
-code 1; the other inputs are still processed.
+``python -m mdrn.upscale INPUT... --scale 2 --output DIR`` (console script ``mdrn-upscale``) enlarges with
+the shipped model (:data:`mdrn.weights.DEFAULT_MODEL`) unless ``--weights`` names another: a weights file
+(ours, an official EDSR-PyTorch file, a Lightning ``.ckpt``), a name such as ``mdsr`` (downloaded once and
+cached, see :mod:`mdrn.weights`), or ``bicubic`` (interpolation, no network). An INPUT is an image
+(PNG/JPEG/TIFF/BMP/DICOM), a multi-frame DICOM, a NIfTI volume (``.nii``/``.nii.gz``, enlarged in
+``--plane``), or a folder (its DICOM series, each one derived series, and its other images go to
+``DIR/<folder>_x<scale>_<model>/``). Outputs are named ``<stem>_x<scale>_<model>.<ext>`` (see
+:mod:`mdrn.enlarge`): gray stays gray, 16-bit stays 16-bit, a 12-bit DICOM stays 12-bit, and a derived
+DICOM is true to PS3.3 (see :mod:`mdrn.dicom`). Images over ``--max-pixels`` are refused from their
+header. Inputs that fail print one line naming the file and the problem, leave no output behind, and
+make the exit code 1; the other inputs are still processed.
 """
 
 from __future__ import annotations
@@ -15,130 +19,93 @@ import argparse
 import os
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
-from torch import nn
 
-from mdrn.inference import DEFAULT_OVERLAP, upscale
-from mdrn.io import ImageData, image_to_tensor, is_image_file, read_image, tensor_to_array, write_image
+from mdrn.enlarge import (
+    BICUBIC,
+    DEFAULT_TILE,
+    FORMATS,
+    UpscaleOptions,
+    describe_method,
+    enlarge_stack,
+    load_network,
+    model_name,
+    return_freed_memory,
+)
+from mdrn.inference import DEFAULT_OVERLAP
+from mdrn.inputs import Stack, open_inputs
+from mdrn.io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, ImageReadError
+from mdrn.nifti import PLANES
 
 __all__ = [
+    "BICUBIC",
     "DEFAULT_TILE",
     "FORMATS",
     "UpscaleOptions",
     "expand_inputs",
-    "load_network",
     "main",
-    "output_path",
+    "parse_pixel_limit",
 ]
 
-#: Default tile core size in LR pixels (bounded memory on CPU and GPU).
-DEFAULT_TILE = 256
-#: Output formats and their suffixes.
-FORMATS = {"png": ".png", "tiff": ".tif", "dcm": ".dcm"}
-#: The parameter-free model name.
-BICUBIC = "bicubic"
 
+def expand_inputs(
+    inputs: Iterable[str | os.PathLike[str]], out_dir: Path, folder_suffix: str, opts: UpscaleOptions
+) -> list[tuple[Stack | str, Path]]:
+    """In input order, (stack, its output folder) or (error line, output folder) for every input.
 
-@dataclass
-class UpscaleOptions:
-    """How to upscale: scale, tiling, ensemble, device, output format and overwrite policy."""
-
-    scale: int
-    tile: int | None = DEFAULT_TILE
-    overlap: int | None = DEFAULT_OVERLAP  # None: the network's receptive radius (seamless tiles)
-    ensemble: bool = False
-    device: str | None = None
-    fmt: str | None = None
-    overwrite: bool = False
-
-
-def load_network(weights: str | os.PathLike[str], scale: int | None = None) -> nn.Module:
-    """The network for ``weights``: ``"bicubic"`` (parameter-free) or whatever ``load_model`` reads."""
-    if str(weights).lower() == BICUBIC:
-        from mdrn.models import Bicubic
-
-        scales = sorted({2, 3, 4} | ({int(scale)} if scale else set()))
-        return Bicubic(scales=scales).eval()
-    from mdrn.weights import load_model
-
-    return load_model(weights)
-
-
-def expand_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """Inputs as files: folders are replaced by the image files they hold (sorted, not recursive)."""
-    files: list[Path] = []
+    A folder's stacks go to ``out_dir/<folder><folder_suffix>``, a file's to ``out_dir``; a file that
+    cannot be opened gives one line naming it.
+    """
+    found: list[tuple[Stack | str, Path]] = []
     for item in inputs:
         path = Path(item)
-        if path.is_dir():
-            files.extend(sorted(p for p in path.iterdir() if p.is_file() and is_image_file(p)))
-        else:
-            files.append(path)
-    return files
-
-
-def output_format(image: ImageData, fmt: str | None) -> str:
-    """The output format: the one asked for, else DICOM for DICOM, TIFF for TIFF, PNG otherwise."""
-    if fmt is not None:
-        if fmt not in FORMATS:
-            raise ValueError(f"unknown output format {fmt!r} (choose from {sorted(FORMATS)})")
-        if fmt == "dcm" and image.dicom is None:
-            raise ValueError("DICOM output needs a DICOM input (use --format png or tiff)")
-        return fmt
-    if image.dicom is not None:
-        return "dcm"
-    if image.meta.get("format") == "TIFF":
-        return "tiff"
-    return "png"
-
-
-def output_path(src: Path, out_dir: Path, scale: int, fmt: str) -> Path:
-    """``out_dir/<stem>_x<scale><suffix>``."""
-    return Path(out_dir) / f"{src.stem}_x{scale}{FORMATS[fmt]}"
-
-
-def upscale_image(net: nn.Module, image: ImageData, opts: UpscaleOptions) -> np.ndarray:
-    """Upscaled pixels of ``image`` as uint8/uint16 in its own bit depth (gray stays gray)."""
-    x = image_to_tensor(image)
-    y = upscale(
-        net, x, opts.scale, tile=opts.tile, overlap=opts.overlap, ensemble=opts.ensemble, device=opts.device
-    )
-    return tensor_to_array(y, image.bit_depth)
-
-
-def upscale_file(net: nn.Module, src: Path, out_dir: Path, opts: UpscaleOptions) -> Path:
-    """Read, upscale and write one file atomically; return the output path (errors name the file)."""
-    image = read_image(src)
-    fmt = output_format(image, opts.fmt)
-    dest = output_path(src, out_dir, opts.scale, fmt)
-    if dest.exists() and not opts.overwrite:
-        raise FileExistsError(f"{dest}: already exists (use --overwrite to replace it)")
-    array = upscale_image(net, image, opts)
-    return write_image(
-        dest, array, bit_depth=image.bit_depth, reference=image, scale=opts.scale, overwrite=opts.overwrite
-    )
+        dest = out_dir / f"{path.name}{folder_suffix}" if path.is_dir() else out_dir
+        problems: list[ImageReadError] = []
+        try:
+            stacks = open_inputs(path, plane=opts.plane, max_pixels=opts.max_pixels, errors=problems)
+        except (ValueError, OSError) as err:
+            found.append((_message(path, err), dest))
+            continue
+        found += [(_message(e.path, e), dest) for e in problems]
+        found += [(stack, dest) for stack in stacks]
+        if path.is_dir() and not stacks and not problems:
+            found.append((f"{path}: no images, DICOM series or NIfTI volumes in this folder", dest))
+    return found
 
 
 def _message(src: Path, err: BaseException) -> str:
-    """One line naming the file and the problem."""
+    """One line naming the file and the problem (errors of writing name the output file themselves)."""
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return text if str(src) in text else f"{src}: {text}"
+    return text if str(src) in text or isinstance(err, OSError) else f"{src}: {text}"
+
+
+def parse_pixel_limit(text: str) -> int:
+    """``--max-pixels`` value: an integer or a float such as ``2e8``; 0 means no limit."""
+    try:
+        value = int(float(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a number of pixels: {text!r}") from exc
+    if value < 0:
+        raise argparse.ArgumentTypeError("the pixel limit must be >= 0 (0: no limit)")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
+    from mdrn.weights import DEFAULT_MODEL
+
     p = argparse.ArgumentParser(
         prog="mdrn-upscale",
-        description="Enlarge medical images (PNG, JPEG, TIFF, BMP, DICOM) with a super-resolution network.",
+        description="Enlarge medical images (PNG, JPEG, TIFF, BMP, DICOM, DICOM series, NIfTI volumes).",
     )
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image or volume files, or folders")
     p.add_argument("--scale", type=int, required=True, help="magnification (e.g. 2, 3, 4)")
     p.add_argument(
         "--weights",
-        required=True,
-        help="weights file (.safetensors, official .pt, .ckpt), a name such as mdsr, or 'bicubic'",
+        default=DEFAULT_MODEL,
+        help=f"the model: {DEFAULT_MODEL} (default, shipped), a weights file (.safetensors, official .pt, "
+        ".ckpt), a name such as mdsr, or 'bicubic' (interpolation, no network)",
     )
     p.add_argument("--output", "-o", required=True, type=Path, help="output folder (created if missing)")
     p.add_argument(
@@ -155,19 +122,58 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--ensemble", action="store_true", help="x8 geometric self-ensemble (8x slower)")
     p.add_argument(
-        "--format", choices=sorted(FORMATS), default=None, help="output format (default: dcm for DICOM "
-        "input, tiff for TIFF, png otherwise)"
+        "--format", choices=sorted(FORMATS), default=None, help="output format of images (default: dcm for "
+        "DICOM input, tiff for TIFF, png otherwise); series stay DICOM, volumes NIfTI"
     )  # fmt: skip
+    p.add_argument(
+        "--plane", choices=PLANES, default="ij", help="plane a NIfTI volume is enlarged in: two voxel axes "
+        "(ij: the first two, default) or an anatomical plane read from the affine"
+    )  # fmt: skip
+    p.add_argument(
+        "--max-pixels",
+        type=parse_pixel_limit,
+        default=DEFAULT_MAX_PIXELS,
+        help="refuse input images (or slices) of more pixels, checked before decoding "
+        f"(default {DEFAULT_MAX_PIXELS:.0e}; 0 = no limit)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda if available)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     return p
 
 
+def _prepare_output(out: Path) -> str | None:
+    """Create the output folder and try writing in it; why it cannot be used, or None."""
+    import tempfile
+
+    from mdrn.io import os_error
+
+    if out.exists() and not out.is_dir():
+        return f"{out}: -o names a file; give the folder to write the enlarged images into"
+    if not out.exists() and out.suffix.lower() in (*IMAGE_SUFFIXES, ".nii", ".gz"):
+        return f"{out}: -o takes a folder, not a file name (outputs are named <input>_x<scale>_<model>)"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as err:
+        bad = next((p for p in (out, *out.parents) if p.exists()), out)
+        return str(os_error(err, bad if bad.is_dir() else out))
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return 0 if every input was written, 1 if any failed, 2 on a setup error."""
     args = _parser().parse_args(argv)
+    return_freed_memory()
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.tile < 0 or (args.overlap is not None and args.overlap < 0):
+        print("error: --tile and --overlap must be >= 0", file=sys.stderr)
+        return 2
+    problem = _prepare_output(args.output)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     try:
         net = load_network(args.weights, args.scale)
     except Exception as err:  # noqa: BLE001 - one clear line for any unusable weights
@@ -180,11 +186,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    if args.tile < 0 or (args.overlap is not None and args.overlap < 0):
-        print("error: --tile and --overlap must be >= 0", file=sys.stderr)
-        return 2
+    from mdrn.dicom import Derivation
     from mdrn.perf import prepare_for_inference
 
+    how = Derivation(args.scale, describe_method(args.weights, net), model_name(args.weights))
     net = prepare_for_inference(net, device)  # the device's measured fast path (CPU: NHWC, threads)
     opts = UpscaleOptions(
         scale=args.scale,
@@ -194,27 +199,51 @@ def main(argv: Sequence[str] | None = None) -> int:
         device=device,
         fmt=args.format,
         overwrite=args.overwrite,
+        max_pixels=args.max_pixels or None,
+        plane=args.plane,
     )
-    files = expand_inputs(args.inputs)
-    if not files:
+    items = expand_inputs(args.inputs, args.output, f"_x{args.scale}_{how.model}", opts)
+    if not items:
         print("error: no input images found", file=sys.stderr)
         return 2
+    print(f"x{args.scale} by {how.method}", file=sys.stdout)
     from tqdm import tqdm
 
     failed = 0
-    bar = tqdm(files, unit="image", disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
-    for src in bar:
-        bar.set_postfix_str(src.name, refresh=False)
+    total = sum(stack.n_slices if isinstance(stack, Stack) else 1 for stack, _ in items)
+    bar = tqdm(total=total, unit="slice", disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
+    for stack, dest in items:
+        if isinstance(stack, str):
+            failed += 1
+            bar.update(1)
+            tqdm.write(f"error: {stack}", file=sys.stderr)
+            continue
+        bar.set_postfix_str(stack.path.name, refresh=False)
+        base, slice_errors = bar.n, []
+
+        def progress(done: int, _total: int, base: int = base) -> None:
+            bar.update(base + done - bar.n)
+
         try:
-            dest = upscale_file(net, src, args.output, opts)
+            with stack:
+                written = enlarge_stack(net, stack, dest, opts, how, progress=progress, errors=slice_errors)
         except (ValueError, OSError, RuntimeError) as err:
             failed += 1
-            tqdm.write(f"error: {_message(src, err)}", file=sys.stderr)
+            tqdm.write(f"error: {_message(stack.path, err)}", file=sys.stderr)
             continue
-        tqdm.write(f"wrote {dest}", file=sys.stdout)
+        finally:
+            bar.update(base + stack.n_slices - bar.n)
+        failed += len(slice_errors)
+        for file, err in slice_errors:
+            tqdm.write(f"error: {_message(file, err)}", file=sys.stderr)
+        if len(written) > 3:
+            tqdm.write(f"wrote {len(written)} files of {stack.path} in {written[0].parent}", file=sys.stdout)
+        else:
+            for path in written:
+                tqdm.write(f"wrote {path}", file=sys.stdout)
     bar.close()
     if failed:
-        print(f"{failed} of {len(files)} input(s) failed", file=sys.stderr)
+        print(f"{failed} input(s) failed", file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -1,19 +1,30 @@
-"""The Gradio app's logic and layout, without a browser (see test_app_browser.py for the real page)."""
+"""The Gradio app's logic and layout without a browser (test_app_browser.py drives the real page)."""
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
+from medical_data import dicom_file, make_ct_series, make_nifti
 from PIL import Image
-from pydicom.data import get_testdata_file
 
 gr = pytest.importorskip("gradio")
 
 from mdrn import app as app_module  # noqa: E402
-from mdrn.app import Result, build_app, detail_overlay, process_files, render, save_results  # noqa: E402
+from mdrn.app import (  # noqa: E402
+    Sessions,
+    available_models,
+    build_app,
+    detail_overlay,
+    process_files,
+    render,
+    save_results,
+    slice_info,
+)
 from mdrn.display import Window  # noqa: E402
 from mdrn.io import ImageData, read_image  # noqa: E402
 
@@ -25,33 +36,79 @@ def _gray16(path: Path) -> Path:
 
 
 def test_build_app_without_launching() -> None:
-    blocks = build_app(["bicubic"])
+    blocks = build_app([("bicubic (interpolation, no network)", "bicubic")])
     assert isinstance(blocks, gr.Blocks)
-    ids = {getattr(c, "elem_id", None) for c in blocks.blocks.values()}
-    assert {"files", "scale", "model", "enlarge", "status", "slider", "overlay", "folder", "save"} <= ids
-    assert any(isinstance(c, gr.ImageSlider) for c in blocks.blocks.values())
+    ids = {getattr(c, "elem_id", None): c for c in blocks.blocks.values()}
+    expected = {
+        "files",
+        "series",
+        "scale",
+        "model",
+        "enlarge",
+        "status",
+        "slider",
+        "overlay",
+        "folder",
+        "save",
+    }
+    assert expected | {"slice", "slice_info"} <= set(ids)
+    assert ids["model"].allow_custom_value is False  # only the listed models
+    assert build_app(["bicubic"], allow_any_weights=True).blocks is not None
 
 
-def test_process_and_save_keep_bit_depth_and_format(tmp_path) -> None:
+def test_model_list_names_what_each_model_is(tmp_path) -> None:
+    from mdrn.weights import DEFAULT_MODEL, PRETRAINED_DIR
+
+    choices = available_models([str(tmp_path / "mine.safetensors")])
+    labels = dict((value, label) for label, value in choices)
+    assert labels["bicubic"] == "bicubic (interpolation, no network)"
+    assert choices[-1] == (str(tmp_path / "mine.safetensors"),) * 2
+    if (PRETRAINED_DIR / f"{DEFAULT_MODEL}.safetensors").is_file():
+        assert choices[0] == (f"{DEFAULT_MODEL} (shipped model)", DEFAULT_MODEL)  # the default
+
+
+def test_process_and_save_keep_bit_depth_format_and_name_the_model(tmp_path) -> None:
     png = _gray16(tmp_path / "g16.png")
     bad = tmp_path / "broken.png"
     bad.write_bytes(png.read_bytes()[:40])
-    dcm = Path(get_testdata_file("MR_small.dcm"))
-    results, errors = process_files([png, bad, dcm], 2, "bicubic")
+    dcm = dicom_file("MR_small.dcm")
+    results, errors = process_files([png, bad, dcm], 2, "bicubic", tmp_path / "work")
     assert [r.name for r in results] == ["g16.png", "MR_small.dcm"]
     assert len(errors) == 1 and errors[0].startswith("broken.png") and str(tmp_path) not in errors[0]
-    assert results[0].output.dtype == np.uint16 and results[0].output.shape == (40, 52)
+    assert results[0].output.slice(0).array.shape == (40, 52)
     out = tmp_path / "saved"
     lines = save_results(results, out)
     assert all(line.startswith("saved") for line in lines), lines
-    back = read_image(out / "g16_x2.png")
+    back = read_image(out / "g16_x2_bicubic.png")
     assert back.bit_depth == 16 and back.array.shape == (40, 52)
-    np.testing.assert_array_equal(back.array, results[0].output)
-    ds = pydicom.dcmread(out / "MR_small_x2.dcm")
+    ds = pydicom.dcmread(out / "MR_small_x2_bicubic.dcm")
     assert (ds.Rows, ds.Columns) == (128, 128) and ds.BitsStored == pydicom.dcmread(dcm).BitsStored
+    assert "bicubic interpolation (no network)" in ds.DerivationDescription
     # a second save does not overwrite unless asked
     assert all(line.startswith("not saved") for line in save_results(results, out))
     assert all(line.startswith("saved") for line in save_results(results, out, overwrite=True))
+
+
+def test_series_and_volume_show_every_slice(tmp_path) -> None:
+    files = make_ct_series(tmp_path / "CT", 4)
+    make_nifti(tmp_path / "head.nii.gz")
+    results, errors = process_files([*files, tmp_path / "head.nii.gz"], 2, "bicubic", tmp_path / "work")
+    assert errors == []
+    series, volume = sorted(results, key=lambda r: r.source.kind)
+    assert (series.source.kind, series.n_slices, volume.source.kind, volume.n_slices) == (
+        "series",
+        4,
+        "volume",
+        5,
+    )
+    assert "slice 4 of 4" in slice_info(series, 3) and "IM0000" in slice_info(series, 3)
+    first, last = render(series, 0, None, None, "1x", 50, 50), render(series, 3, None, None, "1x", 50, 50)
+    assert first[1].shape == (512, 512) and not np.array_equal(first[1], last[1])  # 256 px shown at 2x
+    before, after, detail = render(volume, 4, None, None, "2x", 50, 50)
+    assert before.shape == after.shape and detail.shape[2] == 3
+    lines = save_results(results, tmp_path / "saved")
+    assert f"saved 4 files of {series.name} in {tmp_path / 'saved' / f'{series.name}_x2_bicubic'}" in lines
+    assert (tmp_path / "saved" / "head_x2_bicubic.nii.gz").is_file()
 
 
 def test_scale_the_model_lacks_is_a_clear_error(tmp_path) -> None:
@@ -63,36 +120,120 @@ def test_scale_the_model_lacks_is_a_clear_error(tmp_path) -> None:
     torch.manual_seed(0)
     weights = save_model(MDRN(n_resblocks=1, n_feats=8, scales=(2,)), tmp_path / "x2.safetensors")
     with pytest.raises(ValueError, match="no x4 branch"):
-        process_files([_gray16(tmp_path / "a.png")], 4, str(weights))
+        process_files([_gray16(tmp_path / "a.png")], 4, str(weights), tmp_path / "work")
 
 
-def test_detail_overlay_colours_and_zoom() -> None:
+def test_detail_overlay_colours() -> None:
     base = np.full((32, 32), 30000, np.uint16)
     out = base.copy()
     out[4:10, 4:10] += 4000  # the network made this brighter than bicubic
     out[20:26, 20:26] -= 4000  # and this darker
-    image = ImageData(base[::2, ::2].copy(), 16)
-    r = Result("x.png", image, out, base, 2, "test")
-    ov = detail_overlay(r, Window(30000.5, 20001))
+    ov = detail_overlay(ImageData(base[::2, ::2].copy(), 16), out, base, Window(30000.5, 20001))
     assert ov.dtype == np.uint8 and ov.shape == (32, 32, 3)
     red, blue = ov[6, 6].astype(int), ov[22, 22].astype(int)
     assert red[0] > red[2] + 50 and blue[2] > blue[0] + 50
     assert ov[15, 15, 0] == ov[15, 15, 1] == ov[15, 15, 2]  # no added detail: plain gray
-    pair, overlay = render([r], 0, 30000.5, 20001, "4x", 12.5, 12.5)
-    before, after = pair
-    k = 512 // 32  # small pictures are enlarged by whole pixels for display
-    assert before.shape == after.shape == (32 * k, 32 * k) and overlay.shape == (32 * k, 32 * k, 3)
-    np.testing.assert_array_equal(
-        overlay[:: 4 * k, :: 4 * k], ov[0:8, 0:8]
-    )  # 4x zoom of the top-left quarter
 
 
-def test_main_binds_localhost_without_share(monkeypatch) -> None:
+def test_closing_a_session_deletes_its_uploads_and_results(tmp_path) -> None:
+    sessions = Sessions(tmp_path / "app")
+    upload = tmp_path / "uploads" / "abc123" / "patient.dcm"
+    upload.parent.mkdir(parents=True)
+    upload.write_bytes(dicom_file("CT_small.dcm").read_bytes())
+    session = sessions.get("tab-1")
+    session.uploads.add(upload)
+    session.results, _ = process_files([upload], 2, "bicubic", session.folder / "run-1")
+    assert any(session.folder.rglob("*.dcm"))
+    sessions.close("tab-1")
+    assert not upload.exists() and not upload.parent.exists() and not session.folder.exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_clinician_path_through_the_buttons(tmp_path, monkeypatch) -> None:
+    """Open a CT series, enlarge x2, scroll, save, import the result: through the page's own endpoints."""
+    from gradio_client import Client, handle_file
+
+    from mdrn.inputs import open_inputs
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "app"))
+    files = make_ct_series(tmp_path / "CT", 3)
+    blocks = build_app([("bicubic (interpolation, no network)", "bicubic")], save_dir=tmp_path / "saved")
+    port = _free_port()
+    blocks.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=str(tmp_path / "client"))
+        display = [0, 0, "1x", 50, 50]
+        from gradio_client.exceptions import AppError
+
+        with pytest.raises(AppError, match="not in the list of choices"):  # only the offered models
+            client.predict(
+                [handle_file(str(files[0]))], None, "x2", "mdsr", False, *display, api_name="/on_enlarge"
+            )
+        out = client.predict([handle_file(str(p)) for p in files], None, "x2", "bicubic", False, *display,
+                             api_name="/on_enlarge")  # fmt: skip
+        slider, _, status, shown, _, info = out  # the session's state stays on the server
+        assert "1 of 1 image(s) enlarged" in status and "bicubic interpolation (no network)" in status
+        assert "slice 1 of 3" in info and len(slider) == 2
+        shown = shown["value"]
+        view = client.predict(shown, 3, *display, api_name="/on_view")
+        assert "slice 3 of 3" in view[2]
+        saved = client.predict(str(tmp_path / "saved"), False, api_name="/on_save")
+        assert saved.startswith("saved 3 files")
+    finally:
+        blocks.close()
+    (series,) = open_inputs(next((tmp_path / "saved").iterdir()))
+    sources = [pydicom.dcmread(p) for p in sorted(files, key=lambda p: -int(p.name[2:]))]  # by position
+    derived = [pydicom.dcmread(p) for p in series.files]
+    assert len({d.SeriesInstanceUID for d in derived}) == 1
+    for src, got in zip(sources, derived):
+        assert got.InstanceNumber == src.InstanceNumber and got.StudyInstanceUID == src.StudyInstanceUID
+        assert got.SeriesInstanceUID != src.SeriesInstanceUID and list(got.ImageType)[:2] == [
+            "DERIVED",
+            "SECONDARY",
+        ]
+        assert got.Rows == 2 * src.Rows
+
+
+def test_main_binds_localhost_without_share_and_cleans_up(monkeypatch, tmp_path) -> None:
+    import tempfile
+
     seen: dict = {}
-    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kw: seen.update(kw))
+
+    def fake_launch(self, **kw):
+        seen.update(kw, temp=os.environ["GRADIO_TEMP_DIR"])
+        Path(os.environ["GRADIO_TEMP_DIR"], "upload.dcm").write_bytes(b"patient data")
+
+    monkeypatch.setattr(gr.Blocks, "launch", fake_launch)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setenv("GRADIO_TEMP_DIR", "")
     assert app_module.main(["--port", "7999"]) == 0
     assert seen["server_name"] == "127.0.0.1" and seen["share"] is False and seen["server_port"] == 7999
     assert seen["max_file_size"]
-    import os
-
+    assert Path(seen["temp"]).parent == tmp_path and not Path(seen["temp"]).exists()  # deleted at exit
     assert os.environ.get("GRADIO_ANALYTICS_ENABLED") == "False"
+
+
+def test_bomb_upload_is_refused_and_alpha_is_kept(tmp_path) -> None:
+    from medical_data import make_png_bomb
+
+    from mdrn.app import _describe
+    from mdrn.io import write_image
+
+    rgba = write_image(
+        tmp_path / "overlay.png",
+        np.full((12, 10, 3), 90, np.uint8),
+        bit_depth=8,
+        alpha=np.tile(np.arange(10, dtype=np.uint8) * 25, (12, 1)),
+    )
+    results, errors = process_files(
+        [make_png_bomb(tmp_path / "bomb.png"), rgba], 2, "bicubic", tmp_path / "w"
+    )
+    assert len(errors) == 1 and errors[0].startswith("bomb.png") and "exceed the limit" in errors[0]
+    assert "alpha kept (enlarged with bicubic)" in _describe(results[0])
+    save_results(results, tmp_path / "saved")
+    assert read_image(tmp_path / "saved" / "overlay_x2_bicubic.png").alpha.shape == (24, 20)

@@ -183,11 +183,11 @@ def test_app_in_chromium(tmp_path) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
 
-    assert "chest16_x2.png" in saved and "MR_small_x2.dcm" in saved, saved
-    out = read_image(save_dir / "chest16_x2.png")
+    assert "chest16_x2_tiny.png" in saved and "MR_small_x2_tiny.dcm" in saved, saved
+    out = read_image(save_dir / "chest16_x2_tiny.png")
     assert out.array.dtype == np.uint16 and out.bit_depth == 16 and out.array.shape == (80, 96)
     assert len(np.unique(out.array)) > 256  # really 16-bit content, not 8-bit values stored in 16 bits
-    ds = pydicom.dcmread(save_dir / "MR_small_x2.dcm")
+    ds = pydicom.dcmread(save_dir / "MR_small_x2_tiny.dcm")
     ref = pydicom.dcmread(dcm)
     assert (ds.Rows, ds.Columns) == (2 * ref.Rows, 2 * ref.Columns)
     assert ds.BitsStored == ref.BitsStored and ds.SOPInstanceUID != ref.SOPInstanceUID

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from mdrn.dicom import Derivation
 from mdrn.io import ImageReadError, image_to_tensor, read_image, tensor_to_array, write_image
 
 RNG = np.random.default_rng(0)
@@ -56,7 +57,8 @@ def test_dicom_round_trip_keeps_tags_and_divides_spacing(tmp_path: Path) -> None
     assert image.dicom is not None and image.signed_offset == 1 << 15
     assert image.array.dtype == np.uint16
     up = np.repeat(np.repeat(image.array, 2, axis=0), 2, axis=1)
-    out = write_image(tmp_path / "ct_x2.dcm", up, bit_depth=image.bit_depth, reference=image, scale=2)
+    how = Derivation(2, "pixel repetition", "nearest")
+    out = write_image(tmp_path / "ct_x2.dcm", up, bit_depth=image.bit_depth, reference=image, derivation=how)
     ds = pydicom.dcmread(out)
     ref = pydicom.dcmread(src)
     assert (ds.Rows, ds.Columns) == (2 * ref.Rows, 2 * ref.Columns)
@@ -135,3 +137,54 @@ def test_bad_input_gives_one_clear_error_naming_the_file(tmp_path: Path, make, m
     with pytest.raises(ImageReadError, match=message) as info:
         read_image(path)
     assert str(path) in str(info.value)
+
+
+def test_pixel_limit_is_checked_from_the_header(tmp_path: Path) -> None:
+    from medical_data import make_png_bomb
+
+    bomb = make_png_bomb(tmp_path / "bomb.png")
+    assert bomb.stat().st_size < 200_000
+    with pytest.raises(ImageReadError, match=r"12000x12000 pixels \(144.0 megapixels\) exceed the limit"):
+        read_image(bomb)
+    small = write_image(tmp_path / "small.tif", np.zeros((100, 120), np.uint16), bit_depth=16)
+    with pytest.raises(ImageReadError, match="small.tif"):
+        read_image(small, max_pixels=10_000)
+    assert read_image(small, max_pixels=12_000).array.shape == (100, 120)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_truncated_files_are_errors_not_partial_images(tmp_path: Path, suffix) -> None:
+    rgb16 = RNG.integers(0, 65536, (64, 80, 3)).astype(np.uint16)
+    full = write_image(tmp_path / f"full{suffix}", rgb16, bit_depth=16)
+    cut = tmp_path / f"cut{suffix}"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size * 2 // 3])
+    with pytest.raises(ImageReadError, match="cut"):
+        read_image(cut)
+
+
+@pytest.mark.parametrize(
+    ("channels", "dtype", "bits"), [(3, np.uint8, 8), (1, np.uint8, 8), (3, np.uint16, 16)]
+)
+def test_alpha_is_read_and_written(tmp_path: Path, channels, dtype, bits) -> None:
+    shape = (9, 11) if channels == 1 else (9, 11, 3)
+    array = RNG.integers(0, 1 << bits, shape).astype(dtype)
+    alpha = RNG.integers(0, 1 << bits, (9, 11)).astype(dtype)
+    for suffix in (".png", ".tif"):
+        path = write_image(tmp_path / f"a{channels}{bits}{suffix}", array, bit_depth=bits, alpha=alpha)
+        back = read_image(path)
+        np.testing.assert_array_equal(back.array, array)
+        np.testing.assert_array_equal(back.alpha, alpha)
+
+
+def test_write_errors_name_the_folder_not_a_temporary_file(tmp_path: Path) -> None:
+    import errno
+
+    from mdrn.io import os_error
+
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    with pytest.raises(OSError, match="afile") as info:
+        write_image(blocker / "out.png", np.zeros((4, 4), np.uint8), bit_depth=8)
+    assert ".part" not in str(info.value)
+    err = os_error(OSError(errno.ENOSPC, "No space left on device", "/x/.a.123.png.part"), tmp_path / "a.png")
+    assert str(err) == f"{tmp_path / 'a.png'}: no space left on device" and err.errno == errno.ENOSPC

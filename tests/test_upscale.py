@@ -15,7 +15,7 @@ from PIL import Image
 from pydicom.data import get_testdata_file
 
 from mdrn.inference import upscale
-from mdrn.io import image_to_tensor, read_image, tensor_to_array
+from mdrn.io import ImageData, image_to_tensor, read_image, tensor_to_array
 from mdrn.models import MDRN, Bicubic
 from mdrn.upscale import main
 from mdrn.weights import save_model
@@ -56,7 +56,7 @@ def test_formats_keep_gray_and_bit_depth(tmp_path, name, kind, bit_depth, channe
     src = _make(tmp_path / name, kind)
     out = tmp_path / "out"
     assert main([str(src), "--scale", "3", "--weights", "bicubic", "-o", str(out), "-q"]) == 0
-    dest = out / f"{src.stem}_x3{out_suffix}"
+    dest = out / f"{src.stem}_x3_bicubic{out_suffix}"
     got = read_image(dest)
     ref = read_image(src)
     assert got.bit_depth == bit_depth
@@ -71,7 +71,7 @@ def test_dicom_out(tmp_path, name) -> None:
     src = Path(get_testdata_file(name))
     out = tmp_path / "out"
     assert main([str(src), "--scale", "2", "--weights", "bicubic", "-o", str(out), "-q"]) == 0
-    dest = out / f"{src.stem}_x2.dcm"
+    dest = out / f"{src.stem}_x2_bicubic.dcm"
     ref, got = pydicom.dcmread(src), pydicom.dcmread(dest)
     assert (got.Rows, got.Columns) == (ref.Rows * 2, ref.Columns * 2)
     assert got.BitsStored == ref.BitsStored and got.BitsAllocated == 16
@@ -89,7 +89,7 @@ def test_dicom_out(tmp_path, name) -> None:
     assert (
         main([str(src), "--scale", "2", "--weights", "bicubic", "-o", str(out), "-q", "--format", "png"]) == 0
     )
-    png = read_image(out / f"{src.stem}_x2.png")
+    png = read_image(out / f"{src.stem}_x2_bicubic.png")
     assert png.array.dtype == back.array.dtype and png.channels == 1
 
 
@@ -119,7 +119,7 @@ def test_bad_inputs_one_line_each_no_partial_output(tmp_path, capsys) -> None:
     joined = "\n".join(err)
     for problem in ("truncated", "empty", "not a recognised image", "too small", "no pixel data"):
         assert problem in joined
-    assert sorted(p.name for p in out.iterdir()) == ["good_x2.png"]  # no partial or temporary files
+    assert sorted(p.name for p in out.iterdir()) == ["good_x2_bicubic.png"]  # no partial or temporary files
 
 
 def test_model_weights_scale_it_lacks_and_tiling(tmp_path, capsys) -> None:
@@ -138,14 +138,14 @@ def test_model_weights_scale_it_lacks_and_tiling(tmp_path, capsys) -> None:
     img = read_image(src)
     with torch.no_grad():
         ref = tensor_to_array(net(image_to_tensor(img)[None], 2), 8)
-    np.testing.assert_array_equal(read_image(out / "img_x2.png").array, ref)
+    np.testing.assert_array_equal(read_image(out / "img_x2_tiny.png").array, ref)
 
 
 def test_existing_output_kept_unless_overwrite(tmp_path, capsys) -> None:
     src = _make(tmp_path / "a.png", "gray8")
     out = tmp_path / "out"
     out.mkdir()
-    dest = out / "a_x2.png"
+    dest = out / "a_x2_bicubic.png"
     dest.write_bytes(b"precious")
     assert main([str(src), "--scale", "2", "--weights", "bicubic", "-o", str(out), "-q"]) == 1
     assert "already exists" in capsys.readouterr().err
@@ -162,4 +162,163 @@ def test_module_entry_point(tmp_path) -> None:
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
-    assert read_image(tmp_path / "o" / "g_x2.tif").array.dtype == np.uint16
+    assert read_image(tmp_path / "o" / "g_x2_bicubic.tif").array.dtype == np.uint16
+
+
+def test_pixel_bomb_is_refused_before_decoding(tmp_path, capsys) -> None:
+    from medical_data import make_png_bomb
+
+    bomb = make_png_bomb(tmp_path / "bomb.png")
+    out = tmp_path / "out"
+    assert main([str(bomb), "--scale", "2", "--weights", "bicubic", "-o", str(out), "-q"]) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert (
+        len(err) == 1 and "bomb.png" in err[0] and "144.0 megapixels" in err[0] and "--max-pixels" in err[0]
+    )
+    assert list(out.iterdir()) == []
+    src = _make(tmp_path / "g.png", "gray8")  # 18 x 22 = 396 pixels
+    assert (
+        main([str(src), "--scale", "2", "--weights", "bicubic", "-o", str(out), "-q", "--max-pixels", "300"])
+        == 1
+    )
+    assert (
+        main([str(src), "--scale", "2", "--weights", "bicubic", "-o", str(out), "-q", "--max-pixels", "4e2"])
+        == 0
+    )
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_rgba_keeps_its_alpha_enlarged_with_bicubic(tmp_path, bits) -> None:
+    from mdrn.io import write_image
+
+    rng = np.random.default_rng(1)
+    dtype = np.uint8 if bits == 8 else np.uint16
+    rgb = rng.integers(0, 1 << bits, (14, 17, 3)).astype(dtype)
+    alpha = rng.integers(0, 1 << bits, (14, 17)).astype(dtype)
+    src = write_image(tmp_path / "rgba.png", rgb, bit_depth=bits, alpha=alpha)
+    assert main([str(src), "--scale", "2", "--weights", "bicubic", "-o", str(tmp_path / "o"), "-q"]) == 0
+    got = read_image(tmp_path / "o" / "rgba_x2_bicubic.png")
+    expected_alpha = tensor_to_array(upscale(Bicubic(), image_to_tensor(ImageData(alpha, bits)), 2), bits)
+    np.testing.assert_array_equal(got.alpha, expected_alpha)
+    np.testing.assert_array_equal(got.array, _bicubic_expected(src, 2))
+
+
+def test_large_images_stream_in_bands_with_the_untiled_result(tmp_path, monkeypatch) -> None:
+    import mdrn.enlarge
+
+    torch.manual_seed(0)
+    net = MDRN(n_resblocks=2, n_feats=8, scales=(2,), n_colors=1).eval()
+    weights = save_model(net, tmp_path / "tiny.safetensors")
+    src = _make(tmp_path / "img.tif", "gray16")  # 18 rows
+    bands = []
+    original = mdrn.enlarge.enlarge_bands
+
+    def counted(*args, **kwargs):
+        for band in original(*args, **kwargs):
+            bands.append(band.shape)
+            yield band
+
+    monkeypatch.setattr(mdrn.enlarge, "enlarge_bands", counted)
+    monkeypatch.setattr(mdrn.enlarge, "DEFAULT_BAND_VALUES", 22 * 4 * 5)  # 5 input rows per band
+    out = tmp_path / "out"
+    assert (
+        main([str(src), "--scale", "2", "--weights", str(weights), "-o", str(out), "-q", "--overlap", "19"])
+        == 0
+    )
+    assert [shape[0] for shape in bands] == [10, 10, 10, 6]
+    with torch.no_grad():
+        ref = tensor_to_array(net(image_to_tensor(read_image(src))[None], 2), 16)
+    np.testing.assert_array_equal(read_image(out / "img_x2_tiny.tif").array, ref)
+
+
+def test_output_option_errors_are_one_line(tmp_path, capsys) -> None:
+    src = _make(tmp_path / "a.png", "gray8")
+    (tmp_path / "file.txt").write_text("x")
+    for target, problem in [
+        (tmp_path / "file.txt", "-o names a file"),
+        (tmp_path / "out.png", "-o takes a folder"),
+    ]:
+        assert main([str(src), "--scale", "2", "--weights", "bicubic", "-o", str(target), "-q"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and problem in err[0] and str(target) in err[0]
+
+
+def test_truncated_checkpoint_is_one_line_with_its_path(tmp_path, capsys) -> None:
+    weights = save_model(MDRN(n_resblocks=1, n_feats=8, scales=(2,)), tmp_path / "w.safetensors")
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    src = _make(tmp_path / "a.png", "gray8")
+    assert main([str(src), "--scale", "2", "--weights", str(cut), "-o", str(tmp_path / "o"), "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(cut) in err[0] and "Traceback" not in err[0]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 256 kB tmpfs where it can be mounted (root on Linux), else None."""
+    import os
+
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if sys.platform != "linux" or os.geteuid() != 0:
+        yield None
+        return
+    res = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True
+    )
+    yield None if res.returncode else mount
+    if not res.returncode:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_full_disk_and_unwritable_folder_are_one_line(tmp_path, small_disk, capsys, monkeypatch) -> None:
+    """On a real 256 kB tmpfs where it can be mounted; elsewhere the same OS errors are raised on write."""
+    import errno
+    import tempfile
+
+    import mdrn.writers
+
+    rng = np.random.default_rng(0)
+    src = tmp_path / "noise.png"
+    Image.fromarray(rng.integers(0, 65536, (300, 300), dtype=np.uint16)).save(src)  # x2: ~700 kB of noise
+    out = (small_disk or tmp_path / "disk") / "out"
+    if small_disk is None:
+
+        def full(fh, bands, **kwargs):  # noqa: ANN001, ANN003, ANN202
+            fh.write(b"\0" * 1000)
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(mdrn.writers, "write_png", full)
+    assert main([str(src), "--scale", "2", "--weights", "bicubic", "-o", str(out), "-q"]) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert err == [f"error: {out / 'noise_x2_bicubic.png'}: no space left on device"]
+    assert list(out.iterdir()) == []  # no partial or temporary file
+    if small_disk is not None:
+        subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+        reason = "read-only file system"
+    else:
+
+        def refused(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            raise PermissionError(errno.EACCES, "Permission denied", str(out / "tmpab12cd"))
+
+        monkeypatch.setattr(tempfile, "TemporaryFile", refused)
+        reason = "permission denied"
+    assert main([str(src), "--scale", "2", "--weights", "bicubic", "-o", str(out), "-q"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"error: {out}: {reason}"]
+
+
+def test_the_default_is_the_shipped_model_and_names_say_what_ran(tmp_path, capsys) -> None:
+    from mdrn.weights import DEFAULT_MODEL
+
+    src = Path(get_testdata_file("MR_small.dcm"))
+    out = tmp_path / "out"
+    assert main([str(src), "--scale", "2", "-o", str(out), "-q"]) == 0
+    assert f"x2 by the super-resolution network {DEFAULT_MODEL} (MDRN" in capsys.readouterr().out
+    model = pydicom.dcmread(out / f"MR_small_x2_{DEFAULT_MODEL}.dcm")
+    assert DEFAULT_MODEL in model.DerivationDescription and DEFAULT_MODEL in model.SeriesDescription
+    # bicubic writes beside the model's result, never over it, and says it used no network
+    assert main([str(src), "--scale", "2", "--weights", "bicubic", "-o", str(out), "-q"]) == 0
+    bicubic = pydicom.dcmread(out / "MR_small_x2_bicubic.dcm")
+    assert "bicubic interpolation (no network)" in bicubic.DerivationDescription
+    assert model.SeriesInstanceUID != bicubic.SeriesInstanceUID
+    assert not np.array_equal(model.pixel_array, bicubic.pixel_array)

@@ -1,0 +1,95 @@
+"""NIfTI volumes enlarged in-plane slice by slice: header, data type, affine, planes, bad files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from medical_data import make_nifti
+
+from mdrn.enlarge import UpscaleOptions, upscale_image
+from mdrn.inputs import open_inputs
+from mdrn.io import ImageReadError
+from mdrn.models import Bicubic
+from mdrn.nifti import NiftiVolume
+from mdrn.upscale import main
+
+
+def _enlarge(src: Path, out: Path, *extra: str) -> int:
+    return main([str(src), "--scale", "2", "--weights", "bicubic", "-o", str(out), "-q", *extra])
+
+
+def _voxel_centre(affine: np.ndarray, ijk: tuple[float, ...]) -> np.ndarray:
+    return affine[:3, :3] @ np.asarray(ijk, float) + affine[:3, 3]
+
+
+@pytest.mark.parametrize("name", ["ct.nii.gz", "ct.nii"])
+def test_int16_volume_keeps_type_scaling_header_and_geometry(tmp_path, name) -> None:
+    data = make_nifti(tmp_path / name, np.int16)
+    assert _enlarge(tmp_path / name, tmp_path / "out") == 0
+    out = tmp_path / "out" / name.replace("ct.", "ct_x2_bicubic.")
+    src, got = nib.load(tmp_path / name), nib.load(out)
+    assert got.shape == (40, 48, 5) and got.get_data_dtype() == np.int16
+    assert (got.dataobj.slope, got.dataobj.inter) == (2.0, -1024.0)
+    assert got.header.get_xyzt_units() == src.header.get_xyzt_units()
+    assert (int(got.header["qform_code"]), int(got.header["sform_code"])) == (1, 2)
+    assert got.header.get_zooms() == pytest.approx((0.4, 0.4, 2.5))
+    assert b"x2 bicubic" in got.header["descrip"].tobytes()
+    # new voxel (i, j) sits at old voxel ((i + 0.5) / 2 - 0.5, (j + 0.5) / 2 - 0.5): same world point
+    for i, j, k in [(0, 0, 0), (7, 30, 3)]:
+        old = ((i + 0.5) / 2 - 0.5, (j + 0.5) / 2 - 0.5, k)
+        np.testing.assert_allclose(
+            _voxel_centre(got.affine, (i, j, k)), _voxel_centre(src.affine, old), atol=1e-5
+        )
+    raw = np.asarray(got.dataobj.get_unscaled())
+    with NiftiVolume(tmp_path / name) as volume:
+        for k in range(5):
+            expected = upscale_image(Bicubic(scales=(2,)), volume.slice(k), UpscaleOptions(scale=2))
+            np.testing.assert_array_equal(raw[:, :, k], volume.to_raw(expected))
+    assert np.abs(raw[::2, ::2].astype(float) - data).mean() < 40  # the same anatomy, not another volume
+
+
+def test_float_volume_in_an_anatomical_plane(tmp_path) -> None:
+    make_nifti(tmp_path / "mr.nii", np.float32)
+    assert _enlarge(tmp_path / "mr.nii", tmp_path / "out", "--plane", "sagittal") == 0
+    src, got = nib.load(tmp_path / "mr.nii"), nib.load(tmp_path / "out" / "mr_x2_bicubic.nii")
+    # the affine's axis codes are L, A, S: the sagittal plane is voxel axes j and k
+    assert got.shape == (20, 48, 10) and got.get_data_dtype() == np.float32
+    assert got.header.get_zooms() == pytest.approx((0.8, 0.4, 1.25))
+    values, original = np.asarray(got.dataobj), np.asarray(src.dataobj)
+    np.testing.assert_allclose(values.mean(), original.mean(), rtol=0.02)
+    span = float(original.max() - original.min())
+    with NiftiVolume(tmp_path / "mr.nii", plane="sagittal") as volume:
+        expected = upscale_image(Bicubic(scales=(2,)), volume.slice(3), UpscaleOptions(scale=2))
+        np.testing.assert_allclose(values[3], volume.to_raw(expected), atol=span / 65535)
+
+
+def test_slices_are_images_in_the_plane(tmp_path) -> None:
+    data = make_nifti(tmp_path / "v.nii", np.int16)
+    (stack,) = open_inputs(tmp_path / "v.nii", plane="ij")
+    with stack:
+        assert stack.kind == "volume" and stack.n_slices == 5
+        image = stack.slice(2)
+        assert image.array.shape == (24, 20)  # rows along j, columns along i
+        np.testing.assert_array_equal(image.array.astype(np.int64) - image.signed_offset, data[:, :, 2].T)
+    (stack,) = open_inputs(tmp_path / "v.nii", plane="ik")
+    with stack:
+        assert stack.n_slices == 24 and stack.slice(0).array.shape == (5, 20)
+
+
+def test_bad_volumes_give_one_clear_error(tmp_path) -> None:
+    make_nifti(tmp_path / "v.nii", np.int16)
+    cut = tmp_path / "cut.nii"
+    cut.write_bytes((tmp_path / "v.nii").read_bytes()[:2000])
+    with pytest.raises(ImageReadError, match="truncated"):
+        NiftiVolume(cut)
+    fake = tmp_path / "fake.nii.gz"
+    fake.write_bytes(b"not gzip data at all")
+    with pytest.raises(ImageReadError, match="fake.nii.gz"):
+        NiftiVolume(fake)
+    with pytest.raises(ImageReadError, match="exceed the limit"):
+        NiftiVolume(tmp_path / "v.nii", max_pixels=100)
+    assert _enlarge(cut, tmp_path / "out") == 1
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
