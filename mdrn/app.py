@@ -48,12 +48,12 @@ from mdrn.enlarge import (  # noqa: E402
     enlarge_stack,
     load_network,
     model_name,
-    return_freed_memory,
     upscale_image,
 )
 from mdrn.inputs import Stack, open_files, open_inputs  # noqa: E402
 from mdrn.io import DEFAULT_MAX_PIXELS, ImageData, ImageReadError, atomic_write  # noqa: E402
 from mdrn.models import Bicubic  # noqa: E402
+from mdrn.perf import set_malloc_reuse  # noqa: E402
 
 __all__ = [
     "Result",
@@ -623,7 +623,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     args = p.parse_args(argv)
-    return_freed_memory()
+    set_malloc_reuse(False)  # large buffers go back to the system: bounded memory band after band
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     root = _private_temp()
     previous = signal.signal(signal.SIGTERM, _interrupt)

@@ -15,10 +15,8 @@ memory. Series and volumes are processed one slice at a time.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import re
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -52,7 +50,6 @@ __all__ = [
     "model_name",
     "output_format",
     "output_name",
-    "return_freed_memory",
     "upscale_image",
 ]
 
@@ -87,21 +84,6 @@ class UpscaleOptions:
     plane: str = "ij"
     band_values: int | None = None  # None: DEFAULT_BAND_VALUES
     memory: int | None = ACTIVATION_MEMORY
-
-
-def return_freed_memory() -> None:
-    """Have glibc give large freed buffers back to the system at once (a fixed 4 MiB mmap threshold).
-
-    Enlarging band after band allocates and frees buffers of tens of MB; with glibc's adaptive threshold
-    they end up in the heap, which fragments and grows (measured: 1.5 -> 2.0 GB over a 6000x6000 image;
-    1.5 GB flat with the fixed threshold). Elsewhere this does nothing.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(-3, 4 << 20)  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError):
-        pass
 
 
 def load_network(weights: str | os.PathLike[str], scale: int | None = None) -> nn.Module:

@@ -170,9 +170,11 @@ def prepare_for_training(
 
 # glibc mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4
-#: what set_malloc_reuse(False) sets: mmap for blocks of 32 MB and more (the ceiling glibc's dynamic
-#: threshold reaches), trimming beyond 128 KB of free heap top (glibc's default)
-_MMAP_THRESHOLD_OFF, _TRIM_THRESHOLD_OFF, _MMAP_MAX_OFF = 32 << 20, 128 << 10, 65536
+#: what set_malloc_reuse(False) sets: mmap for blocks of 4 MiB and more, at a fixed threshold (glibc's
+#: adaptive one climbs to 32 MB, and band after band of an enlarged image then fragments the heap:
+#: measured 1.5 -> 2.0 GB over a 6000x6000 image, 1.5 GB flat with the fixed threshold), trimming beyond
+#: 128 KB of free heap top (glibc's default)
+_MMAP_THRESHOLD_OFF, _TRIM_THRESHOLD_OFF, _MMAP_MAX_OFF = 4 << 20, 128 << 10, 65536
 _libc: ctypes.CDLL | None = None
 _reuse = {"on": False, "depth": 0}
 
@@ -199,9 +201,10 @@ def set_malloc_reuse(on: bool) -> bool:
     map of a large tile or batch is page-faulted and zeroed afresh. Measured on a 2-core Xeon (recorded
     runs in experiments/results/bench/): MDRN B=80 x4 of a 1024x1024 image 77.5 s without, 53.0 s with
     (page faults 91 GB -> 1.6 GB; ``--only tiling_full``); a training step of B=16 (batch 16, 48x48)
-    700 MB -> 0 MB of page faults (``--only profile``). Off: large blocks are mmap-ed again and the free
-    heap top above 128 KB is returned to the system (``malloc_trim``). The resident size stays at its
-    peak while on (what a training loop reaches every step anyway).
+    700 MB -> 0 MB of page faults (``--only profile``). Off: blocks of 4 MiB and more are mmap-ed again
+    (a fixed threshold: the CLI and the app call this at start, so that enlarging band after band keeps
+    a flat resident size) and the free heap top above 128 KB is returned to the system (``malloc_trim``).
+    The resident size stays at its peak while on (what a training loop reaches every step anyway).
     """
     if not _malloc_tunable():
         return False

@@ -32,12 +32,12 @@ from mdrn.enlarge import (
     enlarge_stack,
     load_network,
     model_name,
-    return_freed_memory,
 )
 from mdrn.inference import DEFAULT_OVERLAP
 from mdrn.inputs import Stack, open_inputs
 from mdrn.io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, ImageReadError
 from mdrn.nifti import PLANES
+from mdrn.perf import set_malloc_reuse
 
 __all__ = [
     "BICUBIC",
@@ -165,7 +165,7 @@ def _prepare_output(out: Path) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return 0 if every input was written, 1 if any failed, 2 on a setup error."""
     args = _parser().parse_args(argv)
-    return_freed_memory()
+    set_malloc_reuse(False)  # large buffers go back to the system: bounded memory band after band
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.tile < 0 or (args.overlap is not None and args.overlap < 0):
         print("error: --tile and --overlap must be >= 0", file=sys.stderr)
