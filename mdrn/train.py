@@ -7,6 +7,7 @@ needs no download. ``model=bicubic`` has nothing to train: it is only evaluated.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from mdrn.data import DataNotFoundError
 from mdrn.lit import AtomicCheckpointIO, SRModule
 from mdrn.models import Bicubic
+from mdrn.selection import SELECTION_FILE, given_checkpoint, select_checkpoint
 from mdrn.utils import instantiate_group, print_config, results_table
 
 __all__ = ["main", "train", "wandb_logged_in"]
@@ -123,16 +125,23 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if fit:
             trainer.fit(module, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
         results: dict[str, Any] = {"train": dict(_scalars(trainer.callback_metrics))}
-        best = None
-        for cb in trainer.checkpoint_callbacks:
-            if getattr(cb, "monitor", None) and cb.best_model_path:
-                best = cb.best_model_path
-        results["best_ckpt"] = best
+        # the model-selection rule (mdrn.selection): best by val/psnr on the validation sets, else last
+        sel = (
+            select_checkpoint(trainer, dm.eval_keys("val") if getattr(dm, "val_sources", None) else ())
+            if fit
+            else None
+        )
+        if sel is None and cfg.get("ckpt_path"):
+            sel = given_checkpoint(cfg.ckpt_path)
+        results["best_ckpt"] = sel.path if sel is not None and sel.kind == "best" else None
+        results["checkpoint"] = sel.to_dict() if sel is not None else None
+        if sel is not None and trainer.is_global_zero:
+            print(sel.describe())
+            (out_dir / SELECTION_FILE).write_text(json.dumps(sel.to_dict(), indent=2) + "\n")
         if cfg.get("test", True):
-            ckpt = best if (fit and best) else None
-            if ckpt is None and not fit and cfg.get("ckpt_path"):
-                ckpt = cfg.ckpt_path
-            trainer.test(module, datamodule=dm, ckpt_path=ckpt, verbose=False)
+            trainer.test(
+                module, datamodule=dm, ckpt_path=sel.path if sel is not None else None, verbose=False
+            )
             results["test"] = dict(module.test_results)
             if trainer.is_global_zero:
                 _print_results(cfg, module, dm, results, trainer)
@@ -165,6 +174,9 @@ def _print_results(
         table.append(r)
     cols = list(table[0]) if table else []
     text = results_table(f"test scores ({name}; PSNR/SSIM on Y, shave = scale)", table, cols)
+    if results.get("checkpoint"):
+        print(results["checkpoint"]["line"])
+        text = results["checkpoint"]["line"] + "\n" + text
     (Path(cfg.paths.output_dir) / "test_results.txt").write_text(text)
 
 
