@@ -918,7 +918,7 @@ def render_figs10_14(results: Path = RESULTS, pub: Mapping[str, Any] | None = No
 
 FIGS15_16_METHODS = (
     ("Bicubic", "bicubic"),
-    ("SRCNN", "srcnn_cpu"),
+    ("SRCNN", "srcnn_cpu_x4"),
     ("EDSR", "edsr_cpu"),
     ("MDRN", "mdrn_cpu"),
 )
@@ -954,9 +954,10 @@ def render_figs15_16(results: Path = RESULTS, pub: Mapping[str, Any] | None = No
     get = {(r["image"], r["method"]): r for r in rows}
     md = [
         "# Figs. 15-16: PSNR and SSIM at x4 on the medical images\n",
-        "Bicubic, SRCNN (CPU preset `srcnn_cpu`), EDSR (a small `edsr_baseline`-style CPU run `edsr_cpu` "
-        "if recorded) and MDRN (CPU preset `mdrn_cpu`), on the held-out medical images, PSNR at the image's "
-        "own bit depth. Laptop-scale models: not the paper's.\n",
+        "Bicubic, SRCNN (the x4 network of the Table 1 SRCNN column), EDSR (a small `edsr_baseline`-style "
+        "CPU run) and MDRN (the CPU preset of Table 1), on the held-out medical images, PSNR at the image's "
+        "own bit depth. Laptop-scale models, not the paper's:\n\n"
+        + "".join(f"- {preset_summary(results, f)}\n" for m, f in FIGS15_16_METHODS if m != "Bicubic"),
         markdown_table(
             ["image"] + [f"{m} PSNR / SSIM" for m, _ in FIGS15_16_METHODS],
             [
