@@ -34,12 +34,15 @@ EVAL_OWN = $(PY) -m mdrn.evaluate eval.output=$@
 $(R)/models/%.safetensors:
 	$(PY) -m mdrn.reproduce train $*
 
-# the x4-from-x2 run starts from the fig8 x2 model
+# the x4-from-x2 run starts from the fig8 x2 model; SRCNN x3 and x4 start from SRCNN x2
 $(R)/models/claim_x4_from_x2.safetensors: | $(R)/models/fig8_x2.safetensors
+$(R)/models/srcnn_cpu_x3.safetensors $(R)/models/srcnn_cpu_x4.safetensors: | $(R)/models/srcnn_cpu_x2.safetensors
 
 # ---------------------------------------------------------------------------------------- Table 1
+# SRCNN: one network per scale (srcnn_cpu_x2, _x3, _x4), each scored at its own scale
+SRCNN_MODELS := srcnn_cpu_x2 srcnn_cpu_x3 srcnn_cpu_x4
 TABLE1_RUNS := $(R)/table1/bicubic_Set5.csv $(R)/table1/uint8y/bicubic_Set5.csv $(R)/table1/vdsr_Set5.csv \
-	$(R)/table1/srcnn_cpu_Set5.csv $(R)/table1/mdrn_cpu_Set5.csv
+	$(foreach m,$(SRCNN_MODELS),$(R)/table1/$(m)_Set5.csv) $(R)/table1/mdrn_cpu_Set5.csv
 
 table1: $(TABLE1_RUNS)  ## Table 1: ours beside the published values (A+ from results/aplus/)
 	$(PY) -m mdrn.reproduce table1
@@ -50,6 +53,8 @@ $(R)/table1/uint8y/bicubic_Set5.csv:
 	$(REC) $(PY) experiments/scripts/bicubic_uint8_y.py --root $(DATASETS) --sets Set5 --out $@
 $(R)/table1/vdsr_Set5.csv:
 	$(REC) $(EVAL) weights=$(SHARED)/reference/vdsr/VDSR_Official.mat eval.root=$(DATASETS) 'eval.sets=[Set5]'
+$(R)/table1/srcnn_cpu_x%_Set5.csv: $(R)/models/srcnn_cpu_x%.safetensors
+	$(REC) $(EVAL_OWN) weights=$< eval.root=$(DATASETS) 'eval.sets=[Set5]'
 $(R)/table1/%_Set5.csv: $(R)/models/%.safetensors
 	$(REC) $(EVAL) weights=$< eval.root=$(DATASETS) 'eval.sets=[Set5]'
 
@@ -60,8 +65,8 @@ $(MEDICAL)/images.json:
 $(R)/table2/bicubic.csv: | $(MEDICAL)/images.json
 	mkdir -p $(R)/table2 && cp $(MEDICAL)/images.json $(R)/table2/images.json
 	$(REC) $(EVAL) model=bicubic eval.root=$(MEDICAL) 'eval.sets=[$(MEDICAL_SETS)]'
-# EDSR is single-scale (x4 only)
-$(R)/table2/edsr_cpu.csv: $(R)/models/edsr_cpu.safetensors | $(MEDICAL)/images.json
+# EDSR and SRCNN x4 are single-scale (x4 only)
+$(R)/table2/edsr_cpu.csv $(R)/table2/srcnn_cpu_x4.csv: $(R)/table2/%.csv: $(R)/models/%.safetensors | $(MEDICAL)/images.json
 	$(REC) $(EVAL_OWN) weights=$< eval.root=$(MEDICAL) 'eval.sets=[$(MEDICAL_SETS)]'
 $(R)/table2/%.csv: $(R)/models/%.safetensors | $(MEDICAL)/images.json
 	$(REC) $(EVAL) weights=$< eval.root=$(MEDICAL) 'eval.sets=[$(MEDICAL_SETS)]'
@@ -88,7 +93,7 @@ figs10_14: $(R)/figs10_14/panels.csv  ## Figs. 10-14: LR / bicubic / residual / 
 	$(PY) -m mdrn.reproduce figs10_14
 
 # ------------------------------------------------------------------------------------ Figs. 15-16
-FIGS15_16_RUNS := $(foreach m,bicubic srcnn_cpu edsr_cpu mdrn_cpu,$(R)/table2/$(m).csv)
+FIGS15_16_RUNS := $(foreach m,bicubic srcnn_cpu_x4 edsr_cpu mdrn_cpu,$(R)/table2/$(m).csv)
 figs15_16: $(FIGS15_16_RUNS)  ## Figs. 15-16: Bicubic, SRCNN, EDSR, MDRN at x4, medical images
 	$(PY) -m mdrn.reproduce figs15_16
 

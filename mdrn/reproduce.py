@@ -26,6 +26,7 @@ import json
 import math
 import os
 import platform
+import re
 import shlex
 import subprocess
 import sys
@@ -248,11 +249,15 @@ def train_preset(
     """Train ``experiment=<name>`` and record it: weights, training metrics and test table in ``results``.
 
     Runs ``python -m mdrn.train experiment=<name> hydra.run.dir=<logs>/<name> [overrides]`` (recorded in
-    ``results/models/<name>.safetensors.run.json``), converts the run's ``last.ckpt`` (not the best: the
-    validation set may be a test set) to ``results/models/<name>.safetensors`` and copies the CSV logger's
-    ``metrics.csv`` to ``results/train/<name>_metrics.csv`` and the printed test table beside it.
+    ``results/models/<name>.safetensors.run.json``) and converts the checkpoint the run tested (the model
+    selection rule of :mod:`mdrn.selection`: best by ``val/psnr`` on the validation sets, which are never
+    test sets, else the last) to ``results/models/<name>.safetensors``; the run record gets a
+    ``checkpoint`` entry naming it. Copies the CSV logger's ``metrics.csv`` to
+    ``results/train/<name>_metrics.csv`` and the printed test table (headed by the checkpoint line) beside it.
     """
     import shutil
+
+    from mdrn.selection import read_selection
 
     run_dir = logs / name
     weights = results / "models" / f"{name}.safetensors"
@@ -262,13 +267,20 @@ def train_preset(
     code = record(weights, cmd)
     if code != 0:
         return code
-    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    selection = read_selection(run_dir)
+    if selection is None:
+        print(f"{run_dir}: the run wrote no checkpoint.json (which checkpoint it tested)", file=sys.stderr)
+        return 1
+    ckpt = Path(selection["path"]) if selection.get("path") else run_dir / "checkpoints" / "last.ckpt"
     if not ckpt.is_file():
-        print(f"{ckpt}: the run wrote no last.ckpt", file=sys.stderr)
+        print(f"{ckpt}: the checkpoint the run tested is missing", file=sys.stderr)
         return 1
     from mdrn.weights import load_model, save_model
 
     save_model(load_model(ckpt), weights, overwrite=True)
+    info = run_info(weights) or {}
+    info["checkpoint"] = {**selection, "path": ckpt.name}
+    write_text(run_info_path(weights), json.dumps(info, indent=2) + "\n")
     train_dir = results / "train"
     train_dir.mkdir(parents=True, exist_ok=True)
     for src, dst in ((run_dir / ".hydra" / "config.yaml", f"{name}_config.yaml"),
@@ -277,7 +289,7 @@ def train_preset(
                      (run_dir / "test_results.txt", f"{name}_test_results.txt")):  # fmt: skip
         if src.is_file():
             shutil.copyfile(src, train_dir / dst)
-    print(f"recorded {weights} and {train_dir}/{name}_*")
+    print(f"recorded {weights} ({selection['line']}) and {train_dir}/{name}_*")
     return 0
 
 
@@ -285,6 +297,26 @@ def run_info(output: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The run record of a recorded output, or None if it was not recorded."""
     path = run_info_path(output)
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def checkpoint_line(path: str | os.PathLike[str]) -> str | None:
+    """Which checkpoint a recorded model file holds, or the model a recorded score CSV evaluated.
+
+    ``models/<preset>.safetensors``: the ``checkpoint`` entry of its run record (``checkpoint: best
+    (val/psnr ... on ...) at step N``). A score CSV: that of the ``weights=...`` file its command names.
+    None where the run is not recorded or evaluated no trained preset.
+    """
+    info = run_info(path)
+    if info is None:
+        return None
+    if info.get("checkpoint"):
+        return str(info["checkpoint"]["line"])
+    for arg in shlex.split(info.get("command", "")):
+        if arg.startswith("weights=") and arg.endswith(".safetensors"):
+            model = Path(arg.split("=", 1)[1])
+            model = model if model.is_absolute() else Path(path).parent.parent / "models" / model.name
+            return checkpoint_line(model)
+    return None
 
 
 def _run_line(paths: Sequence[Path]) -> str:
@@ -298,10 +330,12 @@ def _run_line(paths: Sequence[Path]) -> str:
             lines.append(f"- `{p.name}`: {note}")
             continue
         m = info.get("machine", {})
+        ckpt = info.get("checkpoint")
         lines.append(
             f"- `{p.name}`: `{info['command']}` — {info['started_utc']} UTC, {info['seconds']:.0f} s, "
             f"{m.get('cpu')} ({m.get('cores')} cores{', ' + m['gpu'] if m.get('gpu') else ''}), "
             f"torch {m.get('torch')}, commit {str(info.get('git_commit'))[:8]}"
+            + (f"; {ckpt['line']}" if ckpt else "")
         )
     return "\n".join(lines)
 
@@ -318,6 +352,7 @@ class Table1Source:
     pattern: str  # glob of per-image score CSVs, relative to the results folder
     command: str  # the command that makes them; {sets} and {out} are filled in
     pending: str | None = None  # why nothing ran yet (e.g. weights not downloadable here)
+    output: str | None = None  # the output the command writes, {sets} filled in (default: from pattern)
 
 
 def _eval_command(model_args: str) -> str:
@@ -334,9 +369,12 @@ TABLE1_SOURCES: tuple[Table1Source, ...] = (
     Table1Source("A+", "mdrn.aplus trained on T91 (run in results/aplus/aplus.md)", "aplus/aplus.csv",
                  "python scripts/train_aplus.py --results experiments/results/aplus --dict-samples 100000"
                  " --overwrite"),
-    Table1Source("SRCNN", "9-1-5 trained here: CPU preset srcnn_cpu (T91 Y patches; not the paper's 8e8 "
-                 "backprops)", "table1/srcnn_cpu*.csv",
-                 _eval_command("weights=experiments/results/models/srcnn_cpu.safetensors")),
+    Table1Source("SRCNN", "9-1-5 trained here on T91, one network per scale: CPU presets srcnn_cpu_x2/x3/x4 "
+                 "(x3, x4 start from x2; not the paper's 8e8 backprops)", "table1/srcnn_cpu_x*.csv",
+                 "for s in 2 3 4; do python -m mdrn.evaluate "
+                 "weights=experiments/results/models/srcnn_cpu_x$s.safetensors eval.root=DIR "
+                 "'eval.sets=[{sets}]' eval.output={out}; done",
+                 output="table1/srcnn_cpu_x${s}_{sets}.csv"),
     Table1Source("VDSR", "official weights (VDSR_Official.mat)", "table1/vdsr*.csv",
                  _eval_command("weights=../shared/reference/vdsr/VDSR_Official.mat")),
     Table1Source("MDRN", "CPU preset mdrn_cpu (small model, sample data; NOT the paper's model)",
@@ -377,6 +415,16 @@ def _scores_for(results: Path, source: Table1Source) -> tuple[dict, list[Path]]:
     return (mean_scores(files) if files else {}), files
 
 
+def _checkpoints(files: Sequence[Path]) -> dict[tuple[str, int], str]:
+    """(set, scale) -> the checkpoint line of the trained model that scored it (see ``checkpoint_line``)."""
+    out = {}
+    for f in files:
+        line = checkpoint_line(f)
+        if line:
+            out.update({key: line for key in mean_scores([f])})
+    return out
+
+
 def _status(source: Table1Source, found: Mapping, dataset: str, scale: int) -> str:
     """'measured', or why the cell is empty."""
     if (dataset, scale) in found:
@@ -409,6 +457,7 @@ def render_table1(results: Path = RESULTS, pub: Mapping[str, Any] | None = None)
         found_by[id(src)], files_by[id(src)] = _scores_for(results, src)
     for src in TABLE1_SOURCES:
         found = found_by[id(src)]
+        ckpts = _checkpoints(files_by[id(src)])
         for dataset in SETS:
             for s in SCALES:
                 ps, ss, psrc = published_table1(pub, src.method, dataset, s)
@@ -420,13 +469,11 @@ def render_table1(results: Path = RESULTS, pub: Mapping[str, Any] | None = None)
                         "published_psnr": ps, "published_ssim": ss,
                         "variant": src.variant, "images": ours[2] if ours else None,
                         "status": _status(src, found, dataset, s), "published_source": psrc,
+                        "checkpoint": ckpts.get((dataset, s), ""),
                     }
                 )  # fmt: skip
-    out = {
-        "csv": write_csv(
-            results / "table1.csv", rows, TABLE1_COLUMNS + ["variant", "images", "status", "published_source"]
-        )
-    }
+    extra = ["variant", "images", "status", "published_source", "checkpoint"]
+    out = {"csv": write_csv(results / "table1.csv", rows, TABLE1_COLUMNS + extra)}
     for dataset in SETS:
         md.append(f"\n## {dataset}\n")
         body = []
@@ -477,8 +524,11 @@ def render_table1(results: Path = RESULTS, pub: Mapping[str, Any] | None = None)
         found = found_by[id(src)]
         missing = [d for d in SETS if any((d, s) not in found for s in SCALES)]
         if missing:
-            name = Path(src.pattern).name.replace("*", "_" + "_".join(missing))
-            out_file = f"experiments/results/{Path(src.pattern).parent}/{name}"
+            if src.output:
+                out_file = "experiments/results/" + src.output.replace("{sets}", "_".join(missing))
+            else:
+                name = Path(src.pattern).name.replace("*", "_" + "_".join(missing))
+                out_file = f"experiments/results/{Path(src.pattern).parent}/{name}"
             md.append(f"- {src.method} ({src.variant}): `{_fill(src.command, missing, out_file)}`")
     md.append(
         f"\n`{DATA_HINT}` is a folder holding one folder of HR images per set (`{DATA_HINT}/Set14/*.png` or "
@@ -486,6 +536,15 @@ def render_table1(results: Path = RESULTS, pub: Mapping[str, Any] | None = None)
         f"`data/benchmark` (then {DATA_HINT} = data/benchmark) where there is network. "
         "Then `make table1` re-renders.\n"
     )
+    md.append("\n## Checkpoints\n")
+    md.append(
+        "The trained rows use the checkpoint each run tested (mdrn.selection: the best by val/psnr on "
+        "validation images that are never test images, else the last); the same weights are in "
+        "`results/models/` and in the run's printed table:\n"
+    )
+    for src in TABLE1_SOURCES:
+        per_scale = {s: line for (_, s), line in _checkpoints(files_by[id(src)]).items()}
+        md += [f"- {src.method} x{s}: {line}" for s, line in sorted(per_scale.items())]
     md.append("\n## Recorded runs\n")
     for src in TABLE1_SOURCES + TABLE1_EXTRA:
         if files_by[id(src)]:
@@ -599,12 +658,15 @@ def preset_summary(results: Path, name: str) -> str:
 
     cfg = OmegaConf.load(path)
     net, data = cfg.model.net, cfg.data
-    size = ", ".join(f"{k}={net[k]}" for k in ("n_resblocks", "n_feats", "scales", "scale") if k in net)
+    keys = ("n_resblocks", "n_feats", "n1", "n2", "f1", "f2", "f3", "scales", "scale", "bicubic_skip")
+    size = ", ".join(f"{k}={net[k]}" for k in keys if k in net)
     size = size.replace("n_resblocks", "B").replace("n_feats", "F")
     sources = ", ".join(str(src.get("name")) for src in data.train)
+    ckpt = checkpoint_line(results / "models" / f"{name}.safetensors")
     return (
         f"`{name}`: {net._target_.rsplit('.', 1)[-1]} ({size}), {cfg.trainer.max_steps} steps of "
         f"{data.batch_size} LR patches {data.patch_size}x{data.patch_size} on {sources}, seed {cfg.seed}"
+        + (f"; {ckpt}" if ckpt else "")
     )
 
 
@@ -693,96 +755,127 @@ def render_table2(results: Path = RESULTS, pub: Mapping[str, Any] | None = None)
 # ------------------------------------------------------------------------------------------- Fig. 8
 
 FIG8_MULTI = "mdrn_cpu"
+FIG8_SINGLE = tuple(f"fig8_x{s}" for s in SCALES)
+FIG8_COLUMNS = [
+    "set",
+    "image",
+    "bit_depth",
+    "scale",
+    "single_psnr",
+    "single_ssim",
+    "multi_psnr",
+    "multi_ssim",
+    "diff_psnr",
+    "diff_ssim",
+]
+
+
+def _fig8_row(key: tuple, bits: Any, multi: tuple, single: tuple | None) -> dict[str, Any]:
+    """One Fig. 8 row: single- and multi-scale scores and multi − single."""
+    row = {"set": key[0], "image": key[2] if len(key) > 2 else "", "bit_depth": bits, "scale": key[1]}
+    for i, metric in enumerate(("psnr", "ssim")):
+        row[f"single_{metric}"] = single[i] if single else None
+        row[f"multi_{metric}"] = multi[i]
+        row[f"diff_{metric}"] = multi[i] - single[i] if single else None
+    return row
+
+
+def _mad(rows: Sequence[Mapping[str, Any]], metric: str) -> float | None:
+    """Mean absolute multi − single difference over the rows that have both."""
+    vals = [abs(r[f"diff_{metric}"]) for r in rows if r[f"diff_{metric}"] is not None]
+    return math.fsum(vals) / len(vals) if vals else None
+
+
+def _fig8_table(rows: Sequence[Mapping[str, Any]], per_image: bool) -> str:
+    """The Markdown table of Fig. 8 rows."""
+    first = ["set", "image", "bits"] if per_image else ["set"]
+    head = first + ["scale", "single PSNR", "multi PSNR", "Δ PSNR", "single SSIM", "multi SSIM", "Δ SSIM"]
+    body = []
+    for r in rows:
+        cells = [r["set"], r["image"], r["bit_depth"]] if per_image else [r["set"]]
+        for metric, digits in (("psnr", 3), ("ssim", 4)):
+            one, many = r[f"single_{metric}"], r[f"multi_{metric}"]
+            cells += [_num(one, digits), _num(many, digits), _diff(many, one, digits)]
+        body.append(cells[: len(first)] + [f"x{r['scale']}"] + cells[len(first) :])
+    return markdown_table(head, body)
 
 
 def render_fig8(results: Path = RESULTS, pub: Mapping[str, Any] | None = None) -> dict[str, Path]:
-    """Write ``fig8.csv``/``.md``/``_psnr.png``/``_ssim.png``: single- vs multi-scale per set and scale."""
+    """Write ``fig8.csv``/``.md`` and PNGs: single- vs multi-scale per set and scale, 16-bit set on its own.
+
+    The 8-bit sets (Set5, the 8-bit medical images) are compared per (set, scale) and summarised by the
+    mean absolute difference, the paper's figure. A set of 10- to 16-bit images (each image its own PSNR
+    peak, so no set mean) is reported on its own, per image, with its own mean absolute difference.
+    """
     from mdrn.viz import bar_chart, save_figure
 
     pub = pub or load_published()
     claim = pub["mdrn_paper_claims"]["fig8_single_vs_multi_mean_abs_diff"]
     folder = results / "fig8"
-    multi = mean_scores([folder / f"{FIG8_MULTI}.csv"])
+    facts = _image_facts(results)
+    high = {f["set"] for f in facts.values() if int(f.get("bit_depth") or 8) > 8 and f.get("set")}
+    multi_img = per_image(folder / f"{FIG8_MULTI}.csv")
+    single_img: dict[tuple[str, int, str], tuple[float, float]] = {}
+    for s, name in zip(SCALES, FIG8_SINGLE):
+        single_img.update({k: v for k, v in _optional(folder / f"{name}.csv").items() if k[1] == s})
+    multi = {k: v for k, v in mean_scores([folder / f"{FIG8_MULTI}.csv"]).items() if k[0] not in high}
     single: dict[tuple[str, int], tuple[float, float, int]] = {}
-    for s in SCALES:
-        path = folder / f"fig8_x{s}.csv"
-        if path.is_file():
-            single.update({k: v for k, v in mean_scores([path]).items() if k[1] == s})
-    rows = []
-    for key in sorted(multi, key=lambda k: (k[0], k[1])):
-        m, si = multi[key], single.get(key)
-        rows.append(
-            {
-                "set": key[0],
-                "scale": key[1],
-                "single_psnr": si[0] if si else None,
-                "single_ssim": si[1] if si else None,
-                "multi_psnr": m[0],
-                "multi_ssim": m[1],
-                "diff_psnr": m[0] - si[0] if si else None,
-                "diff_ssim": m[1] - si[1] if si else None,
-            }
-        )
-    cols = [
-        "set",
-        "scale",
-        "single_psnr",
-        "single_ssim",
-        "multi_psnr",
-        "multi_ssim",
-        "diff_psnr",
-        "diff_ssim",
+    for s, name in zip(SCALES, FIG8_SINGLE):
+        if (folder / f"{name}.csv").is_file():
+            single.update({k: v for k, v in mean_scores([folder / f"{name}.csv"]).items() if k[1] == s})
+    low_rows = [_fig8_row(k, 8, multi[k], single.get(k)) for k in sorted(multi)]
+    high_keys = sorted((k for k in multi_img if k[0] in high), key=lambda k: (k[0], k[2], k[1]))
+    high_rows = [
+        _fig8_row(k, facts.get(k[2], {}).get("bit_depth"), multi_img[k], single_img.get(k)) for k in high_keys
     ]
-    out = {"csv": write_csv(results / "fig8.csv", rows, cols)}
-    paired = [r for r in rows if r["diff_psnr"] is not None]
-    mad_p = math.fsum(abs(r["diff_psnr"]) for r in paired) / len(paired) if paired else None
-    mad_s = math.fsum(abs(r["diff_ssim"]) for r in paired) / len(paired) if paired else None
+    out = {"csv": write_csv(results / "fig8.csv", low_rows + high_rows, FIG8_COLUMNS)}
+    n_low = sum(r["diff_psnr"] is not None for r in low_rows)
+    n_high = sum(r["diff_psnr"] is not None for r in high_rows)
+    models = (FIG8_MULTI, *FIG8_SINGLE)
     md = [
         "# Fig. 8: single-scale vs multi-scale MDRN\n",
-        "Small CPU scale, identical settings and seed; the multi-scale model shares its steps among "
-        "x2/x3/x4, each single-scale model spends all of them on its scale:\n\n"
-        + "".join(f"- {preset_summary(results, n)}\n" for n in (FIG8_MULTI, "fig8_x2", "fig8_x3", "fig8_x4"))
-        + "\n`mdrn_cpu` (multi-scale) against "
-        "`fig8_x2`, `fig8_x3`, `fig8_x4` (single-scale: every step trains that scale). Scored on Set5 and "
-        "the held-out medical images. Δ = multi − single.\n",
-        markdown_table(
-            ["set", "scale", "single PSNR", "multi PSNR", "Δ PSNR", "single SSIM", "multi SSIM", "Δ SSIM"],
-            [
-                [
-                    r["set"],
-                    f"x{r['scale']}",
-                    _num(r["single_psnr"], 3),
-                    _num(r["multi_psnr"], 3),
-                    _diff(r["multi_psnr"], r["single_psnr"], 3),
-                    _num(r["single_ssim"], 4),
-                    _num(r["multi_ssim"], 4),
-                    _diff(r["multi_ssim"], r["single_ssim"], 4),
-                ]
-                for r in rows
-            ],
-        ),
-        f"\n**Mean absolute difference** over the {len(paired)} (set, scale) pairs: "
-        f"PSNR {_num(mad_p, 3)} dB, SSIM {_num(mad_s, 4)} — paper: {claim['psnr_db']} dB, {claim['ssim']} "
-        "(full-size models, fully trained).\n",
+        "Small CPU scale, identical networks (B, F, the low/high-frequency split), data, batch, schedule, "
+        "validation and seed; the multi-scale model runs 3x the steps of each single-scale model and shares "
+        "them among x2/x3/x4 (one random scale per batch), so each scale gets as many updates as in its "
+        "single-scale model:\n\n"
+        + "".join(f"- {preset_summary(results, n)}\n" for n in models)
+        + "\nScored with `python -m mdrn.evaluate` on Set5 and the held-out medical images (never used for "
+        "training or checkpoint selection). Δ = multi − single.\n",
+        "## 8-bit sets\n",
+        _fig8_table(low_rows, per_image=False),
+        f"\n**Mean absolute difference** over the {n_low} (set, scale) pairs of 8-bit sets: "
+        f"PSNR {_num(_mad(low_rows, 'psnr'), 3)} dB, SSIM {_num(_mad(low_rows, 'ssim'), 4)} — paper: "
+        f"{claim['psnr_db']} dB, {claim['ssim']} (full-size models, fully trained, 8-bit images).\n",
     ]
-    if rows:
-        cats = [f"{r['set']}\nx{r['scale']}" for r in rows]
+    if low_rows:
+        cats = [f"{r['set']}\nx{r['scale']}" for r in low_rows]
         for metric, label, fmt in (("psnr", "PSNR (dB)", "{:.2f}"), ("ssim", "SSIM", "{:.3f}")):
-            fig = bar_chart(
-                cats,
-                {
-                    "single-scale": [r[f"single_{metric}"] for r in rows],
-                    "multi-scale": [r[f"multi_{metric}"] for r in rows],
-                },
-                ylabel=label,
-                fmt=fmt,
-                title=f"Fig. 8: single- vs multi-scale, {label}",
-            )
+            series = {f"{k}-scale": [r[f"{k}_{metric}"] for r in low_rows] for k in ("single", "multi")}
+            title = f"Fig. 8: single- vs multi-scale, 8-bit sets, {label}"
+            fig = bar_chart(cats, series, ylabel=label, fmt=fmt, title=title)
             out[f"png_{metric}"] = save_figure(fig, results / f"fig8_{metric}.png")
             md.append(f"![Fig. 8 {metric}](fig8_{metric}.png)\n")
-    runs = [folder / f"{n}.csv" for n in (FIG8_MULTI, "fig8_x2", "fig8_x3", "fig8_x4")]
-    models = [results / "models" / f"{n}.safetensors" for n in (FIG8_MULTI, "fig8_x2", "fig8_x3", "fig8_x4")]
-    md.append("\n## Recorded runs\n\n" + _run_line([p for p in models + runs if p.is_file()]))
+    if high_rows:
+        md += [
+            "## 10- to 16-bit medical images, on their own\n",
+            "PSNR at each image's own peak 2^n − 1: a set mean would mix peaks, so every image is listed; "
+            "these are far from the paper's 8-bit benchmark images and are not part of the figure above.\n",
+            _fig8_table(high_rows, per_image=True),
+            f"\n**Mean absolute difference** over the {n_high} (image, scale) pairs: PSNR "
+            f"{_num(_mad(high_rows, 'psnr'), 3)} dB, SSIM {_num(_mad(high_rows, 'ssim'), 4)}.\n",
+        ]
+        series = {f"{k}-scale": [r[f"{k}_psnr"] for r in high_rows] for k in ("single", "multi")}
+        fig = bar_chart(
+            [f"{r['image']}\nx{r['scale']}" for r in high_rows],
+            series,
+            ylabel="PSNR (dB, image's own bit depth)",
+            title="Fig. 8: 10- to 16-bit medical images",
+        )
+        out["png_highbit"] = save_figure(fig, results / "fig8_highbit_psnr.png")
+        md.append("![Fig. 8 10- to 16-bit](fig8_highbit_psnr.png)\n")
+    runs = [folder / f"{n}.csv" for n in models]
+    weights = [results / "models" / f"{n}.safetensors" for n in models]
+    md.append("\n## Recorded runs\n\n" + _run_line([p for p in weights + runs if p.is_file()]))
     out["md"] = write_text(results / "fig8.md", "\n".join(md) + "\n")
     return out
 
@@ -826,7 +919,7 @@ def render_figs10_14(results: Path = RESULTS, pub: Mapping[str, Any] | None = No
 
 FIGS15_16_METHODS = (
     ("Bicubic", "bicubic"),
-    ("SRCNN", "srcnn_cpu"),
+    ("SRCNN", "srcnn_cpu_x4"),
     ("EDSR", "edsr_cpu"),
     ("MDRN", "mdrn_cpu"),
 )
@@ -862,9 +955,10 @@ def render_figs15_16(results: Path = RESULTS, pub: Mapping[str, Any] | None = No
     get = {(r["image"], r["method"]): r for r in rows}
     md = [
         "# Figs. 15-16: PSNR and SSIM at x4 on the medical images\n",
-        "Bicubic, SRCNN (CPU preset `srcnn_cpu`), EDSR (a small `edsr_baseline`-style CPU run `edsr_cpu` "
-        "if recorded) and MDRN (CPU preset `mdrn_cpu`), on the held-out medical images, PSNR at the image's "
-        "own bit depth. Laptop-scale models: not the paper's.\n",
+        "Bicubic, SRCNN (the x4 network of the Table 1 SRCNN column), EDSR (a small `edsr_baseline`-style "
+        "CPU run) and MDRN (the CPU preset of Table 1), on the held-out medical images, PSNR at the image's "
+        "own bit depth. Laptop-scale models, not the paper's:\n\n"
+        + "".join(f"- {preset_summary(results, f)}\n" for m, f in FIGS15_16_METHODS if m != "Bicubic"),
         markdown_table(
             ["image"] + [f"{m} PSNR / SSIM" for m, _ in FIGS15_16_METHODS],
             [
@@ -914,6 +1008,9 @@ def val_curve(path: str | os.PathLike[str], metric: str) -> tuple[list[int], lis
     return steps, values
 
 
+_X4_VAL = re.compile(r"val/(.+)_x4/psnr")
+
+
 def render_claims(results: Path = RESULTS, pub: Mapping[str, Any] | None = None) -> dict[str, Path]:
     """Write ``claims.md`` (+ CSV/PNG): x4-from-x2 convergence, parameter counts, MDRN vs SRCNN speed."""
     from mdrn.viz import bar_chart, curve_chart, save_figure
@@ -926,43 +1023,47 @@ def render_claims(results: Path = RESULTS, pub: Mapping[str, Any] | None = None)
         (folder / "params.md").read_text().replace("# Claim", "## Claim"),
     ]
 
-    metric = "val/Set5_x4/psnr"
-    curves = {}
-    for label, name in (("x4 from scratch", "fig8_x4"), ("x4 initialised from x2", "claim_x4_from_x2")):
-        path = results / "train" / f"{name}_metrics.csv"
-        if path.is_file():
-            curves[label] = val_curve(path, metric)
+    runs = (("x4 from scratch", "fig8_x4"), ("x4 initialised from x2", "claim_x4_from_x2"))
+    logs = {label: results / "train" / f"{name}_metrics.csv" for label, name in runs}
+    logs = {label: path for label, path in logs.items() if path.is_file()}
+    # one curve per validation set at x4 (val/<set>_x4/psnr; the sets select checkpoints, never test sets)
+    heads = {k for path in logs.values() for k in (read_csv(path)[:1] or [{}])[0]}
+    sets = {m.group(0): m.group(1) for m in filter(None, map(_X4_VAL.fullmatch, sorted(heads)))}
     md.append("\n## Claim: x4 initialised from x2 converges faster than x4 from scratch\n")
     md.append(
-        f'Paper: "{pub["mdrn_paper_claims"]["x4_from_x2_init"]}". Small CPU scale (B=4, F=32, same '
-        f"data, steps and seed; `fig8_x4` vs `claim_x4_from_x2`), validation PSNR on Set5 x4 (`{metric}`).\n"
+        f'Paper: "{pub["mdrn_paper_claims"]["x4_from_x2_init"]}". Small CPU scale (same network, data, '
+        "steps, schedule and seed; `fig8_x4` vs `claim_x4_from_x2`); validation PSNR at x4 on the "
+        f"validation sets ({', '.join(f'`{m}`' for m in sets) or 'none logged'}), which are never test "
+        "sets.\n"
     )
     report = results / "train" / "claim_x4_from_x2_init_report.txt"
     if report.is_file():
         md.append(f"Initialisation (`train/{report.name}`): {report.read_text().splitlines()[0]}.\n")
+    curves = {(label, m): val_curve(path, m) for label, path in logs.items() for m in sets}
     if curves:
+        columns = [f"{label} ({sets[m]})" for label, m in curves]
         steps = sorted({s for xs, _ in curves.values() for s in xs})
-        rows = [{"step": s, **{lbl: dict(zip(*c)).get(s) for lbl, c in curves.items()}} for s in steps]
-        out["x4_csv"] = write_csv(folder / "x4_from_x2.csv", rows, ["step", *curves])
-        md.append(
-            markdown_table(["step", *curves], [[r["step"], *(_num(r[c], 3) for c in curves)] for r in rows])
-        )
-        fig = curve_chart(
-            curves,
-            xlabel="training step",
-            ylabel="Set5 x4 validation PSNR (dB)",
-            title="x4 from x2 vs x4 from scratch",
-        )
-        out["x4_png"] = save_figure(fig, folder / "x4_from_x2.png")
-        md.append("\n![x4 from x2](claims/x4_from_x2.png)\n")
-        if len(curves) == 2:
-            (a_s, a_v), (b_s, b_v) = curves["x4 from scratch"], curves["x4 initialised from x2"]
-            common = sorted(set(a_s) & set(b_s))
-            ahead = sum(dict(zip(b_s, b_v))[s] > dict(zip(a_s, a_v))[s] for s in common)
-            md.append(
-                f"The x2-initialised model is ahead at {ahead} of {len(common)} validation points; "
-                f"final: {b_v[-1]:.3f} dB vs {a_v[-1]:.3f} dB from scratch.\n"
-            )
+        rows = [
+            {"step": s, **{c: dict(zip(*v)).get(s) for c, v in zip(columns, curves.values())}} for s in steps
+        ]
+        out["x4_csv"] = write_csv(folder / "x4_from_x2.csv", rows, ["step", *columns])
+        table = [[r["step"], *(_num(r[c], 3) for c in columns)] for r in rows]
+        md.append(markdown_table(["step", *columns], table))
+        for m, name in sets.items():
+            pair = {label: curves[(label, m)] for label, _ in runs if (label, m) in curves}
+            ylabel, title = f"{name} x4 validation PSNR (dB)", f"x4 from x2 vs x4 from scratch ({name})"
+            fig = curve_chart(pair, xlabel="training step", ylabel=ylabel, title=title)
+            png = f"x4_from_x2_{name}.png"
+            out[f"x4_png_{name}"] = save_figure(fig, folder / png)
+            md.append(f"\n![x4 from x2, {name}](claims/{png})\n")
+            if len(pair) == 2:
+                (a_s, a_v), (b_s, b_v) = pair["x4 from scratch"], pair["x4 initialised from x2"]
+                common = sorted(set(a_s) & set(b_s))
+                ahead = sum(dict(zip(b_s, b_v))[s] > dict(zip(a_s, a_v))[s] for s in common)
+                md.append(
+                    f"{name}: the x2-initialised model is ahead at {ahead} of {len(common)} validation "
+                    f"points; final: {b_v[-1]:.3f} dB vs {a_v[-1]:.3f} dB from scratch.\n"
+                )
     else:
         md.append("not yet run: `make claims` trains both (experiments fig8_x4 and claim_x4_from_x2).\n")
 
@@ -1007,8 +1108,8 @@ def render_claims(results: Path = RESULTS, pub: Mapping[str, Any] | None = None)
         md.append("\n![timing](claims/timing.png)\n\n" + _run_line([timing]))
     else:
         md.append("not yet run: `make claims` runs `experiments/scripts/time_models.py`.\n")
-    runs = [results / "models" / f"{n}.safetensors" for n in ("fig8_x2", "fig8_x4", "claim_x4_from_x2")]
-    md.append("\n## Recorded training runs\n\n" + _run_line([p for p in runs if p.is_file()]))
+    trained = [results / "models" / f"{n}.safetensors" for n in ("fig8_x2", "fig8_x4", "claim_x4_from_x2")]
+    md.append("\n## Recorded training runs\n\n" + _run_line([p for p in trained if p.is_file()]))
     out["md"] = write_text(results / "claims.md", "\n".join(md) + "\n")
     return out
 

@@ -9,6 +9,7 @@ validation, the test table and its run folder's contents; the log file there kee
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -24,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from mdrn.data import DataNotFoundError
 from mdrn.lit import AtomicCheckpointIO, SRModule
 from mdrn.models import Bicubic
+from mdrn.selection import SELECTION_FILE, given_checkpoint, select_checkpoint
 from mdrn.utils import instantiate_group, print_config, results_table
 from mdrn.utils.callbacks import ValidateAtEnd, ValidationReport
 from mdrn.utils.report import describe_run_folder, display_path, duration, write_csv, write_results
@@ -166,16 +168,23 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             trainer.fit(module, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
         results: dict[str, Any] = {"train": dict(_scalars(trainer.callback_metrics))}
         results["global_step"] = int(trainer.global_step)
-        best = None
-        for cb in trainer.checkpoint_callbacks:
-            if getattr(cb, "monitor", None) and cb.best_model_path:
-                best = cb.best_model_path
-        results["best_ckpt"] = best
+        # the model-selection rule (mdrn.selection): best by val/psnr on the validation sets, else last
+        sel = (
+            select_checkpoint(trainer, dm.eval_keys("val") if getattr(dm, "val_sources", None) else ())
+            if fit
+            else None
+        )
+        if sel is None and cfg.get("ckpt_path"):
+            sel = given_checkpoint(cfg.ckpt_path)
+        results["best_ckpt"] = sel.path if sel is not None and sel.kind == "best" else None
+        results["checkpoint"] = sel.to_dict() if sel is not None else None
+        if sel is not None and trainer.is_global_zero:
+            log.info("%s", sel.describe())
+            (out_dir / SELECTION_FILE).write_text(json.dumps(sel.to_dict(), indent=2) + "\n")
         if cfg.get("test", True):
-            ckpt = best if (fit and best) else None
-            if ckpt is None and not fit and cfg.get("ckpt_path"):
-                ckpt = cfg.ckpt_path
-            trainer.test(module, datamodule=dm, ckpt_path=ckpt, verbose=False)
+            trainer.test(
+                module, datamodule=dm, ckpt_path=sel.path if sel is not None else None, verbose=False
+            )
             results["test"] = dict(module.test_results)
             if trainer.is_global_zero:
                 _print_results(cfg, module, dm, results, trainer)
@@ -255,6 +264,8 @@ def _print_results(
     cols = list(table[0]) if table else []
     text = results_table(f"test scores ({name}; PSNR/SSIM on Y, shave = scale)", table, cols)
     out_dir = Path(cfg.paths.output_dir)
+    if results.get("checkpoint"):
+        text = results["checkpoint"]["line"] + "\n" + text
     (out_dir / "test_results.txt").write_text(text)
     csv_rows = []
     for (s_name, s), v in sorted(rows.items()):

@@ -12,6 +12,7 @@ import pytest
 from mdrn.reproduce import (
     NOT_RUN_DATA,
     TABLE1_COLUMNS,
+    checkpoint_line,
     load_published,
     mean_scores,
     param_counts,
@@ -119,21 +120,72 @@ def test_fig8_mean_absolute_difference(tmp_path):
     assert [float(r["diff_psnr"]) for r in rows] == pytest.approx([-0.1, 0.3, -0.2])
     md = out["md"].read_text()
     assert "PSNR 0.200 dB, SSIM 0.0200" in md and "paper: 0.015 dB, 0.0027" in md
-    assert out["png_psnr"].is_file() and out["png_ssim"].is_file()
+    assert out["png_psnr"].is_file() and out["png_ssim"].is_file() and "png_highbit" not in out
+
+
+def test_fig8_reports_the_16bit_set_on_its_own(tmp_path):
+    """A set of 10- to 16-bit images is listed per image and summarised apart from the 8-bit sets."""
+    (tmp_path / "table2").mkdir()
+    facts = {"ct": {"bit_depth": 16, "set": "Med16"}, "xr": {"bit_depth": 10, "set": "Med16"},
+             "eye": {"bit_depth": 8, "set": "Med8"}}  # fmt: skip
+    (tmp_path / "table2" / "images.json").write_text(json.dumps(facts))
+    multi = [("Set5", s, "a", 30.0, 0.9) for s in (2, 3, 4)] + [
+        ("Med8", s, "eye", 35.0, 0.9) for s in (2, 3, 4)
+    ]
+    multi += [("Med16", s, im, 60.0, 0.99) for s in (2, 3, 4) for im in ("ct", "xr")]
+    _scores(tmp_path / "fig8" / "mdrn_cpu.csv", multi)
+    for s in (2, 3, 4):
+        rows = [("Set5", s, "a", 30.5, 0.9), ("Med8", s, "eye", 35.5, 0.9)]
+        rows += [("Med16", s, "ct", 64.0, 0.99), ("Med16", s, "xr", 58.0, 0.99)]
+        _scores(tmp_path / "fig8" / f"fig8_x{s}.csv", rows)
+    out = render_fig8(tmp_path)
+    rows = _read(out["csv"])
+    low = [r for r in rows if r["image"] == ""]
+    high = [r for r in rows if r["image"]]
+    assert {r["set"] for r in low} == {"Set5", "Med8"} and len(low) == 6
+    assert {(r["image"], r["bit_depth"]) for r in high} == {("ct", "16"), ("xr", "10")} and len(high) == 6
+    md = out["md"].read_text()
+    assert "over the 6 (set, scale) pairs of 8-bit sets: PSNR 0.500 dB" in md  # not mixed with the 16-bit set
+    assert "over the 6 (image, scale) pairs: PSNR 3.000 dB" in md  # |60-64| and |60-58|
+    assert out["png_highbit"].is_file()
 
 
 def test_claims_curve_from_training_log(tmp_path):
     train = tmp_path / "train"
     train.mkdir()
-    header = "epoch,step,train/loss,val/Set5_x4/psnr\n"
+    header = "epoch,step,train/loss,val/v8_x4/psnr\n"
     (train / "fig8_x4_metrics.csv").write_text(header + "0,99,0.1,\n0,99,,20.0\n1,199,,21.0\n")
     (train / "claim_x4_from_x2_metrics.csv").write_text(header + "0,99,,22.0\n1,199,,22.5\n")
-    assert val_curve(train / "fig8_x4_metrics.csv", "val/Set5_x4/psnr") == ([99, 199], [20.0, 21.0])
+    assert val_curve(train / "fig8_x4_metrics.csv", "val/v8_x4/psnr") == ([99, 199], [20.0, 21.0])
     out = render_claims(tmp_path)
     md = out["md"].read_text()
-    assert "ahead at 2 of 2 validation points" in md
-    assert json.loads(json.dumps(_read(out["x4_csv"])))[1]["x4 initialised from x2"] == "22.5000"
+    assert "v8: the x2-initialised model is ahead at 2 of 2 validation points" in md
+    assert json.loads(json.dumps(_read(out["x4_csv"])))[1]["x4 initialised from x2 (v8)"] == "22.5000"
+    assert out["x4_png_v8"].is_file()
     assert "not yet run" in md  # the timing run is missing here
+
+
+def test_checkpoint_line_follows_a_score_csv_to_its_model(tmp_path):
+    """A score CSV names weights=...; their run record names the checkpoint; Table 1 shows it."""
+    models = tmp_path / "models"
+    models.mkdir()
+    weights = models / "srcnn_cpu_x2.safetensors"
+    weights.write_bytes(b"")
+    line = "checkpoint: best (val/psnr 40.0000 on v x2) at step 300"
+    run = {"started_utc": "2026-01-01T00:00:00+00:00", "seconds": 1.0, "machine": {}, "returncode": 0}
+    (models / "srcnn_cpu_x2.safetensors.run.json").write_text(
+        json.dumps({**run, "checkpoint": {"line": line}})
+    )
+    csv_path = _scores(tmp_path / "table1" / "srcnn_cpu_x2_Set5.csv", [("Set5", 2, "a", 36.0, 0.95)])
+    cmd = f"python -m mdrn.evaluate weights=experiments/results/models/{weights.name} eval.output=x"
+    (tmp_path / "table1" / "srcnn_cpu_x2_Set5.csv.run.json").write_text(json.dumps({**run, "command": cmd}))
+    assert checkpoint_line(csv_path) == line
+    rows = _read(render_table1(tmp_path)["csv"])
+    srcnn = {(r["set"], int(r["scale"])): r for r in rows if r["method"] == "SRCNN"}
+    assert srcnn[("Set5", 2)]["checkpoint"] == line and srcnn[("Set5", 3)]["checkpoint"] == ""
+    md = (tmp_path / "table1.md").read_text()
+    assert f"- SRCNN x2: {line}" in md
+    assert "for s in 2 3 4; do python -m mdrn.evaluate weights=experiments/results/models/srcnn_cpu_x$s" in md
 
 
 def test_table2_and_figs15_16_from_medical_runs(tmp_path):

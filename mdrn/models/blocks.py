@@ -37,9 +37,12 @@ DIV2K_GRAY_MEAN: tuple[float] = (
 )
 
 
-def conv(in_channels: int, out_channels: int, kernel_size: int, bias: bool = True) -> nn.Conv2d:
-    """Return a ``kernel_size`` convolution with 'same' zero padding (EDSR-PyTorch ``default_conv``)."""
-    return nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=bias)
+def conv(
+    in_channels: int, out_channels: int, kernel_size: int, bias: bool = True, padding_mode: str = "zeros"
+) -> nn.Conv2d:
+    """Return a ``kernel_size`` convolution with 'same' padding (zeros: EDSR-PyTorch ``default_conv``)."""
+    return nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=bias,
+                     padding_mode=padding_mode)  # fmt: skip
 
 
 def scale_factors(scale: int) -> list[int]:
