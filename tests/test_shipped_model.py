@@ -62,17 +62,18 @@ def test_loads_by_name_without_network(no_network):
 
 @pytest.mark.parametrize("channels,bit_depth", [(1, 8), (1, 16), (3, 8), (3, 16)])
 def test_gray_and_rgb_8_to_16_bit(net, channels, bit_depth):
-    g = torch.Generator().manual_seed(channels + bit_depth)
-    x = imresize(torch.rand(1, channels, 24, 20, generator=g), 0.5)  # smooth, like a real LR image
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 12), torch.linspace(0, 1, 10), indexing="ij")
+    planes = [
+        0.5 + 0.3 * torch.sin(3 * xx + 2 * yy + c) for c in range(channels)
+    ]  # smooth, with edges nowhere
     levels = 2**bit_depth - 1
-    x = torch.round(x.clamp(0, 1) * levels) / levels
+    x = torch.round(torch.stack(planes)[None] * levels) / levels
     for scale in (2, 3, 4):
         y = upscale(net, x, scale)
         assert y.shape == (1, channels, 12 * scale, 10 * scale)
-        # the output is bicubic plus detail: close to bicubic, never a brightness or colour shift
-        bic = imresize(x, scale)
-        assert float((y - bic).mean().abs()) < 2e-3
-        assert float((y - bic).abs().mean()) < 0.05
+        # bicubic plus detail: on a smooth image almost bicubic, never a brightness or colour shift
+        diff = y - imresize(x, scale)
+        assert float(diff.mean().abs()) < 1e-3 and float(diff.abs().mean()) < 5e-3
 
 
 def _pydicom_ct() -> Path:
