@@ -135,7 +135,11 @@ def sr_panel(
     names = {"lr": f"LR (x{scale} smaller)", "bicubic": "Bicubic (low frequency)",
              "residual": "Residual SR - bicubic (high frequency)", "sr": "SR", "hr": "HR"}  # fmt: skip
     if split:
-        names.update(bicubic="Low frequency (model's bicubic)", residual="High frequency (model's network)")
+        names.update(
+            bicubic="Low frequency (model's bicubic)",
+            residual="High frequency (model's network)",
+            sr="SR = low + high frequency",
+        )
     names.update(labels or {})
     residual = _luma(sr_t) - _luma(bic_t)
     h, w = sr_t.shape[1:]
