@@ -6,7 +6,8 @@
 #   make table1        Table 1 (Set5 here; Set14/B100/Urban100 with DATASETS=folder that has them)
 #   make table2        Table 2: MDRN on medical images, x2/x3/x4, PSNR at the image's own bit depth
 #   make fig8          Fig. 8: single-scale vs multi-scale (small CPU scale)
-#   make figs10_14     Figs. 10-14: LR / bicubic / residual / SR / HR panels with zoomed crops
+#   make shipped       the shipped default model mdrn_small: training, scores, model card
+#   make figs10_14     Figs. 10-14: LR / low frequency / high frequency / SR / HR panels, zoomed crops
 #   make figs15_16     Figs. 15-16: Bicubic, SRCNN, EDSR, MDRN at x4 on the medical images
 #   make claims        parameter counts, x4-from-x2 convergence, MDRN vs SRCNN time per image
 #   make checks        the protocol and official-model checks (scripts/check_*.py), their reports recorded
@@ -25,7 +26,7 @@ EVAL = $(PY) -m mdrn.evaluate 'eval.scales=[2,3,4]' eval.output=$@
 # at the scales the network serves (single-scale models)
 EVAL_OWN = $(PY) -m mdrn.evaluate eval.output=$@
 
-.PHONY: table1 table2 fig8 figs10_14 figs15_16 claims checks notebooks reproduce
+.PHONY: shipped table1 table2 fig8 figs10_14 figs15_16 claims checks notebooks reproduce
 # recorded outputs are results, never make's intermediate files
 .PRECIOUS: $(R)/models/%.safetensors $(R)/table1/%.csv $(R)/table2/%.csv $(R)/fig8/%.csv
 
@@ -37,6 +38,14 @@ $(R)/models/%.safetensors:
 # the x4-from-x2 run starts from the fig8 x2 model; SRCNN x3 and x4 start from SRCNN x2
 $(R)/models/claim_x4_from_x2.safetensors: | $(R)/models/fig8_x2.safetensors
 $(R)/models/srcnn_cpu_x3.safetensors $(R)/models/srcnn_cpu_x4.safetensors: | $(R)/models/srcnn_cpu_x2.safetensors
+
+# the shipped default model: recorded training (conf/experiment/mdrn_small.yaml, ~90 min on 2 cores),
+# copied into the package, scored beside bicubic (Set5, medical images, sample test sets), model card
+SHIPPED := mdrn/pretrained/mdrn_small.safetensors
+$(SHIPPED): | $(R)/models/mdrn_small.safetensors $(MEDICAL)/images.json
+	$(PY) experiments/scripts/model_card.py mdrn_small --install
+shipped: $(SHIPPED)  ## the shipped model's card (scores what is missing; delete the model to retrain)
+	$(PY) experiments/scripts/model_card.py mdrn_small
 
 # ---------------------------------------------------------------------------------------- Table 1
 # SRCNN: one network per scale (srcnn_cpu_x2, _x3, _x4), each scored at its own scale
@@ -85,8 +94,9 @@ fig8: $(foreach m,$(FIG8_MODELS),$(R)/fig8/$(m).csv)  ## Fig. 8: single- vs mult
 	$(PY) -m mdrn.reproduce fig8
 
 # ------------------------------------------------------------------------------------ Figs. 10-14
-$(R)/figs10_14/panels.csv: $(R)/models/mdrn_cpu.safetensors | $(MEDICAL)/images.json
-	$(REC) $(PY) experiments/scripts/panels.py --weights $< --images $(MEDICAL)/Medical_8bit $(MEDICAL)/Medical_10to16bit $(DATASETS)/Set5/butterfly.png \
+# the shipped default model (its own low-frequency and high-frequency images)
+$(R)/figs10_14/panels.csv: $(SHIPPED) | $(MEDICAL)/images.json
+	$(REC) $(PY) experiments/scripts/panels.py --weights $< --name mdrn_small --images $(MEDICAL)/Medical_8bit $(MEDICAL)/Medical_10to16bit $(DATASETS)/Set5/butterfly.png \
 		--out $(R)/figs10_14
 
 figs10_14: $(R)/figs10_14/panels.csv  ## Figs. 10-14: LR / bicubic / residual / SR / HR panels
@@ -116,4 +126,4 @@ $(R)/checks/%.txt:
 
 checks: $(R)/checks/check_protocol.txt $(R)/checks/check_official.txt  ## protocol and official checks
 
-reproduce: table1 table2 fig8 figs10_14 figs15_16 claims checks notebooks  ## every artefact
+reproduce: shipped table1 table2 fig8 figs10_14 figs15_16 claims checks notebooks  ## every artefact

@@ -58,6 +58,7 @@ __all__ = [
     "MIN_SIDE",
     "default_overlap",
     "forward_x8",
+    "low_frequency_image",
     "plan_two_stage",
     "receptive_radius",
     "supports_two_stage",
@@ -284,6 +285,21 @@ def _add_low_frequency(net: nn.Module, y: Tensor, x: Tensor, scale: int, device:
         return y
     low = low_frequency(_adapt_channels(net, x.to(device, non_blocking=True))[0], scale)
     return y if low is None else y + low
+
+
+def low_frequency_image(net: nn.Module, x: Tensor, scale: int) -> Tensor | None:
+    """The network's own low-frequency image of ``x`` (its interpolation path; ``x``'s channels), or None.
+
+    None for a network without the path (no ``low_frequency``, or ``bicubic_skip`` off). For a network
+    with it, ``upscale(net, x, scale) - low_frequency_image(net, x, scale)`` is its high-frequency image.
+    """
+    low_frequency = getattr(net, "low_frequency", None)
+    if low_frequency is None:
+        return None
+    xin, back = _adapt_channels(net, x)
+    with torch.no_grad():
+        low = low_frequency(xin, scale)
+    return None if low is None else back(low)
 
 
 def _upscale_two_stage(

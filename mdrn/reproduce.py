@@ -889,10 +889,9 @@ def render_figs10_14(results: Path = RESULTS, pub: Mapping[str, Any] | None = No
     rows = read_csv(folder / "panels.csv")
     md = [
         "# Figs. 10-14: what the network adds\n",
-        "For an image of each type and each scale: LR, the bicubic enlargement (the low frequencies), the "
-        "network's residual SR − bicubic (the high frequencies it adds; diverging colour map, red = brighter "
-        "than bicubic), the SR output and the HR original, with the zoomed crop (yellow box) below. Model: "
-        "the CPU preset `mdrn_cpu` (B=4, F=32), not the paper's model. PSNR at the image's own bit depth.\n",
+        "For an image of each type and each scale: LR, the low-frequency image, the high-frequency image "
+        "(diverging colour map, red = brighter), the SR output and the HR original, with the zoomed crop "
+        "(yellow box) below. " + " ".join(_figs10_14_models(rows)) + " PSNR at the image's own bit depth.\n",
         markdown_table(
             ["image", "scale", "bits", "bicubic PSNR", "SR PSNR", "figure"],
             [
@@ -913,6 +912,29 @@ def render_figs10_14(results: Path = RESULTS, pub: Mapping[str, Any] | None = No
             md.append(f"\n![{r['image']} x4](figs10_14/{r['figure']})\n")
     md.append("\n## Recorded run\n\n" + _run_line([folder / "panels.csv"]))
     return {"md": write_text(results / "figs10_14.md", "\n".join(md) + "\n")}
+
+
+def _figs10_14_models(rows: Sequence[Mapping[str, str]]) -> list[str]:
+    """One sentence per model of ``panels.csv``: which model, and whose low/high-frequency parts are shown."""
+    from mdrn.weights import SHIPPED_MODELS
+
+    out = []
+    for model, split in dict.fromkeys((r.get("model", "?"), r.get("split", "")) for r in rows):
+        what = f"`{model}`"
+        if model in SHIPPED_MODELS:
+            what += f" (the shipped default model; card: `mdrn/pretrained/{model}.md`), not the paper's model"
+        if split == "model":
+            out.append(
+                f"Model: {what}. It has the paper's low/high-frequency split (Fig. 9), so the middle "
+                "panels are its own parts: the MATLAB-bicubic image it starts from (low frequency) and what "
+                "its residual network adds (high frequency = SR − low frequency)."
+            )
+        else:
+            out.append(
+                f"Model: {what}, without the low/high-frequency split: the middle panels are the bicubic "
+                "reference and the residual SR − bicubic."
+            )
+    return out
 
 
 # ------------------------------------------------------------------------------------- Figs. 15-16

@@ -5,10 +5,13 @@ display needed); :func:`save_figure` writes it atomically as PNG. Images are flo
 [0, 1] ((N, C, H, W) with N = 1, (C, H, W) or numpy (H, W[, C])); images of more than 8 bits are shown
 through a display window (:mod:`mdrn.display`), the same window for every panel of a figure.
 
-The panel of :func:`sr_panel` follows the paper's figures: LR, the bicubic enlargement (the low
-frequencies), the network's residual ``SR - bicubic`` (the high frequencies it adds, on a diverging
-colour map centred on 0), the SR output and, when known, the HR original; a second row shows the same
-zoomed crop of each (the crop box is drawn on the first row).
+The panel of :func:`sr_panel` follows the paper's figures: LR, the low-frequency image, the
+high-frequency image (on a diverging colour map centred on 0), the SR output and, when known, the HR
+original; a second row shows the same zoomed crop of each (the crop box is drawn on the first row). For a
+network with the low/high-frequency split of the paper's Fig. 9 (``bicubic_skip``), pass its own
+low-frequency image (:func:`mdrn.inference.low_frequency_image`) and ``split=True``: the middle panels
+are then the model's own two parts, and ``SR - low`` is exactly what its network adds. For any other
+model they are the bicubic reference and the residual ``SR - bicubic``.
 """
 
 from __future__ import annotations
@@ -107,13 +110,16 @@ def sr_panel(
     crop_size: int | None = None,
     title: str | None = None,
     labels: Mapping[str, str] | None = None,
+    split: bool = False,
 ) -> Figure:
     """Return the panel LR | bicubic (low freq.) | residual SR - bicubic (high freq.) | SR | HR, with crops.
 
     ``bit_depth`` is the images' own depth (display window from the HR, or the bicubic image, when > 8).
     ``crop`` (top, left, h, w) in HR pixels; default: the ``crop_size`` box (a quarter of the smaller
-    side) where the residual is strongest. ``labels`` may rename the panels (keys lr, bicubic, residual,
-    sr, hr). A PSNR is not computed here: score with :func:`mdrn.metrics.score`.
+    side) where the residual is strongest. ``split=True`` says that ``bicubic`` is the model's own
+    low-frequency image (a network with the Fig. 9 path), so the residual is its high-frequency image;
+    the panels are titled so. ``labels`` may rename the panels (keys lr, bicubic, residual, sr, hr). A PSNR
+    is not computed here: score with :func:`mdrn.metrics.score`.
     """
     scale = int(scale)
     lr_t, bic_t, sr_t = _as_chw(lr, "lr"), _as_chw(bicubic, "bicubic"), _as_chw(sr, "sr")
@@ -128,6 +134,12 @@ def sr_panel(
         )
     names = {"lr": f"LR (x{scale} smaller)", "bicubic": "Bicubic (low frequency)",
              "residual": "Residual SR - bicubic (high frequency)", "sr": "SR", "hr": "HR"}  # fmt: skip
+    if split:
+        names.update(
+            bicubic="Low frequency (model's bicubic)",
+            residual="High frequency (model's network)",
+            sr="SR = low + high frequency",
+        )
     names.update(labels or {})
     residual = _luma(sr_t) - _luma(bic_t)
     h, w = sr_t.shape[1:]
