@@ -21,7 +21,7 @@ from medical_data import make_ct_series
 from test_app_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, _free_port, _unavailable, _wait_http
 
 from mdrn.app import available_models
-from mdrn.inputs import open_inputs
+from mdrn.clinical.inputs import open_inputs
 
 pytestmark = pytest.mark.browser
 
