@@ -121,7 +121,17 @@ def render(name: str, files: dict[str, list[Path]]) -> str:
                 rows.append([labels[s], f"x{scale}", n, f"{pb:.2f} / {sb:.4f}", f"{pm:.2f} / {sm:.4f}",
                              f"{pm - pb:+.2f}", ref])  # fmt: skip
     score_cmds = "\n".join(f"- `{(run_info(p) or {}).get('command', 'not recorded')}`" for p in files[name])
-    minutes = run.get("seconds", 0) / 60
+    first = run.get("resumed_from") or {}  # a run stopped and resumed from its checkpoint: two records
+    minutes = (run.get("seconds", 0) + first.get("seconds", 0)) / 60
+    resumed = (
+        f"""
+- The run was made in two parts: `{first.get("command", "?")}` started {first.get("started_utc", "?")} UTC
+  and stopped after step {first.get("step", "?")} ({first.get("seconds", 0):.0f} s; {first.get("why", "")});
+  the run below resumed it from that step's checkpoint (same step counter, optimizer and schedule
+  state)."""
+        if first
+        else ""
+    )
     arch = (
         f"{spec['arch']}: {args['n_resblocks']} residual blocks, {args['n_feats']} filters, scales "
         f"{'/'.join(f'x{s}' for s in args['scales'])} in one network (shared trunk, two pre-processing "
@@ -160,7 +170,7 @@ medical device.**
   UTC, {run.get("seconds", 0):.0f} s, {machine.get("cpu")} ({machine.get("cores")} cores, no GPU), torch
   {machine.get("torch")}, commit {str(run.get("git_commit"))[:8]}. Record:
   `experiments/results/models/{name}.safetensors.run.json` (log, metrics and config in
-  `experiments/results/train/{name}_*`).
+  `experiments/results/train/{name}_*`).{resumed}
 
 ## Scores
 
