@@ -32,8 +32,6 @@ from mdrn.reproduce.results import RESULTS
 from mdrn.reproduce.table1 import render_table1
 from mdrn.reproduce.table2 import render_table2
 
-# ------------------------------------------------------------------------------------------- CLI
-
 RENDERERS: dict[str, Callable[..., dict[str, Path]]] = {
     "table1": render_table1,
     "table2": render_table2,

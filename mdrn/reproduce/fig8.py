@@ -23,8 +23,6 @@ from mdrn.reproduce.results import (
     write_text,
 )
 
-# ------------------------------------------------------------------------------------------- Fig. 8
-
 FIG8_MULTI = "mdrn_cpu"
 FIG8_SINGLE = tuple(f"fig8_x{s}" for s in SCALES)
 FIG8_COLUMNS = [

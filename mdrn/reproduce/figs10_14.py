@@ -9,8 +9,6 @@ from typing import Any
 from mdrn.reproduce.record import run_line
 from mdrn.reproduce.results import RESULTS, fmt_num, markdown_table, read_csv, write_text
 
-# ------------------------------------------------------------------------------------- Figs. 10-14
-
 
 def render_figs10_14(results: Path = RESULTS, pub: Mapping[str, Any] | None = None) -> dict[str, Path]:
     """Write ``figs10_14.md``: the panels written by ``experiments/scripts/panels.py`` with their scores."""

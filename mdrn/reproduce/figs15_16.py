@@ -17,8 +17,6 @@ from mdrn.reproduce.results import (
     write_text,
 )
 
-# ------------------------------------------------------------------------------------- Figs. 15-16
-
 FIGS15_16_METHODS = (
     ("Bicubic", "bicubic"),
     ("SRCNN", "srcnn_cpu_x4"),

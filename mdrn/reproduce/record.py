@@ -16,8 +16,6 @@ from typing import Any
 
 from mdrn.reproduce.results import RESULTS, ROOT, write_text
 
-# ------------------------------------------------------------------------------------- recording
-
 
 def machine_info() -> dict[str, Any]:
     """Facts about this machine that matter for the recorded numbers (CPU, cores, versions)."""

@@ -28,8 +28,6 @@ from mdrn.reproduce.results import (
 TABLE1_METHODS = ("Bicubic", "A+", "SRCNN", "VDSR", "MDRN")
 TABLE1_COLUMNS = ["method", "set", "scale", "psnr", "ssim", "published_psnr", "published_ssim"]
 
-# ------------------------------------------------------------------------------------------ Table 1
-
 
 @dataclass(frozen=True)
 class Table1Source:

@@ -21,8 +21,6 @@ from mdrn.reproduce.results import (
     write_text,
 )
 
-# ------------------------------------------------------------------------------------------ Table 2
-
 
 def render_table2(results: Path = RESULTS, pub: Mapping[str, Any] | None = None) -> dict[str, Path]:
     """Write ``table2.csv``/``.md``/``.png``: MDRN (CPU preset) vs bicubic per medical image and scale."""
