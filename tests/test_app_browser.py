@@ -58,6 +58,17 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
+def _playwright():  # noqa: ANN202
+    """Playwright's ``sync_playwright``, or a skip (a failure in CI) naming what is missing."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        _unavailable(f"playwright is not installed ({exc}); pip install playwright")
+    if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
+        _unavailable(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set MDRN_CHROMIUM)")
+    return sync_playwright
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -99,12 +110,7 @@ def _wait_state(page, proc: subprocess.Popen, log: Path, js: str, what: str) -> 
 
 
 def test_app_in_chromium(tmp_path) -> None:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as exc:
-        _unavailable(f"playwright is not installed ({exc}); pip install playwright")
-    if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
-        _unavailable(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set MDRN_CHROMIUM)")
+    sync_playwright = _playwright()
 
     torch.manual_seed(0)
     weights = save_model(

@@ -13,12 +13,19 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pydicom
 import pytest
 from medical_data import make_ct_series
-from test_app_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, _free_port, _unavailable, _wait_http
+from test_app_browser import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    _free_port,
+    _playwright,
+    _unavailable,
+    _wait_ready,
+)
 
 from mdrn.app import available_models
 from mdrn.clinical.inputs import open_inputs
@@ -35,14 +42,7 @@ def _wait(condition, timeout: float, what: str) -> None:  # noqa: ANN001
 
 
 def test_ct_series_enlarged_scrolled_saved_and_imported(tmp_path) -> None:
-    import shutil
-
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as exc:
-        _unavailable(f"playwright is not installed ({exc}); pip install playwright")
-    if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
-        _unavailable(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set MDRN_CHROMIUM)")
+    sync_playwright = _playwright()
 
     sources = make_ct_series(tmp_path / "CT_chest", 5)
     default = available_models()[0][1]
@@ -63,9 +63,11 @@ def test_ct_series_enlarged_scrolled_saved_and_imported(tmp_path) -> None:
         "--device",
         "cpu",
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    log = tmp_path / "app.log"
+    out = log.open("w")
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True, env=env)
     try:
-        _wait_http(url, proc)
+        _wait_ready(url, proc, log)
         (app_temp,) = temp.glob("mdrn-app-*")
         with sync_playwright() as p:
             try:
@@ -113,6 +115,7 @@ def test_ct_series_enlarged_scrolled_saved_and_imported(tmp_path) -> None:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+        out.close()
     # the app stopped: its folder is gone and no file is left (Gradio makes an empty folder on import)
     assert not app_temp.exists() and [f for f in temp.rglob("*") if not f.is_dir()] == []
 

@@ -89,8 +89,9 @@ def score_files(name: str, out: Path) -> dict[str, list[Path]]:
 
 
 def _steps(metrics: Path) -> int | None:
-    """The last training step in a Lightning CSV log."""
-    steps = [int(r["step"]) for r in read_csv(metrics) if r.get("step")] if metrics.is_file() else []
+    """The number of training steps in a Lightning CSV log (its last step with a training loss, + 1)."""
+    rows = read_csv(metrics) if metrics.is_file() else []
+    steps = [int(r["step"]) for r in rows if r.get("step") and r.get("train/loss")]
     return max(steps) + 1 if steps else None
 
 
@@ -127,7 +128,7 @@ def render(name: str, files: dict[str, list[Path]]) -> str:
         f"""
 - The run was made in two parts: `{first.get("command", "?")}` started {first.get("started_utc", "?")} UTC
   and stopped after step {first.get("step", "?")} ({first.get("seconds", 0):.0f} s; {first.get("why", "")});
-  the run below resumed it from that step's checkpoint (same step counter, optimizer and schedule
+  the run above resumed it from that step's checkpoint (same step counter, optimizer and schedule
   state)."""
         if first
         else ""

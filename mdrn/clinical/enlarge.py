@@ -145,7 +145,7 @@ def _enlarge_rows(net: nn.Module, pixels: np.ndarray, bit_depth: int, opts: Upsc
     x = image_to_tensor(ImageData(pixels, bit_depth))
     y = upscale(
         net, x, opts.scale, tile=opts.tile, overlap=opts.overlap, ensemble=opts.ensemble, device=opts.device,
-        memory=opts.memory,
+        memory=opts.memory, reuse_memory=False,  # bounded memory: glibc gives large buffers back
     )  # fmt: skip
     step = max(1, _QUANTIZE_ROWS // (y.shape[0] * y.shape[2]))
     parts = [tensor_to_array(y[:, r : r + step], bit_depth) for r in range(0, y.shape[1], step)]

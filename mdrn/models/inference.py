@@ -311,6 +311,7 @@ def _upscale_two_stage(
     overlap: int,
     device: torch.device,
     out: Tensor,
+    reuse: bool = True,
 ) -> None:
     """Fill ``out``: features of each body tile, then ``reconstruct`` over sub-tiles of its core.
 
@@ -326,7 +327,7 @@ def _upscale_two_stage(
             g0, g1 = max(x0 - rr, 0), min(x1 + rr, w)
             b0, b1 = max(g0 - overlap, 0), min(g1 + overlap, w)
             xin, back = _adapt_channels(net, x[..., a0:a1, b0:b1].to(device, non_blocking=True))
-            with malloc_reuse(device.type == "cpu"):
+            with malloc_reuse(reuse and device.type == "cpu"):
                 feats = net.features(xin, scale)[..., f0 - a0 : f1 - a0, g0 - b0 : g1 - b0]
             del xin
             rows, cols = sub_grid(y1 - y0, x1 - x0)
@@ -355,6 +356,7 @@ def _upscale_tiled(
     ensemble: bool,
     device: torch.device,
     out: Tensor,
+    reuse: bool = True,
 ) -> None:
     """Fill ``out`` tile by tile (cores of ``tile`` LR pixels, ``overlap`` pixels of context)."""
     h, w = x.shape[-2:]
@@ -363,7 +365,7 @@ def _upscale_tiled(
         for x0, x1 in _tile_bounds(w, tile):
             b0, b1 = max(x0 - overlap, 0), min(x1 + overlap, w)
             patch = x[..., a0:a1, b0:b1].to(device, non_blocking=True)
-            with malloc_reuse(device.type == "cpu"):
+            with malloc_reuse(reuse and device.type == "cpu"):
                 y = _run(net, patch, scale, ensemble)
             core = y[..., (y0 - a0) * scale : (y1 - a0) * scale, (x0 - b0) * scale : (x1 - b0) * scale]
             out[..., y0 * scale : y1 * scale, x0 * scale : x1 * scale] = core.to(out.device, out.dtype)
@@ -381,6 +383,7 @@ def upscale(
     device: str | torch.device | None = None,
     out: Tensor | np.ndarray | None = None,
     memory: int | None = DEFAULT_MEMORY,
+    reuse_memory: bool = True,
 ) -> Tensor:
     """Upscale ``x`` ((C, H, W) or (N, C, H, W), float in [0, 1]) by ``scale``, tiled if ``tile`` is set.
 
@@ -394,7 +397,10 @@ def upscale(
     in bytes (``tile`` then only switches tiling on), or with ``memory=None`` are ``tile`` pixels.
     On a GPU out-of-memory error the tile (budget) is halved and the image redone, with a warning naming
     the new tile (budget). The result (not clamped) has the batch dimensions of ``x`` and lives on
-    ``x``'s device (or is ``out`` as a tensor view).
+    ``x``'s device (or is ``out`` as a tensor view). ``reuse_memory`` runs the network calls under
+    :func:`mdrn.perf.malloc_reuse` on CPU (faster; the resident size keeps its peak while they run);
+    ``False`` keeps glibc returning large buffers, for callers that bound memory (the clinician tools:
+    a 36 MP 16-bit image x2 peaked at 2.54 GB with it, 1.58 GB without).
     """
     squeeze = x.dim() == 3
     x4 = _check_input(net, x, scale)
@@ -428,18 +434,19 @@ def upscale(
                         seen = _adapt_channels(net, x4[..., :1, :1])[0].shape[:2]
                         rows, cols, px = plan_two_stage(net, (*seen, h, w), scale, overlap, mem)
                         sub = partial(_grid, context=net.reconstruct_radius(scale), max_px=px)
-                        _upscale_two_stage(net, x4, scale, (rows, cols), sub, overlap, dev, dest)
+                        grid = (rows, cols)
+                        _upscale_two_stage(net, x4, scale, grid, sub, overlap, dev, dest, reuse_memory)
                     elif two_stage and cur is not None:
                         body = (_tile_bounds(h, cur), _tile_bounds(w, cur))
                         sub = partial(_square_grid, tile=cur)
-                        _upscale_two_stage(net, x4, scale, body, sub, overlap, dev, dest)
+                        _upscale_two_stage(net, x4, scale, body, sub, overlap, dev, dest, reuse_memory)
                     elif cur is None or (cur >= h and cur >= w):
-                        with malloc_reuse(dev.type == "cpu"):
+                        with malloc_reuse(reuse_memory and dev.type == "cpu"):
                             y = _run(net, x4.to(dev), scale, ensemble)
                         dest.copy_(y.to(dest.device, dest.dtype))
                         del y
                     else:
-                        _upscale_tiled(net, x4, scale, cur, overlap, ensemble, dev, dest)
+                        _upscale_tiled(net, x4, scale, cur, overlap, ensemble, dev, dest, reuse_memory)
                     break
                 except Exception as err:  # noqa: BLE001 - only OOM is retried, others re-raised
                     if not _is_oom(err):
