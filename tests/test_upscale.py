@@ -14,9 +14,9 @@ import torch
 from PIL import Image
 from pydicom.data import get_testdata_file
 
-from mdrn.models.inference import upscale
 from mdrn.io.images import ImageData, image_to_tensor, read_image, tensor_to_array
 from mdrn.models import MDRN, Bicubic
+from mdrn.models.inference import upscale
 from mdrn.upscale import main
 from mdrn.weights import save_model
 
