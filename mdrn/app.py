@@ -8,8 +8,8 @@ network; the list holds only these, the official models already downloaded and t
 (bicubic-enlarged) and the result with a before/after slider, a slice slider for series and volumes, a
 zoom, window/level for 12-16 bit images, and the detail the network adds over bicubic as a colour overlay
 (red: brighter than bicubic, blue: darker). Enlarging runs the command line's own code
-(:func:`mdrn.enlarge.enlarge_stack`) into a private folder of the browser session; **Save** copies the
-results (named ``<stem>_x<scale>_<model>``; a series stays one derived DICOM series) to the chosen folder.
+(:func:`mdrn.clinical.enlarge.enlarge_stack`) into a private folder of the browser session; **Save** copies
+the results (named ``<stem>_x<scale>_<model>``; a series stays one derived DICOM series) to the chosen folder.
 
 Privacy: uploads, results and the pictures shown live in one private temporary folder of the app
 (``GRADIO_TEMP_DIR``); a session's files are deleted when its browser tab closes, and the whole folder when
@@ -40,8 +40,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from mdrn.display import Window, auto_window, display_array  # noqa: E402
-from mdrn.enlarge import (  # noqa: E402
+from mdrn.clinical.display import Window, auto_window, display_array  # noqa: E402
+from mdrn.clinical.enlarge import (  # noqa: E402
     BICUBIC,
     UpscaleOptions,
     describe_method,
@@ -50,8 +50,8 @@ from mdrn.enlarge import (  # noqa: E402
     model_name,
     upscale_image,
 )
-from mdrn.inputs import Stack, open_files, open_inputs  # noqa: E402
-from mdrn.io import DEFAULT_MAX_PIXELS, ImageData, ImageReadError, atomic_write  # noqa: E402
+from mdrn.clinical.inputs import Stack, open_files, open_inputs  # noqa: E402
+from mdrn.io.images import DEFAULT_MAX_PIXELS, ImageData, ImageReadError, atomic_write  # noqa: E402
 from mdrn.models import Bicubic  # noqa: E402
 from mdrn.perf import set_malloc_reuse  # noqa: E402
 
@@ -177,7 +177,7 @@ def process_files(
     scales = tuple(getattr(net, "scales", ()))
     if scales and scale not in scales:
         raise ValueError(f"{weights}: the model has no x{scale} branch (it serves {scales})")
-    from mdrn.dicom import Derivation
+    from mdrn.io.dicom import Derivation
 
     model = model_name(weights)
     how = Derivation(int(scale), describe_method(weights, net), model)

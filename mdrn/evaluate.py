@@ -4,7 +4,7 @@
 
 DIR holds one folder of HR images per set (``DIR/Set5/*.png`` or ``DIR/Set5/HR/*.png``; default
 ``data/benchmark``, filled by ``python -m mdrn.data download benchmarks``). HR is mod-cropped, LR =
-MATLAB bicubic 1/s quantized to the image's bit depth; scores follow :func:`mdrn.metrics.score` (Y
+MATLAB bicubic 1/s quantized to the image's bit depth; scores follow :func:`mdrn.protocol.metrics.score` (Y
 channel, shave = scale). One CSV row per image (``set,scale,image,psnr,ssim``; ``<run>/results.csv``
 unless ``eval.output`` names another file), ``<run>/means.csv`` and a printed table of per-set means.
 ``weights=PATH`` (our safetensors or an official EDSR/MDSR/VDSR file) or ``ckpt=PATH`` (a training
@@ -27,14 +27,14 @@ from omegaconf import DictConfig
 from mdrn.data.cache import make_lr
 from mdrn.data.catalog import DataNotFoundError
 from mdrn.data.sources import benchmark_files, prepare_benchmarks
-from mdrn.inference import upscale
-from mdrn.io import ImageReadError, image_to_tensor, read_image
-from mdrn.metrics import score
+from mdrn.io.images import ImageReadError, image_to_tensor, read_image
 from mdrn.models import Bicubic
-from mdrn.resize import modcrop
-from mdrn.utils import print_config, results_table
-from mdrn.utils.report import describe_run_folder, display_path, duration, write_csv, write_results
-from mdrn.utils.run_log import run_logging
+from mdrn.models.inference import upscale
+from mdrn.protocol.metrics import score
+from mdrn.protocol.resize import modcrop
+from mdrn.training.config import print_config, results_table
+from mdrn.training.report import describe_run_folder, display_path, duration, write_csv, write_results
+from mdrn.training.run_log import run_logging
 
 __all__ = ["evaluate", "load_net", "main"]
 

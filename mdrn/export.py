@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.export import Dim
 
-from mdrn.io import atomic_write
+from mdrn.io.images import atomic_write
 
 __all__ = ["FixedScale", "export_onnx", "main"]
 

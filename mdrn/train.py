@@ -23,13 +23,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mdrn.data import DataNotFoundError
-from mdrn.lit import AtomicCheckpointIO, SRModule
 from mdrn.models import Bicubic
-from mdrn.selection import SELECTION_FILE, given_checkpoint, select_checkpoint
-from mdrn.utils import instantiate_group, print_config, results_table
-from mdrn.utils.callbacks import ValidateAtEnd, ValidationReport
-from mdrn.utils.report import describe_run_folder, display_path, duration, write_csv, write_results
-from mdrn.utils.run_log import run_logging
+from mdrn.training.callbacks import ValidateAtEnd, ValidationReport
+from mdrn.training.config import instantiate_group, print_config, results_table
+from mdrn.training.module import AtomicCheckpointIO, SRModule
+from mdrn.training.report import describe_run_folder, display_path, duration, write_csv, write_results
+from mdrn.training.run_log import run_logging
+from mdrn.training.selection import SELECTION_FILE, given_checkpoint, select_checkpoint
 
 __all__ = ["main", "train", "wandb_logged_in"]
 
@@ -168,7 +168,8 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             trainer.fit(module, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
         results: dict[str, Any] = {"train": dict(_scalars(trainer.callback_metrics))}
         results["global_step"] = int(trainer.global_step)
-        # the model-selection rule (mdrn.selection): best by val/psnr on the validation sets, else last
+        # the model-selection rule (mdrn.training.selection): best by val/psnr on the validation sets, else
+        # last
         sel = (
             select_checkpoint(trainer, dm.eval_keys("val") if getattr(dm, "val_sources", None) else ())
             if fit

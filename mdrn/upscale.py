@@ -7,8 +7,8 @@ cached, see :mod:`mdrn.weights`), or ``bicubic`` (interpolation, no network). An
 (PNG/JPEG/TIFF/BMP/DICOM), a multi-frame DICOM, a NIfTI volume (``.nii``/``.nii.gz``, enlarged in
 ``--plane``), or a folder (its DICOM series, each one derived series, and its other images go to
 ``DIR/<folder>_x<scale>_<model>/``). Outputs are named ``<stem>_x<scale>_<model>.<ext>`` (see
-:mod:`mdrn.enlarge`): gray stays gray, 16-bit stays 16-bit, a 12-bit DICOM stays 12-bit, and a derived
-DICOM is true to PS3.3 (see :mod:`mdrn.dicom`). Images over ``--max-pixels`` are refused from their
+:mod:`mdrn.clinical.enlarge`): gray stays gray, 16-bit stays 16-bit, a 12-bit DICOM stays 12-bit, and a
+derived DICOM is true to PS3.3 (see :mod:`mdrn.io.dicom`). Images over ``--max-pixels`` are refused from their
 header. Inputs that fail print one line naming the file and the problem, leave no output behind, and
 make the exit code 1; the other inputs are still processed.
 """
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from mdrn.enlarge import (
+from mdrn.clinical.enlarge import (
     BICUBIC,
     DEFAULT_TILE,
     FORMATS,
@@ -33,10 +33,10 @@ from mdrn.enlarge import (
     load_network,
     model_name,
 )
-from mdrn.inference import DEFAULT_OVERLAP
-from mdrn.inputs import Stack, open_inputs
-from mdrn.io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, ImageReadError
-from mdrn.nifti import PLANES
+from mdrn.clinical.inputs import Stack, open_inputs
+from mdrn.io.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, ImageReadError
+from mdrn.io.nifti import PLANES
+from mdrn.models.inference import DEFAULT_OVERLAP
 from mdrn.perf import set_malloc_reuse
 
 __all__ = [
@@ -146,7 +146,7 @@ def _prepare_output(out: Path) -> str | None:
     """Create the output folder and try writing in it; why it cannot be used, or None."""
     import tempfile
 
-    from mdrn.io import os_error
+    from mdrn.io.images import os_error
 
     if out.exists() and not out.is_dir():
         return f"{out}: -o names a file; give the folder to write the enlarged images into"
@@ -186,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    from mdrn.dicom import Derivation
+    from mdrn.io.dicom import Derivation
     from mdrn.perf import prepare_for_inference
 
     how = Derivation(args.scale, describe_method(args.weights, net), model_name(args.weights))

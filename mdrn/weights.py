@@ -35,8 +35,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from mdrn.download import NetworkUnavailableError, download_file
-from mdrn.io import atomic_write
+from mdrn.io.download import NetworkUnavailableError, download_file
+from mdrn.io.images import atomic_write
 from mdrn.models import build_model, model_spec
 from mdrn.models.blocks import DIV2K_RGB_MEAN
 from mdrn.models.mdrn import branch_key

@@ -4,7 +4,7 @@ x4 of a 1024x1024 LR image (4096x4096 output) with MDRN B=80, F=64 (random weigh
 not depend on the values) on CPU. Variants, each in its own subprocess so that its peak RSS
 (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) is its own:
 
-- ``two_stage``: ``mdrn.inference.upscale`` as the CLI calls it (body tiles sized by the ``memory``
+- ``two_stage``: ``mdrn.models.inference.upscale`` as the CLI calls it (body tiles sized by the ``memory``
   budget, then the upsampler + tail over sub-tiles of the feature map);
 - ``single_stage``: the same call on a wrapper that hides ``features``/``reconstruct``, i.e. the whole
   network on ``--tile`` tiles with ``--overlap`` context;
@@ -94,9 +94,9 @@ def run_variant(
 ) -> dict:
     """Run one variant in this process; return seconds, peak RSS and the LR pixels the body ran on.
 
-    ``memory``: the two-stage budget in bytes (default ``mdrn.inference.DEFAULT_MEMORY``).
+    ``memory``: the two-stage budget in bytes (default ``mdrn.models.inference.DEFAULT_MEMORY``).
     """
-    from mdrn.inference import DEFAULT_MEMORY, upscale
+    from mdrn.models.inference import DEFAULT_MEMORY, upscale
 
     memory = memory or DEFAULT_MEMORY
 
@@ -132,7 +132,7 @@ def run_variant(
 
 def seam_errors(overlaps: list[int], size: int = 96, tile: int = 32) -> dict:
     """Max |tiled - untiled| of the B=80 network (x4) on a small image for several overlaps."""
-    from mdrn.inference import upscale
+    from mdrn.models.inference import upscale
 
     net = _net()
     x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(2))

@@ -24,8 +24,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from medical_data import DCIODVFY_KNOWN, dciodvfy_errors, dicom_file, make_ct_series  # noqa: E402
 
-from mdrn.enlarge import model_name  # noqa: E402
-from mdrn.inputs import open_inputs  # noqa: E402
+from mdrn.clinical.enlarge import model_name  # noqa: E402
+from mdrn.clinical.inputs import open_inputs  # noqa: E402
 from mdrn.upscale import main as enlarge  # noqa: E402
 from mdrn.weights import DEFAULT_MODEL  # noqa: E402
 

@@ -4,7 +4,7 @@ Run from the project root: ``python scripts/check_official.py [--shared ../share
 Prints the trainable parameter counts of MDRN/EDSR next to the official ones (summary.json), the max
 absolute difference (0..255 scale) between our outputs and the official EDSR-PyTorch outputs at every
 scale, and the Set5 PSNR/SSIM of VDSR with the official weights (LR = MATLAB-bicubic degrade quantized to
-uint8 RGB, network on Y in float, bicubic chroma, scored with ``mdrn.metrics.score``). A count that
+uint8 RGB, network on Y in float, bicubic chroma, scored with ``mdrn.protocol.metrics.score``). A count that
 differs, an output further than ``OUTPUT_TOLERANCE`` or a VDSR score further than ``VDSR_TOLERANCE``
 from the published one is printed as MISMATCH and the exit status is 1.
 """
@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 
-from mdrn.io import image_to_tensor, read_image
-from mdrn.metrics import quantize, score
+from mdrn.io.images import image_to_tensor, read_image
 from mdrn.models import build_model
-from mdrn.resize import degrade, modcrop
+from mdrn.protocol.metrics import quantize, score
+from mdrn.protocol.resize import degrade, modcrop
 from mdrn.weights import convert_official, load_model
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,7 +4,7 @@
 - ``gray8_10000.png``: 10000x10000 8-bit gray (100 MP, at the limit);
 - ``gray16_6000.png``: 6000x6000 16-bit gray (36 MP), for the shipped model.
 
-The images are written band by band (mdrn.io.write_bands), so making them needs little memory too.
+The images are written band by band (mdrn.io.images.write_bands), so making them needs little memory too.
 
 Usage: python scripts/memory_inputs.py [FOLDER]   (default: ./memory_inputs)
 """
@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from medical_data import make_png_bomb  # noqa: E402
 
-from mdrn.io import write_bands  # noqa: E402
+from mdrn.io.images import write_bands  # noqa: E402
 
 
 def _texture(side: int, bits: int, rows: int = 500):

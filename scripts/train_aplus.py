@@ -5,10 +5,11 @@ Example (the recorded run in experiments/results/aplus/)::
     python scripts/train_aplus.py --out models/aplus --results experiments/results/aplus
 
 Each scale is trained on the Y channel of the T91 images (float, MATLAB rgb2ycbcr) and saved as
-``<out>/aplus_x<s>.npz``. Set5 is scored with the project protocol (:func:`mdrn.metrics.score`): LR =
-MATLAB bicubic 1/s of the mod-cropped HR (:func:`mdrn.resize.degrade`) stored as uint8 RGB, the A+ Y
+``<out>/aplus_x<s>.npz``. Set5 is scored with the project protocol (:func:`mdrn.protocol.metrics.score`): LR =
+MATLAB bicubic 1/s of the mod-cropped HR (:func:`mdrn.protocol.resize.degrade`) stored as uint8 RGB, the A+ Y
 with bicubic chroma converted back to RGB, quantized to uint8, shave = scale, PSNR/SSIM on Y. Bicubic
-(:class:`mdrn.models.Bicubic` if available, else :func:`mdrn.resize.imresize`) is scored the same way.
+(:class:`mdrn.models.Bicubic` if available, else :func:`mdrn.protocol.resize.imresize`) is scored the same
+way.
 """
 
 from __future__ import annotations
@@ -28,11 +29,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mdrn.aplus import APlus, APlusSR
-from mdrn.color import rgb_to_ycbcr
-from mdrn.io import atomic_write, image_to_tensor, is_image_file, read_image
-from mdrn.metrics import quantize, score
-from mdrn.resize import degrade, imresize, modcrop
+from mdrn.io.images import atomic_write, image_to_tensor, is_image_file, read_image
+from mdrn.protocol.color import rgb_to_ycbcr
+from mdrn.protocol.metrics import quantize, score
+from mdrn.protocol.resize import degrade, imresize, modcrop
+from mdrn.reproduce.aplus import APlus, APlusSR
 from mdrn.weights import cache_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -191,7 +192,7 @@ def record(args: argparse.Namespace, results: list[dict], argv: list[str] | None
         f"pyramid {args.levels} levels of 0.98^k, "
         f"at most {args.max_samples} regression samples",
         "- protocol: LR = MATLAB bicubic 1/s of the mod-cropped HR, rounded to uint8 RGB; A+ on Y, chroma "
-        "bicubic; SR quantized to uint8, shave = scale, PSNR/SSIM on float Y (mdrn.metrics.score)",
+        "bicubic; SR quantized to uint8, shave = scale, PSNR/SSIM on float Y (mdrn.protocol.metrics.score)",
         "",
         "| scale | PSNR (dB) | SSIM | published PSNR | published SSIM | diff (dB) | bicubic PSNR "
         "| train time (s) | train CPU time (s) |",

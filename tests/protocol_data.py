@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mdrn.io import image_to_tensor, read_image
-from mdrn.metrics import psnr, quantize, score, ssim
-from mdrn.resize import degrade, imresize, modcrop
+from mdrn.io.images import image_to_tensor, read_image
+from mdrn.protocol.metrics import psnr, quantize, score, ssim
+from mdrn.protocol.resize import degrade, imresize, modcrop
 
 SET5_BICUBIC = {2: 33.682, 3: 30.405, 4: 28.431}  # ../shared/README.md (BasicSR, float Y)
 # agreement a correct implementation reaches (../shared/README.md): the tests and the script check these

@@ -1,4 +1,5 @@
-"""A+ (mdrn.aplus): a tiny model trained on two images beats bicubic on a held-out one; files round-trip."""
+"""A+ (mdrn.reproduce.aplus): a tiny model trained on two images beats bicubic on a held-out one; files
+round-trip."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ import pytest
 import torch
 from skimage import data as skdata
 
-from mdrn.aplus import APlus, APlusSR, _conv_same, _nearest, feature_filters, omp
-from mdrn.color import rgb_to_ycbcr
-from mdrn.metrics import quantize, score
-from mdrn.resize import degrade, imresize, modcrop
+from mdrn.protocol.color import rgb_to_ycbcr
+from mdrn.protocol.metrics import quantize, score
+from mdrn.protocol.resize import degrade, imresize, modcrop
+from mdrn.reproduce.aplus import APlus, APlusSR, _conv_same, _nearest, feature_filters, omp
 
 SCALE = 3
 

@@ -25,8 +25,8 @@ from mdrn.app import (  # noqa: E402
     save_results,
     slice_info,
 )
-from mdrn.display import Window  # noqa: E402
-from mdrn.io import ImageData, read_image  # noqa: E402
+from mdrn.clinical.display import Window  # noqa: E402
+from mdrn.io.images import ImageData, read_image  # noqa: E402
 
 
 def _gray16(path: Path) -> Path:
@@ -158,7 +158,7 @@ def test_clinician_path_through_the_buttons(tmp_path, monkeypatch) -> None:
     """Open a CT series, enlarge x2, scroll, save, import the result: through the page's own endpoints."""
     from gradio_client import Client, handle_file
 
-    from mdrn.inputs import open_inputs
+    from mdrn.clinical.inputs import open_inputs
 
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "app"))
     files = make_ct_series(tmp_path / "CT", 3)
@@ -222,7 +222,7 @@ def test_bomb_upload_is_refused_and_alpha_is_kept(tmp_path) -> None:
     from medical_data import make_png_bomb
 
     from mdrn.app import _describe
-    from mdrn.io import write_image
+    from mdrn.io.images import write_image
 
     rgba = write_image(
         tmp_path / "overlay.png",

@@ -29,7 +29,7 @@ import torch
 from PIL import Image
 from pydicom.data import get_testdata_file
 
-from mdrn.io import read_image
+from mdrn.io.images import read_image
 from mdrn.models import MDRN
 from mdrn.weights import save_model
 

@@ -28,7 +28,7 @@ from test_app_browser import (
 )
 
 from mdrn.app import available_models
-from mdrn.inputs import open_inputs
+from mdrn.clinical.inputs import open_inputs
 
 pytestmark = pytest.mark.browser
 

@@ -1,4 +1,4 @@
-"""mdrn.color: MATLAB rgb2ycbcr / ycbcr2rgb conventions on the [0, 1] scale."""
+"""mdrn.protocol.color: MATLAB rgb2ycbcr / ycbcr2rgb conventions on the [0, 1] scale."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mdrn.color import rgb_to_y, rgb_to_ycbcr, ycbcr_to_rgb
+from mdrn.protocol.color import rgb_to_y, rgb_to_ycbcr, ycbcr_to_rgb
 
 
 def test_known_values_matlab() -> None:

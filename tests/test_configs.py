@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 
 from mdrn.train import _prepare_wandb
-from mdrn.utils import instantiate_group
+from mdrn.training.config import instantiate_group
 
 CONF = ROOT / "conf"
 # values the user must give (``???``) for some data configs
@@ -48,7 +48,7 @@ GROUP_OPTIONS = [
 @pytest.mark.parametrize(("group", "option"), GROUP_OPTIONS, ids=[f"{g}={o}" for g, o in GROUP_OPTIONS])
 def test_group_option_composes(group: str, option: str, tmp_path: Path) -> None:
     cfg = _compose([f"{group}={option}", *REQUIRED.get(option, [])], tmp_path)
-    assert cfg.model._target_ == "mdrn.lit.SRModule"
+    assert cfg.model._target_ == "mdrn.training.module.SRModule"
     assert cfg.data._target_ == "mdrn.data.SRDataModule"
     if group in ("data", "model", "trainer"):
         assert OmegaConf.select(cfg, group) is not None

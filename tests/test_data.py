@@ -12,8 +12,8 @@ import torch
 from mdrn.data import ImageCache, ScaleBatchSampler, SRDataModule, TrainPatchDataset
 from mdrn.data.cache import MANIFEST
 from mdrn.data.datasets import augment
-from mdrn.io import write_image
-from mdrn.resize import degrade
+from mdrn.io.images import write_image
+from mdrn.protocol.resize import degrade
 
 
 @pytest.fixture()
@@ -31,8 +31,8 @@ def test_cache_roundtrip_and_lr(images: list[Path], tmp_path: Path) -> None:
     ims = cache.images
     assert [im.bit_depth for im in ims] == [8, 16, 8]
     assert isinstance(ims[0].hr, np.memmap)
-    from mdrn.io import image_to_tensor, read_image
-    from mdrn.metrics import quantize
+    from mdrn.io.images import image_to_tensor, read_image
+    from mdrn.protocol.metrics import quantize
 
     img = read_image(images[1])
     lr = quantize(degrade(image_to_tensor(img, torch.float64), 3), 16)

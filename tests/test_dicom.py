@@ -11,10 +11,10 @@ import pydicom
 import pytest
 from medical_data import DCIODVFY_KNOWN, dciodvfy_errors, dicom_file, make_ct_series
 
-from mdrn.dicom import Derivation, sort_series
-from mdrn.enlarge import UpscaleOptions, upscale_image
-from mdrn.inputs import open_inputs
-from mdrn.io import ImageReadError, read_image
+from mdrn.clinical.enlarge import UpscaleOptions, upscale_image
+from mdrn.clinical.inputs import open_inputs
+from mdrn.io.dicom import Derivation, sort_series
+from mdrn.io.images import ImageReadError, read_image
 from mdrn.models import Bicubic
 from mdrn.upscale import main
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from pydicom.data import get_testdata_file
 
-from mdrn.display import Window, auto_window, display_array, display_image
-from mdrn.io import read_image
+from mdrn.clinical.display import Window, auto_window, display_array, display_image
+from mdrn.io.images import read_image
 
 
 def test_dicom_window_is_used_and_data_untouched() -> None:

@@ -1,4 +1,4 @@
-"""mdrn.download: checksums, resume over HTTP Range (local server), offline message, safe extraction."""
+"""mdrn.io.download: checksums, resume over HTTP Range (local server), offline message, safe extraction."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mdrn.download import (
+from mdrn.io.download import (
     ChecksumError,
     NetworkUnavailableError,
     UnsafeArchiveError,

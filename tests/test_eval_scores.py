@@ -1,6 +1,7 @@
 """Lightning's validation/test scores are the protocol's: ``score()``'s values, fp32 under any precision.
 
-- the scores logged by ``SRModule`` equal ``mdrn.metrics.score`` on the same images (8 and 16 bit, HR as
+- the scores logged by ``SRModule`` equal ``mdrn.protocol.metrics.score`` on the same images (8 and 16 bit,
+HR as
   stored) to 1e-9 dB;
 - a ``bf16-mixed`` trainer gives the same scores as a ``32-true`` one (the network runs in fp32 for
   evaluation), unless ``val_precision="bf16"`` asks for bf16 validation;
@@ -20,12 +21,12 @@ from torch.utils.data import DataLoader
 from mdrn.data import SRDataModule, prepare_sample, sample_files
 from mdrn.data.cache import make_lr
 from mdrn.data.datamodule import EvalShard
-from mdrn.inference import upscale
-from mdrn.io import image_to_tensor, read_image
-from mdrn.lit import SRModule
-from mdrn.metrics import score
+from mdrn.io.images import image_to_tensor, read_image
 from mdrn.models import MDRN, Bicubic
-from mdrn.resize import modcrop
+from mdrn.models.inference import upscale
+from mdrn.protocol.metrics import score
+from mdrn.protocol.resize import modcrop
+from mdrn.training.module import SRModule
 from mdrn.weights import DEFAULT_MODEL, load_model
 
 # the same sets for validation and test on purpose here (scores compared stage by stage)

@@ -99,7 +99,7 @@ def test_presets_val_and_train_images_are_not_test_images(
     from mdrn.data import prepare_sample
     from mdrn.data.datamodule import resolve_source
     from mdrn.data.sources import pixel_sha256
-    from mdrn.io import read_image
+    from mdrn.io.images import read_image
 
     shared_path("datasets", "Set5")
     prepare_sample(tmp_path)

@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mdrn.inference import (
+from mdrn.models import EDSR, MDRN, VDSR, Bicubic
+from mdrn.models.inference import (
     DEFAULT_MEMORY,
     forward_x8,
     plan_two_stage,
@@ -15,7 +16,6 @@ from mdrn.inference import (
     supports_two_stage,
     upscale,
 )
-from mdrn.models import EDSR, MDRN, VDSR, Bicubic
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from mdrn.dicom import Derivation
-from mdrn.io import ImageReadError, image_to_tensor, read_image, tensor_to_array, write_image
+from mdrn.io.dicom import Derivation
+from mdrn.io.images import ImageReadError, image_to_tensor, read_image, tensor_to_array, write_image
 
 RNG = np.random.default_rng(0)
 
@@ -179,7 +179,7 @@ def test_alpha_is_read_and_written(tmp_path: Path, channels, dtype, bits) -> Non
 def test_write_errors_name_the_folder_not_a_temporary_file(tmp_path: Path) -> None:
     import errno
 
-    from mdrn.io import os_error
+    from mdrn.io.images import os_error
 
     blocker = tmp_path / "afile"
     blocker.write_text("x")

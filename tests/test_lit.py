@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from mdrn.data import SRDataModule
-from mdrn.lit import SRModule
 from mdrn.models import MDRN, model_spec
+from mdrn.training.module import SRModule
 
 
 def _dm(tmp_path: Path, scales=(2, 3, 4)) -> SRDataModule:

@@ -1,4 +1,4 @@
-"""mdrn.metrics: PSNR/SSIM against BasicSR's reference values, the protocol (score) and SRMetric."""
+"""mdrn.protocol.metrics: PSNR/SSIM against BasicSR's reference values, the protocol (score) and SRMetric."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from conftest import SHARED, shared_path
 from protocol_data import PSNR_TOLERANCE, SSIM_TOLERANCE, metric_check, record_name
 from skimage.metrics import structural_similarity
 
-from mdrn.color import rgb_to_y
-from mdrn.metrics import SRMetric, psnr, quantize, score, ssim
+from mdrn.protocol.color import rgb_to_y
+from mdrn.protocol.metrics import SRMetric, psnr, quantize, score, ssim
 
 
 def _record_ids() -> list[str]:
@@ -111,7 +111,7 @@ def _ssim_direct(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-plane SSIM of float64 (P, H, W) planes the textbook way: five maps, 2-D Gaussian conv2d."""
     import torch.nn.functional as F
 
-    from mdrn.metrics import _GAUSS
+    from mdrn.protocol.metrics import _GAUSS
 
     g = torch.tensor(_GAUSS, dtype=torch.float64)
     w = (g[:, None] * g[None, :])[None, None]
@@ -126,7 +126,7 @@ def _ssim_direct(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.parametrize("shape", [(1, 1, 11, 11), (2, 3, 70, 50), (3, 1, 43, 97), (1, 3, 27, 200)])
 def test_bands_blocks_and_threads_equal_the_textbook_ssim(monkeypatch: pytest.MonkeyPatch, shape) -> None:
-    import mdrn.metrics as metrics
+    import mdrn.protocol.metrics as metrics
 
     gen = torch.Generator().manual_seed(sum(shape))
     hr = torch.rand(shape, dtype=torch.float64, generator=gen)

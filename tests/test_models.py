@@ -8,7 +8,6 @@ import pytest
 import torch
 from torch import nn
 
-from mdrn.color import rgb_to_ycbcr
 from mdrn.models import (
     EDSR,
     MDRN,
@@ -22,7 +21,8 @@ from mdrn.models import (
     model_spec,
 )
 from mdrn.models.blocks import DIV2K_GRAY_MEAN, DIV2K_RGB_MEAN, ResBlock, Upsampler, scale_factors
-from mdrn.resize import imresize
+from mdrn.protocol.color import rgb_to_ycbcr
+from mdrn.protocol.resize import imresize
 
 
 def n_params(net: nn.Module) -> int:

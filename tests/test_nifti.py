@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from medical_data import make_nifti
 
-from mdrn.enlarge import UpscaleOptions, upscale_image
-from mdrn.inputs import open_inputs
-from mdrn.io import ImageReadError
+from mdrn.clinical.enlarge import UpscaleOptions, upscale_image
+from mdrn.clinical.inputs import open_inputs
+from mdrn.io.images import ImageReadError
+from mdrn.io.nifti import NiftiVolume
 from mdrn.models import Bicubic
-from mdrn.nifti import NiftiVolume
 from mdrn.upscale import main
 
 

@@ -12,12 +12,12 @@ import pytest
 import torch
 from matplotlib.image import AxesImage
 
-from mdrn.inference import low_frequency_image, upscale
-from mdrn.io import write_image
+from mdrn.io.images import write_image
 from mdrn.models import MDRN
-from mdrn.reproduce import render_figs10_14
-from mdrn.resize import degrade, imresize
-from mdrn.viz import RESIDUAL_CMAP, sr_panel
+from mdrn.models.inference import low_frequency_image, upscale
+from mdrn.protocol.resize import degrade, imresize
+from mdrn.reproduce.figs10_14 import render_figs10_14
+from mdrn.reproduce.viz import RESIDUAL_CMAP, sr_panel
 from mdrn.weights import save_model
 
 ROOT = Path(__file__).resolve().parents[1]

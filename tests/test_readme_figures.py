@@ -3,7 +3,7 @@
 Read from the READMEs and from experiments/results at test time, so the check follows both when runs are
 re-recorded or the text is rewritten:
 - Table 1 rows (README "What has been measured", experiments/README "Measured here"): every PSNR equals
-  the mean over the recorded per-image CSVs of its method (``mdrn.reproduce.TABLE1_SOURCES``), rounded
+  the mean over the recorded per-image CSVs of its method (``mdrn.reproduce.table1.TABLE1_SOURCES``), rounded
   as printed; "published"/"reference" figures equal the published/reference values;
 - every other figure of those sections (a decimal, a percentage or a count with thousands separators) is
   found, to its printed precision, in the recorded files its paragraph (or, if it names none, the one
@@ -22,7 +22,8 @@ import pytest
 from conftest import ROOT
 from protocol_data import SET5_BICUBIC
 
-from mdrn.reproduce import TABLE1_EXTRA, TABLE1_SOURCES, load_published, mean_scores, published_table1
+from mdrn.reproduce.results import load_published, mean_scores
+from mdrn.reproduce.table1 import TABLE1_EXTRA, TABLE1_SOURCES, published_table1
 
 RESULTS = ROOT / "experiments" / "results"
 #: (file, first line of the section, first line after it)

@@ -9,23 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from mdrn.reproduce import (
-    NOT_RUN_DATA,
-    TABLE1_COLUMNS,
-    checkpoint_line,
-    load_published,
-    mean_scores,
-    param_counts,
-    record,
-    render_claims,
-    render_fig8,
-    render_figs15_16,
-    render_table1,
-    render_table2,
-    run_info,
-    val_curve,
-    write_csv,
-)
+from mdrn.reproduce.claims import param_counts, render_claims, val_curve
+from mdrn.reproduce.fig8 import render_fig8
+from mdrn.reproduce.figs15_16 import render_figs15_16
+from mdrn.reproduce.record import checkpoint_line, record, run_info
+from mdrn.reproduce.results import NOT_RUN_DATA, load_published, mean_scores, write_csv
+from mdrn.reproduce.table1 import TABLE1_COLUMNS, render_table1
+from mdrn.reproduce.table2 import render_table2
 
 ROOT = Path(__file__).resolve().parents[1]
 SCORE_COLS = ["set", "scale", "image", "psnr", "ssim"]

@@ -1,4 +1,4 @@
-"""mdrn.resize: MATLAB-compatible bicubic against BasicSR's reference data, shapes, batching, errors."""
+"""mdrn.protocol.resize: MATLAB bicubic against BasicSR's reference data, shapes, batching, errors."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from conftest import SHARED, shared_path
 from protocol_data import MAX_OFF_BY_ONE, record_name, resize_check
 
-from mdrn.resize import cubic, degrade, imresize, modcrop, resize_weights
+from mdrn.protocol.resize import cubic, degrade, imresize, modcrop, resize_weights
 
 
 def _record_ids() -> list[str]:

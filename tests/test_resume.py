@@ -9,7 +9,7 @@ import pytest
 import torch
 from train_helpers import ROOT, TINY_TRAIN, read_steps, step_log, subprocess_env, train_cmd
 
-from mdrn.lit import AtomicCheckpointIO
+from mdrn.training.module import AtomicCheckpointIO
 
 KILL = ["+callbacks.kill._target_=train_helpers.KillAtStep", "+callbacks.kill.step=17"]
 RUN = [*TINY_TRAIN, "trainer.max_steps=24", "data.batches_per_epoch=7", "test=false",

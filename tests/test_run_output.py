@@ -11,8 +11,8 @@ from types import SimpleNamespace
 import pytest
 from train_helpers import ROOT, TINY_TRAIN, subprocess_env, train_cmd
 
-from mdrn.utils.callbacks import StepProgressBar
-from mdrn.utils.report import describe_run_folder, write_csv
+from mdrn.training.callbacks import StepProgressBar
+from mdrn.training.report import describe_run_folder, write_csv
 
 
 def _bar(**trainer: object) -> StepProgressBar:

@@ -12,7 +12,13 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
-from mdrn.selection import SELECTION_FILE, Selection, read_selection, select_checkpoint, val_set_names
+from mdrn.training.selection import (
+    SELECTION_FILE,
+    Selection,
+    read_selection,
+    select_checkpoint,
+    val_set_names,
+)
 
 
 def _cfg(config: str, overrides: list[str], output_dir: Path):

@@ -11,15 +11,15 @@ import pytest
 import torch
 from conftest import shared_path
 
-import mdrn.download
+import mdrn.io.download
 import mdrn.weights
 from mdrn.data.cache import make_lr
-from mdrn.inference import upscale
-from mdrn.io import image_to_tensor, read_image
-from mdrn.metrics import score
+from mdrn.io.images import image_to_tensor, read_image
 from mdrn.models import MDRN, model_spec
-from mdrn.reproduce import RESULTS, read_csv
-from mdrn.resize import imresize, modcrop
+from mdrn.models.inference import upscale
+from mdrn.protocol.metrics import score
+from mdrn.protocol.resize import imresize, modcrop
+from mdrn.reproduce.results import RESULTS, read_csv
 from mdrn.weights import DEFAULT_MODEL, PRETRAINED_DIR, SHIPPED_MODELS, load_model, shipped_path
 
 MAX_BYTES = 8 * 1024 * 1024
@@ -32,7 +32,7 @@ def no_network(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the shipped model must load without network")
 
-    monkeypatch.setattr(mdrn.download, "download_file", refuse)
+    monkeypatch.setattr(mdrn.io.download, "download_file", refuse)
     monkeypatch.setattr(mdrn.weights, "download_file", refuse, raising=False)
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)

@@ -15,8 +15,8 @@ from omegaconf import open_dict
 from train_helpers import TINY_TRAIN, subprocess_env
 
 from mdrn.train import _prepare_wandb
-from mdrn.utils.report import write_results
-from mdrn.utils.sweep import summarize_sweep
+from mdrn.training.report import write_results
+from mdrn.training.sweep import summarize_sweep
 
 
 def _job(sweep: Path, num: int, overrides: list[str], results: dict | None) -> None:

@@ -10,8 +10,8 @@ import pytest
 import skimage.data
 import torch
 
-from mdrn.inference import default_overlap, receptive_radius, upscale
 from mdrn.models import MDRN, Bicubic
+from mdrn.models.inference import default_overlap, receptive_radius, upscale
 from mdrn.upscale import UpscaleOptions, _parser
 from mdrn.weights import DEFAULT_MODEL, load_model
 

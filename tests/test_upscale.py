@@ -14,9 +14,9 @@ import torch
 from PIL import Image
 from pydicom.data import get_testdata_file
 
-from mdrn.inference import upscale
-from mdrn.io import ImageData, image_to_tensor, read_image, tensor_to_array
+from mdrn.io.images import ImageData, image_to_tensor, read_image, tensor_to_array
 from mdrn.models import MDRN, Bicubic
+from mdrn.models.inference import upscale
 from mdrn.upscale import main
 from mdrn.weights import save_model
 
@@ -189,7 +189,7 @@ def test_pixel_bomb_is_refused_before_decoding(tmp_path, capsys) -> None:
 
 @pytest.mark.parametrize("bits", [8, 16])
 def test_rgba_keeps_its_alpha_enlarged_with_bicubic(tmp_path, bits) -> None:
-    from mdrn.io import write_image
+    from mdrn.io.images import write_image
 
     rng = np.random.default_rng(1)
     dtype = np.uint8 if bits == 8 else np.uint16
@@ -204,7 +204,7 @@ def test_rgba_keeps_its_alpha_enlarged_with_bicubic(tmp_path, bits) -> None:
 
 
 def test_large_images_stream_in_bands_with_the_untiled_result(tmp_path, monkeypatch) -> None:
-    import mdrn.enlarge
+    import mdrn.clinical.enlarge
     import mdrn.perf
 
     torch.manual_seed(0)
@@ -212,15 +212,15 @@ def test_large_images_stream_in_bands_with_the_untiled_result(tmp_path, monkeypa
     weights = save_model(net, tmp_path / "tiny.safetensors")
     src = _make(tmp_path / "img.tif", "gray16")  # 18 rows
     bands = []
-    original = mdrn.enlarge.enlarge_bands
+    original = mdrn.clinical.enlarge.enlarge_bands
 
     def counted(*args, **kwargs):
         for band in original(*args, **kwargs):
             bands.append(band.shape)
             yield band
 
-    monkeypatch.setattr(mdrn.enlarge, "enlarge_bands", counted)
-    monkeypatch.setattr(mdrn.enlarge, "DEFAULT_BAND_VALUES", 22 * 4 * 5)  # 5 input rows per band
+    monkeypatch.setattr(mdrn.clinical.enlarge, "enlarge_bands", counted)
+    monkeypatch.setattr(mdrn.clinical.enlarge, "DEFAULT_BAND_VALUES", 22 * 4 * 5)  # 5 input rows per band
     # bounded memory: glibc keeps giving large buffers back (malloc_reuse never switched on; with it a
     # 36 MP 16-bit image x2 peaked at 2.54 GB, without at 1.58 GB)
     switched = []
@@ -283,7 +283,7 @@ def test_full_disk_and_unwritable_folder_are_one_line(tmp_path, small_disk, caps
     import errno
     import tempfile
 
-    import mdrn.writers
+    import mdrn.io.writers
 
     rng = np.random.default_rng(0)
     src = tmp_path / "noise.png"
@@ -295,7 +295,7 @@ def test_full_disk_and_unwritable_folder_are_one_line(tmp_path, small_disk, caps
             fh.write(b"\0" * 1000)
             raise OSError(errno.ENOSPC, "No space left on device")
 
-        monkeypatch.setattr(mdrn.writers, "write_png", full)
+        monkeypatch.setattr(mdrn.io.writers, "write_png", full)
     assert main([str(src), "--scale", "2", "--weights", "bicubic", "-o", str(out), "-q"]) == 1
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert err == [f"error: {out / 'noise_x2_bicubic.png'}: no space left on device"]

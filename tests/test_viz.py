@@ -1,4 +1,4 @@
-"""mdrn.viz: the SR panel (Figs. 10-14), bar charts with values, curves, PNG output."""
+"""mdrn.reproduce.viz: the SR panel (Figs. 10-14), bar charts with values, curves, PNG output."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import torch
 from matplotlib.image import AxesImage
 from PIL import Image
 
-from mdrn.color import rgb_to_y
-from mdrn.resize import degrade, imresize
-from mdrn.viz import RESIDUAL_CMAP, bar_chart, best_crop, curve_chart, save_figure, sr_panel
+from mdrn.protocol.color import rgb_to_y
+from mdrn.protocol.resize import degrade, imresize
+from mdrn.reproduce.viz import RESIDUAL_CMAP, bar_chart, best_crop, curve_chart, save_figure, sr_panel
 
 
 def _images(c: int = 3, size: int = 48, scale: int = 2):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mdrn import weights
-from mdrn.download import ChecksumError, NetworkUnavailableError
+from mdrn.io.download import ChecksumError, NetworkUnavailableError
 from mdrn.models import EDSR, MDRN, SRCNN, VDSR, Bicubic, SRResNet, model_spec
 from mdrn.weights import (
     CheckpointError,

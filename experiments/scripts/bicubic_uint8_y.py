@@ -2,8 +2,8 @@
 
 The published Bicubic figures come from MATLAB code that works on uint8 images throughout: the LR and the
 bicubic enlargement are stored as uint8, and ``rgb2ycbcr`` of a uint8 image returns a *rounded* uint8 Y.
-Our protocol (``mdrn.metrics.score``) keeps Y in float. This script scores the same bicubic images with
-Y rounded to 8 bits, so the two conventions can be compared on the same pixels. It writes one CSV row per
+Our protocol (``mdrn.protocol.metrics.score``) keeps Y in float. This script scores the same bicubic images
+with Y rounded to 8 bits, so the two conventions can be compared on the same pixels. It writes one CSV row per
 image: ``set,scale,image,psnr,ssim``.
 
     python experiments/scripts/bicubic_uint8_y.py --root ../shared/datasets --sets Set5 \
@@ -17,13 +17,13 @@ from pathlib import Path
 
 import torch
 
-from mdrn.color import rgb_to_y
 from mdrn.data.sources import benchmark_files
-from mdrn.io import image_to_tensor, read_image
-from mdrn.metrics import psnr, quantize, ssim
+from mdrn.io.images import image_to_tensor, read_image
 from mdrn.models import Bicubic
-from mdrn.reproduce import write_csv
-from mdrn.resize import degrade, modcrop
+from mdrn.protocol.color import rgb_to_y
+from mdrn.protocol.metrics import psnr, quantize, ssim
+from mdrn.protocol.resize import degrade, modcrop
+from mdrn.reproduce.results import write_csv
 
 
 def uint8_y(x: torch.Tensor) -> torch.Tensor:

@@ -3,7 +3,7 @@
 The paper's own images (demodicosis, retinopathy, gastroscopy) are private. These stand in for them; none
 of them is in the training images of ``data=sample`` (which trains on MR2_UNCR and 693_UNCR, not on these),
 so every score is on held-out images. Each is written as PNG at its own bit depth (8, 10, 15 or 16 bit;
-``mdrn.io`` records the depth in the PNG's sBIT chunk) so that PSNR uses the image's own peak (Eq. 4).
+``mdrn.io.images`` records the depth in the PNG's sBIT chunk) so that PSNR uses the image's own peak (Eq. 4).
 
     python experiments/scripts/medical_images.py --out data/medical
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mdrn.io import read_image, write_image
+from mdrn.io.images import read_image, write_image
 
 #: name -> (source, description); sources: "skimage:<function>" or "pydicom:<test file>"
 IMAGES = {

@@ -26,16 +26,8 @@ from omegaconf import OmegaConf
 
 from mdrn.data.sources import prepare_sample
 from mdrn.models import model_spec
-from mdrn.reproduce import (
-    RESULTS,
-    ROOT,
-    load_published,
-    markdown_table,
-    mean_scores,
-    read_csv,
-    record,
-    run_info,
-)
+from mdrn.reproduce.record import record, run_info
+from mdrn.reproduce.results import RESULTS, ROOT, load_published, markdown_table, mean_scores, read_csv
 from mdrn.weights import PRETRAINED_DIR, SHIPPED_MODELS, load_model
 
 SHARED = Path(os.environ.get("MDRN_SHARED", ROOT.parent / "shared"))
@@ -158,7 +150,7 @@ medical device.**
 
 - {arch}.
 - The paper's low/high-frequency split (its Fig. 9): the output is the MATLAB-bicubic enlargement
-  (`mdrn.resize.imresize`, the low-frequency image) plus what the residual network adds (the
+  (`mdrn.protocol.resize.imresize`, the low-frequency image) plus what the residual network adds (the
   high-frequency image). The last convolution started at zero, so training began at bicubic.
 - {params:,} parameters; `{shipped.name}` is {shipped.stat().st_size / 1e6:.2f} MB (float32 safetensors,
   the architecture in its metadata), SHA-256 `{sha256(shipped)}`.
@@ -184,8 +176,8 @@ medical device.**
 ## Scores
 
 PSNR (dB) / SSIM against MATLAB bicubic, at each image's own bit depth (peak 2^n − 1), on Y for RGB
-images, border = scale removed (`mdrn.metrics.score`). Set5 is used for evaluation only; VDSR's published
-Set5 column (Kim et al. 2016) for reference. The medical images are held out: Table 2's images
+images, border = scale removed (`mdrn.protocol.metrics.score`). Set5 is used for evaluation only; VDSR's
+published Set5 column (Kim et al. 2016) for reference. The medical images are held out: Table 2's images
 (`experiments/scripts/medical_images.py`) and the sample data's test split.
 
 {markdown_table(["set", "scale", "images", "bicubic", name, "gain (dB)", "VDSR (published)"], rows)}

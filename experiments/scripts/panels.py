@@ -5,12 +5,12 @@
 
 For a network with the paper's low/high-frequency split (``bicubic_skip``, e.g. the shipped
 ``mdrn_small``) the middle panels are the model's own parts: its low-frequency image
-(``mdrn.inference.low_frequency_image``, MATLAB bicubic) and its high-frequency image (SR minus it, what
-the network adds). For a network without the split they are the bicubic reference and SR - bicubic.
+(``mdrn.models.inference.low_frequency_image``, MATLAB bicubic) and its high-frequency image (SR minus it,
+what the network adds). For a network without the split they are the bicubic reference and SR - bicubic.
 Each panel is ``<out>/<image>_x<s>.png``; ``<out>/panels.csv`` lists them with the model, which split was
 shown, and the bicubic and SR PSNR (at the image's own bit depth, the protocol of
-``mdrn.metrics.score``). LR as everywhere (``mdrn.data.cache.make_lr``), SR by ``mdrn.inference.upscale``,
-figure by ``mdrn.viz.sr_panel``.
+``mdrn.protocol.metrics.score``). LR as everywhere (``mdrn.data.cache.make_lr``), SR by
+``mdrn.models.inference.upscale``, figure by ``mdrn.reproduce.viz.sr_panel``.
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ import torch
 
 from mdrn.data.cache import make_lr
 from mdrn.data.sources import list_images
-from mdrn.inference import low_frequency_image, upscale
-from mdrn.io import image_to_tensor, is_image_file, read_image
-from mdrn.metrics import score
+from mdrn.io.images import image_to_tensor, is_image_file, read_image
 from mdrn.models import Bicubic
-from mdrn.reproduce import write_csv
-from mdrn.resize import modcrop
-from mdrn.viz import save_figure, sr_panel
+from mdrn.models.inference import low_frequency_image, upscale
+from mdrn.protocol.metrics import score
+from mdrn.protocol.resize import modcrop
+from mdrn.reproduce.results import write_csv
+from mdrn.reproduce.viz import save_figure, sr_panel
 from mdrn.weights import load_model
 
 

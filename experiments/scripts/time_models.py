@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from mdrn.models import MDRN, SRCNN
-from mdrn.reproduce import write_csv
+from mdrn.reproduce.results import write_csv
 
 
 def seconds(net: torch.nn.Module, x: torch.Tensor, scale: int, repeats: int) -> float:

@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.readme_from:
         src = Path(args.readme_from)
         result = {**json.loads(src.read_text()), "_source": src.name}
-        from mdrn.io import atomic_write
+        from mdrn.io.images import atomic_write
 
         dest = Path(args.out or src.parent) / "README.md"
         text = readme_markdown(result, recorded_runs(src.parent))

@@ -128,7 +128,7 @@ def decisions_markdown(result: dict[str, Any]) -> str:
     verdict(
         "glibc keeping freed memory while the network runs (`mdrn.perf.malloc_reuse`)",
         _ratios(result, "allocator hypothesis"),
-        "Kept: `mdrn.inference` runs the body with it; training processes switch it on.",
+        "Kept: `mdrn.models.inference` runs the body with it; training processes switch it on.",
         "Not faster: drop it.",
     )
     verdict(
@@ -138,7 +138,7 @@ def decisions_markdown(result: dict[str, Any]) -> str:
         "Capped tiles were faster: cap the body tiles.",
     )
     verdict(
-        "metrics (mdrn.metrics.score) against the per-image scikit-image loop",
+        "metrics (mdrn.protocol.metrics.score) against the per-image scikit-image loop",
         _ratios(result, "PSNR+SSIM"),
         "Faster.",
         "Slower than the per-image scikit-image loop on this CPU.",
@@ -324,7 +324,7 @@ def write_results(
     result: dict[str, Any], folder: str | os.PathLike[str], *, overwrite: bool = False, readme: bool = True
 ) -> tuple[Path, Path]:
     """Write ``<machine>-<date>[-quick].md`` and ``.json`` (a free name unless ``overwrite``), README.md."""
-    from mdrn.io import atomic_write
+    from mdrn.io.images import atomic_write
 
     folder = Path(folder)
     host = re.sub(r"[^A-Za-z0-9_.-]+", "_", result["machine"]["host"] or "machine")

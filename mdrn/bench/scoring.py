@@ -35,7 +35,7 @@ def _skimage_scores(pairs: list[tuple[np.ndarray, np.ndarray]], scale: int) -> l
 
 def _set5_images(ctx: Context) -> tuple[list[np.ndarray], str]:
     """Set5's HR images as uint8 arrays (or scikit-image's CC0 images when ../shared is absent)."""
-    from mdrn.io import read_image
+    from mdrn.io.images import read_image
 
     folder = SHARED / "datasets" / "Set5"
     files = sorted(folder.glob("*.png")) if folder.is_dir() else []
@@ -53,10 +53,10 @@ def _set5_images(ctx: Context) -> tuple[list[np.ndarray], str]:
 
 
 def bench_metrics(ctx: Context) -> None:
-    """PSNR + SSIM of bicubic x4 on Set5: mdrn.metrics.score against a per-image scikit-image loop."""
-    from mdrn.io import ImageData, image_to_tensor, tensor_to_array
-    from mdrn.metrics import score
-    from mdrn.resize import degrade, imresize, modcrop
+    """PSNR + SSIM of bicubic x4 on Set5: the protocol's ``score`` against a per-image scikit-image loop."""
+    from mdrn.io.images import ImageData, image_to_tensor, tensor_to_array
+    from mdrn.protocol.metrics import score
+    from mdrn.protocol.resize import degrade, imresize, modcrop
 
     scale = ctx.sizes.metrics_scale
     arrays, label = _set5_images(ctx)
@@ -91,7 +91,7 @@ def bench_metrics(ctx: Context) -> None:
             n,
             t,
             "images/s",
-            ours_label=f"mdrn.metrics.score (torch float64, {torch.get_num_threads()} threads)",
+            ours_label=f"mdrn.protocol.metrics.score (torch float64, {torch.get_num_threads()} threads)",
             baseline_label="per-image numpy Y + skimage psnr/ssim (one thread)",
             repeats=max(ctx.sizes.repeats, 5),
             notes=f"max |dPSNR| {dp:.1e} dB, max |dSSIM| {ds:.1e}; "

@@ -46,7 +46,7 @@ def _rss_now(field: str = "VmRSS:") -> int:
 def _tile_worker(conn: Any, spec: dict[str, Any]) -> None:
     """Worker process of the tiled rows: build the net and image, run on request, report peak RSS.
 
-    ``spec``: ``variant`` "ours" (:func:`mdrn.inference.upscale` on the fast path) or "base" (the
+    ``spec``: ``variant`` "ours" (:func:`mdrn.models.inference.upscale` on the fast path) or "base" (the
     4-quadrant split of scripts/bench_tiling.py, eager NCHW); optional ``memory`` (the two-stage budget)
     ``allocator`` "glibc default" (upscale without :func:`mdrn.perf.malloc_reuse`) and ``out_of_place``
     (residual blocks out of place, as before they were made in place).
@@ -69,7 +69,7 @@ def _tile_worker(conn: Any, spec: dict[str, Any]) -> None:
 
             net = out_of_place_variant(net)
         if spec["variant"] == "ours":
-            import mdrn.inference as inference
+            import mdrn.models.inference as inference
 
             if spec.get("allocator") == "glibc default":
                 inference.malloc_reuse = lambda enabled=True: contextlib.nullcontext()  # type: ignore
@@ -148,7 +148,7 @@ def _workers(specs: dict[str, dict[str, Any]]) -> Iterator[dict[str, Any]]:
 
 
 def _chop_name() -> str | None:
-    """The 4-quadrant function of scripts/bench_tiling.py (the baseline of mdrn.inference's owner)."""
+    """The 4-quadrant function of scripts/bench_tiling.py (the baseline of mdrn.models.inference's owner)."""
     script = load_script("bench_tiling")
     names = ("forward_chop", "chop_forward", "quadrant_chop", "chop")
     return next((n for n in names if script and callable(getattr(script, n, None))), None)
@@ -156,7 +156,7 @@ def _chop_name() -> str | None:
 
 def _tile_setting(model: dict[str, Any]) -> tuple[int, int]:
     """The CLI's tile (switches tiling on) and the overlap upscale uses by default for ``model``."""
-    import mdrn.inference as inference
+    import mdrn.models.inference as inference
 
     try:
         from mdrn.upscale import DEFAULT_TILE
@@ -169,12 +169,13 @@ def _tile_setting(model: dict[str, Any]) -> tuple[int, int]:
 
 
 def bench_tiling(ctx: Context) -> None:
-    """Tiled x4 of a large LR image: mdrn.inference.upscale against the 4-quadrant split (time, peak RSS)."""
+    """Tiled x4 of a large LR image: ``mdrn.models.inference.upscale`` against the 4-quadrant split."""
     chop_name = _chop_name()
     name = "tiled x4"
     if chop_name is None:
         ctx.skip(
-            name, "scripts/bench_tiling.py (the 4-quadrant baseline of mdrn.inference's owner) not found"
+            name,
+            "scripts/bench_tiling.py (the 4-quadrant baseline of mdrn.models.inference's owner) not found",
         )
         return
     s = ctx.sizes
@@ -211,10 +212,10 @@ def bench_tiling(ctx: Context) -> None:
     paper = count_flops(build_mdrn(dict(PAPER_MODEL)), (1, 3, s.tile_lr, s.tile_lr), 4).forward
     limit = ctx.facts.get("conv_limit_tile", {}).get("gflops")
     label = f"MDRN {describe(s.tile_model)} x4 of a {s.tile_lr}x{s.tile_lr} LR image"
-    import mdrn.inference as inference
+    import mdrn.models.inference as inference
 
     budget = getattr(inference, "DEFAULT_MEMORY", None)
-    ours_label = f"mdrn.inference.upscale (tile {tile}, overlap {overlap}" + (
+    ours_label = f"mdrn.models.inference.upscale (tile {tile}, overlap {overlap}" + (
         f", memory budget {budget / 2**30:.1f} GiB), NHWC" if budget else "), NHWC"
     )
     base_label = f"4-quadrant split (scripts/bench_tiling.py {chop_name}), eager NCHW"
@@ -277,7 +278,7 @@ def bench_tiling_full(ctx: Context) -> None:
     mmap-ed and page-faulted afresh), and body tiles capped so that their maps stay under 32 MB
     (reused by glibc's heap without any setting, at the price of recomputed context).
     """
-    from mdrn.inference import _BODY_MAPS, DEFAULT_MEMORY
+    from mdrn.models.inference import _BODY_MAPS, DEFAULT_MEMORY
 
     chop_name = _chop_name()
     if chop_name is None:
@@ -323,7 +324,8 @@ def bench_tiling_full(ctx: Context) -> None:
         )
 
     tiled = (
-        f"mdrn.inference.upscale (tile {tile}, overlap {overlap}, budget {DEFAULT_MEMORY / gb:.1f} GiB), NHWC"
+        f"mdrn.models.inference.upscale (tile {tile}, overlap {overlap}, "
+        f"budget {DEFAULT_MEMORY / gb:.1f} GiB), NHWC"
     )
     common = {"better": "lower", "repeats": 1}
     pairs = (

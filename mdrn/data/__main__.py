@@ -40,7 +40,7 @@ from mdrn.data.sources import (
     prepare_div2k,
     prepare_sample,
 )
-from mdrn.download import ChecksumError, UnsafeArchiveError
+from mdrn.io.download import ChecksumError, UnsafeArchiveError
 
 __all__ = ["Status", "download", "main", "status"]
 

@@ -22,7 +22,7 @@ import torch
 
 from mdrn.data.cache import CachedImage, ImageCache, make_lr
 from mdrn.data.datasets import TrainPatchDataset
-from mdrn.io import image_to_tensor, read_image, tensor_to_array, write_image
+from mdrn.io.images import image_to_tensor, read_image, tensor_to_array, write_image
 
 __all__ = ["cache_patch_rate", "decode_per_patch_rate", "make_div2k_like", "train_steps_per_s"]
 

@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mdrn.io import ImageData, image_to_tensor, read_image, tensor_to_array
-from mdrn.metrics import quantize
-from mdrn.resize import degrade, modcrop
+from mdrn.io.images import ImageData, image_to_tensor, read_image, tensor_to_array
+from mdrn.protocol.metrics import quantize
+from mdrn.protocol.resize import degrade, modcrop
 
 __all__ = ["CACHE_VERSION", "CacheError", "CachedImage", "ImageCache", "build_cache", "cache_key", "make_lr"]
 
@@ -246,5 +246,5 @@ class ImageCache:
 
 
 def patch_to_tensor(array: np.ndarray, bit_depth: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Integer pixels (H, W[, C]) -> float (C, H, W) in [0, 1] (the mdrn.io mapping), float32 by default."""
+    """Integer pixels (H, W[, C]) -> float (C, H, W) in [0, 1] (``mdrn.io.images``), float32 by default."""
     return image_to_tensor(ImageData(array=np.asarray(array), bit_depth=bit_depth), dtype)

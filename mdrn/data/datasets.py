@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from mdrn.data.cache import CachedImage, ImageCache, patch_to_tensor
-from mdrn.resize import modcrop
+from mdrn.protocol.resize import modcrop
 
 __all__ = ["EvalDataset", "ScaleBatchSampler", "TrainPatchDataset", "augment", "match_channels"]
 
@@ -186,7 +186,8 @@ class EvalDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor | int | str]:
         img = self.cache.images[i]
-        # HR in float64: every n-bit value (16 bit included) exactly as stored, scored as mdrn.metrics.score
+        # HR in float64: every n-bit value (16 bit included) exactly as stored, scored as
+        # mdrn.protocol.metrics.score
         hr = patch_to_tensor(modcrop(np.asarray(img.hr), self.scale), img.bit_depth, torch.float64)
         lr = patch_to_tensor(img.lr[self.scale], img.bit_depth)
         return {

@@ -1,6 +1,6 @@
 """Where images come from: folder trees, DIV2K, the benchmark sets, and the embedded sample data.
 
-Downloads (``prepare_div2k``, ``prepare_benchmarks``) use :mod:`mdrn.download` with the public addresses
+Downloads (``prepare_div2k``, ``prepare_benchmarks``) use :mod:`mdrn.io.download` with the public addresses
 and sha256 of the DIV2K archives; benchmark HR images are verified by the sha256 of their decoded pixels
 (so any mirror's PNG encoding is accepted). A missing data set raises :class:`DataNotFoundError`, whose
 message (:func:`mdrn.data.catalog.missing_message`) names the ``python -m mdrn.data download`` command,
@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from mdrn.data.catalog import BENCHMARK_URL, FACTS, DataNotFoundError
-from mdrn.download import NetworkUnavailableError, download_file, safe_extract
-from mdrn.io import is_image_file, read_image, write_image
+from mdrn.io.download import NetworkUnavailableError, download_file, safe_extract
+from mdrn.io.images import is_image_file, read_image, write_image
 
 __all__ = [
     "BENCHMARK_SETS",

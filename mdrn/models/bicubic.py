@@ -1,4 +1,4 @@
-"""Bicubic: the parameter-free baseline, MATLAB-exact bicubic upscaling (:func:`mdrn.resize.imresize`)."""
+"""Bicubic: the parameter-free baseline, MATLAB-exact upscaling (:func:`mdrn.protocol.resize.imresize`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from mdrn.models.blocks import SRNet
-from mdrn.resize import imresize
+from mdrn.protocol.resize import imresize
 
 __all__ = ["Bicubic"]
 

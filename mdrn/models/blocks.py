@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from mdrn.color import rgb_to_ycbcr, ycbcr_to_rgb
-from mdrn.resize import imresize
+from mdrn.protocol.color import rgb_to_ycbcr, ycbcr_to_rgb
+from mdrn.protocol.resize import imresize
 
 __all__ = [
     "DIV2K_RGB_MEAN",

@@ -5,7 +5,7 @@ blocks with 5x5 kernels) -> shared body of B residual blocks + conv with a globa
 upsampler -> shared tail conv -> mean shift back. ``MDRN(scales=(s,))`` is the single-scale MDRN.
 
 Low/high-frequency split (the paper's Fig. 9), ``bicubic_skip=True``: the output is the MATLAB-bicubic
-interpolation of the input (the low-frequency image, :func:`mdrn.resize.imresize`) plus what the
+interpolation of the input (the low-frequency image, :func:`mdrn.protocol.resize.imresize`) plus what the
 residual network produces (the high-frequency image: tail conv / 255, no mean added back). The tail
 conv starts at zero, so an untrained network outputs exactly bicubic and training only adds detail.
 Off by default, so that the official MDSR/EDSR weights load unchanged; recorded in the model spec.
@@ -33,7 +33,7 @@ from mdrn.models.blocks import (
     Upsampler,
     conv,
 )
-from mdrn.resize import BICUBIC_RADIUS, imresize
+from mdrn.protocol.resize import BICUBIC_RADIUS, imresize
 
 __all__ = ["MDRN", "branch_key"]
 

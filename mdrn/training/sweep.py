@@ -1,7 +1,7 @@
 """The summary of a Hydra multirun: one row per job, its overrides and final scores (printed and as CSV).
 
 Each job of ``python -m mdrn.train -m ...`` (or ``mdrn.evaluate``) leaves ``results.json`` in its folder
-(:func:`mdrn.utils.report.write_results`); at the end of the sweep :class:`SweepSummary` (a Hydra
+(:func:`mdrn.training.report.write_results`); at the end of the sweep :class:`SweepSummary` (a Hydra
 callback, ``conf/hydra/default.yaml``) reads them and writes ``<multirun folder>/summary.csv``.
 """
 
@@ -50,8 +50,8 @@ def _metrics(results: dict[str, Any]) -> dict[str, float]:
 
 def summarize_sweep(sweep_dir: str | Path) -> list[dict[str, Any]]:
     """Write ``<sweep_dir>/summary.csv`` (one row per job folder) and print its main columns; return rows."""
-    from mdrn.utils import results_table
-    from mdrn.utils.report import read_results, write_csv
+    from mdrn.training.config import results_table
+    from mdrn.training.report import read_results, write_csv
 
     sweep_dir = Path(sweep_dir)
     jobs = sorted(

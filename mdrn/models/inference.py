@@ -50,7 +50,7 @@ import torch
 from torch import Tensor, nn
 
 from mdrn.perf import malloc_reuse
-from mdrn.resize import BICUBIC_RADIUS
+from mdrn.protocol.resize import BICUBIC_RADIUS
 
 __all__ = [
     "DEFAULT_MEMORY",

@@ -44,7 +44,7 @@ def write_csv(
     path: str | Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None
 ) -> Path:
     """Write ``rows`` as CSV (atomically; an existing file is replaced); floats keep full precision."""
-    from mdrn.io import atomic_write
+    from mdrn.io.images import atomic_write
 
     columns = list(columns) if columns is not None else list(dict.fromkeys(k for r in rows for k in r))
     buf = io.StringIO()
@@ -71,7 +71,7 @@ def _plain(value: Any) -> Any:
 
 def write_results(out_dir: str | Path, results: Mapping[str, Any]) -> Path:
     """Save a run's final scores as ``<run>/results.json``."""
-    from mdrn.io import atomic_write
+    from mdrn.io.images import atomic_write
 
     path = Path(out_dir) / RESULTS_JSON
     text = json.dumps(_plain(results), indent=1, sort_keys=True) + "\n"

@@ -3,13 +3,13 @@
 Every function returns a :class:`matplotlib.figure.Figure` built without ``pyplot`` (no global state, no
 display needed); :func:`save_figure` writes it atomically as PNG. Images are float tensors/arrays in
 [0, 1] ((N, C, H, W) with N = 1, (C, H, W) or numpy (H, W[, C])); images of more than 8 bits are shown
-through a display window (:mod:`mdrn.display`), the same window for every panel of a figure.
+through a display window (:mod:`mdrn.clinical.display`), the same window for every panel of a figure.
 
 The panel of :func:`sr_panel` follows the paper's figures: LR, the low-frequency image, the
 high-frequency image (on a diverging colour map centred on 0), the SR output and, when known, the HR
 original; a second row shows the same zoomed crop of each (the crop box is drawn on the first row). For a
 network with the low/high-frequency split of the paper's Fig. 9 (``bicubic_skip``), pass its own
-low-frequency image (:func:`mdrn.inference.low_frequency_image`) and ``split=True``: the middle panels
+low-frequency image (:func:`mdrn.models.inference.low_frequency_image`) and ``split=True``: the middle panels
 are then the model's own two parts, and ``SR - low`` is exactly what its network adds. For any other
 model they are the bicubic reference and the residual ``SR - bicubic``.
 """
@@ -26,9 +26,9 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from mdrn.color import rgb_to_y
-from mdrn.display import Window, auto_window, display_array
-from mdrn.io import atomic_write, tensor_to_array
+from mdrn.clinical.display import Window, auto_window, display_array
+from mdrn.io.images import atomic_write, tensor_to_array
+from mdrn.protocol.color import rgb_to_y
 
 __all__ = [
     "RESIDUAL_CMAP",
@@ -119,7 +119,7 @@ def sr_panel(
     side) where the residual is strongest. ``split=True`` says that ``bicubic`` is the model's own
     low-frequency image (a network with the Fig. 9 path), so the residual is its high-frequency image;
     the panels are titled so. ``labels`` may rename the panels (keys lr, bicubic, residual, sr, hr). A PSNR
-    is not computed here: score with :func:`mdrn.metrics.score`.
+    is not computed here: score with :func:`mdrn.protocol.metrics.score`.
     """
     scale = int(scale)
     lr_t, bic_t, sr_t = _as_chw(lr, "lr"), _as_chw(bicubic, "bicubic"), _as_chw(sr, "sr")

@@ -1,6 +1,7 @@
 """Enlarging what a clinician opened into files: the one path that the command line and the app share.
 
-:func:`enlarge_stack` writes the enlarged version of a :class:`mdrn.inputs.Stack`: an image gives one file
+:func:`enlarge_stack` writes the enlarged version of a :class:`mdrn.clinical.inputs.Stack`: an image gives
+one file
 (DICOM stays DICOM, TIFF stays TIFF, PNG otherwise), a multi-frame DICOM one multi-frame derived DICOM, a
 DICOM series one derived series (one file per slice, one new Series Instance UID), a NIfTI volume one
 volume. Names say what made them: ``<stem>_x<scale>_<model>.<ext>`` (:func:`output_name`), so a bicubic
@@ -8,8 +9,8 @@ result never takes the place of a model's. Derived DICOMs name the real method (
 
 Memory is bounded at any image size: an image is enlarged in horizontal bands of at most
 ``band_values`` output values (each band with ``overlap`` rows of context above and below, like the
-tiles of :func:`mdrn.inference.upscale`, so the result is the untiled one), and every band is handed to
-the encoder as soon as it is done (:func:`mdrn.io.write_bands`); nothing of output size is ever held in
+tiles of :func:`mdrn.models.inference.upscale`, so the result is the untiled one), and every band is handed to
+the encoder as soon as it is done (:func:`mdrn.io.images.write_bands`); nothing of output size is ever held in
 memory. Series and volumes are processed one slice at a time.
 """
 
@@ -25,9 +26,8 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from mdrn.inference import DEFAULT_OVERLAP, default_overlap, upscale
-from mdrn.inputs import Stack
-from mdrn.io import (
+from mdrn.clinical.inputs import Stack
+from mdrn.io.images import (
     DEFAULT_MAX_PIXELS,
     ImageData,
     atomic_write,
@@ -35,6 +35,7 @@ from mdrn.io import (
     tensor_to_array,
     write_bands,
 )
+from mdrn.models.inference import DEFAULT_OVERLAP, default_overlap, upscale
 
 __all__ = [
     "BICUBIC",
@@ -57,8 +58,8 @@ __all__ = [
 DEFAULT_TILE = 256
 #: Output values (pixels x channels) per band: the float32 band is 128 MiB at most.
 DEFAULT_BAND_VALUES = 32 << 20
-#: Activation budget (bytes) given to :func:`mdrn.inference.upscale` for each band: with the band and the
-#: framework this keeps a whole run under 2 GB of memory (measured, see the README's "For clinicians").
+#: Activation budget (bytes) given to :func:`mdrn.models.inference.upscale` for each band: with the band and
+#: the framework this keeps a whole run under 2 GB of memory (measured, see the README's "For clinicians").
 ACTIVATION_MEMORY = 1 << 30
 #: Output formats and their suffixes (``nii``: a NIfTI volume keeps its own suffix).
 FORMATS = {"png": ".png", "tiff": ".tif", "dcm": ".dcm"}
@@ -249,7 +250,7 @@ def _frames(
 def _volume(
     net: nn.Module, stack: Stack, out_dir: Path, opts: UpscaleOptions, how: Any, progress: Progress
 ) -> Path:
-    from mdrn.nifti import write_nifti
+    from mdrn.io.nifti import write_nifti
 
     if opts.fmt is not None:
         raise ValueError(f"{stack.path}: a NIfTI volume is written as NIfTI (leave out --format)")
@@ -283,7 +284,7 @@ def enlarge_stack(
 ) -> list[Path]:
     """Write the enlarged ``stack`` into ``out_dir``; return the files written.
 
-    ``how`` is the run's :class:`mdrn.dicom.Derivation` (scale, method, model and the new series UIDs).
+    ``how`` is the run's :class:`mdrn.io.dicom.Derivation` (scale, method, model and the new series UIDs).
     ``progress(done, total)`` is called after each slice. A slice of a series that fails is reported in
     ``errors`` as (file, exception) (raised when ``errors`` is None) and the others are still written.
     """

@@ -2,8 +2,8 @@
 
 :func:`open_inputs` turns a path into :class:`Stack` objects: an image file is one slice; a multi-frame
 DICOM file its frames; a folder its DICOM series (grouped by Series Instance UID, each sorted along the
-slice normal, see :func:`mdrn.dicom.sort_series`) and each other image in it; a NIfTI file its slices in
-the chosen plane (:mod:`mdrn.nifti`). DICOM files are recognised by their ``DICM`` header too, so series
+slice normal, see :func:`mdrn.io.dicom.sort_series`) and each other image in it; a NIfTI file its slices in
+the chosen plane (:mod:`mdrn.io.nifti`). DICOM files are recognised by their ``DICM`` header too, so series
 exported without a file suffix are found. A stack reads one slice at a time (:meth:`Stack.slice`), so a
 series or a volume of any length is processed in bounded memory.
 """
@@ -16,7 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mdrn.io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, ImageData, ImageReadError, is_image_file, read_image
+from mdrn.io.images import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_SUFFIXES,
+    ImageData,
+    ImageReadError,
+    is_image_file,
+    read_image,
+)
 
 __all__ = ["KINDS", "Stack", "open_inputs", "stack_name"]
 
@@ -26,7 +33,7 @@ KINDS = ("image", "frames", "series", "volume")
 
 def stack_name(path: str | os.PathLike[str]) -> str:
     """The name outputs are derived from: the file name without its suffix(es), or the folder name."""
-    from mdrn.nifti import is_nifti, nifti_stem
+    from mdrn.io.nifti import is_nifti, nifti_stem
 
     p = Path(path)
     return nifti_stem(p) if is_nifti(p) else p.stem if p.suffix.lower() in IMAGE_SUFFIXES else p.name
@@ -41,7 +48,7 @@ class Stack:
     n_slices: int
     files: list[Path] = field(default_factory=list)
     header: Any = None  # the DICOM header of a multi-frame file
-    volume: Any = None  # the mdrn.nifti.NiftiVolume of a volume
+    volume: Any = None  # the mdrn.io.nifti.NiftiVolume of a volume
     image: ImageData | None = None  # the decoded image of a single image (read once)
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     label: str | None = None  # the name of a series not read from its own folder
@@ -62,7 +69,7 @@ class Stack:
         if self.kind == "series":
             return read_image(self.files[i], max_pixels=self.max_pixels)
         if self.kind == "frames":
-            from mdrn.dicom import read_frame
+            from mdrn.io.dicom import read_frame
 
             return read_frame(self.path, self.header, i)
         return self.volume.slice(i)
@@ -85,7 +92,7 @@ class Stack:
 
 
 def _dicom_stack(path: Path, max_pixels: int | None) -> Stack:
-    from mdrn.dicom import check_volume_header, frame_count, read_header
+    from mdrn.io.dicom import check_volume_header, frame_count, read_header
 
     ds = read_header(path)
     check_volume_header(path, ds, max_pixels)
@@ -96,7 +103,7 @@ def _dicom_stack(path: Path, max_pixels: int | None) -> Stack:
 
 
 def _volume(path: Path, plane: str, max_pixels: int | None) -> Stack:
-    from mdrn.nifti import NiftiVolume
+    from mdrn.io.nifti import NiftiVolume
 
     volume = NiftiVolume(path, plane=plane, max_pixels=max_pixels)
     return Stack(path, "volume", volume.n_slices, volume=volume, max_pixels=max_pixels)
@@ -123,8 +130,8 @@ def open_files(
     Series are named after ``folder`` when the files are that folder's, else after their description.
     Files that cannot be opened are appended to ``errors``.
     """
-    from mdrn.dicom import is_dicom_file, read_header, sort_series
-    from mdrn.nifti import is_nifti
+    from mdrn.io.dicom import is_dicom_file, read_header, sort_series
+    from mdrn.io.nifti import is_nifti
 
     headers, stacks = [], []
     for path in files:
@@ -157,8 +164,8 @@ def open_files(
 
 
 def _maybe_volume_or_dicom(path: Path) -> bool:
-    from mdrn.dicom import is_dicom_file
-    from mdrn.nifti import is_nifti
+    from mdrn.io.dicom import is_dicom_file
+    from mdrn.io.nifti import is_nifti
 
     return is_nifti(path) or is_dicom_file(path)
 
@@ -174,7 +181,7 @@ def open_inputs(
 
     A single file that cannot be used raises :class:`ImageReadError` naming it.
     """
-    from mdrn.nifti import is_nifti
+    from mdrn.io.nifti import is_nifti
 
     path = Path(path)
     if path.is_dir():
@@ -191,7 +198,7 @@ def open_inputs(
         raise ImageReadError(path, "file not found")
     if is_nifti(path):
         return [_volume(path, plane, max_pixels)]
-    from mdrn.dicom import is_dicom_file
+    from mdrn.io.dicom import is_dicom_file
 
     if is_dicom_file(path) or path.suffix.lower() in (".dcm", ".dicom"):
         return [_dicom_stack(path, max_pixels)]

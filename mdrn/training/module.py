@@ -15,10 +15,10 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
 
-from mdrn.inference import upscale
-from mdrn.io import atomic_write, tensor_to_array, write_image
-from mdrn.metrics import SRMetric
+from mdrn.io.images import atomic_write, tensor_to_array, write_image
 from mdrn.models import model_spec
+from mdrn.models.inference import upscale
+from mdrn.protocol.metrics import SRMetric
 
 __all__ = ["EVAL_PRECISIONS", "LOSSES", "LR_SCHEDULES", "AtomicCheckpointIO", "SRModule"]
 
@@ -67,7 +67,7 @@ class SRModule(L.LightningModule):
     """Trains ``net`` with an L1 (configurable) loss and Adam with step decay; scores per (set, scale).
 
     Validation/test loaders are matched to ``(set, scale)`` through the datamodule's ``eval_keys``;
-    each loader has one :class:`mdrn.metrics.SRMetric`, logged as ``val/<set>_x<s>/psnr`` and
+    each loader has one :class:`mdrn.protocol.metrics.SRMetric`, logged as ``val/<set>_x<s>/psnr`` and
     ``.../ssim`` (float64, computed outside autocast), plus ``val/psnr``, their mean over loaders.
     The network runs in fp32 for evaluation under any trainer precision (``bf16-mixed`` included):
     always for test, and for validation unless ``val_precision="bf16"`` (an explicit option for speed,

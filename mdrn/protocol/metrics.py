@@ -2,7 +2,7 @@
 
 Images are float tensors ``(N, C, H, W)`` with the n-bit range ``0 .. 2^n - 1`` mapped to [0, 1]
 (C = 1 gray or C = 3 RGB). With ``y_channel=True`` an RGB image is scored on its BT.601 luma
-(:func:`mdrn.color.rgb_to_y`, float, not rounded); a gray image is always scored on its raw values
+(:func:`mdrn.protocol.color.rgb_to_y`, float, not rounded); a gray image is always scored on its raw values
 (never promoted to RGB). With ``y_channel=False`` an RGB image is scored on all channels (PSNR on the
 MSE over all channels, SSIM = mean of the per-channel SSIMs).
 
@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torchmetrics import Metric
 
-from mdrn.color import rgb_to_y
+from mdrn.protocol.color import rgb_to_y
 
 __all__ = ["SRMetric", "psnr", "quantize", "score", "ssim"]
 

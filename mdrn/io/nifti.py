@@ -7,7 +7,7 @@ processed as an image whose columns run along the plane's first axis and whose r
 second. The enlarged volume keeps the header (data type, scaling slope/intercept, units, extensions,
 qform/sform codes); the in-plane voxel sizes are divided by the scale and the affine's in-plane columns
 with them, and its origin moves to the centre of the new first voxel (``-(s-1)/(2s)`` of the old voxel
-along each in-plane axis), as for DICOM in :mod:`mdrn.dicom`.
+along each in-plane axis), as for DICOM in :mod:`mdrn.io.dicom`.
 
 Values: ``uint8``/``uint16`` are used as they are (8/16 bit), ``int8``/``int16`` offset to unsigned as
 signed DICOM is; other types (``int32``, floats...) are mapped linearly from the volume's range onto 16 bits
@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from mdrn.io import ImageData, ImageReadError, check_pixel_count
+from mdrn.io.images import ImageData, ImageReadError, check_pixel_count
 
 __all__ = ["NIFTI_SUFFIXES", "PLANES", "NiftiVolume", "is_nifti", "write_nifti"]
 

@@ -95,7 +95,8 @@ def display_array(
 ) -> np.ndarray:
     """A uint8 copy of ``array`` (H, W[, C]) for display: windowed, MONOCHROME1 inverted.
 
-    ``signed_offset`` is the offset ``mdrn.io`` added to signed DICOM values (removed before the rescale).
+    ``signed_offset`` is the offset ``mdrn.io.images`` added to signed DICOM values (removed before the
+    rescale).
     """
     if window is None:
         window = auto_window(array, bit_depth=bit_depth, dicom=dicom, signed_offset=signed_offset)
@@ -110,7 +111,7 @@ def display_array(
 
 
 def display_image(img: Any, array: np.ndarray | None = None, window: Window | None = None) -> np.ndarray:
-    """Display version of an ``mdrn.io.ImageData`` (or of ``array``, e.g. its upscaled pixels)."""
+    """Display version of an ``mdrn.io.images.ImageData`` (or of ``array``, e.g. its upscaled pixels)."""
     pixels = img.array if array is None else array
     return display_array(
         pixels,

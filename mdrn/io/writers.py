@@ -4,8 +4,8 @@ A *band* is a block of consecutive rows, ``(h, W)`` or ``(h, W, C)`` with C = 2 
 or 4 (RGB + alpha), ``uint8`` or ``uint16``; the bands of one image arrive top to bottom and add up to its
 height. :func:`write_png` writes a standard PNG (adaptive row filters as libpng chooses them, zlib level 6,
 an ``sBIT`` chunk for 9-15 significant bits, values not shifted, as
-:mod:`mdrn.io` reads them); :func:`write_tiff` a tiled, zlib-compressed TIFF. Both keep
-at most one band (plus one row of tiles for TIFF) in memory. DICOM is written by :mod:`mdrn.dicom`.
+:mod:`mdrn.io.images` reads them); :func:`write_tiff` a tiled, zlib-compressed TIFF. Both keep
+at most one band (plus one row of tiles for TIFF) in memory. DICOM is written by :mod:`mdrn.io.dicom`.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from mdrn.io import ImageData, ImageReadError, check_pixel_count
+from mdrn.io.images import ImageData, ImageReadError, check_pixel_count
 
 __all__ = [
     "LOSSY_TRANSFER_SYNTAXES",

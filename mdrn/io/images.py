@@ -7,8 +7,8 @@ problem. The pixel count is checked from the file header before anything is deco
 default :data:`DEFAULT_MAX_PIXELS`), so a small file declaring a huge image is refused at no cost; a
 truncated file is an error, never a partial image. Writes are atomic (temporary file in the same folder,
 then ``os.replace``), never overwrite an existing file unless asked, and report a missing permission or a
-full disk as one line naming the file or folder. DICOM specifics live in :mod:`mdrn.dicom`, the encoders
-in :mod:`mdrn.writers`.
+full disk as one line naming the file or folder. DICOM specifics live in :mod:`mdrn.io.dicom`, the encoders
+in :mod:`mdrn.io.writers`.
 
 Pixel convention: ``ImageData.array`` is ``uint8`` or ``uint16`` of shape ``(H, W)`` (gray) or
 ``(H, W, 3)`` (RGB) holding values in ``0 .. 2**bit_depth - 1``; :func:`image_to_tensor` maps that range
@@ -141,7 +141,7 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT
         head = fh.read(132)
     try:
         if _looks_like_dicom(path, head):
-            from mdrn.dicom import read_dicom
+            from mdrn.io.dicom import read_dicom
 
             image = read_dicom(path, max_pixels=max_pixels)
         elif path.suffix.lower() in (".tif", ".tiff") or head[:4] in (b"II*\x00", b"MM\x00*"):
@@ -307,7 +307,7 @@ def image_to_tensor(image: ImageData, dtype: torch.dtype = torch.float32) -> tor
 
 def tensor_to_array(tensor: torch.Tensor, bit_depth: int) -> np.ndarray:
     """A float tensor (C, H, W) or (1, C, H, W) in [0, 1] as rounded uint8/uint16 pixels (H, W[, 3])."""
-    from mdrn.metrics import quantize
+    from mdrn.protocol.metrics import quantize
 
     if tensor.ndim == 4:
         if tensor.shape[0] != 1:
@@ -401,8 +401,8 @@ def write_bands(
     """Write an image given band by band (rows top to bottom) as PNG, TIFF or DICOM, chosen by suffix.
 
     ``channels`` counts an alpha channel (2: gray + alpha, 4: RGBA; PNG and TIFF only). DICOM output needs
-    ``reference`` (the DICOM source; see :func:`mdrn.dicom.derived_dataset`) and ``derivation`` (a
-    :class:`mdrn.dicom.Derivation`); its bands run through all ``frames`` frames of ``height`` rows.
+    ``reference`` (the DICOM source; see :func:`mdrn.io.dicom.derived_dataset`) and ``derivation`` (a
+    :class:`mdrn.io.dicom.Derivation`); its bands run through all ``frames`` frames of ``height`` rows.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -423,7 +423,7 @@ def write_bands(
             raise ValueError(f"{path}: DICOM output needs a DICOM input as reference (and a derivation)")
         if channels != reference.channels:
             raise ValueError(f"{path}: a DICOM of {reference.channels} channel(s) cannot hold {channels}")
-        from mdrn.dicom import derived_dataset, write_dicom
+        from mdrn.io.dicom import derived_dataset, write_dicom
 
         ds = derived_dataset(reference, derivation, frames=frames)
         if (int(ds.Rows), int(ds.Columns)) != (height, width):
@@ -440,7 +440,7 @@ def write_bands(
     elif suffix == ".png":
 
         def writer(tmp: Path) -> None:
-            from mdrn.writers import write_png
+            from mdrn.io.writers import write_png
 
             with tmp.open("wb") as fh:
                 write_png(fh, checked(), height=height, width=width, channels=channels, bit_depth=bit_depth)
@@ -448,7 +448,7 @@ def write_bands(
     elif suffix in (".tif", ".tiff"):
 
         def writer(tmp: Path) -> None:
-            from mdrn.writers import write_tiff
+            from mdrn.io.writers import write_tiff
 
             write_tiff(tmp, checked(), height=height, width=width, channels=channels, dtype=dtype)
 

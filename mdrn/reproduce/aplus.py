@@ -4,8 +4,9 @@ Follows the authors' MATLAB code (``go_run_Set5.m``, ``learn_dict.m``, ``collect
 ``scaleup_ANR.m``, built on Zeyde et al.'s framework):
 
 * everything works on the luma Y (float, MATLAB ``rgb2ycbcr``); chroma is enlarged by bicubic;
-* LR = MATLAB bicubic 1/s of the mod-cropped HR (:func:`mdrn.resize.degrade`), the mid-resolution image
-  = MATLAB bicubic x s of the LR (:func:`mdrn.resize.imresize`);
+* LR = MATLAB bicubic 1/s of the mod-cropped HR (:func:`mdrn.protocol.resize.degrade`), the mid-resolution
+image
+  = MATLAB bicubic x s of the LR (:func:`mdrn.protocol.resize.imresize`);
 * features: the mid-resolution image filtered (MATLAB ``conv2(.., 'same')``, zero padding) by
   ``G = [1, 0 x (s-1), -1]`` and ``L = [1, 0 x (s-1), -2, 0 x (s-1), 1] / 2``, horizontally and
   vertically (for s = 2 these are [1, 0, -1] and [1, 0, -2, 0, 1] / 2), sampled in patches of 3 x 3 LR
@@ -40,9 +41,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mdrn.color import rgb_to_ycbcr, ycbcr_to_rgb
-from mdrn.io import atomic_write
-from mdrn.resize import degrade, imresize, modcrop
+from mdrn.io.images import atomic_write
+from mdrn.protocol.color import rgb_to_ycbcr, ycbcr_to_rgb
+from mdrn.protocol.resize import degrade, imresize, modcrop
 
 __all__ = ["APlus", "APlusSR", "feature_filters", "ksvd", "omp"]
 

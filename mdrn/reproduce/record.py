@@ -1,0 +1,208 @@
+"""Recording runs: command, machine, date and duration beside each output; trained presets; checkpoints."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mdrn.reproduce.results import RESULTS, ROOT, write_text
+
+
+def machine_info() -> dict[str, Any]:
+    """Facts about this machine that matter for the recorded numbers (CPU, cores, versions)."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+
+
+def _git_commit() -> str | None:
+    """The current git commit of the repository (None outside a clone)."""
+    try:
+        out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+        return out.stdout.strip() or None
+    except OSError:
+        return None
+
+
+def run_info_path(output: str | os.PathLike[str]) -> Path:
+    """The run record beside a recorded output: ``<output>.run.json``."""
+    output = Path(output)
+    return output.with_name(output.name + ".run.json")
+
+
+def record(output: str | os.PathLike[str], command: Sequence[str], *, log: bool = True) -> int:
+    """Run ``command``; write ``<output>.run.json``: command, machine, UTC dates, seconds, commit, exit code.
+
+    With ``log`` the command's output is also written to ``<output>.log``. Returns the exit code.
+    """
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    started = _dt.datetime.now(_dt.timezone.utc)
+    t0 = time.perf_counter()
+    log_lines: list[str] = []
+    proc = subprocess.Popen(list(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        sys.stdout.write(line)
+        log_lines.append(line)
+    code = proc.wait()
+    info = {
+        "command": shlex.join(command),
+        "output": output.name,
+        "machine": machine_info(),
+        "started_utc": started.isoformat(timespec="seconds"),
+        "finished_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "seconds": round(time.perf_counter() - t0, 1),
+        "git_commit": _git_commit(),
+        "returncode": code,
+    }
+    write_text(run_info_path(output), json.dumps(info, indent=2) + "\n")
+    if log:
+        write_text(output.with_name(output.name + ".log"), "".join(log_lines))
+    return code
+
+
+def train_preset(
+    name: str,
+    overrides: Sequence[str] = (),
+    results: Path = RESULTS,
+    logs: Path = ROOT / "logs" / "experiments",
+) -> int:
+    """Train ``experiment=<name>`` and record it: weights, training metrics and test table in ``results``.
+
+    Runs ``python -m mdrn.train experiment=<name> hydra.run.dir=<logs>/<name> [overrides]`` (recorded in
+    ``results/models/<name>.safetensors.run.json``) and converts the checkpoint the run tested (the model
+    selection rule of :mod:`mdrn.training.selection`: best by ``val/psnr`` on the validation sets, which are
+    never test sets, else the last) to ``results/models/<name>.safetensors``; the run record gets a
+    ``checkpoint`` entry naming it. Copies the CSV logger's ``metrics.csv`` to
+    ``results/train/<name>_metrics.csv`` and the printed test table (headed by the checkpoint line) beside it.
+    """
+    import shutil
+
+    from mdrn.training.selection import read_selection
+
+    run_dir = logs / name
+    weights = results / "models" / f"{name}.safetensors"
+    cmd = [sys.executable, "-m", "mdrn.train", f"experiment={name}", f"hydra.run.dir={run_dir}", *overrides]
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    code = record(weights, cmd)
+    if code != 0:
+        return code
+    selection = read_selection(run_dir)
+    if selection is None:
+        print(f"{run_dir}: the run wrote no checkpoint.json (which checkpoint it tested)", file=sys.stderr)
+        return 1
+    ckpt = Path(selection["path"]) if selection.get("path") else run_dir / "checkpoints" / "last.ckpt"
+    if not ckpt.is_file():
+        print(f"{ckpt}: the checkpoint the run tested is missing", file=sys.stderr)
+        return 1
+    from mdrn.weights import load_model, save_model
+
+    save_model(load_model(ckpt), weights, overwrite=True)
+    info = run_info(weights) or {}
+    info["checkpoint"] = {**selection, "path": ckpt.name}
+    write_text(run_info_path(weights), json.dumps(info, indent=2) + "\n")
+    train_dir = results / "train"
+    train_dir.mkdir(parents=True, exist_ok=True)
+    for src, dst in ((run_dir / ".hydra" / "config.yaml", f"{name}_config.yaml"),
+                     (run_dir / "csv" / "metrics.csv", f"{name}_metrics.csv"),
+                     (run_dir / "init_report.txt", f"{name}_init_report.txt"),
+                     (run_dir / "test_results.txt", f"{name}_test_results.txt")):  # fmt: skip
+        if src.is_file():
+            shutil.copyfile(src, train_dir / dst)
+    print(f"recorded {weights} ({selection['line']}) and {train_dir}/{name}_*")
+    return 0
+
+
+def run_info(output: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The run record of a recorded output, or None if it was not recorded."""
+    path = run_info_path(output)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def checkpoint_line(path: str | os.PathLike[str]) -> str | None:
+    """Which checkpoint a recorded model file holds, or the model a recorded score CSV evaluated.
+
+    ``models/<preset>.safetensors``: the ``checkpoint`` entry of its run record (``checkpoint: best
+    (val/psnr ... on ...) at step N``). A score CSV: that of the ``weights=...`` file its command names.
+    None where the run is not recorded or evaluated no trained preset.
+    """
+    info = run_info(path)
+    if info is None:
+        return None
+    if info.get("checkpoint"):
+        return str(info["checkpoint"]["line"])
+    for arg in shlex.split(info.get("command", "")):
+        if arg.startswith("weights=") and arg.endswith(".safetensors"):
+            model = Path(arg.split("=", 1)[1])
+            model = model if model.is_absolute() else Path(path).parent.parent / "models" / model.name
+            return checkpoint_line(model)
+    return None
+
+
+def run_line(paths: Sequence[Path]) -> str:
+    """One Markdown line per recorded output: command, date, duration, machine."""
+    lines = []
+    for p in paths:
+        info = run_info(p)
+        if info is None:
+            md = p.with_suffix(".md")
+            note = f"recorded in `{md.parent.name}/{md.name}`" if md.is_file() else "no run record"
+            lines.append(f"- `{p.name}`: {note}")
+            continue
+        m = info.get("machine", {})
+        ckpt = info.get("checkpoint")
+        lines.append(
+            f"- `{p.name}`: `{info['command']}` — {info['started_utc']} UTC, {info['seconds']:.0f} s, "
+            f"{m.get('cpu')} ({m.get('cores')} cores{', ' + m['gpu'] if m.get('gpu') else ''}), "
+            f"torch {m.get('torch')}, commit {str(info.get('git_commit'))[:8]}"
+            + (f"; {ckpt['line']}" if ckpt else "")
+        )
+    return "\n".join(lines)
+
+
+def preset_summary(results: Path, name: str) -> str:
+    """Words for a trained preset from its recorded config: net size, steps, batch, patch, data."""
+    path = results / "train" / f"{name}_config.yaml"
+    if not path.is_file():
+        return f"`{name}` (conf/experiment/{name}.yaml; not recorded yet)"
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(path)
+    net, data = cfg.model.net, cfg.data
+    keys = ("n_resblocks", "n_feats", "n1", "n2", "f1", "f2", "f3", "scales", "scale", "bicubic_skip")
+    size = ", ".join(f"{k}={net[k]}" for k in keys if k in net)
+    size = size.replace("n_resblocks", "B").replace("n_feats", "F")
+    sources = ", ".join(str(src.get("name")) for src in data.train)
+    ckpt = checkpoint_line(results / "models" / f"{name}.safetensors")
+    return (
+        f"`{name}`: {net._target_.rsplit('.', 1)[-1]} ({size}), {cfg.trainer.max_steps} steps of "
+        f"{data.batch_size} LR patches {data.patch_size}x{data.patch_size} on {sources}, seed {cfg.seed}"
+        + (f"; {ckpt}" if ckpt else "")
+    )
