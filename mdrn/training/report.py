@@ -29,6 +29,7 @@ _ENTRIES = {
     "results.csv": "scores per image",
     "means.csv": "mean scores per set and scale",
     "checkpoints": "the best by val/psnr; last.ckpt resumes the run (ckpt_path=)",
+    "checkpoint.json": "which checkpoint the test table used, and why (the selection rule)",
     "samples": "super-resolved test images",
     "csv": "metrics.csv: loss, learning rate and validation scores per step",
     "tensorboard": "TensorBoard logs (tensorboard --logdir <run>)",
