@@ -69,6 +69,15 @@ def _playwright():  # noqa: ANN202
     return sync_playwright
 
 
+def _stop(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """Stop the app as a user would (SIGTERM), killing it if it does not exit within ``timeout`` s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -183,11 +192,7 @@ def test_app_in_chromium(tmp_path) -> None:
             page.screenshot(path=str(ARTIFACTS / "app.png"), full_page=True)
             browser.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        _stop(proc)
 
     assert "chest16_x2_tiny.png" in saved and "MR_small_x2_tiny.dcm" in saved, saved
     out = read_image(save_dir / "chest16_x2_tiny.png")

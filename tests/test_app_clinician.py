@@ -23,6 +23,7 @@ from test_app_browser import (
     CHROMIUM_ARGS,
     _free_port,
     _playwright,
+    _stop,
     _unavailable,
     _wait_ready,
 )
@@ -110,11 +111,7 @@ def test_ct_series_enlarged_scrolled_saved_and_imported(tmp_path) -> None:
             _wait(lambda: not any(app_temp.rglob("IM000*")), 60, "the closed tab's files were not deleted")
             browser.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        _stop(proc)
         out.close()
     # the app stopped: its folder is gone and no file is left (Gradio makes an empty folder on import)
     assert not app_temp.exists() and [f for f in temp.rglob("*") if not f.is_dir()] == []
