@@ -78,6 +78,14 @@ def _stop(proc: subprocess.Popen, timeout: float = 30) -> None:
         proc.kill()
 
 
+def _launch(p):  # noqa: ANN001, ANN202
+    """Headless Chromium from playwright ``p``, or a skip (a failure in CI) if it does not start."""
+    try:
+        return p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+    except Exception as exc:  # noqa: BLE001 - any launch failure means no browser here
+        _unavailable(f"Chromium at {CHROMIUM} does not start: {exc}")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -145,10 +153,7 @@ def test_app_in_chromium(tmp_path) -> None:
     try:
         _wait_ready(url, proc, log)
         with sync_playwright() as p:
-            try:
-                browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-            except Exception as exc:  # noqa: BLE001 - any launch failure means no browser here
-                _unavailable(f"Chromium at {CHROMIUM} does not start: {exc}")
+            browser = _launch(p)
             page = browser.new_page(viewport={"width": 1400, "height": 1100})
             page.set_default_timeout(TIMEOUT * 1000)
             page.goto(url, wait_until="load")

@@ -19,12 +19,10 @@ import pytest
 from medical_data import make_ct_series
 from test_app_browser import (
     ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     _free_port,
+    _launch,
     _playwright,
     _stop,
-    _unavailable,
     _wait_ready,
 )
 
@@ -71,10 +69,7 @@ def test_ct_series_enlarged_scrolled_saved_and_imported(tmp_path) -> None:
         _wait_ready(url, proc, log)
         (app_temp,) = temp.glob("mdrn-app-*")
         with sync_playwright() as p:
-            try:
-                browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-            except Exception as exc:  # noqa: BLE001 - any launch failure means no browser here
-                _unavailable(f"Chromium at {CHROMIUM} does not start: {exc}")
+            browser = _launch(p)
             page = browser.new_page(viewport={"width": 1400, "height": 1100})
             page.set_default_timeout(120_000)  # 2 shared CPU cores can be slow; no step waits on time
             page.goto(url, wait_until="load")
