@@ -124,10 +124,16 @@ def _ssim_direct(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (num / den).mean(dim=(1, 2))
 
 
+@pytest.mark.parametrize("kernel", [True, False], ids=["cpu-kernel", "torch-path"])
 @pytest.mark.parametrize("shape", [(1, 1, 11, 11), (2, 3, 70, 50), (3, 1, 43, 97), (1, 3, 27, 200)])
-def test_bands_blocks_and_threads_equal_the_textbook_ssim(monkeypatch: pytest.MonkeyPatch, shape) -> None:
+def test_bands_blocks_and_threads_equal_the_textbook_ssim(
+    monkeypatch: pytest.MonkeyPatch, shape, kernel: bool
+) -> None:
+    """The numba kernel (CPU) and the torch path (other devices) each equal the textbook SSIM, whole
+    images and split in bands of rows between threads."""
     import mdrn.protocol.metrics as metrics
 
+    monkeypatch.setattr(metrics, "_CPU_KERNEL", kernel)
     gen = torch.Generator().manual_seed(sum(shape))
     hr = torch.rand(shape, dtype=torch.float64, generator=gen)
     sr = (hr + 0.05 * torch.randn(shape, dtype=torch.float64, generator=gen)).clamp(0, 1)
@@ -138,15 +144,18 @@ def test_bands_blocks_and_threads_equal_the_textbook_ssim(monkeypatch: pytest.Mo
         whole = ssim(sr, hr, y_channel=y_channel)
         torch.testing.assert_close(whole, expected, rtol=0, atol=1e-12)
         threads = torch.get_num_threads()
-        # bands of one block of rows, one image per chunk, the rows split between 3 threads
+        # bands of one block of rows, one image per chunk, the rows split between 3 threads (torch path);
+        # ranges of one row at least split between 3 threads (kernel)
         monkeypatch.setattr(metrics, "_CPU_BAND", 600)
+        monkeypatch.setattr(metrics, "_KERNEL_MIN_ROWS", 1)
         torch.set_num_threads(3)
         try:
             banded = ssim(sr, hr, y_channel=y_channel)
             p_banded = psnr(sr, hr, y_channel=y_channel)
         finally:
             torch.set_num_threads(threads)
-            monkeypatch.undo()
+            monkeypatch.setattr(metrics, "_CPU_BAND", 1 << 17)
+            monkeypatch.setattr(metrics, "_KERNEL_MIN_ROWS", 32)
         torch.testing.assert_close(banded, whole, rtol=0, atol=1e-12)
         torch.testing.assert_close(p_banded, psnr(sr, hr, y_channel=y_channel), rtol=0, atol=1e-12)
         # score's PSNR (computed with the SSIM maps) equals psnr's own pass

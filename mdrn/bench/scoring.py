@@ -91,7 +91,7 @@ def bench_metrics(ctx: Context) -> None:
             n,
             t,
             "images/s",
-            ours_label=f"mdrn.protocol.metrics.score (torch float64, {torch.get_num_threads()} threads)",
+            ours_label=f"mdrn.protocol.metrics.score (numba kernel, {torch.get_num_threads()} threads)",
             baseline_label="per-image numpy Y + skimage psnr/ssim (one thread)",
             repeats=max(ctx.sizes.repeats, 5),
             notes=f"max |dPSNR| {dp:.1e} dB, max |dSSIM| {ds:.1e}; "

@@ -18,11 +18,13 @@ Everything is computed in float64 with autocast disabled, whatever the input dty
 :func:`score` is THE protocol every other module calls: quantize SR to the bit depth, shave ``scale``
 pixels on every side, Y for RGB.
 
-Implementation (one pass, :class:`_BandScorer`): PSNR and SSIM come from the same prepared rows
-(quantized, Y) of a batch of equal-sized images; the Gaussian filtering is two batched banded matrix
-products over four maps of all images side by side. On CPU the image is cut into bands of rows that
-stay in cache and the bands are split between ``torch.get_num_threads()`` Python threads (operations
-one-threaded inside). ``python -m mdrn.bench --only metrics`` measures it against the per-image
+Implementation (one pass per image): PSNR and SSIM come from the same prepared rows (quantized, Y).
+On CPU the numba kernel :func:`mdrn.protocol.score_kernel.plane_sums` reads each row once and keeps
+the last 11 rows' maps in cache; an image's rows are split between ``torch.get_num_threads()`` Python
+threads (the kernel releases the GIL). On other devices (CUDA) :class:`_BandScorer` runs the same
+formula as torch operations: the Gaussian filtering is two batched banded matrix products over four
+maps of all images side by side (tests check the two against each other and against the textbook
+five-map SSIM). ``python -m mdrn.bench --only metrics`` measures it against the per-image
 numpy + scikit-image loop (same values within 1e-6 dB and 1e-7).
 """
 
@@ -34,10 +36,11 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
 import torch
 from torchmetrics import Metric
 
-from mdrn.protocol.color import rgb_to_y
+from mdrn.protocol.color import RGB_TO_YCBCR, YCBCR_OFFSET, rgb_to_y
 
 __all__ = ["SRMetric", "psnr", "quantize", "score", "ssim"]
 
@@ -132,6 +135,11 @@ _BLOCK = 16
 _CPU_BAND = 1 << 17
 #: Python threads per image at most: each holds the GIL for its operations' dispatch (~10% of its time)
 _MAX_WORKERS = 4
+#: On CPU the numba kernel (:mod:`mdrn.protocol.score_kernel`) scores; False runs the torch path (the
+#: one other devices use) on CPU too: the tests compare the two.
+_CPU_KERNEL = True
+#: Fewest rows per thread of the CPU kernel (a thread also prepares the 10 rows below its range)
+_KERNEL_MIN_ROWS = 32
 # SSIM constants, doubled: the map is computed from s = a + b and d = a - b (see _BandScorer).
 _C1 = 2 * SSIM_K1**2
 _C2 = 2 * SSIM_K2**2
@@ -303,6 +311,8 @@ def _sums(
     split between ``threads`` Python threads (each running one-threaded operations; torch releases the
     GIL inside them).
     """
+    if sr.device.type == "cpu" and _CPU_KERNEL:
+        return _kernel_sums(sr, hr, shave, y_channel, bit_depth, want_ssim, threads)
     if shave:
         sr = sr[..., shave:-shave, shave:-shave]
         hr = hr[..., shave:-shave, shave:-shave]
@@ -347,6 +357,58 @@ def _sums(
         sse.append(torch.stack([r[0] for r in results]).sum(0))
         ssim_sum.append(torch.stack([r[1] for r in results]).sum(0))
     return torch.cat(sse), torch.cat(ssim_sum), planes
+
+
+def _kernel_sums(
+    sr: torch.Tensor,
+    hr: torch.Tensor,
+    shave: int,
+    y_channel: bool,
+    bit_depth: int | None,
+    want_ssim: bool,
+    threads: int,
+) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+    """:func:`_sums` on CPU: :func:`mdrn.protocol.score_kernel.plane_sums` per plane and range of rows.
+
+    Each plane's rows are split into ``threads`` ranges (at most ``_MAX_WORKERS``, of ``_KERNEL_MIN_ROWS``
+    rows at least)
+    run by Python threads (the kernel releases the GIL); the inputs are read in place (any strides).
+    """
+    from mdrn.protocol.score_kernel import plane_sums
+
+    def array(t: torch.Tensor) -> Any:
+        t = t.detach()
+        return (t if t.dtype in (torch.float32, torch.float64) else t.float()).numpy()
+
+    a, b = array(sr), array(hr)
+    n, c, full_h, full_w = sr.shape
+    h, w = full_h - 2 * shave, full_w - 2 * shave
+    ymode = y_channel and c == 3
+    planes = 1 if ymode else c
+    rows = h - _HALO if want_ssim else h  # the rows split between threads
+    parts = max(1, min(threads, _MAX_WORKERS, rows // _KERNEL_MIN_ROWS))
+    cuts = [rows * k // parts for k in range(parts + 1)]
+    quant, peak = bit_depth is not None, float(2 ** (bit_depth or 1) - 1)
+    (kr, kg, kb), off = (k / 255.0 for k in RGB_TO_YCBCR[0]), YCBCR_OFFSET[0] / 255.0
+    ky = np.array([kr, kg, kb, off])
+    gauss = np.array(_GAUSS)
+    tasks = [(i, ch, k) for i in range(n) for ch in range(planes) for k in range(parts)]
+    sums = np.zeros((n * planes, parts, 2))  # one slot per task: no two threads write the same one
+
+    def job(worker: int) -> None:
+        for i, ch, k in tasks[worker :: len(workers)]:
+            r0, r1 = cuts[k], cuts[k + 1]
+            end = (h if k == parts - 1 else r1) if want_ssim else r1
+            out = plane_sums(
+                a, b, i, ch, ymode, shave, shave, h, w, r0, r1 if want_ssim else r0, end,
+                quant, peak, ky, gauss, _C1, _C2,
+            )  # fmt: skip
+            sums[i * planes + ch, k] = out
+
+    workers = range(min(parts, len(tasks)))
+    _map_threads(job, len(workers))
+    total = torch.from_numpy(sums).sum(dim=1)  # the parts in order: the same value for any thread timing
+    return total[:, 0], (total[:, 1] if want_ssim else None), planes
 
 
 def _no_autocast(x: torch.Tensor) -> torch.autocast:

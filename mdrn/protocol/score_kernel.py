@@ -1,0 +1,142 @@
+"""The protocol's one-pass CPU kernel (numba, float64): squared error and SSIM sums of one image plane.
+
+:func:`plane_sums` reads the SR and HR rows once each: converts them to float64, quantizes SR
+(``round(clamp(x, 0, 1) * peak) / peak``, half to even as ``torch.round``), takes BT.601 Y of RGB with
+the coefficients :mod:`mdrn.protocol.color` owns (passed in by the caller), and keeps the four maps
+``s = a + b``, ``d = a - b``, ``s^2 + C1 + C2``, ``d^2`` of the last 11 rows in a ring buffer; each output row
+of the SSIM map is the separable 11-tap Gaussian of those rows (vertical, then horizontal) and Wang et
+al.'s formula in the s/d form :class:`mdrn.protocol.metrics._BandScorer` documents. Nothing bigger than
+a few rows is ever allocated, so the working set stays in the core's cache.
+
+The function releases the GIL (``nogil``): :mod:`mdrn.protocol.metrics` splits an image's rows between
+Python threads. No fast-math: every operation is IEEE float64 in a fixed order (results do not depend on
+the CPU's vector width); the sums use four partial accumulators.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+__all__ = ["plane_sums"]
+
+
+@njit(nogil=True, cache=True)
+def _prep_row(src, n, ch, ymode, row, left, w, quant, peak, ky, out):  # pragma: no cover - compiled
+    """Row ``row`` of plane ``ch`` (or of Y) of image ``n`` as float64 into ``out`` (quantized if quant)."""
+    if ymode:
+        for j in range(w):
+            r = np.float64(src[n, 0, row, left + j])
+            g = np.float64(src[n, 1, row, left + j])
+            b = np.float64(src[n, 2, row, left + j])
+            if quant:
+                r = np.rint(min(max(r, 0.0), 1.0) * peak) / peak
+                g = np.rint(min(max(g, 0.0), 1.0) * peak) / peak
+                b = np.rint(min(max(b, 0.0), 1.0) * peak) / peak
+            out[j] = r * ky[0] + g * ky[1] + b * ky[2] + ky[3]
+    else:
+        for j in range(w):
+            v = np.float64(src[n, ch, row, left + j])
+            if quant:
+                v = np.rint(min(max(v, 0.0), 1.0) * peak) / peak
+            out[j] = v
+
+
+@njit(nogil=True, cache=True)
+def _sum4(x, count):  # pragma: no cover - compiled
+    """Sum of ``x[:count]`` with four partial accumulators (vectorizable without reassociation)."""
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    j = 0
+    while j + 4 <= count:
+        s0 += x[j]
+        s1 += x[j + 1]
+        s2 += x[j + 2]
+        s3 += x[j + 3]
+        j += 4
+    while j < count:
+        s0 += x[j]
+        j += 1
+    return (s0 + s1) + (s2 + s3)
+
+
+@njit(nogil=True, cache=True)
+def plane_sums(
+    sr, hr, n, ch, ymode, top, left, h, w, r0, r1, sse_end, quant, peak, ky, gauss, c1, c2
+):  # pragma: no cover - compiled
+    """``(squared-error sum, SSIM-map sum)`` of one plane of image ``n`` over a range of rows.
+
+    ``sr``, ``hr``: float arrays (N, C, H, W) in [0, 1], any strides; the scored region is rows
+    ``top .. top + h`` and columns ``left .. left + w`` (the shave). ``ch``: the channel (ignored if
+    ``ymode``: Y of channels 0-2). SSIM map rows ``r0 .. r1`` (of the ``h - 10`` valid ones) are summed;
+    the squared error over region rows ``r0 .. sse_end``. ``quant``: quantize SR to ``peak``; ``ky``: Y's
+    (kr, kg, kb, offset); ``gauss``: the 11 taps; ``c1``, ``c2``: the doubled SSIM constants.
+    """
+    taps = gauss.shape[0]
+    halo = taps - 1
+    wv = max(w - halo, 0)
+    ring = np.empty((taps, 4, w))
+    a = np.empty(w)
+    b = np.empty(w)
+    v = np.empty((4, w))
+    hz = np.empty((4, max(wv, 1)))
+    smap = np.empty(max(wv, 1))
+    c12 = c1 + c2
+    sse = 0.0
+    ssim = 0.0
+    nxt = r0
+    for i in range(r0, r1):
+        while nxt <= i + halo:  # prepare the rows the window of output row i still lacks
+            _prep_row(sr, n, ch, ymode, top + nxt, left, w, quant, peak, ky, a)
+            _prep_row(hr, n, ch, ymode, top + nxt, left, w, False, peak, ky, b)
+            slot = ring[nxt % taps]
+            for j in range(w):
+                s = a[j] + b[j]
+                d = a[j] - b[j]
+                slot[0, j] = s
+                slot[1, j] = d
+                slot[2, j] = s * s + c12
+                slot[3, j] = d * d
+            if nxt < sse_end:
+                sse += _sum4(slot[3], w)
+            nxt += 1
+        for m in range(4):
+            vm = v[m]
+            first = ring[i % taps, m]
+            g0 = gauss[0]
+            for j in range(w):
+                vm[j] = g0 * first[j]
+            for k in range(1, taps):
+                gk = gauss[k]
+                row = ring[(i + k) % taps, m]
+                for j in range(w):
+                    vm[j] += gk * row[j]
+            hm = hz[m]
+            for j in range(wv):
+                hm[j] = g0 * vm[j]
+            for k in range(1, taps):
+                gk = gauss[k]
+                for j in range(wv):
+                    hm[j] += gk * vm[j + k]
+        ms = hz[0]
+        md = hz[1]
+        es = hz[2]
+        ed = hz[3]
+        for j in range(wv):
+            big_b = ms[j] * ms[j] + c1
+            dd = md[j] * md[j]
+            big_a = big_b - dd
+            big_b = big_b + dd
+            smap[j] = big_a * (es[j] - ed[j] - big_a) / (big_b * (es[j] + ed[j] - big_b))
+        ssim += _sum4(smap, wv)
+    while nxt < sse_end:  # rows below the last window (the image's last range) or a PSNR-only range
+        _prep_row(sr, n, ch, ymode, top + nxt, left, w, quant, peak, ky, a)
+        _prep_row(hr, n, ch, ymode, top + nxt, left, w, False, peak, ky, b)
+        for j in range(w):
+            d = a[j] - b[j]
+            a[j] = d * d
+        sse += _sum4(a, w)
+        nxt += 1
+    return sse, ssim
