@@ -21,7 +21,16 @@ from numba import njit
 __all__ = ["plane_sums"]
 
 
-@njit(nogil=True, cache=True)
+def _jit(fn):  # noqa: ANN001, ANN202 - a decorator
+    """``numba.njit(nogil=True)``, compiled code cached on disk where numba finds a writable place (beside
+    this file or in the user's cache folder; else compiled once per process: about 2 s)."""
+    try:
+        return njit(nogil=True, cache=True)(fn)
+    except RuntimeError:  # "cannot cache function ...: no locator available" (read-only install, no home)
+        return njit(nogil=True)(fn)
+
+
+@_jit
 def _prep_row(src, n, ch, ymode, row, left, w, quant, peak, ky, out):  # pragma: no cover - compiled
     """Row ``row`` of plane ``ch`` (or of Y) of image ``n`` as float64 into ``out`` (quantized if quant)."""
     if ymode:
@@ -42,7 +51,7 @@ def _prep_row(src, n, ch, ymode, row, left, w, quant, peak, ky, out):  # pragma:
             out[j] = v
 
 
-@njit(nogil=True, cache=True)
+@_jit
 def _sum4(x, count):  # pragma: no cover - compiled
     """Sum of ``x[:count]`` with four partial accumulators (vectorizable without reassociation)."""
     s0 = 0.0
@@ -62,7 +71,7 @@ def _sum4(x, count):  # pragma: no cover - compiled
     return (s0 + s1) + (s2 + s3)
 
 
-@njit(nogil=True, cache=True)
+@_jit
 def plane_sums(
     sr, hr, n, ch, ymode, top, left, h, w, r0, r1, sse_end, quant, peak, ky, gauss, c1, c2
 ):  # pragma: no cover - compiled
