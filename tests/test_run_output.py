@@ -43,7 +43,10 @@ def test_run_folder_description(tmp_path: Path) -> None:
     (tmp_path / "extra.txt").write_text("")
     lines = describe_run_folder(tmp_path)
     assert lines[0].split()[0] == "test_results.csv" and "last.ckpt" in lines[1]
+    assert "best" not in lines[1]  # no monitored metric: last.ckpt alone, not called the best
     assert lines[-1].strip() == "extra.txt"
+    (tmp_path / "checkpoints" / "best-step0000010.ckpt").write_bytes(b"")
+    assert "the best by val/psnr" in describe_run_folder(tmp_path)[1]
 
 
 @pytest.mark.slow

@@ -145,6 +145,13 @@ _C1 = 2 * SSIM_K1**2
 _C2 = 2 * SSIM_K2**2
 
 
+#: the CPU kernel's Y coefficients (kr, kg, kb, offset on the [0, 1] scale) and Gaussian taps
+_KERNEL_CONSTANTS = (
+    np.array([k / 255.0 for k in RGB_TO_YCBCR[0]] + [YCBCR_OFFSET[0] / 255.0]),
+    np.array(_GAUSS),
+)
+
+
 def _band_matrix(block: int, device: torch.device) -> torch.Tensor:
     """``(block, block + 10)`` float64 matrix whose row j holds the Gaussian at columns j .. j + 10."""
     g = torch.tensor(_GAUSS, dtype=torch.float64)
@@ -389,9 +396,7 @@ def _kernel_sums(
     parts = max(1, min(threads, _MAX_WORKERS, rows // _KERNEL_MIN_ROWS))
     cuts = [rows * k // parts for k in range(parts + 1)]
     quant, peak = bit_depth is not None, float(2 ** (bit_depth or 1) - 1)
-    (kr, kg, kb), off = (k / 255.0 for k in RGB_TO_YCBCR[0]), YCBCR_OFFSET[0] / 255.0
-    ky = np.array([kr, kg, kb, off])
-    gauss = np.array(_GAUSS)
+    ky, gauss = _KERNEL_CONSTANTS
     tasks = [(i, ch, k) for i in range(n) for ch in range(planes) for k in range(parts)]
     sums = np.zeros((n * planes, parts, 2))  # one slot per task: no two threads write the same one
 

@@ -9,8 +9,10 @@ al.'s formula in the s/d form :class:`mdrn.protocol.metrics._BandScorer` documen
 a few rows is ever allocated, so the working set stays in the core's cache.
 
 The function releases the GIL (``nogil``): :mod:`mdrn.protocol.metrics` splits an image's rows between
-Python threads. No fast-math: every operation is IEEE float64 in a fixed order (results do not depend on
-the CPU's vector width); the sums use four partial accumulators.
+Python threads. Float64 in a fixed order (the sums use four partial accumulators, never reassociated);
+the one fast-math flag is ``contract``: a multiply followed by an add may run as one fused multiply-add
+(measured 10% faster on an AVX-512 Xeon; results change in the last bit of an operation, 1e-15 of an
+SSIM).
 """
 
 from __future__ import annotations
@@ -20,14 +22,16 @@ from numba import njit
 
 __all__ = ["plane_sums"]
 
+_FASTMATH = {"contract"}
+
 
 def _jit(fn):  # noqa: ANN001, ANN202 - a decorator
     """``numba.njit(nogil=True)``, compiled code cached on disk where numba finds a writable place (beside
     this file or in the user's cache folder; else compiled once per process: about 2 s)."""
     try:
-        return njit(nogil=True, cache=True)(fn)
+        return njit(nogil=True, cache=True, fastmath=_FASTMATH)(fn)
     except RuntimeError:  # "cannot cache function ...: no locator available" (read-only install, no home)
-        return njit(nogil=True)(fn)
+        return njit(nogil=True, fastmath=_FASTMATH)(fn)
 
 
 @_jit

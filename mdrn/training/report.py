@@ -118,6 +118,8 @@ def describe_run_folder(out_dir: str | Path) -> list[str]:
         what = _ENTRIES.get(n, "")
         if n == "checkpoints":
             ckpts = sorted(p.name for p in present[n].glob("*.ckpt"))
+            if not any(c.startswith("best") for c in ckpts):  # no monitored metric: last.ckpt only
+                what = what.split("; ", 1)[-1]
             what = f"{', '.join(ckpts[:3])}{' ...' if len(ckpts) > 3 else ''}: {what}"
         lines.append(f"  {label:<18} {what}".rstrip())
     return lines
