@@ -145,6 +145,7 @@ _C1 = 2 * SSIM_K1**2
 _C2 = 2 * SSIM_K2**2
 
 
+assert _GAUSS == _GAUSS[::-1], "the CPU kernel uses the Gaussian's symmetry"
 #: the CPU kernel's Y coefficients (kr, kg, kb, offset on the [0, 1] scale) and Gaussian taps
 _KERNEL_CONSTANTS = (
     np.array([k / 255.0 for k in RGB_TO_YCBCR[0]] + [YCBCR_OFFSET[0] / 255.0]),

@@ -76,6 +76,40 @@ def _sum4(x, count):  # pragma: no cover - compiled
 
 
 @_jit
+def _vertical(ring, i, m, g, out, w):  # pragma: no cover - compiled
+    """``out[j]`` = the 11-tap Gaussian down map ``m`` of ring rows ``i .. i + 10`` (an FMA chain per column;
+    each row read once per column instead of once per tap and accumulator pass)."""
+    r0 = ring[i % 11, m]
+    r1 = ring[(i + 1) % 11, m]
+    r2 = ring[(i + 2) % 11, m]
+    r3 = ring[(i + 3) % 11, m]
+    r4 = ring[(i + 4) % 11, m]
+    r5 = ring[(i + 5) % 11, m]
+    r6 = ring[(i + 6) % 11, m]
+    r7 = ring[(i + 7) % 11, m]
+    r8 = ring[(i + 8) % 11, m]
+    r9 = ring[(i + 9) % 11, m]
+    r10 = ring[(i + 10) % 11, m]
+    g0, g1, g2, g3, g4, g5 = g
+    for j in range(w):
+        out[j] = (
+            g0 * r0[j] + g1 * r1[j] + g2 * r2[j] + g3 * r3[j] + g4 * r4[j] + g5 * r5[j]
+            + g4 * r6[j] + g3 * r7[j] + g2 * r8[j] + g1 * r9[j] + g0 * r10[j]
+        )  # fmt: skip
+
+
+@_jit
+def _horizontal(x, g, out, wv):  # pragma: no cover - compiled
+    """``out[j]`` = the 11-tap Gaussian of ``x[j .. j + 10]``, ``j < wv`` (the order of :func:`_vertical`)."""
+    g0, g1, g2, g3, g4, g5 = g
+    for j in range(wv):
+        out[j] = (
+            g0 * x[j] + g1 * x[j + 1] + g2 * x[j + 2] + g3 * x[j + 3] + g4 * x[j + 4] + g5 * x[j + 5]
+            + g4 * x[j + 6] + g3 * x[j + 7] + g2 * x[j + 8] + g1 * x[j + 9] + g0 * x[j + 10]
+        )  # fmt: skip
+
+
+@_jit
 def plane_sums(
     sr, hr, n, ch, ymode, top, left, h, w, r0, r1, sse_end, quant, peak, ky, gauss, c1, c2
 ):  # pragma: no cover - compiled
@@ -85,9 +119,10 @@ def plane_sums(
     ``top .. top + h`` and columns ``left .. left + w`` (the shave). ``ch``: the channel (ignored if
     ``ymode``: Y of channels 0-2). SSIM map rows ``r0 .. r1`` (of the ``h - 10`` valid ones) are summed;
     the squared error over region rows ``r0 .. sse_end``. ``quant``: quantize SR to ``peak``; ``ky``: Y's
-    (kr, kg, kb, offset); ``gauss``: the 11 taps; ``c1``, ``c2``: the doubled SSIM constants.
+    (kr, kg, kb, offset); ``gauss``: the 11 taps (symmetric: the first 6 are read); ``c1``, ``c2``: the
+    doubled SSIM constants.
     """
-    taps = gauss.shape[0]
+    taps = 11
     halo = taps - 1
     wv = max(w - halo, 0)
     ring = np.empty((taps, 4, w))
@@ -97,6 +132,7 @@ def plane_sums(
     hz = np.empty((4, max(wv, 1)))
     smap = np.empty(max(wv, 1))
     c12 = c1 + c2
+    g = (gauss[0], gauss[1], gauss[2], gauss[3], gauss[4], gauss[5])  # symmetric: g[k] = g[10 - k]
     sse = 0.0
     ssim = 0.0
     nxt = r0
@@ -115,24 +151,9 @@ def plane_sums(
             if nxt < sse_end:
                 sse += _sum4(slot[3], w)
             nxt += 1
-        for m in range(4):
-            vm = v[m]
-            first = ring[i % taps, m]
-            g0 = gauss[0]
-            for j in range(w):
-                vm[j] = g0 * first[j]
-            for k in range(1, taps):
-                gk = gauss[k]
-                row = ring[(i + k) % taps, m]
-                for j in range(w):
-                    vm[j] += gk * row[j]
-            hm = hz[m]
-            for j in range(wv):
-                hm[j] = g0 * vm[j]
-            for k in range(1, taps):
-                gk = gauss[k]
-                for j in range(wv):
-                    hm[j] += gk * vm[j + k]
+        for m in range(4):  # the separable Gaussian of the window's 11 rows, one FMA chain per output
+            _vertical(ring, i, m, g, v[m], w)
+            _horizontal(v[m], g, hz[m], wv)
         ms = hz[0]
         md = hz[1]
         es = hz[2]
