@@ -315,7 +315,8 @@ def _sums(
     """Per-plane sums of the squared error and (if ``want_ssim``) of the SSIM map, and planes per image.
 
     One pass over the shaved image: rows are cast to float64, quantized (SR, if ``bit_depth``) and
-    converted to Y (RGB with ``y_channel``) once. On CPU in bands that stay in cache, the image's rows
+    converted to Y (RGB with ``y_channel``) once. On CPU the numba kernel (:func:`_kernel_sums`); else
+    (or with ``_CPU_KERNEL`` False) torch operations, on CPU in bands that stay in cache, the image's rows
     split between ``threads`` Python threads (each running one-threaded operations; torch releases the
     GIL inside them).
     """
@@ -379,8 +380,8 @@ def _kernel_sums(
     """:func:`_sums` on CPU: :func:`mdrn.protocol.score_kernel.plane_sums` per plane and range of rows.
 
     Each plane's rows are split into ``threads`` ranges (at most ``_MAX_WORKERS``, of ``_KERNEL_MIN_ROWS``
-    rows at least)
-    run by Python threads (the kernel releases the GIL); the inputs are read in place (any strides).
+    rows at least) run by Python threads (the kernel releases the GIL); the inputs are read in place
+    (any strides, float32 or float64; other float dtypes are cast to float32 first, exactly).
     """
     from mdrn.protocol.score_kernel import plane_sums
 
