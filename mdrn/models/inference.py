@@ -24,15 +24,16 @@ about ``memory`` + the output + the framework and weights (~0.25 GB on CPU); wit
 ``np.memmap`` not even the output is held in memory. A budget below what one tile with its context
 needs raises ``ValueError``.
 
-Speed on CPU: each network call runs under :func:`mdrn.perf.malloc_reuse` (glibc keeps freed memory,
-so the body's activation maps, 256 MB each for a 1024x1024 tile, are reused instead of mmap-ed and
-page-faulted afresh every layer), and reconstruct sub-tiles are capped so that their largest map stays
-under 32 MB (``_SUBTILE_MAP_BYTES``). Measured (``python -m mdrn.bench --only tiling_full``, MDRN B=80
-F=64 x4 of a 1024x1024 image, 2-core Xeon, recorded in experiments/results/bench/): 53.0 s against 85.9 s
-for EDSR-PyTorch's 4-quadrant split (which recomputes 1.12x the pixels), 77.5 s without malloc_reuse
-(91 GB of page faults, 46 s of kernel time), 70.1 s with body tiles capped under 32 MB maps (1.45x
-recomputed); peak RSS 1.6 GB (1.3 GB above the framework and weights: within the 1.5 GiB budget plus
-the 192 MB output). Every LR pixel goes through the body exactly once (1.00 LR pixel per image pixel).
+Speed on CPU: an ``upscale`` call runs under one :func:`mdrn.perf.malloc_reuse` block (glibc keeps freed
+memory, so the body's activation maps, 256 MB each for a 1024x1024 tile, and every later tile's maps are
+reused instead of mmap-ed and page-faulted afresh every layer and every tile), and reconstruct sub-tiles are
+capped so that their largest map stays under 32 MB (``_SUBTILE_MAP_BYTES``). Measured (``python -m
+mdrn.bench --only tiling_full``, MDRN B=80 F=64 x4 of a 1024x1024 image, 2-core Xeon, recorded in
+experiments/results/bench/): 53.0 s against 85.9 s for EDSR-PyTorch's 4-quadrant split (which recomputes
+1.12x the pixels), 77.5 s without malloc_reuse (91 GB of page faults, 46 s of kernel time), 70.1 s with body
+tiles capped under 32 MB maps (1.45x recomputed); peak RSS 1.6 GB (1.3 GB above the framework and weights:
+within the 1.5 GiB budget plus the 192 MB output).
+Every LR pixel goes through the body exactly once (1.00 LR pixel per image pixel).
 
 Channels: a 3-channel (RGB) network given a gray image sees the gray plane replicated to RGB and its
 output is the mean of the three output channels; a 1-channel (gray) network given an RGB image is run
@@ -311,7 +312,6 @@ def _upscale_two_stage(
     overlap: int,
     device: torch.device,
     out: Tensor,
-    reuse: bool = True,
 ) -> None:
     """Fill ``out``: features of each body tile, then ``reconstruct`` over sub-tiles of its core.
 
@@ -327,8 +327,7 @@ def _upscale_two_stage(
             g0, g1 = max(x0 - rr, 0), min(x1 + rr, w)
             b0, b1 = max(g0 - overlap, 0), min(g1 + overlap, w)
             xin, back = _adapt_channels(net, x[..., a0:a1, b0:b1].to(device, non_blocking=True))
-            with malloc_reuse(reuse and device.type == "cpu"):
-                feats = net.features(xin, scale)[..., f0 - a0 : f1 - a0, g0 - b0 : g1 - b0]
+            feats = net.features(xin, scale)[..., f0 - a0 : f1 - a0, g0 - b0 : g1 - b0]
             del xin
             rows, cols = sub_grid(y1 - y0, x1 - x0)
             for r0, r1 in rows:
@@ -356,7 +355,6 @@ def _upscale_tiled(
     ensemble: bool,
     device: torch.device,
     out: Tensor,
-    reuse: bool = True,
 ) -> None:
     """Fill ``out`` tile by tile (cores of ``tile`` LR pixels, ``overlap`` pixels of context)."""
     h, w = x.shape[-2:]
@@ -365,8 +363,7 @@ def _upscale_tiled(
         for x0, x1 in _tile_bounds(w, tile):
             b0, b1 = max(x0 - overlap, 0), min(x1 + overlap, w)
             patch = x[..., a0:a1, b0:b1].to(device, non_blocking=True)
-            with malloc_reuse(reuse and device.type == "cpu"):
-                y = _run(net, patch, scale, ensemble)
+            y = _run(net, patch, scale, ensemble)
             core = y[..., (y0 - a0) * scale : (y1 - a0) * scale, (x0 - b0) * scale : (x1 - b0) * scale]
             out[..., y0 * scale : y1 * scale, x0 * scale : x1 * scale] = core.to(out.device, out.dtype)
             del patch, y, core
@@ -426,7 +423,9 @@ def upscale(
     was_training = net.training
     net.to(dev).eval()
     try:
-        with torch.inference_mode():
+        # one reuse block for the whole image: every tile's maps, features and reconstruct sub-tiles alike,
+        # come from memory the previous tile freed (per network call, each tile page-faulted its maps anew)
+        with torch.inference_mode(), malloc_reuse(reuse_memory and dev.type == "cpu"):
             cur, mem = tile, memory
             while True:
                 try:
@@ -435,18 +434,17 @@ def upscale(
                         rows, cols, px = plan_two_stage(net, (*seen, h, w), scale, overlap, mem)
                         sub = partial(_grid, context=net.reconstruct_radius(scale), max_px=px)
                         grid = (rows, cols)
-                        _upscale_two_stage(net, x4, scale, grid, sub, overlap, dev, dest, reuse_memory)
+                        _upscale_two_stage(net, x4, scale, grid, sub, overlap, dev, dest)
                     elif two_stage and cur is not None:
                         body = (_tile_bounds(h, cur), _tile_bounds(w, cur))
                         sub = partial(_square_grid, tile=cur)
-                        _upscale_two_stage(net, x4, scale, body, sub, overlap, dev, dest, reuse_memory)
+                        _upscale_two_stage(net, x4, scale, body, sub, overlap, dev, dest)
                     elif cur is None or (cur >= h and cur >= w):
-                        with malloc_reuse(reuse_memory and dev.type == "cpu"):
-                            y = _run(net, x4.to(dev), scale, ensemble)
+                        y = _run(net, x4.to(dev), scale, ensemble)
                         dest.copy_(y.to(dest.device, dest.dtype))
                         del y
                     else:
-                        _upscale_tiled(net, x4, scale, cur, overlap, ensemble, dev, dest, reuse_memory)
+                        _upscale_tiled(net, x4, scale, cur, overlap, ensemble, dev, dest)
                     break
                 except Exception as err:  # noqa: BLE001 - only OOM is retried, others re-raised
                     if not _is_oom(err):
