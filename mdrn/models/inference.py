@@ -29,10 +29,13 @@ memory, so the body's activation maps, 256 MB each for a 1024x1024 tile, and eve
 reused instead of mmap-ed and page-faulted afresh every layer and every tile), and reconstruct sub-tiles are
 capped so that their largest map stays under 32 MB (``_SUBTILE_MAP_BYTES``). Measured (``python -m
 mdrn.bench --only tiling_full``, MDRN B=80 F=64 x4 of a 1024x1024 image, 2-core Xeon, recorded in
-experiments/results/bench/): 53.0 s against 85.9 s for EDSR-PyTorch's 4-quadrant split (which recomputes
-1.12x the pixels), 77.5 s without malloc_reuse (91 GB of page faults, 46 s of kernel time), 70.1 s with body
-tiles capped under 32 MB maps (1.45x recomputed); peak RSS 1.6 GB (1.3 GB above the framework and weights:
-within the 1.5 GiB budget plus the 192 MB output).
+experiments/results/bench/ as vm-2026-11-30-6): 78.3 s against 132.1 s for EDSR-PyTorch's 4-quadrant split
+(which recomputes 1.12x the pixels), 116.2 s without malloc_reuse (49.6 GB of page faults, 54 s of kernel
+time), 127.0 s with body tiles capped under 32 MB maps (1.45x recomputed); peak RSS 1.79 GB (1.48 GiB above
+the framework and weights: within the 1.5 GiB budget plus the 192 MB output). With one block per network
+call instead (vm-2026-11-30-2, the same VM running 1.5x faster): 53.0 s against 85.9 s, peak 1.29 GiB above
+setup; the tile forward alone (``python scripts/bench_malloc_reuse.py``): one block across calls 9% faster
+than one per call at x4, 4% at x2.
 Every LR pixel goes through the body exactly once (1.00 LR pixel per image pixel).
 
 Channels: a 3-channel (RGB) network given a gray image sees the gray plane replicated to RGB and its
@@ -394,8 +397,8 @@ def upscale(
     in bytes (``tile`` then only switches tiling on), or with ``memory=None`` are ``tile`` pixels.
     On a GPU out-of-memory error the tile (budget) is halved and the image redone, with a warning naming
     the new tile (budget). The result (not clamped) has the batch dimensions of ``x`` and lives on
-    ``x``'s device (or is ``out`` as a tensor view). ``reuse_memory`` runs the network calls under
-    :func:`mdrn.perf.malloc_reuse` on CPU (faster; the resident size keeps its peak while they run);
+    ``x``'s device (or is ``out`` as a tensor view). ``reuse_memory`` runs the whole call under one
+    :func:`mdrn.perf.malloc_reuse` block on CPU (faster; the resident size keeps its peak while it runs);
     ``False`` keeps glibc returning large buffers, for callers that bound memory (the clinician tools:
     a 36 MP 16-bit image x2 peaked at 2.54 GB with it, 1.58 GB without).
     """
