@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["RGB_TO_YCBCR", "YCBCR_OFFSET", "rgb_to_y", "rgb_to_ycbcr", "ycbcr_to_rgb"]
+__all__ = ["RGB_TO_YCBCR", "YCBCR_OFFSET", "Y_FACTORS", "rgb_to_y", "rgb_to_ycbcr", "ycbcr_to_rgb"]
 
 #: MATLAB's rgb2ycbcr matrix (rows Y, Cb, Cr) for RGB in [0, 1] giving YCbCr in 0..255 units.
 RGB_TO_YCBCR: tuple[tuple[float, float, float], ...] = (
@@ -59,6 +59,16 @@ def _apply(x: torch.Tensor, inverse: bool) -> torch.Tensor:
     return out + off[:, None, None]
 
 
+#: BT.601 luma of RGB on the [0, 1] scale: ``Y = kr R + kg G + kb B + offset`` as (kr, kg, kb, offset)
+#: (what :func:`rgb_to_y` computes; the CPU scoring kernel reads the same numbers)
+Y_FACTORS: tuple[float, float, float, float] = (
+    RGB_TO_YCBCR[0][0] / 255.0,
+    RGB_TO_YCBCR[0][1] / 255.0,
+    RGB_TO_YCBCR[0][2] / 255.0,
+    YCBCR_OFFSET[0] / 255.0,
+)
+
+
 def rgb_to_y(x: torch.Tensor, *, out: torch.Tensor | None = None) -> torch.Tensor:
     """Return BT.601 luma ``(16 + 65.481 R + 128.553 G + 24.966 B) / 255`` of RGB in [0, 1] (dim -3 kept).
 
@@ -66,7 +76,7 @@ def rgb_to_y(x: torch.Tensor, *, out: torch.Tensor | None = None) -> torch.Tenso
     """
     _check(x, "rgb_to_y")
     r, g, b = x.unbind(dim=-3)
-    (kr, kg, kb), off = (k / 255.0 for k in RGB_TO_YCBCR[0]), YCBCR_OFFSET[0] / 255.0
+    kr, kg, kb, off = Y_FACTORS
     # Python-float factors and one dtype: the vectorized kernels (mixed dtypes measured 2x slower)
     y = torch.mul(r, kr, out=None if out is None else out.select(-3, 0))
     y.add_(g, alpha=kg).add_(b, alpha=kb).add_(off)  # one temporary (or none), no division

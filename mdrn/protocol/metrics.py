@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torchmetrics import Metric
 
-from mdrn.protocol.color import RGB_TO_YCBCR, YCBCR_OFFSET, rgb_to_y
+from mdrn.protocol.color import Y_FACTORS, rgb_to_y
 
 __all__ = ["SRMetric", "psnr", "quantize", "score", "ssim"]
 
@@ -148,7 +148,7 @@ _C2 = 2 * SSIM_K2**2
 assert _GAUSS == _GAUSS[::-1], "the CPU kernel uses the Gaussian's symmetry"
 #: the CPU kernel's Y coefficients (kr, kg, kb, offset on the [0, 1] scale) and Gaussian taps
 _KERNEL_CONSTANTS = (
-    np.array([k / 255.0 for k in RGB_TO_YCBCR[0]] + [YCBCR_OFFSET[0] / 255.0]),
+    np.array(Y_FACTORS),
     np.array(_GAUSS),
 )
 
