@@ -24,7 +24,7 @@ from mdrn.bench import (
     write_results,
 )
 from mdrn.bench.goals import GOALS, recorded_runs
-from mdrn.bench.report import readme_markdown
+from mdrn.bench.report import gpu_projection_markdown, readme_markdown
 
 FAST_SECTIONS = [s for s in DEFAULT_SECTIONS if s != "tiling"]
 
@@ -272,6 +272,29 @@ def test_quick_gpu_section_runs_on_cpu():
     names = [r["name"] for r in result["rows"]]
     assert any("train step" in n and "bf16-mixed NHWC" in n for n in names)
     assert any("forward x4" in n for n in names)
+    assert any(n.startswith("matmul bf16") for n in names)
+    assert any("forward + backward" in n for n in names) and any("batch 4 vs 2" in n for n in names)
+    g = result["facts"]["gpu"]
+    assert g["paper_schedule_hours"] > 0 and g["conv_limit_train"]["flops_per_s"] > 0
+    assert all(v["fraction_of_conv_limit"] > 0 for v in g["forward"].values())
+    text = "\n".join(gpu_projection_markdown(g))
+    assert "650,000 such steps take" in text and "measured / planned rate" in text
+    # a GPU run's README takes its projection from the latest CPU run that measured the training fraction
+    cpu = {
+        **result,
+        "quick": False,
+        "machine": {**result["machine"], "device": "cpu"},
+        "facts": {**result["facts"], "train_fraction": 0.8},
+        "_source": "cpu.json",
+    }
+    gpu = {
+        **result,
+        "quick": False,
+        "machine": {**result["machine"], "device": "cuda"},
+        "_source": "gpu.json",
+    }
+    readme = readme_markdown(gpu, [cpu, gpu])
+    assert "the projection and the decisions from `cpu.json`" in readme and "## GPU: section gpu" in readme
     from mdrn.bench.gpu import bf16_peak
 
     assert bf16_peak(__import__("torch").device("cpu")) == ("cpu", None)

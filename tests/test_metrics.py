@@ -250,3 +250,20 @@ def test_srmetric_mean_over_batches_float64_and_bf16() -> None:
     rgb = SRMetric(scale=2, y_channel=False)
     rgb.update(*batches[0])
     assert not torch.isclose(rgb.compute()["psnr"], torch.cat(ps[:1]).mean())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("bit_depth", [8, 12, 16])
+def test_cuda_scores_equal_the_cpu_kernel_even_under_bf16_autocast(bit_depth: int) -> None:
+    """The torch path on a GPU gives the CPU kernel's protocol scores (float64), bf16 autocast or not."""
+    gen = torch.Generator().manual_seed(bit_depth)
+    hr = quantize(torch.rand(3, 3, 131, 97, dtype=torch.float64, generator=gen), bit_depth)
+    sr = (hr + 0.02 * torch.randn(hr.shape, dtype=torch.float64, generator=gen)).float()
+    p_cpu, s_cpu = score(sr, hr, scale=4, bit_depth=bit_depth)
+    for autocast in (False, True):
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+            p_gpu, s_gpu = score(sr.cuda(), hr.cuda(), scale=4, bit_depth=bit_depth)
+        assert p_gpu.dtype == s_gpu.dtype == torch.float64
+        torch.testing.assert_close(p_gpu.cpu(), p_cpu, rtol=0, atol=1e-9)
+        torch.testing.assert_close(s_gpu.cpu(), s_cpu, rtol=0, atol=1e-11)

@@ -91,6 +91,12 @@ class Sizes:
     #: untimed calls per variant first (a compiled variant compiles in them)
     gpu_warmup: int = 3
     gpu_compile: bool = True
+    #: the bf16 matmul of the GPU's measured ceiling (n x n x n)
+    gpu_matmul_n: int = 8192
+    #: products / convolutions per timed call of the GPU's limits (one is microseconds there)
+    gpu_limit_inner: int = 20
+    #: the larger training batch (bf16 NHWC eager): does batch 16 fill the GPU?
+    gpu_large_batch: int = 64
     # metrics
     metrics_scale: int = 4
     metrics_max_side: int | None = None
@@ -127,6 +133,9 @@ class Sizes:
             gpu_tile=16,
             gpu_warmup=1,
             gpu_compile=False,
+            gpu_matmul_n=64,
+            gpu_limit_inner=2,
+            gpu_large_batch=4,
             profile_timed=2,
             profile_steps=1,
             profile_all=False,

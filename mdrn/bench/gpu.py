@@ -1,23 +1,39 @@
 """Bench section ``gpu``: MDRN training steps and inference on a GPU, as a fraction of its bf16 peak.
 
 Runs by default with ``--device cuda`` (``mdrn-bench --device cuda``); elsewhere only with ``--only gpu``
-(on CPU it runs the same code without ``compile``, for tests). Training step variants: eager fp32
-NCHW (the baseline; on CUDA cuDNN's default lets its convolutions use TF32), bf16-mixed (autocast) in
-NHWC, and the same compiled (``module.compile()``); the
-forward: eager fp32 against bf16 NHWC, compiled or not. Each row gives the counted TFLOP/s and, for a
-GPU whose bf16 dense peak is known (:data:`BF16_DENSE_PEAK`), the fraction of that peak.
+(on CPU it runs the same code without ``compile``, for tests). First the GPU's own limits: a large bf16
+matmul (the measured tensor-core ceiling, against the data sheet's dense peak) and the network's 64->64
+3x3 convolution in bf16 NHWC at the training and tile shapes (forward + backward, forward): what a
+network made only of such convolutions would reach. Then the training step variants: eager fp32 NCHW
+(the baseline; on CUDA cuDNN's default lets its convolutions use TF32), bf16-mixed (autocast) in NHWC,
+the same compiled (``module.compile()``), and bf16 NHWC at a larger batch (is batch 16 too small to fill
+the GPU?); the forward: eager fp32 against bf16 NHWC, compiled or not. Each row gives the counted
+TFLOP/s, the fraction of the bf16 dense peak (for a GPU whose peak is known, :data:`BF16_DENSE_PEAK`)
+and of the convolution's limit at the same shape. A compiled variant's first call (the compilation) is
+timed apart; one that fails is skipped with its error, and the others still run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
-from mdrn.bench.core import Context, alternate, build_mdrn, describe, make_row, median, seed, sync
+from mdrn.bench.core import (
+    PAPER_SCHEDULE,
+    Context,
+    alternate,
+    build_mdrn,
+    describe,
+    make_row,
+    median,
+    seed,
+    sync,
+)
 from mdrn.perf import count_flops
 
 #: Dense bf16 tensor-core peak (FLOP/s, no sparsity) by a substring of ``torch.cuda.get_device_name``;
@@ -31,6 +47,8 @@ BF16_DENSE_PEAK: dict[str, float] = {
     "L4": 121e12,
     "A10": 125e12,
 }
+#: The training variant every other is compared with.
+BASELINE = "eager fp32 NCHW"
 
 
 def bf16_peak(device: torch.device) -> tuple[str, float | None]:
@@ -44,7 +62,7 @@ def bf16_peak(device: torch.device) -> tuple[str, float | None]:
 def _variants(ctx: Context) -> dict[str, dict[str, Any]]:
     """The variants: eager fp32 NCHW, bf16 NHWC, bf16 NHWC compiled (the last only if compiling)."""
     out = {
-        "eager fp32 NCHW": {"amp": None, "nhwc": False, "compile": False},
+        BASELINE: {"amp": None, "nhwc": False, "compile": False},
         "bf16-mixed NHWC": {"amp": torch.bfloat16, "nhwc": True, "compile": False},
     }
     if ctx.sizes.gpu_compile:
@@ -75,20 +93,161 @@ def _peak_note(flops: float, seconds: float, peak: float | None) -> tuple[str, f
     return f"{rate / 1e12:.2f} TFLOP/s ({rate / peak:.1%} of the bf16 dense peak)", rate / peak
 
 
+def _first_calls(ctx: Context, calls: dict[str, Callable[[], None]], compiled: set[str]) -> dict[str, float]:
+    """Run each compiled variant's first call (its compilation) apart: seconds per variant.
+
+    A variant whose compilation fails is removed from ``calls`` and recorded as skipped with the error."""
+    seconds = {}
+    for k in [k for k in calls if k in compiled]:
+        t0 = time.perf_counter()
+        try:
+            calls[k]()
+            sync(ctx.device)
+        except Exception as err:  # noqa: BLE001 - a failed compile is reported, the other variants run
+            del calls[k]
+            ctx.skip(k, f"compilation failed: {type(err).__name__}: {str(err).splitlines()[0][:200]}")
+            continue
+        seconds[k] = time.perf_counter() - t0
+    return seconds
+
+
+def _conv_call(
+    ctx: Context, conv: nn.Module, x: torch.Tensor, amp: torch.dtype | None, training: bool, inner: int
+) -> Callable[[], None]:
+    """``inner`` forward (or forward + backward) passes of one convolution: a timed call of the limits."""
+    x = x.clone().requires_grad_(training)
+    grad: list[torch.Tensor] = []
+
+    def call() -> None:
+        for _ in range(inner):
+            if not training:
+                with torch.inference_mode(), _amp(ctx, amp):
+                    conv(x)
+                continue
+            conv.zero_grad(set_to_none=True)
+            x.grad = None
+            with _amp(ctx, amp):
+                out = conv(x)
+            if not grad:
+                grad.append(torch.ones_like(out))
+            out.backward(grad[0])
+
+    return call
+
+
+def _conv_limits(ctx: Context, name: str, peak: float | None, facts: dict[str, Any]) -> dict[str, float]:
+    """The bf16 matmul ceiling and the bf16 NHWC 64->64 3x3 convolution at the training and tile shapes.
+
+    Returns the convolution's FLOP/s: ``train`` (forward + input and weight gradients) and ``forward``."""
+    s = ctx.sizes
+    g = seed()
+    n = s.gpu_matmul_n
+    a = torch.rand(n, n, generator=g).to(ctx.device, torch.bfloat16)
+    b = torch.rand(n, n, generator=g).to(ctx.device, torch.bfloat16)
+    inner = s.gpu_limit_inner
+    af, bf = a.float(), b.float()
+
+    def mm(x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
+        def call() -> None:
+            for _ in range(inner):
+                x @ y
+
+        return call
+
+    t = alternate({"bf16": mm(a, b), "fp32": mm(af, bf)}, repeats=s.repeats, warmup=1, device=ctx.device)
+    flops = 2 * n**3 * inner
+    rate, rate32 = flops / median(t["bf16"]), flops / median(t["fp32"])
+    facts["matmul_bf16"] = {"n": n, "flops_per_s": rate, "fraction_of_peak": rate / peak if peak else None}
+    ctx.add(
+        make_row(
+            f"matmul bf16 {n}x{n} on {name}",
+            rate / 1e12,
+            rate32 / 1e12,
+            "TFLOP/s",
+            ours_label="bf16",
+            baseline_label=f"fp32 (float32 matmul precision {torch.get_float32_matmul_precision()!r})",
+            repeats=s.repeats,
+            notes=(
+                f"{rate / peak:.1%} of the data sheet's bf16 dense peak ({peak / 1e12:.0f} TFLOP/s); "
+                if peak
+                else ""
+            )
+            + f"{inner} products per timed call",
+            extra={"flops_per_s": rate, "fraction_of_peak": rate / peak if peak else None},
+        )
+    )
+    del a, b, af, bf
+    feats = int(s.gpu_model["n_feats"])
+    shapes = {
+        "train": (s.gpu_batch, feats, s.gpu_patch, s.gpu_patch),
+        "forward": (1, feats, s.gpu_tile, s.gpu_tile),
+    }
+    limits = {}
+    for kind, shape in shapes.items():
+        conv = nn.Conv2d(feats, feats, 3, padding=1).to(ctx.device)
+        fast = nn.Conv2d(feats, feats, 3, padding=1).to(ctx.device).to(memory_format=torch.channels_last)
+        x = torch.rand(shape, generator=g).to(ctx.device)
+        xf = x.contiguous(memory_format=torch.channels_last)
+        training = kind == "train"
+
+        t = alternate(
+            {
+                "bf16": _conv_call(ctx, fast, xf, torch.bfloat16, training, inner),
+                "fp32": _conv_call(ctx, conv, x, None, training, inner),
+            },
+            repeats=s.repeats,
+            warmup=1,
+            device=ctx.device,
+        )
+        fl = 2 * feats * feats * 9 * shape[0] * shape[2] * shape[3] * (3 if training else 1) * inner
+        limits[kind] = fl / median(t["bf16"])
+        facts[f"conv_limit_{kind}"] = {"flops_per_s": limits[kind], "shape": list(shape)}
+        ctx.add(
+            make_row(
+                f"conv {feats}->{feats} 3x3 {'forward + backward' if training else 'forward'}, "
+                f"{'x'.join(map(str, shape))} on {name}",
+                limits[kind] / 1e12,
+                fl / median(t["fp32"]) / 1e12,
+                "TFLOP/s",
+                ours_label="bf16-mixed NHWC",
+                baseline_label="fp32 NCHW"
+                + (
+                    " (cuDNN may use TF32)"
+                    if ctx.device.type == "cuda" and torch.backends.cudnn.allow_tf32
+                    else ""
+                ),
+                repeats=s.repeats,
+                notes=(
+                    "the conv limit of the model rows below at this shape"
+                    + (f"; {limits[kind] / peak:.1%} of the bf16 dense peak" if peak else "")
+                    + f"; {inner} convolutions per timed call"
+                ),
+                extra={"flops_per_s": limits[kind]},
+            )
+        )
+    return limits
+
+
+def _over(frac: float | None) -> str:
+    """The notes' warning for a fraction of a limit above 100%: a measurement error, not a result."""
+    return "; MEASUREMENT ERROR: above 100% of its limit, not a result" if frac and frac > 1.0 else ""
+
+
 def bench_gpu(ctx: Context) -> None:
-    """Training steps and forward passes of the paper's network per variant, against eager fp32."""
+    """The GPU's limits, then training steps and forward passes of the paper's network per variant."""
     s = ctx.sizes
     name, peak = bf16_peak(ctx.device)
+    facts: dict[str, Any] = {"device_name": name, "bf16_peak": peak, "train": {}, "forward": {}}
+    limits = _conv_limits(ctx, name, peak, facts)
     args = dict(s.gpu_model)
     g = seed()
     b, p, scale = s.gpu_batch, s.gpu_patch, 2
-    x = torch.rand(b, 3, p, p, generator=g).to(ctx.device)
-    y = torch.rand(b, 3, p * scale, p * scale, generator=g).to(ctx.device)
     variants = _variants(ctx)
-    train_flops = count_flops(build_mdrn(args), tuple(x.shape), scale).training
 
-    def step(net: nn.Module, v: dict[str, Any]) -> Callable[[], None]:
+    def step(net: nn.Module, v: dict[str, Any], batch: int) -> Callable[[], None]:
         opt = torch.optim.Adam(net.parameters(), lr=1e-4, fused=ctx.device.type == "cuda" or None)
+        x = torch.rand(batch, 3, p, p, generator=g).to(ctx.device)
+        y = torch.rand(batch, 3, p * scale, p * scale, generator=g).to(ctx.device)
         xin = x.contiguous(memory_format=torch.channels_last) if v["nhwc"] else x
 
         def call() -> None:
@@ -100,18 +259,53 @@ def bench_gpu(ctx: Context) -> None:
 
         return call
 
-    calls = {k: step(_build(ctx, args, v, True), v) for k, v in variants.items()}
+    flops = {
+        bb: count_flops(build_mdrn(args), (bb, 3, p, p), scale).training for bb in (b, s.gpu_large_batch)
+    }
+    compiled = {k for k, v in variants.items() if v["compile"]}
+    calls = {k: step(_build(ctx, args, v, True), v, b) for k, v in variants.items()}
+    large = f"bf16-mixed NHWC, batch {s.gpu_large_batch}"
+    calls[large] = step(
+        _build(ctx, args, variants["bf16-mixed NHWC"], True), variants["bf16-mixed NHWC"], s.gpu_large_batch
+    )
+    facts["compile_seconds_train"] = _first_calls(ctx, calls, compiled)
     times = alternate(calls, repeats=s.repeats, warmup=s.gpu_warmup, device=ctx.device)
-    facts: dict[str, Any] = {"device_name": name, "bf16_peak": peak, "train": {}, "forward": {}}
-    base = median(times["eager fp32 NCHW"])
-    for k in variants:
+    base = median(times[BASELINE])
+    for k in calls:
         t = median(times[k])
-        note, frac = _peak_note(train_flops, t, peak)
-        facts["train"][k] = {"seconds": t, "fraction_of_peak": frac}
-        if k == "eager fp32 NCHW":
+        batch = s.gpu_large_batch if k == large else b
+        note, frac = _peak_note(flops[batch], t, peak)
+        conv_frac = flops[batch] / t / limits["train"] if k != large else None
+        facts["train"][k] = {
+            "seconds": t,
+            "batch": batch,
+            "large_batch": k == large,
+            "flops": flops[batch],
+            "fraction_of_peak": frac,
+            "fraction_of_conv_limit": conv_frac,
+        }
+        if k == BASELINE:
             continue
-        ctx.add(
-            make_row(
+        if k == large:
+            ref = median(times["bf16-mixed NHWC"])
+            row = make_row(
+                f"MDRN {describe(args)} train step x2, {p}x{p} LR on {name}: batch {batch} vs {b}",
+                batch / t,
+                b / ref,
+                "patches/s",
+                ours_label=large,
+                baseline_label=f"bf16-mixed NHWC, batch {b}",
+                repeats=s.repeats,
+                notes=f"{note}; does a larger batch fill the GPU better (same layout, eager)?",
+                extra={"flops": flops[batch], "fraction_of_peak": frac, "seconds": t},
+            )
+        else:
+            compile_note = (
+                f"; compilation (first call) {facts['compile_seconds_train'][k]:.0f} s"
+                if k in compiled
+                else ""
+            )
+            row = make_row(
                 f"MDRN {describe(args)} train step x2, batch {b}, {p}x{p} LR on {name}: {k}",
                 1 / t,
                 1 / base,
@@ -119,20 +313,24 @@ def bench_gpu(ctx: Context) -> None:
                 ours_label=k,
                 baseline_label="eager fp32 NCHW (fused Adam)",
                 repeats=s.repeats,
-                notes=f"{note}; {train_flops / 1e12:.3f} TFLOP per step (counted); {s.gpu_warmup} warm-ups",
+                notes=f"{note}; {conv_frac:.0%} of the bf16 conv limit (forward + backward) at "
+                f"{b}x{args['n_feats']}x{p}x{p}; {flops[b] / 1e12:.3f} TFLOP per step (counted); "
+                f"{s.gpu_warmup} warm-ups{compile_note}{_over(conv_frac)}",
                 extra={
-                    "flops": train_flops,
+                    "flops": flops[b],
                     "fraction_of_peak": frac,
+                    "fraction_of_conv_limit": conv_frac,
                     "seconds": t,
                     "seconds_baseline": base,
                 },
             )
-        )
+        ctx.add(row)
     del calls
     t = s.gpu_tile
     xt = torch.rand(1, 3, t, t, generator=g).to(ctx.device)
+    facts["compile_seconds_forward"] = {}
     for scale in (2, 4):
-        flops = count_flops(build_mdrn(args), tuple(xt.shape), scale).forward
+        fflops = count_flops(build_mdrn(args), tuple(xt.shape), scale).forward
 
         def forward(net: nn.Module, v: dict[str, Any], scale: int = scale) -> Callable[[], None]:
             xin = xt.contiguous(memory_format=torch.channels_last) if v["nhwc"] else xt
@@ -144,14 +342,22 @@ def bench_gpu(ctx: Context) -> None:
             return call
 
         calls = {k: forward(_build(ctx, args, v, False), v) for k, v in variants.items()}
+        first = _first_calls(ctx, calls, compiled)
+        facts["compile_seconds_forward"].update({f"x{scale} {k}": v for k, v in first.items()})
         times = alternate(calls, repeats=s.repeats, warmup=s.gpu_warmup, device=ctx.device)
-        base = median(times["eager fp32 NCHW"])
-        for k in variants:
+        base = median(times[BASELINE])
+        for k in calls:
             sec = median(times[k])
-            note, frac = _peak_note(flops, sec, peak)
-            facts["forward"][f"x{scale} {k}"] = {"seconds": sec, "fraction_of_peak": frac}
-            if k == "eager fp32 NCHW":
+            note, frac = _peak_note(fflops, sec, peak)
+            conv_frac = fflops / sec / limits["forward"]
+            facts["forward"][f"x{scale} {k}"] = {
+                "seconds": sec,
+                "fraction_of_peak": frac,
+                "fraction_of_conv_limit": conv_frac,
+            }
+            if k == BASELINE:
                 continue
+            compile_note = f"; compilation (first call) {first[k]:.0f} s" if k in first else ""
             ctx.add(
                 make_row(
                     f"MDRN {describe(args)} forward x{scale}, {t}x{t} LR tile on {name}: {k}",
@@ -161,10 +367,19 @@ def bench_gpu(ctx: Context) -> None:
                     ours_label=k,
                     baseline_label="eager fp32 NCHW",
                     repeats=s.repeats,
-                    notes=f"{note}; counted {flops / 1e9:.1f} GFLOP per tile",
-                    extra={"flops": flops, "fraction_of_peak": frac, "seconds": sec},
+                    notes=f"{note}; {conv_frac:.0%} of the bf16 conv limit (forward) at "
+                    f"1x{args['n_feats']}x{t}x{t}; counted {fflops / 1e9:.1f} GFLOP per tile{compile_note}"
+                    f"{_over(conv_frac)}",
+                    extra={
+                        "flops": fflops,
+                        "fraction_of_peak": frac,
+                        "fraction_of_conv_limit": conv_frac,
+                        "seconds": sec,
+                    },
                 )
             )
         del calls
     sync(ctx.device)
+    best = min((v for k, v in facts["train"].items() if v["batch"] == b), key=lambda v: v["seconds"])
+    facts["paper_schedule_hours"] = PAPER_SCHEDULE["iterations"] * best["seconds"] / 3600
     ctx.facts["gpu"] = facts

@@ -274,6 +274,53 @@ def _latest_rows_markdown(runs: list[dict[str, Any]], fact: str, needle: str, ti
         lines += table[start:end]
     if fact == "profiles":
         lines += profiles_markdown(run["facts"]["profiles"])[2:]
+    if fact == "gpu":
+        lines += gpu_projection_markdown(run["facts"]["gpu"])
+    return lines
+
+
+def gpu_projection_markdown(g: dict[str, Any]) -> list[str]:
+    """The measured GPU training step against the projection's assumption (40% of P = 790 TFLOP/s)."""
+    train = {k: v for k, v in g.get("train", {}).items() if not v.get("large_batch")}
+    if not train or "paper_schedule_hours" not in g:
+        return []
+    k, best = min(train.items(), key=lambda kv: kv[1]["seconds"])
+    rate = best["flops"] / best["seconds"]
+    assumed = GPU_ASSUMED_FRACTION * H100_BF16_DENSE
+    hours = PAPER_SCHEDULE["iterations"] * best["flops"] / assumed / 3600
+    mm = g.get("matmul_bf16", {}).get("flops_per_s")
+    lines = [
+        "",
+        f"Measured against the projection: the fastest batch-{best.get('batch', '?')} training step "
+        f"(x2, {k}) took {best['seconds'] * 1e3:.1f} ms = {rate / 1e12:.1f} TFLOP/s"
+        + (
+            f" = {best['fraction_of_peak']:.1%} of the data sheet's bf16 dense peak"
+            if best.get("fraction_of_peak")
+            else ""
+        )
+        + (
+            f", {rate / mm:.1%} of the bf16 matmul measured in the same run ({mm / 1e12:.0f} TFLOP/s)"
+            if mm
+            else ""
+        )
+        + (
+            f", {best['fraction_of_conv_limit']:.0%} of the bf16 convolution's forward + backward alone"
+            if best.get("fraction_of_conv_limit")
+            else ""
+        )
+        + f". {PAPER_SCHEDULE['iterations']:,} such steps take {g['paper_schedule_hours']:.1f} h on one "
+        f"{g['device_name']}; the projection's planning row (u = {GPU_ASSUMED_FRACTION:.0%} of "
+        f"{H100_BF16_DENSE / 1e12:.0f} TFLOP/s = {assumed / 1e12:.0f} TFLOP/s) gives {hours:.1f} h for "
+        f"them: measured / planned rate = {rate / assumed:.2f}.",
+    ]
+    comp = {**g.get("compile_seconds_train", {}), **g.get("compile_seconds_forward", {})}
+    if comp:
+        lines += [
+            "",
+            "Compilation (the first call of each compiled variant, timed apart): "
+            + ", ".join(f"{name} {sec:.0f} s" for name, sec in comp.items())
+            + ".",
+        ]
     return lines
 
 
@@ -283,6 +330,7 @@ def readme_markdown(result: dict[str, Any], runs: list[dict[str, Any]] | None = 
     runs = [r for r in (runs or []) if not r.get("quick")]
     if not any(r.get("_source") == result.get("_source") for r in runs):
         runs = [*runs, result]
+    result = _projection_source(result, runs)
     opt_in = []
     for fact in ("tiling_full", "profiles", "gpu"):
         run = next((r for r in reversed(runs) if r["facts"].get(fact)), None)
@@ -307,6 +355,19 @@ def readme_markdown(result: dict[str, Any], runs: list[dict[str, Any]] | None = 
     ):
         lines += _latest_rows_markdown(runs, fact, needle, title)
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _projection_source(result: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run the projection and decisions come from: ``result``, or for a GPU run (sections limits and
+    gpu only) the latest CPU run that measured the training fraction, if any."""
+    if not str(result["machine"].get("device", "cpu")).startswith("cuda"):
+        return result
+    cpu = [
+        r
+        for r in runs
+        if str(r["machine"].get("device", "cpu")).startswith("cpu") and r["facts"].get("train_fraction")
+    ]
+    return cpu[-1] if cpu else result
 
 
 def _free_path(folder: Path, stem: str, overwrite: bool) -> str:
