@@ -96,12 +96,16 @@ def _rows(results: dict[str, float], stage: str = "test") -> dict[tuple[str, int
     return out
 
 
-def _bicubic_results(module: SRModule, dm: L.LightningDataModule) -> dict[str, float]:
-    """Test scores of MATLAB bicubic on the same test loaders."""
+def _bicubic_results(module: SRModule, dm: L.LightningDataModule, device: torch.device) -> dict[str, float]:
+    """Test scores of MATLAB bicubic on the same test loaders, on the model's device (CPU or one GPU)."""
     net = module.net
     bic = SRModule(Bicubic(scales=net.scales, n_colors=net.n_colors), save_images=0)
     t = L.Trainer(
-        accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False
+        accelerator="gpu" if device.type == "cuda" else "cpu",
+        devices=[device.index or 0] if device.type == "cuda" else 1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
     )
     t.test(bic, datamodule=dm, verbose=False)
     return bic.test_results
@@ -252,7 +256,7 @@ def _print_results(
     rows = _rows(results["test"])
     bic: dict = {}
     if cfg.get("compare_bicubic") and not isinstance(module.net, Bicubic) and trainer.world_size == 1:
-        results["bicubic"] = _bicubic_results(module, dm)
+        results["bicubic"] = _bicubic_results(module, dm, trainer.strategy.root_device)
         bic = _rows(results["bicubic"])
     name = type(module.net).__name__
     table = []

@@ -3,11 +3,12 @@
 Runs by default with ``--device cuda`` (``mdrn-bench --device cuda``); elsewhere only with ``--only gpu``
 (on CPU it runs the same code without ``compile``, for tests). First the GPU's own limits: a large bf16
 matmul (the measured tensor-core ceiling, against the data sheet's dense peak) and the network's 64->64
-3x3 convolution in bf16 NHWC at the training and tile shapes (forward + backward, forward): what a
-network made only of such convolutions would reach. Then the training step variants: eager fp32 NCHW
-(the baseline; on CUDA cuDNN's default lets its convolutions use TF32), bf16-mixed (autocast) in NHWC,
-the same compiled (``module.compile()``), and bf16 NHWC at a larger batch (is batch 16 too small to fill
-the GPU?); the forward: eager fp32 against bf16 NHWC, compiled or not. Each row gives the counted
+3x3 convolution in bf16 NHWC at the training and tile shapes (forward + backward, forward; a stack of
+them in one graph): what a network made only of such convolutions would reach. Then the training step
+variants: eager fp32 NCHW (the baseline; on CUDA cuDNN's default lets its convolutions use TF32),
+bf16-mixed (autocast) in NHWC, the same compiled (``module.compile()``), compiled with CUDA graphs (``mode="reduce-overhead"``: one
+launch per step instead of one per kernel), and bf16 NHWC at a larger batch (is batch 16 too small to
+fill the GPU?); the forward: eager fp32 against the same bf16 NHWC variants. Each row gives the counted
 TFLOP/s, the fraction of the bf16 dense peak (for a GPU whose peak is known, :data:`BF16_DENSE_PEAK`)
 and of the convolution's limit at the same shape. A compiled variant's first call (the compilation) is
 timed apart; one that fails is skipped with its error, and the others still run.
@@ -16,6 +17,7 @@ timed apart; one that fails is skipped with its error, and the others still run.
 from __future__ import annotations
 
 import contextlib
+import copy
 import time
 from collections.abc import Callable
 from typing import Any
@@ -67,6 +69,13 @@ def _variants(ctx: Context) -> dict[str, dict[str, Any]]:
     }
     if ctx.sizes.gpu_compile:
         out["bf16-mixed NHWC compiled"] = {"amp": torch.bfloat16, "nhwc": True, "compile": True}
+        if ctx.device.type == "cuda":
+            out["bf16-mixed NHWC compiled, CUDA graphs"] = {
+                "amp": torch.bfloat16,
+                "nhwc": True,
+                "compile": True,
+                "mode": "reduce-overhead",
+            }
     return out
 
 
@@ -76,7 +85,7 @@ def _build(ctx: Context, args: dict[str, Any], v: dict[str, Any], train: bool) -
     if v["nhwc"]:
         net = net.to(memory_format=torch.channels_last)
     if v["compile"]:
-        net.compile()
+        net.compile(**({"mode": v["mode"]} if v.get("mode") else {}))
     return net
 
 
@@ -112,25 +121,24 @@ def _first_calls(ctx: Context, calls: dict[str, Callable[[], None]], compiled: s
 
 
 def _conv_call(
-    ctx: Context, conv: nn.Module, x: torch.Tensor, amp: torch.dtype | None, training: bool, inner: int
+    ctx: Context, stack: nn.Module, x: torch.Tensor, amp: torch.dtype | None, training: bool
 ) -> Callable[[], None]:
-    """``inner`` forward (or forward + backward) passes of one convolution: a timed call of the limits."""
+    """One forward (or forward + backward) pass of a stack of convolutions: a timed call of the limits."""
     x = x.clone().requires_grad_(training)
     grad: list[torch.Tensor] = []
 
     def call() -> None:
-        for _ in range(inner):
-            if not training:
-                with torch.inference_mode(), _amp(ctx, amp):
-                    conv(x)
-                continue
-            conv.zero_grad(set_to_none=True)
-            x.grad = None
-            with _amp(ctx, amp):
-                out = conv(x)
-            if not grad:
-                grad.append(torch.ones_like(out))
-            out.backward(grad[0])
+        if not training:
+            with torch.inference_mode(), _amp(ctx, amp):
+                stack(x)
+            return
+        stack.zero_grad(set_to_none=True)
+        x.grad = None
+        with _amp(ctx, amp):
+            out = stack(x)
+        if not grad:
+            grad.append(torch.ones_like(out))
+        out.backward(grad[0])
 
     return call
 
@@ -184,19 +192,18 @@ def _conv_limits(ctx: Context, name: str, peak: float | None, facts: dict[str, A
     }
     limits = {}
     for kind, shape in shapes.items():
-        conv = nn.Conv2d(feats, feats, 3, padding=1).to(ctx.device)
-        fast = nn.Conv2d(feats, feats, 3, padding=1).to(ctx.device).to(memory_format=torch.channels_last)
+        stack = nn.Sequential(*(nn.Conv2d(feats, feats, 3, padding=1) for _ in range(inner))).to(ctx.device)
+        fast = copy.deepcopy(stack).to(memory_format=torch.channels_last)
         x = torch.rand(shape, generator=g).to(ctx.device)
         xf = x.contiguous(memory_format=torch.channels_last)
         training = kind == "train"
-
         t = alternate(
             {
-                "bf16": _conv_call(ctx, fast, xf, torch.bfloat16, training, inner),
-                "fp32": _conv_call(ctx, conv, x, None, training, inner),
+                "bf16": _conv_call(ctx, fast, xf, torch.bfloat16, training),
+                "fp32": _conv_call(ctx, stack, x, None, training),
             },
             repeats=s.repeats,
-            warmup=1,
+            warmup=2,
             device=ctx.device,
         )
         fl = 2 * feats * feats * 9 * shape[0] * shape[2] * shape[3] * (3 if training else 1) * inner
@@ -220,7 +227,7 @@ def _conv_limits(ctx: Context, name: str, peak: float | None, facts: dict[str, A
                 notes=(
                     "the conv limit of the model rows below at this shape"
                     + (f"; {limits[kind] / peak:.1%} of the bf16 dense peak" if peak else "")
-                    + f"; {inner} convolutions per timed call"
+                    + f"; a stack of {inner} convolutions per timed call, one graph (as in the network)"
                 ),
                 extra={"flops_per_s": limits[kind]},
             )
@@ -234,7 +241,20 @@ def _over(frac: float | None) -> str:
 
 
 def bench_gpu(ctx: Context) -> None:
-    """The GPU's limits, then training steps and forward passes of the paper's network per variant."""
+    """The GPU's limits, then training steps and forward passes of the paper's network per variant.
+
+    On CUDA with ``torch.backends.cudnn.benchmark`` on (cuDNN times its algorithms per shape), as the
+    GPU trainer config sets it (``conf/trainer/gpu.yaml``: ``benchmark: true``)."""
+    benchmark = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = ctx.device.type == "cuda" or benchmark
+    try:
+        _bench_gpu(ctx)
+    finally:
+        torch.backends.cudnn.benchmark = benchmark
+
+
+def _bench_gpu(ctx: Context) -> None:
+    """:func:`bench_gpu` with cuDNN's benchmark mode set."""
     s = ctx.sizes
     name, peak = bf16_peak(ctx.device)
     facts: dict[str, Any] = {"device_name": name, "bf16_peak": peak, "train": {}, "forward": {}}
@@ -251,6 +271,8 @@ def bench_gpu(ctx: Context) -> None:
         xin = x.contiguous(memory_format=torch.channels_last) if v["nhwc"] else x
 
         def call() -> None:
+            if v.get("mode") == "reduce-overhead":
+                torch.compiler.cudagraph_mark_step_begin()  # a new training step: replay, not a new graph
             opt.zero_grad(set_to_none=True)
             with _amp(ctx, v["amp"]):
                 out = net(xin, scale)
