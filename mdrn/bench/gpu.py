@@ -1,17 +1,18 @@
 """Bench section ``gpu``: MDRN training steps and inference on a GPU, as a fraction of its bf16 peak.
 
-Runs by default with ``--device cuda`` (``mdrn-bench --device cuda``); elsewhere only with ``--only gpu``
-(on CPU it runs the same code without ``compile``, for tests). First the GPU's own limits: a large bf16
-matmul (the measured tensor-core ceiling, against the data sheet's dense peak) and the network's 64->64
-3x3 convolution in bf16 NHWC at the training and tile shapes (forward + backward, forward; a stack of
-them in one graph): what a network made only of such convolutions would reach. Then the training step
-variants: eager fp32 NCHW (the baseline; on CUDA cuDNN's default lets its convolutions use TF32),
-bf16-mixed (autocast) in NHWC, the same compiled (``module.compile()``), compiled with CUDA graphs
-(``mode="reduce-overhead"``: one launch per step instead of one per kernel), and bf16 NHWC at a larger
-batch (is batch 16 too small to fill the GPU?); the forward: eager fp32 against the same bf16 NHWC variants. Each row gives the counted
-TFLOP/s, the fraction of the bf16 dense peak (for a GPU whose peak is known, :data:`BF16_DENSE_PEAK`)
-and of the convolution's limit at the same shape. A compiled variant's first call (the compilation) is
-timed apart; one that fails is skipped with its error, and the others still run.
+Runs by default with ``--device cuda`` (``mdrn-bench --device cuda``); elsewhere only with ``--only
+gpu`` (on CPU it runs the same code without ``compile``, for tests). First the GPU's own limits: a large
+bf16 matmul (the measured tensor-core ceiling, against the data sheet's dense peak) and the network's
+64->64 3x3 convolution in bf16 NHWC at the training and tile shapes (forward + backward, forward; a
+stack of them in one graph): what a network made only of such convolutions would reach. Then the
+training step variants: eager fp32 NCHW (the baseline; on CUDA cuDNN's default lets its convolutions use
+TF32), bf16-mixed (autocast) in NHWC, the same compiled (``module.compile()``), compiled with CUDA
+graphs (``mode="reduce-overhead"``: one launch per step instead of one per kernel), and bf16 NHWC at a
+larger batch (is batch 16 too small to fill the GPU?); the forward: eager fp32 against the same bf16
+NHWC variants. Each row gives the counted TFLOP/s, the fraction of the bf16 dense peak (for a GPU whose
+peak is known, :data:`BF16_DENSE_PEAK`) and of the convolution's limit at the same shape. A compiled
+variant's first call (the compilation) is timed apart; one that fails is skipped with its error, and the
+others still run.
 """
 
 from __future__ import annotations
