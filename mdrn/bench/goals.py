@@ -101,17 +101,20 @@ def gpu(run: dict[str, Any]) -> Verdict:
     g = run["facts"].get("gpu")
     if not g or run["machine"].get("device", "cpu").startswith("cpu"):
         return "not measured", "no GPU in this run"
+    known = [(k, v) for k, v in g["train"].items() if v["fraction_of_peak"] is not None]
     best = max(
-        ((k, v["fraction_of_peak"]) for k, v in g["train"].items() if v["fraction_of_peak"] is not None),
+        ((k, v["fraction_of_peak"]) for k, v in known if not v.get("large_batch")),
         key=lambda kv: kv[1],
         default=None,
     )
     if best is None:
         return "measured", f"{g['device_name']}: bf16 peak unknown"
     k, frac = best
+    large = [f"; {k}: {v['fraction_of_peak']:.1%}" for k, v in known if v.get("large_batch")]
     return (
         "measured",
-        f"{g['device_name']} {k}: {frac:.1%} of the bf16 peak (projection assumes {GPU_ASSUMED:.0%})",
+        f"{g['device_name']} {k}: {frac:.1%} of the bf16 peak{''.join(large)} (projection assumes "
+        f"{GPU_ASSUMED:.0%})",
     )
 
 
