@@ -295,7 +295,7 @@ def test_quick_gpu_section_runs_on_cpu():
     }
     readme = readme_markdown(gpu, [cpu, gpu])
     assert "the projection and the decisions from `cpu.json`" in readme and "## GPU: section gpu" in readme
-    assert "| the rate measured on cpu (`gpu.json`, " in readme  # the measured step is a row of the projection
+    assert "| the rate measured on cpu (`gpu.json`, " in readme  # the measured step: a projection row
     from mdrn.bench.gpu import bf16_peak
 
     assert bf16_peak(__import__("torch").device("cpu")) == ("cpu", None)
