@@ -29,3 +29,7 @@ quickstart:  ## train + evaluate a small MDRN on the embedded sample data (minut
 .PHONY: bench
 bench:  ## benchmark: hot paths against naive baselines and the machine limits (~3 min on 2 idle cores)
 	$(PY) -m mdrn.bench
+
+.PHONY: gpu-checks
+gpu-checks:  ## on a CUDA machine: the gpu tests, mdrn-bench --device cuda, a GPU quickstart (~5 min; OUT=folder)
+	bash scripts/gpu_checks.sh
