@@ -3,8 +3,9 @@
 :func:`plane_sums` reads the SR and HR rows once each: converts them to float64, quantizes SR
 (``round(clamp(x, 0, 1) * peak) / peak``, half to even as ``torch.round``), takes BT.601 Y of RGB with
 the coefficients :mod:`mdrn.protocol.color` owns (passed in by the caller), and keeps the four maps
-``s = a + b``, ``d = a - b``, ``s^2 + C1 + C2``, ``d^2`` of the last 11 rows in a ring buffer; each output row
-of the SSIM map is the separable 11-tap Gaussian of those rows (vertical, then horizontal) and Wang et
+``s = a + b``, ``d = a - b``, ``s^2 + C1 + C2``, ``d^2`` of the last 12 rows in a ring buffer; each output row
+of the SSIM map is the separable 11-tap Gaussian of those rows (two output rows per pass, which share 10 of
+their 11 rows) (vertical, then horizontal) and Wang et
 al.'s formula in the s/d form :class:`mdrn.protocol.metrics._BandScorer` documents. Nothing bigger than
 a few rows is ever allocated, so the working set stays in the core's cache.
 
@@ -23,6 +24,9 @@ from numba import njit
 __all__ = ["plane_sums"]
 
 _FASTMATH = {"contract"}
+#: rows kept in the ring: the 11 of one window and the one more that the next output row needs, so that
+#: two output rows are filtered per pass (:func:`_vertical2`)
+_RING = 12
 
 
 def _jit(fn):  # noqa: ANN001, ANN202 - a decorator
@@ -79,23 +83,77 @@ def _sum4(x, count):  # pragma: no cover - compiled
 def _vertical(ring, i, m, g, out, w):  # pragma: no cover - compiled
     """``out[j]`` = the 11-tap Gaussian down map ``m`` of ring rows ``i .. i + 10`` (an FMA chain per column;
     each row read once per column instead of once per tap and accumulator pass)."""
-    r0 = ring[i % 11, m]
-    r1 = ring[(i + 1) % 11, m]
-    r2 = ring[(i + 2) % 11, m]
-    r3 = ring[(i + 3) % 11, m]
-    r4 = ring[(i + 4) % 11, m]
-    r5 = ring[(i + 5) % 11, m]
-    r6 = ring[(i + 6) % 11, m]
-    r7 = ring[(i + 7) % 11, m]
-    r8 = ring[(i + 8) % 11, m]
-    r9 = ring[(i + 9) % 11, m]
-    r10 = ring[(i + 10) % 11, m]
+    r0 = ring[i % _RING, m]
+    r1 = ring[(i + 1) % _RING, m]
+    r2 = ring[(i + 2) % _RING, m]
+    r3 = ring[(i + 3) % _RING, m]
+    r4 = ring[(i + 4) % _RING, m]
+    r5 = ring[(i + 5) % _RING, m]
+    r6 = ring[(i + 6) % _RING, m]
+    r7 = ring[(i + 7) % _RING, m]
+    r8 = ring[(i + 8) % _RING, m]
+    r9 = ring[(i + 9) % _RING, m]
+    r10 = ring[(i + 10) % _RING, m]
     g0, g1, g2, g3, g4, g5 = g
     for j in range(w):
         out[j] = (
             g0 * r0[j] + g1 * r1[j] + g2 * r2[j] + g3 * r3[j] + g4 * r4[j] + g5 * r5[j]
             + g4 * r6[j] + g3 * r7[j] + g2 * r8[j] + g1 * r9[j] + g0 * r10[j]
         )  # fmt: skip
+
+
+@_jit
+def _vertical2(ring, i, m, g, out0, out1, w):  # pragma: no cover - compiled
+    """:func:`_vertical` of output rows ``i`` and ``i + 1`` at once: the 12 ring rows ``i .. i + 11`` are
+    read once for both (each output: the same FMA chain, in the same order, as :func:`_vertical`)."""
+    r0 = ring[i % _RING, m]
+    r1 = ring[(i + 1) % _RING, m]
+    r2 = ring[(i + 2) % _RING, m]
+    r3 = ring[(i + 3) % _RING, m]
+    r4 = ring[(i + 4) % _RING, m]
+    r5 = ring[(i + 5) % _RING, m]
+    r6 = ring[(i + 6) % _RING, m]
+    r7 = ring[(i + 7) % _RING, m]
+    r8 = ring[(i + 8) % _RING, m]
+    r9 = ring[(i + 9) % _RING, m]
+    r10 = ring[(i + 10) % _RING, m]
+    r11 = ring[(i + 11) % _RING, m]
+    g0, g1, g2, g3, g4, g5 = g
+    for j in range(w):
+        x1 = r1[j]
+        x2 = r2[j]
+        x3 = r3[j]
+        x4 = r4[j]
+        x5 = r5[j]
+        x6 = r6[j]
+        x7 = r7[j]
+        x8 = r8[j]
+        x9 = r9[j]
+        x10 = r10[j]
+        out0[j] = (
+            g0 * r0[j] + g1 * x1 + g2 * x2 + g3 * x3 + g4 * x4 + g5 * x5
+            + g4 * x6 + g3 * x7 + g2 * x8 + g1 * x9 + g0 * x10
+        )  # fmt: skip
+        out1[j] = (
+            g0 * x1 + g1 * x2 + g2 * x3 + g3 * x4 + g4 * x5 + g5 * x6
+            + g4 * x7 + g3 * x8 + g2 * x9 + g1 * x10 + g0 * r11[j]
+        )  # fmt: skip
+
+
+@_jit
+def _ssim_row(hz, c1, smap, wv):  # pragma: no cover - compiled
+    """Sum of one row of the SSIM map from the four filtered maps ``hz`` (the s/d form)."""
+    ms = hz[0]
+    md = hz[1]
+    es = hz[2]
+    ed = hz[3]
+    for j in range(wv):
+        big_b = ms[j] * ms[j] + c1
+        dd = md[j] * md[j]
+        big_a = big_b - dd
+        big_b = big_b + dd
+        smap[j] = big_a * (es[j] - ed[j] - big_a) / (big_b * (es[j] + ed[j] - big_b))
+    return _sum4(smap, wv)
 
 
 @_jit
@@ -125,22 +183,23 @@ def plane_sums(
     taps = 11
     halo = taps - 1
     wv = max(w - halo, 0)
-    ring = np.empty((taps, 4, w))
+    ring = np.empty((_RING, 4, w))
     a = np.empty(w)
     b = np.empty(w)
-    v = np.empty((4, w))
-    hz = np.empty((4, max(wv, 1)))
+    v = np.empty((2, 4, w))
+    hz = np.empty((2, 4, max(wv, 1)))
     smap = np.empty(max(wv, 1))
     c12 = c1 + c2
     g = (gauss[0], gauss[1], gauss[2], gauss[3], gauss[4], gauss[5])  # symmetric: g[k] = g[10 - k]
     sse = 0.0
     ssim = 0.0
     nxt = r0
-    for i in range(r0, r1):
-        while nxt <= i + halo:  # prepare the rows the window of output row i still lacks
+    for i in range(r0, r1, 2):
+        pair = i + 1 < r1  # output rows i and i + 1 (else i alone: the range's last, odd one)
+        while nxt <= i + halo + pair:  # prepare the rows the windows of these output rows still lack
             _prep_row(sr, n, ch, ymode, top + nxt, left, w, quant, peak, ky, a)
             _prep_row(hr, n, ch, ymode, top + nxt, left, w, False, peak, ky, b)
-            slot = ring[nxt % taps]
+            slot = ring[nxt % _RING]
             for j in range(w):
                 s = a[j] + b[j]
                 d = a[j] - b[j]
@@ -151,20 +210,17 @@ def plane_sums(
             if nxt < sse_end:
                 sse += _sum4(slot[3], w)
             nxt += 1
-        for m in range(4):  # the separable Gaussian of the window's 11 rows, one FMA chain per output
-            _vertical(ring, i, m, g, v[m], w)
-            _horizontal(v[m], g, hz[m], wv)
-        ms = hz[0]
-        md = hz[1]
-        es = hz[2]
-        ed = hz[3]
-        for j in range(wv):
-            big_b = ms[j] * ms[j] + c1
-            dd = md[j] * md[j]
-            big_a = big_b - dd
-            big_b = big_b + dd
-            smap[j] = big_a * (es[j] - ed[j] - big_a) / (big_b * (es[j] + ed[j] - big_b))
-        ssim += _sum4(smap, wv)
+        for m in range(4):  # the separable Gaussian of the windows' rows, one FMA chain per output
+            if pair:
+                _vertical2(ring, i, m, g, v[0, m], v[1, m], w)
+            else:
+                _vertical(ring, i, m, g, v[0, m], w)
+            _horizontal(v[0, m], g, hz[0, m], wv)
+            if pair:
+                _horizontal(v[1, m], g, hz[1, m], wv)
+        ssim += _ssim_row(hz[0], c1, smap, wv)
+        if pair:
+            ssim += _ssim_row(hz[1], c1, smap, wv)
     while nxt < sse_end:  # rows below the last window (the image's last range) or a PSNR-only range
         _prep_row(sr, n, ch, ymode, top + nxt, left, w, quant, peak, ky, a)
         _prep_row(hr, n, ch, ymode, top + nxt, left, w, False, peak, ky, b)
