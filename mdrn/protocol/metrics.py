@@ -31,6 +31,7 @@ numpy + scikit-image loop (same values within 1e-6 dB and 1e-7).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -138,8 +139,11 @@ _MAX_WORKERS = 4
 #: On CPU the numba kernel (:mod:`mdrn.protocol.score_kernel`) scores; False runs the torch path (the
 #: one other devices use) on CPU too: the tests compare the two.
 _CPU_KERNEL = True
-#: Fewest rows per thread of the CPU kernel (a thread also prepares the 10 rows below its range)
+#: Fewest rows per range of the CPU kernel (a range also prepares the 10 rows below it)
 _KERNEL_MIN_ROWS = 32
+#: Ranges of rows per thread of the CPU kernel, taken by the threads in turn as each finishes one: a
+#: thread that starts late (an idle core waking up) leaves its share to the others
+_KERNEL_CHUNKS = 1
 # SSIM constants, doubled: the map is computed from s = a + b and d = a - b (see _BandScorer).
 _C1 = 2 * SSIM_K1**2
 _C2 = 2 * SSIM_K2**2
@@ -288,19 +292,22 @@ _POOL: dict[str, Any] = {"pool": None, "pid": None, "size": 0}
 
 
 def _map_threads(job: Callable[[int], Any], count: int) -> list[Any]:
-    """``[job(0), ..., job(count - 1)]``, in ``count`` Python threads when ``count > 1``.
+    """``[job(0), ..., job(count - 1)]``: ``job(0)`` in the calling thread, the others in pool threads.
 
     The threads are kept for the next call (starting them costs ~0.2 ms, a tenth of a small image's
     scoring); a process forked since gets a pool of its own.
     """
     if count == 1:
         return [job(0)]
+    count -= 1  # pool threads
     pid = os.getpid()
     if _POOL["pool"] is None or _POOL["pid"] != pid or _POOL["size"] < count:
         if _POOL["pool"] is not None and _POOL["pid"] == pid:
             _POOL["pool"].shutdown(wait=False)
         _POOL.update(pool=ThreadPoolExecutor(count, thread_name_prefix="mdrn-metrics"), pid=pid, size=count)
-    return list(_POOL["pool"].map(job, range(count)))
+    futures = [_POOL["pool"].submit(job, k) for k in range(1, count + 1)]
+    first = job(0)
+    return [first, *(f.result() for f in futures)]
 
 
 def _sums(
@@ -379,9 +386,11 @@ def _kernel_sums(
 ) -> tuple[torch.Tensor, torch.Tensor | None, int]:
     """:func:`_sums` on CPU: :func:`mdrn.protocol.score_kernel.plane_sums` per plane and range of rows.
 
-    Each plane's rows are split into ``threads`` ranges (at most ``_MAX_WORKERS``, of ``_KERNEL_MIN_ROWS``
-    rows at least) run by Python threads (the kernel releases the GIL); the inputs are read in place
-    (any strides, float32 or float64; other float dtypes are cast to float32 first, exactly).
+    Each plane's rows are split into ``_KERNEL_CHUNKS`` ranges per thread (``threads``, at most
+    ``_MAX_WORKERS``; ranges of ``_KERNEL_MIN_ROWS`` rows at least), which the threads take in turn (the
+    kernel releases the GIL); the sums are added in the ranges' order, so the result does not depend on
+    which thread ran which range. The inputs are read in place (any strides, float32 or float64; other
+    float dtypes are cast to float32 first, exactly).
     """
     from mdrn.protocol.score_kernel import plane_sums
 
@@ -395,15 +404,19 @@ def _kernel_sums(
     ymode = y_channel and c == 3
     planes = 1 if ymode else c
     rows = h - _HALO if want_ssim else h  # the rows split between threads
-    parts = max(1, min(threads, _MAX_WORKERS, rows // _KERNEL_MIN_ROWS))
+    workers = max(1, min(threads, _MAX_WORKERS))
+    parts = max(1, min(workers * _KERNEL_CHUNKS, rows // _KERNEL_MIN_ROWS))
     cuts = [rows * k // parts for k in range(parts + 1)]
     quant, peak = bit_depth is not None, float(2 ** (bit_depth or 1) - 1)
     ky, gauss = _KERNEL_CONSTANTS
     tasks = [(i, ch, k) for i in range(n) for ch in range(planes) for k in range(parts)]
     sums = np.zeros((n * planes, parts, 2))  # one slot per task: no two threads write the same one
 
-    def job(worker: int) -> None:
-        for i, ch, k in tasks[worker :: len(workers)]:
+    taken = itertools.count()  # the next task: next() of it is atomic under the GIL
+
+    def job(_: int) -> None:
+        while (t := next(taken)) < len(tasks):
+            i, ch, k = tasks[t]
             r0, r1 = cuts[k], cuts[k + 1]
             end = (h if k == parts - 1 else r1) if want_ssim else r1
             out = plane_sums(
@@ -412,8 +425,7 @@ def _kernel_sums(
             )  # fmt: skip
             sums[i * planes + ch, k] = out
 
-    workers = range(min(parts, len(tasks)))
-    _map_threads(job, len(workers))
+    _map_threads(job, min(workers, len(tasks)))
     total = torch.from_numpy(sums).sum(dim=1)  # the parts in order: the same value for any thread timing
     return total[:, 0], (total[:, 1] if want_ssim else None), planes
 
