@@ -87,6 +87,7 @@ def test_malloc_reuse_switches_and_restores():
 
     if not perf._malloc_tunable():
         pytest.skip("not glibc: malloc_reuse is a no-op")
+    set_malloc_reuse(False)  # an earlier test's training step (prepare_for_training) left it on
     assert not perf._reuse["on"]
     with malloc_reuse():
         assert perf._reuse["on"]
