@@ -146,17 +146,11 @@ def prepare_for_inference(
     """Put ``net`` in eval mode on ``device`` with the device's fast defaults; returns the same module.
 
     Run it under :func:`inference_context`. NHWC weights are not contiguous in the default sense
-    (``mdrn.weights.save_model`` writes them correctly). On CPU (not compiled) the residual blocks get
-    their fused form (:mod:`mdrn.models.cpu_fusion`: the same outputs; used only without autograd).
+    (``mdrn.weights.save_model`` writes them correctly).
     """
     path = path or fast_path(device)
     configure_threads(path)
-    net = _apply(net, path, path.channels_last).eval()
-    if path.device.type == "cpu" and not path.compile:
-        from mdrn.models.cpu_fusion import fuse_resblocks
-
-        fuse_resblocks(net)  # residual blocks as oneDNN conv+ReLU, conv+add: the same outputs, faster
-    return net
+    return _apply(net, path, path.channels_last).eval()
 
 
 def prepare_for_training(

@@ -24,7 +24,6 @@ from mdrn.bench.core import (
     sync,
 )
 from mdrn.bench.limits import ConvLimit, fraction_facts, fraction_note
-from mdrn.models.cpu_fusion import unfuse_resblocks
 from mdrn.perf import (
     count_flops,
     inference_context,
@@ -111,16 +110,11 @@ def _bench_forward(ctx: Context) -> None:
             )
         )
 
-    # the blocks as the fast path runs them (on CPU: ReLU and add fused into oneDNN convolutions) against
-    # the model's own in-place blocks, and those against the out-of-place ones they replaced
+    # the model's in-place blocks against the out-of-place ones they replaced, both on the fast path
     scale = s.fwd_scales[0]
-    inplace = prepare_for_inference(copy.deepcopy(eager), path=ctx.path)
-    fused = unfuse_resblocks(inplace)
     variant = prepare_for_inference(out_of_place_variant(eager), path=ctx.path)
     with inference_context(path=ctx.path):
-        ref = inplace(x, scale)
-        diff = float((variant(x, scale) - ref).abs().max())
-        diff_fused = float((ours_net(x, scale) - ref).abs().max())
+        diff = float((variant(x, scale) - ours_net(x, scale)).abs().max())
 
     def run(net: nn.Module) -> Callable[[], None]:
         def call() -> None:
@@ -129,25 +123,9 @@ def _bench_forward(ctx: Context) -> None:
 
         return call
 
-    calls = {"v": run(variant), "m": run(inplace)}
-    if fused:
-        calls["f"] = run(ours_net)
-    times = alternate(calls, repeats=s.repeats, warmup=s.warmup, device=ctx.device)
-    if fused:
-        ctx.add(
-            rate_row(
-                f"MDRN {describe(args)} forward x{scale}: ReLU + residual add fused into the convolutions",
-                t * t,
-                times,
-                "LR px/s",
-                keys=("f", "m"),
-                ours_label=f"fast path: {fused} blocks as oneDNN conv+ReLU, conv+add (cpu_fusion)",
-                baseline_label="mdrn.models blocks (in place, unfused)",
-                repeats=s.repeats,
-                notes=f"both on the fast path otherwise; max |diff| {diff_fused:.1e}",
-                extra={"max_abs_diff": diff_fused, "fused_blocks": fused},
-            )
-        )
+    times = alternate(
+        {"v": run(variant), "m": run(ours_net)}, repeats=s.repeats, warmup=s.warmup, device=ctx.device
+    )
     ctx.add(
         rate_row(
             f"MDRN {describe(args)} forward x{scale}: in-place ReLU + residual add",
@@ -158,7 +136,7 @@ def _bench_forward(ctx: Context) -> None:
             ours_label="mdrn.models blocks (in place)",
             baseline_label="out-of-place blocks (local variant)",
             repeats=s.repeats,
-            notes=f"both on the fast path, unfused; max |diff| {diff:.1e}",
+            notes=f"both on the fast path; max |diff| {diff:.1e}",
             extra={"max_abs_diff": diff},
         )
     )

@@ -108,12 +108,6 @@ def decisions_markdown(result: dict[str, Any]) -> str:
         bar=1.02,
     )
     verdict(
-        "ReLU + residual add fused into oneDNN convolutions (`mdrn.models.cpu_fusion`, CPU inference)",
-        _ratios(result, "fused into the convolutions"),
-        "Kept: `mdrn.perf.prepare_for_inference` fuses the residual blocks on CPU.",
-        "Not faster in this run: revisit the default.",
-    )
-    verdict(
         "module.compile() on this device",
         _ratios(result, "module.compile()"),
         "Faster in steady state; see the row for the compile time it must pay back.",

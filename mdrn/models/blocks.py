@@ -13,7 +13,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from mdrn.models.cpu_fusion import fused_form
 from mdrn.protocol.color import rgb_to_ycbcr, ycbcr_to_rgb
 from mdrn.protocol.resize import imresize
 
@@ -156,9 +155,6 @@ class ResBlock(nn.Module):
         measured 8% faster for MDRN B=80 x4 on a 1024x1024 image (``python -m mdrn.bench --only
         tiling_full``: one large map less to allocate and write per block).
         """
-        fused = fused_form(self, x)
-        if fused is not None:  # CPU inference: ReLU and the add inside the convolutions (cpu_fusion)
-            return fused(x)
         res = self.body(x)
         if self.res_scale != 1.0:
             res = res.mul_(self.res_scale)
