@@ -80,32 +80,9 @@ def _sum4(x, count):  # pragma: no cover - compiled
 
 
 @_jit
-def _vertical(ring, i, m, g, out, w):  # pragma: no cover - compiled
-    """``out[j]`` = the 11-tap Gaussian down map ``m`` of ring rows ``i .. i + 10`` (an FMA chain per column;
-    each row read once per column instead of once per tap and accumulator pass)."""
-    r0 = ring[i % _RING, m]
-    r1 = ring[(i + 1) % _RING, m]
-    r2 = ring[(i + 2) % _RING, m]
-    r3 = ring[(i + 3) % _RING, m]
-    r4 = ring[(i + 4) % _RING, m]
-    r5 = ring[(i + 5) % _RING, m]
-    r6 = ring[(i + 6) % _RING, m]
-    r7 = ring[(i + 7) % _RING, m]
-    r8 = ring[(i + 8) % _RING, m]
-    r9 = ring[(i + 9) % _RING, m]
-    r10 = ring[(i + 10) % _RING, m]
-    g0, g1, g2, g3, g4, g5 = g
-    for j in range(w):
-        out[j] = (
-            g0 * r0[j] + g1 * r1[j] + g2 * r2[j] + g3 * r3[j] + g4 * r4[j] + g5 * r5[j]
-            + g4 * r6[j] + g3 * r7[j] + g2 * r8[j] + g1 * r9[j] + g0 * r10[j]
-        )  # fmt: skip
-
-
-@_jit
 def _vertical2(ring, i, m, g, out0, out1, w):  # pragma: no cover - compiled
-    """:func:`_vertical` of output rows ``i`` and ``i + 1`` at once: the 12 ring rows ``i .. i + 11`` are
-    read once for both (each output: the same FMA chain, in the same order, as :func:`_vertical`)."""
+    """``out0[j]``, ``out1[j]`` = the 11-tap Gaussian down map ``m`` of ring rows ``i .. i + 10`` and
+    ``i + 1 .. i + 11``: the 12 rows are read once for both output rows (an FMA chain per output)."""
     r0 = ring[i % _RING, m]
     r1 = ring[(i + 1) % _RING, m]
     r2 = ring[(i + 2) % _RING, m]
@@ -158,7 +135,8 @@ def _ssim_row(hz, c1, smap, wv):  # pragma: no cover - compiled
 
 @_jit
 def _horizontal(x, g, out, wv):  # pragma: no cover - compiled
-    """``out[j]`` = the 11-tap Gaussian of ``x[j .. j + 10]``, ``j < wv`` (the order of :func:`_vertical`)."""
+    """``out[j]`` = the 11-tap Gaussian of ``x[j .. j + 10]``, ``j < wv`` (the taps in the order of
+    :func:`_vertical2`)."""
     g0, g1, g2, g3, g4, g5 = g
     for j in range(wv):
         out[j] = (
@@ -183,7 +161,7 @@ def plane_sums(
     taps = 11
     halo = taps - 1
     wv = max(w - halo, 0)
-    ring = np.empty((_RING, 4, w))
+    ring = np.zeros((_RING, 4, w))  # zeros: a lone last row reads one slot it never prepared
     a = np.empty(w)
     b = np.empty(w)
     v = np.empty((2, 4, w))
@@ -211,10 +189,8 @@ def plane_sums(
                 sse += _sum4(slot[3], w)
             nxt += 1
         for m in range(4):  # the separable Gaussian of the windows' rows, one FMA chain per output
-            if pair:
-                _vertical2(ring, i, m, g, v[0, m], v[1, m], w)
-            else:
-                _vertical(ring, i, m, g, v[0, m], w)
+            # (without a pair, v[1] comes from a slot not prepared for it: unused)
+            _vertical2(ring, i, m, g, v[0, m], v[1, m], w)
             _horizontal(v[0, m], g, hz[0, m], wv)
             if pair:
                 _horizontal(v[1, m], g, hz[1, m], wv)
