@@ -31,8 +31,10 @@ PAPER_MODEL: dict[str, Any] = {"n_resblocks": 80, "n_feats": 64, "scales": (2, 3
 #: (batch 16 of 48x48 LR patches, one scale drawn per batch, Adam, lr halved every 2e5 iterations;
 #: 650 epochs of 1,000 iterations).
 PAPER_SCHEDULE: dict[str, Any] = {"iterations": 650_000, "batch": 16, "patch": 48, "scales": (2, 3, 4)}
-#: H100 SXM dense bf16 tensor-core peak (FLOP/s).
-H100_BF16_DENSE = 790e12
+#: P of the H100 projection: a sustained bf16 matmul rate on an H100/H200 (FLOP/s); the data sheet's
+#: dense peak is 989e12 (``mdrn.bench.gpu.BF16_DENSE_PEAK``); an H200 here measured 821-837e12 on
+#: 8192^3 products (``experiments/results/bench/h200-2026-11-30*``)
+H100_BF16_MATMUL = 790e12
 #: Utilisation the issue assumes for a tuned GPU run (fraction of the bf16 peak).
 GPU_ASSUMED_FRACTION = 0.40
 

@@ -13,13 +13,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mdrn.bench.core import GPU_ASSUMED_FRACTION, H100_BF16_MATMUL
+
 #: (status, figures) of one goal on one run; status is "met", "not met" or "not measured"
 Verdict = tuple[str, str]
 
 SCORING_RATIO = 5.0
 TRAIN_FRACTION = 0.80
 FORWARD_FRACTION = 0.90
-GPU_ASSUMED = 0.40
 
 
 def _rows(run: dict[str, Any], test: Callable[[str], bool]) -> list[dict[str, Any]]:
@@ -111,10 +112,14 @@ def gpu(run: dict[str, Any]) -> Verdict:
         return "measured", f"{g['device_name']}: bf16 peak unknown"
     k, frac = best
     large = [f"; {k}: {v['fraction_of_peak']:.1%}" for k, v in known if v.get("large_batch")]
+    planned = (
+        GPU_ASSUMED_FRACTION * H100_BF16_MATMUL / g["bf16_peak"]
+    )  # the projection's rate on the same scale
     return (
         "measured",
-        f"{g['device_name']} {k}: {frac:.1%} of the bf16 peak{''.join(large)} (projection assumes "
-        f"{GPU_ASSUMED:.0%})",
+        f"{g['device_name']} {k}: {frac:.1%} of the data sheet's bf16 peak{''.join(large)} (the projection "
+        f"plans {GPU_ASSUMED_FRACTION:.0%} of {H100_BF16_MATMUL / 1e12:.0f} TFLOP/s = {planned:.0%} of that "
+        "peak)",
     )
 
 
