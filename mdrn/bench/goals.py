@@ -97,10 +97,15 @@ def tiling(run: dict[str, Any]) -> Verdict:
     return ("met" if faster and within else "not met"), text
 
 
+def is_cuda(run: dict[str, Any]) -> bool:
+    """Whether a recorded run ran on a CUDA device."""
+    return str(run["machine"].get("device", "cpu")).startswith("cuda")
+
+
 def gpu(run: dict[str, Any]) -> Verdict:
     """GPU figures: the training step's fraction of the bf16 dense peak, against the projection's 40%."""
     g = run["facts"].get("gpu")
-    if not g or run["machine"].get("device", "cpu").startswith("cpu"):
+    if not g or not is_cuda(run):
         return "not measured", "no GPU in this run"
     known = [(k, v) for k, v in g["train"].items() if v["fraction_of_peak"] is not None]
     best = max(

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from mdrn.bench.core import GPU_ASSUMED_FRACTION, H100_BF16_MATMUL, PAPER_MODEL, PAPER_SCHEDULE, fmt
-from mdrn.bench.goals import goals_markdown, recorded_runs
+from mdrn.bench.goals import goals_markdown, is_cuda, recorded_runs
 from mdrn.bench.profile import profiles_markdown
 
 
@@ -378,7 +378,7 @@ def readme_markdown(result: dict[str, Any], runs: list[dict[str, Any]] | None = 
         run = next((r for r in reversed(runs) if r["facts"].get(fact)), None)
         if run is not None and run is not result and run.get("_source") != result.get("_source"):
             opt_in += [r for r in run["rows"] if r not in result["rows"] and r not in opt_in]
-    gpu_run = next((r for r in reversed(runs) if r["facts"].get("gpu") and _is_cuda(r)), None)
+    gpu_run = next((r for r in reversed(runs) if r["facts"].get("gpu") and is_cuda(r)), None)
     body = projection_markdown(result, {**result, "rows": result["rows"] + opt_in}, gpu_run).split("\n")
     names = ", ".join(f"`{r['_source']}`" for r in runs if r.get("_source"))
     lines = [
@@ -400,17 +400,12 @@ def readme_markdown(result: dict[str, Any], runs: list[dict[str, Any]] | None = 
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def _is_cuda(run: dict[str, Any]) -> bool:
-    """Whether a recorded run ran on a CUDA device."""
-    return str(run["machine"].get("device", "cpu")).startswith("cuda")
-
-
 def _projection_source(result: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The run the projection and decisions come from: ``result``, or for a GPU run (sections limits and
     gpu only) the latest CPU run that measured the training fraction, if any."""
-    if not _is_cuda(result):
+    if not is_cuda(result):
         return result
-    cpu = [r for r in runs if not _is_cuda(r) and r["facts"].get("train_fraction")]
+    cpu = [r for r in runs if not is_cuda(r) and r["facts"].get("train_fraction")]
     return cpu[-1] if cpu else result
 
 

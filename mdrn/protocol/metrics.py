@@ -141,9 +141,6 @@ _MAX_WORKERS = 4
 _CPU_KERNEL = True
 #: Fewest rows per range of the CPU kernel (a range also prepares the 10 rows below it)
 _KERNEL_MIN_ROWS = 32
-#: Ranges of rows per thread of the CPU kernel, taken by the threads in turn as each finishes one: a
-#: thread that starts late (an idle core waking up) leaves its share to the others
-_KERNEL_CHUNKS = 1
 # SSIM constants, doubled: the map is computed from s = a + b and d = a - b (see _BandScorer).
 _C1 = 2 * SSIM_K1**2
 _C2 = 2 * SSIM_K2**2
@@ -386,11 +383,12 @@ def _kernel_sums(
 ) -> tuple[torch.Tensor, torch.Tensor | None, int]:
     """:func:`_sums` on CPU: :func:`mdrn.protocol.score_kernel.plane_sums` per plane and range of rows.
 
-    Each plane's rows are split into ``_KERNEL_CHUNKS`` ranges per thread (``threads``, at most
-    ``_MAX_WORKERS``; ranges of ``_KERNEL_MIN_ROWS`` rows at least), which the threads take in turn (the
-    kernel releases the GIL); the sums are added in the ranges' order, so the result does not depend on
-    which thread ran which range. The inputs are read in place (any strides, float32 or float64; other
-    float dtypes are cast to float32 first, exactly).
+    Each plane's rows are split into one range per thread (``threads``, at most ``_MAX_WORKERS``; ranges
+    of ``_KERNEL_MIN_ROWS`` rows at least), which the calling thread and pool threads take in turn (the
+    kernel releases the GIL; a pool thread that wakes late leaves its range to the others); the sums are
+    added in the ranges' order, so the result does not depend on which thread ran which range. The inputs
+    are read in place (any strides, float32 or float64; other float dtypes are cast to float32 first,
+    exactly).
     """
     from mdrn.protocol.score_kernel import plane_sums
 
@@ -405,7 +403,7 @@ def _kernel_sums(
     planes = 1 if ymode else c
     rows = h - _HALO if want_ssim else h  # the rows split between threads
     workers = max(1, min(threads, _MAX_WORKERS))
-    parts = max(1, min(workers * _KERNEL_CHUNKS, rows // _KERNEL_MIN_ROWS))
+    parts = max(1, min(workers, rows // _KERNEL_MIN_ROWS))
     cuts = [rows * k // parts for k in range(parts + 1)]
     quant, peak = bit_depth is not None, float(2 ** (bit_depth or 1) - 1)
     ky, gauss = _KERNEL_CONSTANTS
