@@ -220,6 +220,43 @@ def test_quick_fractions_come_from_the_same_window(quick_result):
         assert ("MEASUREMENT ERROR" in r["notes"]) == e["fraction_error"]
     train = [r for r in rows if "train step" in r["name"]]
     assert all("conv_train_limit" in r["extra"] for r in train)
+    # the forward rows also carry the chain of distinct convolutions, a reference outside the error rule
+    forward = [r for r in rows if " forward x" in r["name"]]
+    for r in forward:
+        e = r["extra"]
+        assert e["conv_chain"] > 0 and "of a chain of distinct convolutions" in r["notes"]
+        assert e["chain_fraction_ours"] == pytest.approx(e["gflops_ours_best"] / e["conv_chain"], rel=1e-12)
+    assert not any("conv_chain" in r["extra"] for r in train)
+
+
+def test_chain_reference_runs_distinct_convolutions_in_sequence():
+    import torch
+
+    from mdrn.bench.core import Context
+    from mdrn.bench.limits import ConvLimit
+    from mdrn.perf import fast_path
+
+    ctx = Context(sizes=Sizes.quick(), device=torch.device("cpu"), path=fast_path("cpu"), quick=True)
+    conv_flops = 2 * 8 * 8 * 9 * 36  # one 8->8 3x3 convolution on 6x6
+    limit = ConvLimit(ctx, (1, 8, 6, 6), training=False, flops_per_slot=8 * 3 * conv_flops, chain=True)
+    assert limit.inner == 3
+    calls = limit.calls()
+    assert set(calls) == {"limit:nhwc", "limit:nchw", "chain"}
+    convs = limit._chain
+    assert len(convs) == 3 and len({id(c.weight) for c in convs}) == 3
+    assert not torch.equal(convs[0].weight, convs[1].weight)  # distinct weights, not one repeated
+    seen = []
+
+    def record(m, i, o):
+        seen.append((i[0].data_ptr(), o.data_ptr()))
+
+    hooks = [c.register_forward_hook(record) for c in convs]
+    calls["chain"]()
+    for h in hooks:
+        h.remove()
+    assert [a for a, _ in seen[1:]] == [b for _, b in seen[:-1]]  # each fed the previous output
+    assert "chain" in limit.gflops({k: [1.0] for k in calls})
+    assert "chain" not in ConvLimit(ctx, (1, 8, 6, 6), training=False).calls()
 
 
 def _run(rows, facts=None, device="cpu"):

@@ -87,7 +87,9 @@ def _bench_forward(ctx: Context) -> None:
                 eager(x, scale)
 
         flops = count_flops(eager, (1, 3, t, t), scale).forward
-        limit = ConvLimit(ctx, (1, int(args["n_feats"]), t, t), training=False, flops_per_slot=flops)
+        limit = ConvLimit(
+            ctx, (1, int(args["n_feats"]), t, t), training=False, flops_per_slot=flops, chain=True
+        )
         times = alternate(
             {"ours": ours, "base": base, **limit.calls()},
             repeats=s.repeats,

@@ -75,7 +75,15 @@ def inference(run: dict[str, Any]) -> Verdict:
     rows = _rows(run, lambda n: " forward x" in n and ":" not in n and " on " not in n)
     if not rows:
         return "not measured", ""
-    return _judge_fractions(rows, lambda r: r["name"].split(" forward ")[1].split(",")[0], FORWARD_FRACTION)
+    status, text = _judge_fractions(
+        rows, lambda r: r["name"].split(" forward ")[1].split(",")[0], FORWARD_FRACTION
+    )
+    chain = [r["extra"] for r in rows if "conv_chain" in r["extra"]]
+    if len(chain) == len(rows):
+        ours = " / ".join(f"{e['chain_fraction_ours']:.0%}" for e in chain)
+        own = " / ".join(f"{e['conv_chain'] / e['conv_limit']:.0%}" for e in chain)
+        text += f" (reference: {ours} of a chain of distinct convolutions, itself at {own} of the limit)"
+    return status, text
 
 
 def tiling(run: dict[str, Any]) -> Verdict:

@@ -164,12 +164,23 @@ class ConvLimit:
     :func:`~mdrn.bench.core.alternate` loop, and both sides report their best (fastest) call of that
     window. ``calls()`` are the variants to add: the forward in NHWC and in NCHW (the limit is the faster
     of the two, as in section ``limits``) and, with ``training``, the forward + backward of the same
-    convolution (input and weight gradients) in the training layout: what a network made only of such
-    convolutions would reach.
+    convolution (input and weight gradients) in the training layout.
+
+    Those repeat one convolution on one input, whose weights and input stay in cache. With ``chain`` a
+    further reference (not the limit): as many distinct convolutions, each fed the previous one's output,
+    in the inference layout; what a network made only of such convolutions reaches on this machine. Its
+    weights come from memory on every call, and oneDNN reorders each into its blocked layout each time
+    (measured with ``python scripts/onednn_breakdown.py``).
     """
 
     def __init__(
-        self, ctx: Context, shape: tuple[int, int, int, int], *, training: bool, flops_per_slot: float = 0.0
+        self,
+        ctx: Context,
+        shape: tuple[int, int, int, int],
+        *,
+        training: bool,
+        flops_per_slot: float = 0.0,
+        chain: bool = False,
     ) -> None:
         n, c, h, w = shape
         self.shape, self.training = shape, training
@@ -193,9 +204,19 @@ class ConvLimit:
             self._convs[layout][1].clone().requires_grad_(True),
         )
         self._device = ctx.device
+        self._chain: list[nn.Module] = []
+        if chain:
+            layout = "nhwc" if ctx.path.channels_last else "nchw"
+            fmt = torch.channels_last if layout == "nhwc" else torch.contiguous_format
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                self._chain = [
+                    nn.Conv2d(c, c, 3, padding=1).to(ctx.device, memory_format=fmt) for _ in range(self.inner)
+                ]
+            self._chain_x = self._convs[layout][1]
 
     def calls(self) -> dict[str, Callable[[], None]]:
-        """Variants for ``alternate``: ``limit:nhwc``, ``limit:nchw`` (and ``limit:train`` if training)."""
+        """Variants for ``alternate``: ``limit:nhwc``, ``limit:nchw``, ``limit:train``, ``chain`` if asked."""
 
         def forward(conv: nn.Module, x: torch.Tensor) -> Callable[[], None]:
             def call() -> None:
@@ -212,17 +233,28 @@ class ConvLimit:
                 x.grad = None
                 conv(x).sum().backward()
 
+        def chain() -> None:
+            with torch.inference_mode():
+                y = self._chain_x
+                for conv in self._chain:
+                    y = conv(y)
+
         out = {f"limit:{k}": forward(*v) for k, v in self._convs.items()}
         if self.training:
             out["limit:train"] = train
+        if self._chain:
+            out["chain"] = chain
         return out
 
     def gflops(self, times: dict[str, list[float]]) -> dict[str, float]:
-        """Best GFLOP/s of the window: ``forward`` (the faster layout) and, if training, ``train``."""
-        best = {k: self.inner * self.flops / min(v) / 1e9 for k, v in times.items() if k.startswith("limit:")}
+        """Best GFLOP/s of the window: ``forward`` (the faster layout), ``train``, ``chain`` if measured."""
+        mine = ("limit:", "chain")
+        best = {k: self.inner * self.flops / min(v) / 1e9 for k, v in times.items() if k.startswith(mine)}
         out = {"forward": max(best["limit:nhwc"], best["limit:nchw"])}
         if "limit:train" in best:
             out["train"] = 3 * best["limit:train"]  # forward + input gradient + weight gradient
+        if "chain" in best:
+            out["chain"] = best["chain"]
         return out
 
 
@@ -231,7 +263,8 @@ def fraction_facts(flops: float, times: dict[str, list[float]], limit: ConvLimit
 
     ``fraction_*`` = best call / the limit's best call in the same window; a fraction above 1 cannot be
     a result (the network is convolutions plus other work): ``fraction_error`` marks it as a measurement
-    error.
+    error. ``chain_fraction_*``: the same best call against the chain of distinct convolutions (a
+    reference, not a limit: the network runs more and other convolutions than the chain).
     """
     lim = limit.gflops(times)
     facts: dict[str, Any] = {
@@ -245,8 +278,12 @@ def fraction_facts(flops: float, times: dict[str, list[float]], limit: ConvLimit
         facts[f"fraction_{label}"] = best / lim["forward"]
         if "train" in lim:
             facts[f"fraction_{label}_train_limit"] = best / lim["train"]
+        if "chain" in lim:
+            facts[f"chain_fraction_{label}"] = best / lim["chain"]
     if "train" in lim:
         facts["conv_train_limit"] = lim["train"]
+    if "chain" in lim:
+        facts["conv_chain"] = lim["chain"]
     facts["fraction_error"] = any(
         v > 1.0 for k, v in facts.items() if k.startswith("fraction_") and isinstance(v, float)
     )
@@ -264,6 +301,12 @@ def fraction_note(facts: dict[str, Any], base: str = "eager") -> str:
         note += (
             f", {facts['fraction_ours_train_limit']:.0%} / {facts['fraction_baseline_train_limit']:.0%} of "
             f"the convolution's own forward + backward ({facts['conv_train_limit']:.1f} GFLOP/s)"
+        )
+    if "conv_chain" in facts:
+        note += (
+            f"; {facts['chain_fraction_ours']:.0%} / {facts['chain_fraction_baseline']:.0%} of a chain of "
+            f"distinct convolutions, each fed the previous output ({facts['conv_chain']:.1f} GFLOP/s, "
+            f"{facts['conv_chain'] / facts['conv_limit']:.0%} of the limit)"
         )
     if facts["fraction_error"]:
         note += "; MEASUREMENT ERROR: a fraction above 100% (the limit was measured too low), not a result"
