@@ -158,3 +158,14 @@ def test_cuda_fast_path_bf16_compiled_keeps_keys():
         out = fast(x.cuda(), 2)
     assert out.shape == ref.shape
     assert (out.float().cpu() - ref).abs().max() < 0.05  # bf16: ~3 significant digits on [0, 1]
+
+
+def test_amx_bf16_available_reads_the_cpu_flags(tmp_path):
+    from mdrn.perf import amx_bf16_available
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx512f amx_bf16 amx_tile\n")
+    assert amx_bf16_available(info)
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx512f amx_bf16x amx_tile\nbugs\t: amx_bf16\n")
+    assert not amx_bf16_available(info)  # a whole flag of the flags line only
+    assert not amx_bf16_available(tmp_path / "missing")
