@@ -6,10 +6,11 @@ channels_last weights (oneDNN's NHWC convolutions: +12-16% for MDRN) and ``torch
 for training NHWC where the CPU has AVX-512 kernels (:func:`nhwc_training_pays`; NCHW elsewhere, where
 NHWC forward + backward measured 7-8% slower) and fused Adam (3x faster optimizer step), glibc keeping
 freed memory (:func:`malloc_reuse`: no page faults per activation map), no ``torch.compile`` (the 3x3
-convolutions are the whole cost and already run at ~95% of the measured convolution limit; compiling
-costs tens of seconds to minutes); on CUDA, channels_last, bf16 autocast (bf16-mixed for training) and
-``module.compile()`` (in place, so ``state_dict`` keys keep their names: no ``_orig_mod.`` prefix).
-bf16 autocast on CPU is 10-500x slower than fp32 without AMX and 3.2x faster with it (a Xeon with AMX
+convolutions are the whole cost and each runs at the measured convolution limit's speed inside oneDNN,
+``scripts/onednn_breakdown.py``; compiling costs tens of seconds to minutes); on CUDA, channels_last,
+bf16 autocast (bf16-mixed for training) and ``module.compile()`` (in place, so ``state_dict`` keys
+keep their names: no ``_orig_mod.`` prefix).
+bf16 autocast on CPU is 10-500x slower than fp32 without AMX and about 3x faster with it (a Xeon with AMX
 bf16 tiles, :func:`amx_bf16_available`), but never a CPU default: bf16 keeps 8 significant bits, and the
 project's results are fp32 (the bench row reports the largest output difference, in grey levels of 8-
 and 16-bit images).
@@ -130,9 +131,10 @@ def nhwc_training_pays() -> bool:
 def amx_bf16_available(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> bool:
     """True where the CPU has AMX bf16 tile units (the Linux ``cpuinfo`` flag ``amx_bf16``; else False).
 
-    With them oneDNN runs bf16 convolutions on the tiles: measured 3.2x the fp32 forward of MDRN B=80 on
-    a 2-core Xeon (``python -m mdrn.bench --only forward``, row ``bf16 autocast (AMX)``); without them
-    bf16 autocast on CPU is 10-500x slower than fp32. Neither makes bf16 a CPU default (see the module).
+    With them oneDNN runs bf16 convolutions on the tiles: 2.96x the fp32 forward of MDRN B=80 on a
+    2-core Xeon (``python -m mdrn.bench --only forward``, row ``bf16 autocast (AMX)``, recorded run
+    vm-2026-11-30-12); without them bf16 autocast on CPU is 10-500x slower than fp32. Neither makes
+    bf16 a CPU default (see the module).
     """
     try:
         text = Path(cpuinfo).read_text()
