@@ -7,7 +7,8 @@ Runs the CPU fast path (NHWC fp32, inference mode, glibc memory reuse, as ``upsc
 by shape, weight reorders), against the same number of calls of one 64->64 convolution on one input (the
 bench's conv limit). Verbose mode slows the Python side (a printed line per primitive), so each variant
 is also timed without it (best of ``--passes`` passes): that wall time minus oneDNN's sums is the time
-spent outside oneDNN (PyTorch's own operators, dispatch, Python). Prints a table per variant.
+spent outside oneDNN (PyTorch's own operators, dispatch, Python; and convolutions PyTorch does not hand to
+oneDNN: on 16x16 tiles and smaller it runs the 3x3 ones itself). Prints a table per variant.
 """
 
 from __future__ import annotations
