@@ -110,24 +110,23 @@ def is_cuda(run: dict[str, Any]) -> bool:
     return str(run["machine"].get("device", "cpu")).startswith("cuda")
 
 
+def gpu_best_step(g: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """The fastest training variant at the bench's batch (not the larger batch) of a gpu section's facts."""
+    train = {k: v for k, v in g.get("train", {}).items() if not v.get("large_batch") and v.get("flops")}
+    return min(train.items(), key=lambda kv: kv[1]["seconds"]) if train else None
+
+
 def gpu(run: dict[str, Any]) -> Verdict:
     """GPU figures: the training step's fraction of the bf16 dense peak, against the projection's 40%."""
     g = run["facts"].get("gpu")
     if not g or not is_cuda(run):
         return "not measured", "no GPU in this run"
-    known = [(k, v) for k, v in g["train"].items() if v["fraction_of_peak"] is not None]
-    best = max(
-        ((k, v["fraction_of_peak"]) for k, v in known if not v.get("large_batch")),
-        key=lambda kv: kv[1],
-        default=None,
-    )
-    if best is None:
+    best = gpu_best_step(g)
+    if best is None or best[1]["fraction_of_peak"] is None:
         return "measured", f"{g['device_name']}: bf16 peak unknown"
-    k, frac = best
-    large = [f"; {k}: {v['fraction_of_peak']:.1%}" for k, v in known if v.get("large_batch")]
-    planned = (
-        GPU_ASSUMED_FRACTION * H100_BF16_MATMUL / g["bf16_peak"]
-    )  # the projection's rate on the same scale
+    k, frac = best[0], best[1]["fraction_of_peak"]
+    large = [f"; {k}: {v['fraction_of_peak']:.1%}" for k, v in g["train"].items() if v.get("large_batch")]
+    planned = GPU_ASSUMED_FRACTION * H100_BF16_MATMUL / g["bf16_peak"]  # the projection's, on that scale
     return (
         "measured",
         f"{g['device_name']} {k}: {frac:.1%} of the data sheet's bf16 peak{''.join(large)} (the projection "

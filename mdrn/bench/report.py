@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from mdrn.bench.core import GPU_ASSUMED_FRACTION, H100_BF16_MATMUL, PAPER_MODEL, PAPER_SCHEDULE, fmt
-from mdrn.bench.goals import goals_markdown, is_cuda, recorded_runs
+from mdrn.bench.goals import goals_markdown, gpu_best_step, is_cuda, recorded_runs
 from mdrn.bench.profile import profiles_markdown
 
 
@@ -204,7 +204,7 @@ def projection_markdown(
                 frac,
             )
         )
-    measured = _gpu_best_step(gpu_run["facts"]["gpu"]) if gpu_run else None
+    measured = gpu_best_step(gpu_run["facts"]["gpu"]) if gpu_run else None
     if measured and gpu_run:
         k, best = measured
         cases.append(
@@ -300,15 +300,9 @@ def _latest_rows_markdown(runs: list[dict[str, Any]], fact: str, needle: str, ti
     return lines
 
 
-def _gpu_best_step(g: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
-    """The fastest training variant at the bench's batch (not the larger batch) of a gpu section's facts."""
-    train = {k: v for k, v in g.get("train", {}).items() if not v.get("large_batch") and v.get("flops")}
-    return min(train.items(), key=lambda kv: kv[1]["seconds"]) if train else None
-
-
 def gpu_projection_markdown(g: dict[str, Any]) -> list[str]:
     """The measured GPU training step against the projection's assumption (40% of P = 790 TFLOP/s)."""
-    measured = _gpu_best_step(g)
+    measured = gpu_best_step(g)
     if measured is None or "paper_schedule_hours" not in g:
         return []
     k, best = measured

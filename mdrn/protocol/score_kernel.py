@@ -3,11 +3,11 @@
 :func:`plane_sums` reads the SR and HR rows once each: converts them to float64, quantizes SR
 (``round(clamp(x, 0, 1) * peak) / peak``, half to even as ``torch.round``), takes BT.601 Y of RGB with
 the coefficients :mod:`mdrn.protocol.color` owns (passed in by the caller), and keeps the four maps
-``s = a + b``, ``d = a - b``, ``s^2 + C1 + C2``, ``d^2`` of the last 12 rows in a ring buffer; each output row
-of the SSIM map is the separable 11-tap Gaussian of those rows (two output rows per pass, which share 10 of
-their 11 rows) (vertical, then horizontal) and Wang et
-al.'s formula in the s/d form :class:`mdrn.protocol.metrics._BandScorer` documents. Nothing bigger than
-a few rows is ever allocated, so the working set stays in the core's cache.
+``s = a + b``, ``d = a - b``, ``s^2 + C1 + C2``, ``d^2`` of the last 12 rows in a ring buffer; each
+output row of the SSIM map is the separable 11-tap Gaussian of those rows (vertical, then horizontal;
+two output rows per pass, which share 10 of their 11 rows) and Wang et al.'s formula in the s/d form
+:class:`mdrn.protocol.metrics._BandScorer` documents. Nothing bigger than a few rows is ever allocated,
+so the working set stays in the core's cache.
 
 The function releases the GIL (``nogil``): :mod:`mdrn.protocol.metrics` splits an image's rows between
 Python threads. Float64 in a fixed order (the sums use four partial accumulators, never reassociated);
