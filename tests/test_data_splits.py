@@ -76,3 +76,20 @@ def test_sample_data_says_what_it_holds(tmp_path: Path) -> None:
     for split, text in sections.items():
         names = [f.stem for f in sample_files(tmp_path, split)]
         assert names and all(n in text for n in names), (split, [n for n in names if n not in text])
+
+
+def test_folder_source_include_and_exclude_by_stem(tmp_path) -> None:
+    """``include`` / ``exclude`` pick images of a folder by stem; an unknown stem is an error, not ignored."""
+    import numpy as np
+    import pytest
+    from PIL import Image
+
+    from mdrn.data.datamodule import resolve_source
+
+    for stem in ("a", "b", "c"):
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / f"{stem}.png")
+    src = {"name": "f", "kind": "folder", "path": str(tmp_path)}
+    assert [f.stem for f in resolve_source({**src, "exclude": ["b"]}, tmp_path, (2,))[0]] == ["a", "c"]
+    assert [f.stem for f in resolve_source({**src, "include": ["c", "a"]}, tmp_path, (2,))[0]] == ["a", "c"]
+    with pytest.raises(ValueError, match=r"exclude names images it does not have: \['302003'\]"):
+        resolve_source({**src, "exclude": ["302003"]}, tmp_path, (2,))

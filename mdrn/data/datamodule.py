@@ -31,6 +31,7 @@ __all__ = [
     "EvalShard",
     "ResumableDataLoader",
     "SRDataModule",
+    "select_files",
     "resolve_source",
     "shared_sets",
     "source_folder",
@@ -46,7 +47,7 @@ def _get(src: Mapping[str, Any], key: str, default: Any = None) -> Any:
 def resolve_source(
     src: Mapping[str, Any], data_dir: Path, scales: Sequence[int], download: bool = False
 ) -> tuple[list[Path], dict[int, Path]]:
-    """Files (and DIV2K LR folders) of one source spec ``{kind, name, path, split, limit}``.
+    """Files (and DIV2K LR folders) of one source spec ``{kind, name, path, split, include, exclude, limit}``.
 
     kinds: ``div2k`` (split train = 0001-0800, valid = 0801-0900), ``benchmark`` (Set5, Set14, B100,
     Urban100 under ``path`` or ``data_dir/benchmark``), ``folder`` (any image tree at ``path``),
@@ -74,10 +75,40 @@ def resolve_source(
         files = sample_files(data_dir, _get(src, "split", "train"))
     else:
         raise ValueError(f"unknown data source kind {kind!r} (div2k, benchmark, folder, sample)")
+    files = select_files(
+        files, include=_get(src, "include"), exclude=_get(src, "exclude"), name=src.get("name")
+    )
     limit = _get(src, "limit")
     if limit:
         files = files[: int(limit)]
     return files, lr_dirs
+
+
+def select_files(
+    files: Sequence[Path],
+    *,
+    include: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
+    name: str | None = None,
+) -> list[Path]:
+    """``files`` kept by a source's ``include`` / ``exclude`` lists of file stems (``"302003"``).
+
+    ``include`` keeps only the named images, ``exclude`` drops them; a named stem that is not among the
+    files raises ``ValueError`` (a typo must not silently keep a test image in the training data).
+    """
+    stems = {f.stem: f for f in files}
+    for key, wanted in (("include", include), ("exclude", exclude)):
+        unknown = sorted({str(s) for s in wanted or ()} - set(stems))
+        if unknown:
+            raise ValueError(f"data source {name!r}: {key} names images it does not have: {unknown}")
+    out = list(files)
+    if include is not None:
+        keep = {str(s) for s in include}
+        out = [f for f in out if f.stem in keep]
+    if exclude:
+        drop = {str(s) for s in exclude}
+        out = [f for f in out if f.stem not in drop]
+    return out
 
 
 def source_folder(src: Mapping[str, Any], data_dir: Path) -> Path:
