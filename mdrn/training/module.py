@@ -18,6 +18,7 @@ from torch import nn
 from mdrn.io.images import atomic_write, tensor_to_array, write_image
 from mdrn.models import model_spec
 from mdrn.models.inference import upscale
+from mdrn.models.window import set_rule
 from mdrn.protocol.metrics import SRMetric
 
 __all__ = ["EVAL_PRECISIONS", "LOSSES", "LR_SCHEDULES", "AtomicCheckpointIO", "SRModule"]
@@ -91,6 +92,7 @@ class SRModule(L.LightningModule):
         log_images: bool = False,
         output_dir: str | None = None,
         val_precision: str = "32",
+        input_window: Any = None,
     ) -> None:
         super().__init__()
         val_precision = str(val_precision)
@@ -101,6 +103,8 @@ class SRModule(L.LightningModule):
         if lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"unknown lr_schedule {lr_schedule!r}; known: {list(LR_SCHEDULES)}")
         self.net = net
+        if input_window is not None:  # the rule the network is trained with, recorded in its spec
+            set_rule(self.net, _plain(input_window))
         self.init_report: str | None = None
         if init_from:
             from mdrn.weights import init_from_pretrained, load_model
