@@ -17,6 +17,7 @@ from torch import nn
 
 from mdrn.io.images import atomic_write, tensor_to_array, write_image
 from mdrn.models import model_spec
+from mdrn.models.blocks import project_
 from mdrn.models.inference import upscale
 from mdrn.models.window import set_rule
 from mdrn.protocol.metrics import SRMetric
@@ -111,6 +112,7 @@ class SRModule(L.LightningModule):
 
             report = init_from_pretrained(self.net, load_model(init_from))
             self.init_report = f"initialised from {init_from}: {report}"
+            project_(self.net)  # the copied weights meet this network's constraints
         self.save_hyperparameters(
             {
                 "loss": loss,
@@ -157,6 +159,10 @@ class SRModule(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
         self.log(f"train/loss_x{scale}", loss, on_step=True, on_epoch=False)
         return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Keep the network's constraints after the optimizer step (e.g. a balanced upsampler's phases)."""
+        project_(self.net)
 
     def configure_optimizers(self) -> Any:
         """Adam (betas 0.9/0.999) and the schedule: step (x ``lr_gamma`` every ``lr_step``) or cosine."""
