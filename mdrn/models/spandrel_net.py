@@ -39,6 +39,7 @@ import importlib.util
 import re
 import sys
 import types
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -260,7 +261,9 @@ def read_spandrel(state: Mapping[str, Any], source: str = "") -> nn.Module:
         if not support.detect(state):
             continue
         try:
-            descriptor = support.architecture.load(state)
+            with warnings.catch_warnings():  # harmless notice from inside spandrel's SwinIR/HAT/... code
+                warnings.filterwarnings("ignore", message="torch.meshgrid", category=UserWarning)
+                descriptor = support.architecture.load(state)
         except Exception as exc:  # noqa: BLE001 - a false detection fails anywhere inside the architecture
             text = " ".join(str(exc).split()) or type(exc).__name__
             raise ForeignModelError(
