@@ -33,9 +33,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from mdrn.models import EDSR, MDRN, build_model, model_spec
 from mdrn.models.blocks import SRNet
 from mdrn.models.spandrel_net import import_spandrel
+from mdrn.models.window import rule_of
 from mdrn.weights import SPEC_TENSOR, CheckpointError, identify_state_dict, load_model, save_model
 
 spandrel = import_spandrel()
@@ -98,6 +101,7 @@ def _descriptor(net: SRNet, state: Mapping[str, Any], scale: int) -> Any:
     tags = [type(net).__name__, f"{args['n_resblocks']}nb", f"{args['n_feats']}nf"]
     tags += [f"x{scale} of " + "/".join(f"x{s}" for s in net.scales)] if len(net.scales) > 1 else []
     tags += ["bicubic_skip"] if args.get("bicubic_skip") else []
+    tags += [f"{rule_of(net).mode} window"] if rule_of(net).active else []
     return spandrel.ImageModelDescriptor(
         net,
         dict(state),
@@ -111,8 +115,18 @@ def _descriptor(net: SRNet, state: Mapping[str, Any], scale: int) -> Any:
         output_channels=net.n_colors,
         size_requirements=spandrel.SizeRequirements(minimum=1),
         tiling=spandrel.ModelTiling.SUPPORTED,
-        call_fn=lambda model, image: model(image, int(scale)),
+        call_fn=lambda model, image: _call(model, image, int(scale)),
     )
+
+
+def _call(net: SRNet, image: torch.Tensor, scale: int) -> torch.Tensor:
+    """The network on what spandrel passes, through its input window (fitted to that image: where the host
+    cuts an image into tiles, to each tile) when it was trained with one."""
+    rule = rule_of(net)
+    if not rule.active:
+        return net(image, scale)
+    win = rule.fit(image)
+    return win.invert_(net(win.apply(image), scale))
 
 
 def descriptor(net_or_path: SRNet | str | os.PathLike[str], scale: int | None = None) -> Any:

@@ -390,6 +390,22 @@ def test_spandrel_loads_the_shipped_model_with_mdrns_output(registered) -> None:
     assert d(one).shape == (1, 3, 2, 2)
 
 
+def test_a_model_trained_with_an_input_window_keeps_it_in_spandrel(registered, tmp_path) -> None:
+    """The window travels in the spec tensor; spandrel's call maps what it is given as mdrn maps an image."""
+    from mdrn.models.window import set_rule
+
+    torch.manual_seed(0)
+    net = set_rule(MDRN(n_resblocks=1, n_feats=8, scales=(2, 3), bicubic_skip=True).eval(), "percentile")
+    torch.nn.init.normal_(net.tail.weight, std=0.05)
+    path = save_model(net, tmp_path / "windowed.safetensors")
+    d = spandrel.ModelLoader().load_from_file(str(path))
+    assert "percentile window" in d.tags
+    x = 0.5 + 0.02 * torch.rand(1, 3, 15, 12)  # a narrow range, as a 16-bit CT
+    with torch.no_grad():
+        torch.testing.assert_close(d(x), upscale(net, x, 2).clamp(0, 1), rtol=0, atol=ATOL)
+        assert float((d(x) - net(x, 2).clamp(0, 1)).abs().max()) > 1e-4  # not the raw network
+
+
 @pytest.mark.parametrize("name", ["mdsr_baseline", "edsr_baseline_x2"])
 def test_spandrel_loads_official_edsr_pytorch_checkpoints(registered, name) -> None:
     path = shared_path("reference", "edsr_pytorch", f"{name}_seed0.pt")
