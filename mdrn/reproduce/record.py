@@ -146,6 +146,70 @@ def run_info(output: str | os.PathLike[str]) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+#: the recipes of the trained presets
+RECIPES = ROOT / "conf" / "experiment"
+
+
+def recipe_files(name: str, recipes: Path = RECIPES) -> list[Path]:
+    """A preset's recipe file and the recipes it builds on (its ``defaults`` entries that are recipes)."""
+    import yaml
+
+    out: list[Path] = []
+    todo = [name]
+    while todo:
+        path = recipes / f"{todo.pop(0)}.yaml"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such recipe")
+        if path in out:
+            continue
+        out.append(path)
+        for entry in (yaml.safe_load(path.read_text()) or {}).get("defaults") or []:
+            if isinstance(entry, str) and entry != "_self_" and (recipes / f"{entry}.yaml").is_file():
+                todo.append(entry)
+    return out
+
+
+def recipe_sha256(name: str, recipes: Path = RECIPES) -> str:
+    """SHA-256 of a preset's recipe text (its file and the recipes it builds on, in order)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for path in recipe_files(name, recipes):
+        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def add_note(
+    output: str | os.PathLike[str], text: str, *, kind: str = "note", preset: str | None = None
+) -> dict:
+    """Append a dated note to a recorded run (``<output>.run.json`` ``notes``), written after the run.
+
+    ``kind="selection"`` with ``preset``: why the run does not follow today's selection rule (it predates
+    it), bound to the recipe text it was recorded with (``recipe_sha256``): a changed recipe is no longer
+    covered by the note. Returns the note.
+    """
+    info = run_info(output)
+    if info is None:
+        raise FileNotFoundError(f"{run_info_path(output)}: no run record to annotate")
+    note: dict[str, Any] = {
+        "kind": kind,
+        "added_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "added_at_commit": _git_commit(),
+        "text": text,
+    }
+    if preset is not None:
+        note["recipe_sha256"] = recipe_sha256(preset)
+    info.setdefault("notes", []).append(note)
+    write_text(run_info_path(output), json.dumps(info, indent=2) + "\n")
+    return note
+
+
+def notes(output: str | os.PathLike[str], kind: str | None = None) -> list[dict]:
+    """The notes added to a recorded run after it ran (of one ``kind``, or all)."""
+    info = run_info(output) or {}
+    return [n for n in info.get("notes", []) if kind is None or n.get("kind") == kind]
+
+
 def checkpoint_line(path: str | os.PathLike[str]) -> str | None:
     """Which checkpoint a recorded model file holds, or the model a recorded score CSV evaluated.
 
