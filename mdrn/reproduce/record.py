@@ -63,6 +63,7 @@ def record(output: str | os.PathLike[str], command: Sequence[str], *, log: bool 
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     started = _dt.datetime.now(_dt.timezone.utc)
+    commit = _git_commit()  # the code that runs (read before: commits made meanwhile are not it)
     t0 = time.perf_counter()
     log_lines: list[str] = []
     proc = subprocess.Popen(list(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -78,7 +79,7 @@ def record(output: str | os.PathLike[str], command: Sequence[str], *, log: bool 
         "started_utc": started.isoformat(timespec="seconds"),
         "finished_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "seconds": round(time.perf_counter() - t0, 1),
-        "git_commit": _git_commit(),
+        "git_commit": commit,
         "returncode": code,
     }
     write_text(run_info_path(output), json.dumps(info, indent=2) + "\n")
