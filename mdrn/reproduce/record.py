@@ -211,6 +211,22 @@ def notes(output: str | os.PathLike[str], kind: str | None = None) -> list[dict]
     return [n for n in info.get("notes", []) if kind is None or n.get("kind") == kind]
 
 
+def trained_model(path: str | os.PathLike[str]) -> Path | None:
+    """The recorded model file behind a recorded output: itself (``models/<preset>.safetensors``) or the
+    ``weights=...safetensors`` a recorded score CSV's command evaluated; None where there is none."""
+    info = run_info(path)
+    if info is None:
+        return None
+    if info.get("checkpoint"):
+        return Path(path)
+    for arg in shlex.split(info.get("command", "")):
+        if arg.startswith("weights=") and arg.endswith(".safetensors"):
+            model = Path(arg.split("=", 1)[1])
+            model = model if model.is_absolute() else Path(path).parent.parent / "models" / model.name
+            return model if run_info(model) is not None else None
+    return None
+
+
 def checkpoint_line(path: str | os.PathLike[str]) -> str | None:
     """Which checkpoint a recorded model file holds, or the model a recorded score CSV evaluated.
 
@@ -218,17 +234,27 @@ def checkpoint_line(path: str | os.PathLike[str]) -> str | None:
     (val/psnr ... on ...) at step N``). A score CSV: that of the ``weights=...`` file its command names.
     None where the run is not recorded or evaluated no trained preset.
     """
-    info = run_info(path)
-    if info is None:
-        return None
-    if info.get("checkpoint"):
-        return str(info["checkpoint"]["line"])
-    for arg in shlex.split(info.get("command", "")):
-        if arg.startswith("weights=") and arg.endswith(".safetensors"):
-            model = Path(arg.split("=", 1)[1])
-            model = model if model.is_absolute() else Path(path).parent.parent / "models" / model.name
-            return checkpoint_line(model)
-    return None
+    model = trained_model(path)
+    ckpt = (run_info(model) or {}).get("checkpoint") if model is not None else None
+    return str(ckpt["line"]) if ckpt else None
+
+
+def selection_facts(model: str | os.PathLike[str], results: Path = RESULTS) -> list[str]:
+    """How a recorded preset's checkpoint was chosen: whether its recipe stated the rule before the run
+    (its recorded config's ``selection``), then every note added to its record afterwards, dated."""
+    from omegaconf import OmegaConf
+
+    model = Path(model)
+    config = results / "train" / f"{model.stem}_config.yaml"
+    stated = OmegaConf.load(config).get("selection") if config.is_file() else None
+    facts = [
+        f"rule stated in its recipe before the run: `selection: {stated}`"
+        if stated
+        else "its recipe had no `selection:` key before the run (recorded before recipes stated one; it "
+        "followed its checkpoint callbacks, as its checkpoint line says)"
+    ]
+    facts += [f"note added {n['added_utc'][:10]}: {n['text']}" for n in notes(model)]
+    return facts
 
 
 def run_line(paths: Sequence[Path]) -> str:
