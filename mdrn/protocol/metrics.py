@@ -468,12 +468,58 @@ def ssim(sr: torch.Tensor, hr: torch.Tensor, *, shave: int = 0, y_channel: bool 
     return result
 
 
+def _check_protocol_args(scale: Any, bit_depth: Any, name: str) -> tuple[int, int]:
+    """``(scale, bit_depth)`` as ints; a bool, a non-integer or an out-of-range value raises ValueError."""
+    # scale 0: no border removed (a shave of 0, as tests of the kernel use it)
+    for label, value, low, high in (("scale", scale, 0, None), ("bit_depth", bit_depth, 1, 32)):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+            raise ValueError(f"{name}: {label} must be an integer, got {value!r} ({type(value).__name__})")
+        if value < low or (high is not None and value > high):
+            bounds = f"in {low}..{high}" if high is not None else f">= {low}"
+            raise ValueError(f"{name}: {label} must be an integer {bounds}, got {value!r}")
+    return int(scale), int(bit_depth)
+
+
+def _nonfinite(x: torch.Tensor) -> str:
+    """What is not finite in ``x``: the counts of NaN, +Inf and -Inf, and the images (batch indices)."""
+    kinds = {"NaN": torch.isnan(x), "+Inf": torch.isposinf(x), "-Inf": torch.isneginf(x)}
+    counts = ", ".join(f"{int(m.sum())} {k}" for k, m in kinds.items() if bool(m.any()))
+    bad = torch.logical_not(torch.isfinite(x)).flatten(1).any(dim=1).nonzero().flatten().tolist()
+    return f"{counts} in image(s) {bad}"
+
+
+def _check_values(sr: torch.Tensor, hr: torch.Tensor, name: str) -> None:
+    """Refuse what the protocol cannot score: an empty batch, SR that is not finite, HR outside [0, 1].
+
+    SR is never clamped into a score: a network output of NaN or Inf is an error, counted and named. One
+    reduction per tensor (a sum stays finite only when every value is), details only on failure.
+    """
+    if sr.shape[0] == 0:
+        raise ValueError(f"{name}: the batch is empty (N = 0): there is no image to score")
+    if not bool(torch.isfinite(sr.sum(dtype=torch.float64))) and not bool(torch.isfinite(sr).all()):
+        raise ValueError(f"{name}: sr (the output scored) is not finite: {_nonfinite(sr)}; it is not clamped")
+    if not bool(torch.isfinite(hr.sum(dtype=torch.float64))) and not bool(torch.isfinite(hr).all()):
+        raise ValueError(f"{name}: hr (the reference) is not finite: {_nonfinite(hr)}")
+    low, high = (float(v) for v in torch.aminmax(hr))
+    if low < 0.0 or high > 1.0:
+        outside = int(((hr < 0) | (hr > 1)).sum())
+        raise ValueError(
+            f"{name}: hr (the reference) must lie in [0, 1] (an n-bit image divided by 2^n - 1); it spans "
+            f"[{low:.6g}, {high:.6g}] with {outside} value(s) outside"
+        )
+
+
 def score(
     sr: torch.Tensor, hr: torch.Tensor, *, scale: int, bit_depth: int = 8, y_channel: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return the protocol's per-image ``(psnr, ssim)``: SR quantized to ``bit_depth``, shave = scale, Y."""
-    if not isinstance(bit_depth, int) or not 1 <= bit_depth <= 32:
-        raise ValueError(f"score: bit_depth must be an integer in 1..32, got {bit_depth!r}")
+    """Return the protocol's per-image ``(psnr, ssim)``: SR quantized to ``bit_depth``, shave = scale, Y.
+
+    Refused with one ``ValueError`` each: a scale or bit depth that is not an integer (a bool included),
+    an empty batch, SR with NaN or Inf values (counted and named, never clamped), HR outside [0, 1].
+    """
+    scale, bit_depth = _check_protocol_args(scale, bit_depth, "score")
+    _check(sr, hr, scale, "score", SSIM_WINDOW)
+    _check_values(sr, hr, "score")
     p, s = _scores(sr, hr, scale, y_channel, bit_depth, True, "score")
     assert s is not None
     return p, s
@@ -488,8 +534,7 @@ class SRMetric(Metric):
 
     def __init__(self, scale: int, bit_depth: int = 8, y_channel: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.scale = int(scale)
-        self.bit_depth = int(bit_depth)
+        self.scale, self.bit_depth = _check_protocol_args(scale, bit_depth, "SRMetric")
         self.y_channel = bool(y_channel)
         zero = torch.tensor(0.0, dtype=torch.float64)
         self.add_state("psnr_sum", default=zero.clone(), dist_reduce_fx="sum")
