@@ -149,3 +149,29 @@ def test_default_config_keeps_the_checkpoint_with_the_highest_val_psnr(
     sel = select_checkpoint(trainer, [("v", 2)], cfg.get("selection"))
     assert sel.kind == "best" and sel.score == pytest.approx(33.0)
     assert sel.step == 2 * (scores.index(33.0) + 1)  # two batches per epoch
+
+
+def test_train_refuses_a_run_whose_callbacks_contradict_its_stated_rule(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """srcnn_cpu_x4 states best; told last while its best-checkpoint callback stays, it does not start."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from mdrn.train import train
+
+    monkeypatch.setenv("MDRN_SHARED", str(SHARED))
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["experiment=srcnn_cpu_x4", "selection=last"],
+                      return_hydra_config=True)  # fmt: skip
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path)
+        cfg.paths.work_dir = str(ROOT)
+        del cfg["hydra"]
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(
+        SystemExit, match=r"selection: last, but callbacks.best_checkpoint keeps a best checkpoint"
+    ):
+        train(cfg)
+    assert not (tmp_path / "checkpoints").exists()
