@@ -140,3 +140,19 @@ def test_protocol_check_holds_the_readme_claim() -> None:
         assert tolerance <= _bound(figure) * (1 + 1e-9), (
             f"{name} = {tolerance:g} is looser than README's {figure}"
         )
+
+
+def test_srmetric_turns_a_non_finite_image_into_nan_not_a_number_it_clamps() -> None:
+    """SRMetric (the DDP-safe mean) never raises mid-epoch for one rank's NaN output: the mean becomes NaN
+    and the images are counted, so every rank sees the same NaN after the sync (SRModule raises then)."""
+    sr, hr = _pair(n=3)
+    metric = SRMetric(scale=2)
+    metric.update(sr[:1], hr[:1])
+    finite = metric.compute()["psnr"]
+    assert bool(torch.isfinite(finite))
+    bad = sr.clone()
+    bad[1, 0, 4, 4] = float("inf")
+    metric.update(bad, hr)
+    out = metric.compute()
+    assert bool(torch.isnan(out["psnr"])) and bool(torch.isnan(out["ssim"]))
+    assert int(metric.nonfinite) == 1 and int(metric.count) == 4

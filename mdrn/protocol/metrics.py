@@ -546,9 +546,26 @@ class SRMetric(Metric):
         self.add_state("psnr_sum", default=zero.clone(), dist_reduce_fx="sum")
         self.add_state("ssim_sum", default=zero.clone(), dist_reduce_fx="sum")
         self.add_state("count", default=torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum")
+        self.add_state("nonfinite", default=torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum")
 
     def update(self, sr: torch.Tensor, hr: torch.Tensor) -> None:
-        """Score a batch (N, C, H, W) and add its per-image values to the sums."""
+        """Score a batch (N, C, H, W) and add its per-image values to the sums.
+
+        An image whose SR holds NaN or Inf (which :func:`score` refuses) is not clamped into a number: it
+        makes the sums NaN and is counted in ``nonfinite``, so the mean says so after the ranks' sync
+        (every rank sees the same NaN; a caller raises there, as ``SRModule`` does).
+        """
+        if sr.ndim == 4 and sr.shape[0] and not bool(torch.isfinite(sr.sum())):
+            finite = torch.isfinite(sr.flatten(1)).all(dim=1)
+            bad = int((~finite).sum())
+            if bad:
+                self.nonfinite += bad
+                self.count += bad
+                self.psnr_sum += float("nan")
+                self.ssim_sum += float("nan")
+                if bad == sr.shape[0]:
+                    return
+                sr, hr = sr[finite], hr[finite]
         p, s = score(sr, hr, scale=self.scale, bit_depth=self.bit_depth, y_channel=self.y_channel)
         self.psnr_sum += p.sum().to(self.psnr_sum)
         self.ssim_sum += s.sum().to(self.ssim_sum)
