@@ -10,7 +10,8 @@
 #   make figs10_14     Figs. 10-14: LR / low frequency / high frequency / SR / HR panels, zoomed crops
 #   make figs15_16     Figs. 15-16: Bicubic, SRCNN, EDSR, MDRN at x4 on the medical images
 #   make claims        parameter counts, x4-from-x2 convergence, MDRN vs SRCNN time per image
-#   make checks        the protocol and official-model checks (scripts/check_*.py), their reports recorded
+#   make checks        the protocol, official-model and train/test content-overlap checks (scripts/check_*.py),
+#                      their reports recorded
 #   make notebooks     execute notebooks/*.ipynb (as CI does)
 #   make reproduce     all of the above
 
@@ -124,6 +125,6 @@ notebooks:  ## execute the notebooks (reads experiments/results/)
 $(R)/checks/%.txt:
 	$(REC) bash -o pipefail -c '$(PY) scripts/$*.py | tee $@'
 
-checks: $(R)/checks/check_protocol.txt $(R)/checks/check_official.txt  ## protocol and official checks
+checks: $(R)/checks/check_protocol.txt $(R)/checks/check_official.txt $(R)/checks/check_overlap.txt  ## protocol, official and train/test overlap checks
 
 reproduce: shipped table1 table2 fig8 figs10_14 figs15_16 claims checks notebooks  ## every artefact

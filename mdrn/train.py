@@ -30,7 +30,7 @@ from mdrn.training.config import instantiate_group, print_config, results_table
 from mdrn.training.module import AtomicCheckpointIO, SRModule
 from mdrn.training.report import describe_run_folder, display_path, duration, write_csv, write_results
 from mdrn.training.run_log import run_logging
-from mdrn.training.selection import SELECTION_FILE, given_checkpoint, select_checkpoint
+from mdrn.training.selection import SELECTION_FILE, check_rule, given_checkpoint, select_checkpoint
 
 __all__ = ["main", "train", "wandb_logged_in"]
 
@@ -154,6 +154,12 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     )
     if not fit:
         dm.train_sources, dm.val_sources = [], []
+    else:
+        # the selection rule the config states (best / last), checked against its callbacks before training
+        try:
+            check_rule(cfg.get("selection"), cfg.get("callbacks"), len(getattr(dm, "val_sources", []) or []))
+        except ValueError as exc:
+            raise SystemExit(f"mdrn: {exc}") from None
 
     callbacks = [*instantiate_group(cfg.get("callbacks")), ValidateAtEnd(), ValidationReport()] if fit else []
     loggers = instantiate_group(cfg.get("logger"))
@@ -177,7 +183,11 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         # the model-selection rule (mdrn.training.selection): best by val/psnr on the validation sets, else
         # last
         sel = (
-            select_checkpoint(trainer, dm.eval_keys("val") if getattr(dm, "val_sources", None) else ())
+            select_checkpoint(
+                trainer,
+                dm.eval_keys("val") if getattr(dm, "val_sources", None) else (),
+                cfg.get("selection"),
+            )
             if fit
             else None
         )

@@ -73,7 +73,7 @@ def check(shared: Path) -> list[str]:
     for key, value in worst.items():
         print(f"  {key:32s} {value:.3g}" if isinstance(value, float) else f"  {key:32s} {value}")
     print(
-        f"tolerances: off-by-one fraction <= {MAX_OFF_BY_ONE:.2%}, largest difference <= 1, "
+        f"tolerances: off-by-one fraction <= {MAX_OFF_BY_ONE:.4%}, largest difference <= 1, "
         f"|d psnr| <= {PSNR_TOLERANCE:g} dB, |d ssim| <= {SSIM_TOLERANCE:g}"
     )
     print("\nSet5 bicubic (float-Y protocol):")

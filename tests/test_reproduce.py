@@ -12,7 +12,7 @@ import pytest
 from mdrn.reproduce.claims import param_counts, render_claims, val_curve
 from mdrn.reproduce.fig8 import render_fig8
 from mdrn.reproduce.figs15_16 import render_figs15_16
-from mdrn.reproduce.record import checkpoint_line, record, run_info
+from mdrn.reproduce.record import add_note, checkpoint_line, record, run_info
 from mdrn.reproduce.results import NOT_RUN_DATA, load_published, mean_scores, write_csv
 from mdrn.reproduce.table1 import TABLE1_COLUMNS, render_table1
 from mdrn.reproduce.table2 import render_table2
@@ -174,7 +174,12 @@ def test_checkpoint_line_follows_a_score_csv_to_its_model(tmp_path):
     srcnn = {(r["set"], int(r["scale"])): r for r in rows if r["method"] == "SRCNN"}
     assert srcnn[("Set5", 2)]["checkpoint"] == line and srcnn[("Set5", 3)]["checkpoint"] == ""
     md = (tmp_path / "table1.md").read_text()
-    assert f"- SRCNN x2: {line}" in md
+    assert f"- SRCNN x2 (`srcnn_cpu_x2`): {line}" in md
+    # whether the rule was stated before the run (no recorded config here) and the record's notes
+    assert "its recipe had no `selection:` key before the run" in md
+    add_note(weights, "recorded before the rule", kind="selection")
+    render_table1(tmp_path)
+    assert "  - note added 20" in (tmp_path / "table1.md").read_text()
     assert "for s in 2 3 4; do python -m mdrn.evaluate weights=experiments/results/models/srcnn_cpu_x$s" in md
 
 
@@ -201,3 +206,26 @@ def test_recorded_runs_succeeded():
         info = json.loads(path.read_text())
         assert info["returncode"] == 0, path
         assert path.with_name(info["output"]).is_file(), path
+
+
+def test_notes_are_dated_and_a_selection_note_is_bound_to_its_recipe(tmp_path):
+    """python -m mdrn.reproduce note: a note added to a run record afterwards; a selection note carries
+    the sha256 of the recipe text (the recipe and those it builds on): a changed recipe is not covered."""
+    from mdrn.reproduce.cli import main
+    from mdrn.reproduce.record import notes, recipe_files, recipe_sha256
+
+    assert [p.stem for p in recipe_files("srcnn_cpu_x3")] == ["srcnn_cpu_x3", "srcnn_cpu_x2"]
+    out = tmp_path / "model.safetensors"
+    with pytest.raises(FileNotFoundError):
+        add_note(out, "x")
+    assert record(out, ["python", "-c", "pass"]) == 0
+    assert main(["note", str(out), "--selection", "srcnn_cpu_x3", "--", "why", "it", "differs"]) == 0
+    assert main(["note", str(out), "--", "plain"]) == 0
+    assert main(["note", str(out), "--selection"]) == 2
+    (sel,) = notes(out, "selection")
+    assert sel["text"] == "why it differs" and sel["recipe_sha256"] == recipe_sha256("srcnn_cpu_x3")
+    assert sel["added_utc"].startswith("20") and [n["text"] for n in notes(out)] == [
+        "why it differs",
+        "plain",
+    ]
+    assert recipe_sha256("srcnn_cpu_x3") != recipe_sha256("srcnn_cpu_x4")

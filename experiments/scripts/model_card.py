@@ -60,24 +60,28 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def recorded_files(name: str, out: Path) -> dict[str, list[Path]]:
+    """The score CSVs the card is rendered from: ``{model: [<out>/<model>_<group>.csv, ...]}``."""
+    return {model: [out / f"{model}_{stem}.csv" for stem, *_ in GROUPS] for model in (name, "bicubic")}
+
+
 def score_files(name: str, out: Path) -> dict[str, list[Path]]:
     """Make the missing score CSVs (recorded evaluate runs); return ``{model: [csv, ...]}``.
 
     The model's CSVs are made again when the shipped file is not the one they scored
     (``<out>/<name>.sha256``).
     """
-    files: dict[str, list[Path]] = {name: [], "bicubic": []}
+    files = recorded_files(name, out)
     digest, scored = sha256(PRETRAINED_DIR / f"{name}.safetensors"), out / f"{name}.sha256"
     if not scored.is_file() or scored.read_text().strip() != digest:
         for stale in out.glob(f"{name}_*.csv"):
             stale.unlink()
-    for stem, root, sets, _ in GROUPS:
+    for i, (_stem, root, sets, _) in enumerate(GROUPS):
         if not all((root / s).is_dir() for s in sets):
             hint = "experiments/scripts/medical_images.py --out data/medical" if root == MEDICAL else root
             raise SystemExit(f"{root}: the sets {list(sets)} are missing (see {hint})")
         for model, args in ((name, [f"weights={name}"]), ("bicubic", ["model=bicubic"])):
-            csv = out / f"{model}_{stem}.csv"
-            files[model].append(csv)
+            csv = files[model][i]
             if csv.is_file():
                 continue
             cmd = [sys.executable, "-m", "mdrn.evaluate", *args, f"eval.root={root}",

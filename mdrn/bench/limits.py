@@ -247,60 +247,80 @@ class ConvLimit:
         return out
 
     def gflops(self, times: dict[str, list[float]]) -> dict[str, float]:
-        """Best GFLOP/s of the window: ``forward`` (the faster layout), ``train``, ``chain`` if measured."""
+        """GFLOP/s of the window, best call and median: ``forward`` (the faster layout), ``train``, ``chain``.
+
+        ``<key>`` is the best call, ``<key>_median`` the median call (of the layout whose best call is the
+        faster, for ``forward``).
+        """
         mine = ("limit:", "chain")
-        best = {k: self.inner * self.flops / min(v) / 1e9 for k, v in times.items() if k.startswith(mine)}
-        out = {"forward": max(best["limit:nhwc"], best["limit:nchw"])}
+        per_call = self.inner * self.flops / 1e9
+        best = {k: per_call / min(v) for k, v in times.items() if k.startswith(mine)}
+        med = {k: per_call / median(v) for k, v in times.items() if k.startswith(mine)}
+        layout = max(("limit:nhwc", "limit:nchw"), key=lambda k: best[k])
+        out = {"forward": best[layout], "forward_median": med[layout]}
         if "limit:train" in best:
-            out["train"] = 3 * best["limit:train"]  # forward + input gradient + weight gradient
+            # forward + input gradient + weight gradient: three convolutions' FLOPs per call
+            out["train"], out["train_median"] = 3 * best["limit:train"], 3 * med["limit:train"]
         if "chain" in best:
             out["chain"] = best["chain"]
         return out
 
 
 def fraction_facts(flops: float, times: dict[str, list[float]], limit: ConvLimit) -> dict[str, Any]:
-    """GFLOP/s of ours and the baseline (median and best call) and their fractions of the interleaved limit.
+    """GFLOP/s of ours and the baseline (median and best call) and their fractions of the row's own limit.
 
-    ``fraction_*`` = best call / the limit's best call in the same window; a fraction above 1 cannot be
-    a result (the network is convolutions plus other work): ``fraction_error`` marks it as a measurement
-    error. ``chain_fraction_*``: the same best call against the chain of distinct convolutions (a
-    reference, not a limit: the network runs more and other convolutions than the chain).
+    The row's own limit, measured in the same window: for a training row the convolution's forward +
+    backward (``limit_kind`` "forward + backward"), for a forward row its forward ("forward").
+    ``fraction_*`` = best call / the limit's best call; ``fraction_*_median`` = median call / the limit's
+    median call. A fraction above 1 cannot be a result (the network is convolutions plus other work):
+    ``fraction_error`` marks it as a measurement error. References outside that rule: a training row's
+    ``fraction_*_forward_limit`` (against the forward-only limit, a different operation) and a forward
+    row's ``chain_fraction_*`` (a chain of distinct convolutions: the network runs more and other
+    convolutions than the chain).
     """
     lim = limit.gflops(times)
+    own = "train" if limit.training else "forward"
     facts: dict[str, Any] = {
         "flops": flops,
-        "conv_limit": lim["forward"],
+        "limit_kind": "forward + backward" if limit.training else "forward",
+        "conv_limit": lim[own],
+        "conv_limit_median": lim[f"{own}_median"],
         "conv_limit_shape": list(limit.shape),
     }
+    if limit.training:
+        facts["conv_forward_limit"] = lim["forward"]
     for key, label in (("ours", "ours"), ("base", "baseline")):
-        facts[f"gflops_{label}"] = flops / median(times[key]) / 1e9
+        facts[f"gflops_{label}"] = med = flops / median(times[key]) / 1e9
         facts[f"gflops_{label}_best"] = best = flops / min(times[key]) / 1e9
-        facts[f"fraction_{label}"] = best / lim["forward"]
-        if "train" in lim:
-            facts[f"fraction_{label}_train_limit"] = best / lim["train"]
+        facts[f"fraction_{label}"] = best / lim[own]
+        facts[f"fraction_{label}_median"] = med / lim[f"{own}_median"]
+        if limit.training:
+            facts[f"fraction_{label}_forward_limit"] = best / lim["forward"]
         if "chain" in lim:
             facts[f"chain_fraction_{label}"] = best / lim["chain"]
-    if "train" in lim:
-        facts["conv_train_limit"] = lim["train"]
     if "chain" in lim:
         facts["conv_chain"] = lim["chain"]
     facts["fraction_error"] = any(
-        v > 1.0 for k, v in facts.items() if k.startswith("fraction_") and isinstance(v, float)
+        facts[f"fraction_{label}{kind}"] > 1.0 for label in ("ours", "baseline") for kind in ("", "_median")
     )
     return facts
 
 
 def fraction_note(facts: dict[str, Any], base: str = "eager") -> str:
     """The notes text of a row's fractions (and the measurement error, if any)."""
+    kind = facts["limit_kind"]
     note = (
         f"ours {facts['gflops_ours']:.1f} GFLOP/s, {base} {facts['gflops_baseline']:.1f} GFLOP/s (counted, "
-        f"median); best calls {facts['fraction_ours']:.0%} / {facts['fraction_baseline']:.0%} of the conv "
-        f"limit measured in the same window ({facts['conv_limit']:.1f} GFLOP/s)"
+        f"median); of the convolution's {kind} limit measured in the same window "
+        f"({facts['conv_limit']:.1f} GFLOP/s best, {facts['conv_limit_median']:.1f} median): best calls "
+        f"{facts['fraction_ours']:.0%} / {facts['fraction_baseline']:.0%}, medians "
+        f"{facts['fraction_ours_median']:.0%} / {facts['fraction_baseline_median']:.0%}"
     )
-    if "conv_train_limit" in facts:
+    if "conv_forward_limit" in facts:
         note += (
-            f", {facts['fraction_ours_train_limit']:.0%} / {facts['fraction_baseline_train_limit']:.0%} of "
-            f"the convolution's own forward + backward ({facts['conv_train_limit']:.1f} GFLOP/s)"
+            f"; for reference, best calls {facts['fraction_ours_forward_limit']:.0%} / "
+            f"{facts['fraction_baseline_forward_limit']:.0%} of its forward alone "
+            f"({facts['conv_forward_limit']:.1f} GFLOP/s)"
         )
     if "conv_chain" in facts:
         note += (

@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from mdrn.bench.core import GPU_ASSUMED_FRACTION, H100_BF16_MATMUL, PAPER_MODEL, PAPER_SCHEDULE, fmt
-from mdrn.bench.goals import goals_markdown, gpu_best_step, is_cuda, recorded_runs
+from mdrn.bench.goals import (
+    THREADED,
+    goals_markdown,
+    gpu_best_step,
+    is_cuda,
+    recorded_runs,
+    train_fraction,
+)
 from mdrn.bench.profile import profiles_markdown
 
 
@@ -139,7 +146,7 @@ def decisions_markdown(result: dict[str, Any]) -> str:
     )
     verdict(
         "metrics (mdrn.protocol.metrics.score) against the per-image scikit-image loop",
-        _ratios(result, "PSNR+SSIM"),
+        [r for r in _ratios(result, "PSNR+SSIM") if THREADED not in r[0]],
         "Faster.",
         "Slower than the per-image scikit-image loop on this CPU.",
     )
@@ -162,7 +169,7 @@ def projection_markdown(
     step = statistics.mean(per[s]["training"] for s in scales)
     it, batch = PAPER_SCHEDULE["iterations"], PAPER_SCHEDULE["batch"]
     total = step * it
-    frac = f.get("train_fraction")
+    frac = train_fraction(result)  # of the convolution's forward + backward limit (the row's own)
     lines = [
         "# Benchmark results and the H100 projection",
         "",
@@ -199,8 +206,8 @@ def projection_markdown(
     if frac:
         cases.append(
             (
-                f"the fraction this bench measured on CPU (training step at {frac:.1%} of the measured "
-                "conv limit)",
+                f"the fraction this bench measured on CPU (training step at {frac:.1%} of the "
+                "convolution's forward + backward limit measured in its window)",
                 frac,
             )
         )
@@ -399,7 +406,7 @@ def _projection_source(result: dict[str, Any], runs: list[dict[str, Any]]) -> di
     gpu only) the latest CPU run that measured the training fraction, if any."""
     if not is_cuda(result):
         return result
-    cpu = [r for r in runs if not is_cuda(r) and r["facts"].get("train_fraction")]
+    cpu = [r for r in runs if not is_cuda(r) and train_fraction(r)]
     return cpu[-1] if cpu else result
 
 

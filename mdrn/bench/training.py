@@ -131,7 +131,7 @@ def bench_training(ctx: Context) -> None:
             )
         )
         if blocks == PAPER_MODEL["n_resblocks"] and s.train_feats == PAPER_MODEL["n_feats"]:
-            ctx.facts["train_fraction"] = facts["fraction_ours"]
+            ctx.facts["train_fraction"] = facts["fraction_ours"]  # of the forward + backward limit
             ctx.facts["train_gflops"] = facts["gflops_ours"]
         del eager, fast, opt_e, opt_f
 

@@ -468,12 +468,64 @@ def ssim(sr: torch.Tensor, hr: torch.Tensor, *, shave: int = 0, y_channel: bool 
     return result
 
 
+def _check_protocol_args(scale: Any, bit_depth: Any, name: str) -> tuple[int, int]:
+    """``(scale, bit_depth)`` as ints; a bool, a non-integer or an out-of-range value raises ValueError."""
+    # scale 0: no border removed (a shave of 0, as tests of the kernel use it)
+    for label, value, low, high in (("scale", scale, 0, None), ("bit_depth", bit_depth, 1, 32)):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+            raise ValueError(f"{name}: {label} must be an integer, got {value!r} ({type(value).__name__})")
+        if value < low or (high is not None and value > high):
+            bounds = f"in {low}..{high}" if high is not None else f">= {low}"
+            raise ValueError(f"{name}: {label} must be an integer {bounds}, got {value!r}")
+    return int(scale), int(bit_depth)
+
+
+def _nonfinite(x: torch.Tensor) -> str:
+    """What is not finite in ``x``: the counts of NaN, +Inf and -Inf, and the images (batch indices)."""
+    kinds = {"NaN": torch.isnan(x), "+Inf": torch.isposinf(x), "-Inf": torch.isneginf(x)}
+    counts = ", ".join(f"{int(m.sum())} {k}" for k, m in kinds.items() if bool(m.any()))
+    bad = torch.logical_not(torch.isfinite(x)).flatten(1).any(dim=1).nonzero().flatten().tolist()
+    return f"{counts} in image(s) {bad}"
+
+
+def _check_values(sr: torch.Tensor, hr: torch.Tensor, name: str) -> None:
+    """Refuse what the protocol cannot score: an empty batch, SR that is not finite, HR outside [0, 1].
+
+    SR is never clamped into a score: a network output of NaN or Inf is an error, counted and named. Two
+    cheap passes (a sum stays finite only when every value is; HR's min and max), details only on failure.
+    """
+    if sr.shape[0] == 0:
+        raise ValueError(f"{name}: the batch is empty (N = 0): there is no image to score")
+    # a finite sum proves every value finite; an overflowing sum of finite values is checked exactly
+    if not bool(torch.isfinite(sr.sum())) and not bool(torch.isfinite(sr).all()):
+        raise ValueError(f"{name}: sr (the output scored) is not finite: {_nonfinite(sr)}; it is not clamped")
+    if hr.device.type == "cpu" and hr.dtype in (torch.float32, torch.float64):  # numpy's min/max: faster
+        a = hr.detach().numpy()
+        low, high = float(a.min()), float(a.max())
+    else:
+        low, high = (float(v) for v in torch.aminmax(hr))
+    if not (low >= 0.0 and high <= 1.0):  # NaN fails both comparisons
+        if not bool(torch.isfinite(hr).all()):
+            raise ValueError(f"{name}: hr (the reference) is not finite: {_nonfinite(hr)}")
+        outside = int(((hr < 0) | (hr > 1)).sum())
+        raise ValueError(
+            f"{name}: hr (the reference) must lie in [0, 1] (an n-bit image divided by 2^n - 1); it spans "
+            f"[{low:.6g}, {high:.6g}] with {outside} value(s) outside"
+        )
+
+
 def score(
     sr: torch.Tensor, hr: torch.Tensor, *, scale: int, bit_depth: int = 8, y_channel: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return the protocol's per-image ``(psnr, ssim)``: SR quantized to ``bit_depth``, shave = scale, Y."""
-    if not isinstance(bit_depth, int) or not 1 <= bit_depth <= 32:
-        raise ValueError(f"score: bit_depth must be an integer in 1..32, got {bit_depth!r}")
+    """Return the protocol's per-image ``(psnr, ssim)``: SR quantized to ``bit_depth``, shave = scale, Y.
+
+    Refused with one ``ValueError`` each: a scale or bit depth that is not an integer (a bool included),
+    an empty batch, SR with NaN or Inf values (counted and named, never clamped), HR outside [0, 1].
+    """
+    scale, bit_depth = _check_protocol_args(scale, bit_depth, "score")
+    _check(sr, hr, scale, "score", SSIM_WINDOW)
+    with _one_thread(sr.device):  # small reductions: threads would wait for each other on a busy machine
+        _check_values(sr, hr, "score")
     p, s = _scores(sr, hr, scale, y_channel, bit_depth, True, "score")
     assert s is not None
     return p, s
@@ -488,16 +540,32 @@ class SRMetric(Metric):
 
     def __init__(self, scale: int, bit_depth: int = 8, y_channel: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.scale = int(scale)
-        self.bit_depth = int(bit_depth)
+        self.scale, self.bit_depth = _check_protocol_args(scale, bit_depth, "SRMetric")
         self.y_channel = bool(y_channel)
         zero = torch.tensor(0.0, dtype=torch.float64)
         self.add_state("psnr_sum", default=zero.clone(), dist_reduce_fx="sum")
         self.add_state("ssim_sum", default=zero.clone(), dist_reduce_fx="sum")
         self.add_state("count", default=torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum")
+        self.add_state("nonfinite", default=torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum")
 
     def update(self, sr: torch.Tensor, hr: torch.Tensor) -> None:
-        """Score a batch (N, C, H, W) and add its per-image values to the sums."""
+        """Score a batch (N, C, H, W) and add its per-image values to the sums.
+
+        An image whose SR holds NaN or Inf (which :func:`score` refuses) is not clamped into a number: it
+        makes the sums NaN and is counted in ``nonfinite``, so the mean says so after the ranks' sync
+        (every rank sees the same NaN; a caller raises there, as ``SRModule`` does).
+        """
+        if sr.ndim == 4 and sr.shape[0] and not bool(torch.isfinite(sr.sum())):
+            finite = torch.isfinite(sr.flatten(1)).all(dim=1)
+            bad = int((~finite).sum())
+            if bad:
+                self.nonfinite += bad
+                self.count += bad
+                self.psnr_sum += float("nan")
+                self.ssim_sum += float("nan")
+                if bad == sr.shape[0]:
+                    return
+                sr, hr = sr[finite], hr[finite]
         p, s = score(sr, hr, scale=self.scale, bit_depth=self.bit_depth, y_channel=self.y_channel)
         self.psnr_sum += p.sum().to(self.psnr_sum)
         self.ssim_sum += s.sum().to(self.ssim_sum)

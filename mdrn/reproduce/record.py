@@ -63,6 +63,7 @@ def record(output: str | os.PathLike[str], command: Sequence[str], *, log: bool 
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     started = _dt.datetime.now(_dt.timezone.utc)
+    commit = _git_commit()  # the code that runs (read before: commits made meanwhile are not it)
     t0 = time.perf_counter()
     log_lines: list[str] = []
     proc = subprocess.Popen(list(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -78,7 +79,7 @@ def record(output: str | os.PathLike[str], command: Sequence[str], *, log: bool 
         "started_utc": started.isoformat(timespec="seconds"),
         "finished_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "seconds": round(time.perf_counter() - t0, 1),
-        "git_commit": _git_commit(),
+        "git_commit": commit,
         "returncode": code,
     }
     write_text(run_info_path(output), json.dumps(info, indent=2) + "\n")
@@ -146,6 +147,86 @@ def run_info(output: str | os.PathLike[str]) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+#: the recipes of the trained presets
+RECIPES = ROOT / "conf" / "experiment"
+
+
+def recipe_files(name: str, recipes: Path = RECIPES) -> list[Path]:
+    """A preset's recipe file and the recipes it builds on (its ``defaults`` entries that are recipes)."""
+    import yaml
+
+    out: list[Path] = []
+    todo = [name]
+    while todo:
+        path = recipes / f"{todo.pop(0)}.yaml"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such recipe")
+        if path in out:
+            continue
+        out.append(path)
+        for entry in (yaml.safe_load(path.read_text()) or {}).get("defaults") or []:
+            if isinstance(entry, str) and entry != "_self_" and (recipes / f"{entry}.yaml").is_file():
+                todo.append(entry)
+    return out
+
+
+def recipe_sha256(name: str, recipes: Path = RECIPES) -> str:
+    """SHA-256 of a preset's recipe text (its file and the recipes it builds on, in order)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for path in recipe_files(name, recipes):
+        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def add_note(
+    output: str | os.PathLike[str], text: str, *, kind: str = "note", preset: str | None = None
+) -> dict:
+    """Append a dated note to a recorded run (``<output>.run.json`` ``notes``), written after the run.
+
+    ``kind="selection"`` with ``preset``: why the run does not follow today's selection rule (it predates
+    it), bound to the recipe text it was recorded with (``recipe_sha256``): a changed recipe is no longer
+    covered by the note. Returns the note.
+    """
+    info = run_info(output)
+    if info is None:
+        raise FileNotFoundError(f"{run_info_path(output)}: no run record to annotate")
+    note: dict[str, Any] = {
+        "kind": kind,
+        "added_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "added_at_commit": _git_commit(),
+        "text": text,
+    }
+    if preset is not None:
+        note["recipe_sha256"] = recipe_sha256(preset)
+    info.setdefault("notes", []).append(note)
+    write_text(run_info_path(output), json.dumps(info, indent=2) + "\n")
+    return note
+
+
+def notes(output: str | os.PathLike[str], kind: str | None = None) -> list[dict]:
+    """The notes added to a recorded run after it ran (of one ``kind``, or all)."""
+    info = run_info(output) or {}
+    return [n for n in info.get("notes", []) if kind is None or n.get("kind") == kind]
+
+
+def trained_model(path: str | os.PathLike[str]) -> Path | None:
+    """The recorded model file behind a recorded output: itself (``models/<preset>.safetensors``) or the
+    ``weights=...safetensors`` a recorded score CSV's command evaluated; None where there is none."""
+    info = run_info(path)
+    if info is None:
+        return None
+    if info.get("checkpoint"):
+        return Path(path)
+    for arg in shlex.split(info.get("command", "")):
+        if arg.startswith("weights=") and arg.endswith(".safetensors"):
+            model = Path(arg.split("=", 1)[1])
+            model = model if model.is_absolute() else Path(path).parent.parent / "models" / model.name
+            return model if run_info(model) is not None else None
+    return None
+
+
 def checkpoint_line(path: str | os.PathLike[str]) -> str | None:
     """Which checkpoint a recorded model file holds, or the model a recorded score CSV evaluated.
 
@@ -153,17 +234,27 @@ def checkpoint_line(path: str | os.PathLike[str]) -> str | None:
     (val/psnr ... on ...) at step N``). A score CSV: that of the ``weights=...`` file its command names.
     None where the run is not recorded or evaluated no trained preset.
     """
-    info = run_info(path)
-    if info is None:
-        return None
-    if info.get("checkpoint"):
-        return str(info["checkpoint"]["line"])
-    for arg in shlex.split(info.get("command", "")):
-        if arg.startswith("weights=") and arg.endswith(".safetensors"):
-            model = Path(arg.split("=", 1)[1])
-            model = model if model.is_absolute() else Path(path).parent.parent / "models" / model.name
-            return checkpoint_line(model)
-    return None
+    model = trained_model(path)
+    ckpt = (run_info(model) or {}).get("checkpoint") if model is not None else None
+    return str(ckpt["line"]) if ckpt else None
+
+
+def selection_facts(model: str | os.PathLike[str], results: Path = RESULTS) -> list[str]:
+    """How a recorded preset's checkpoint was chosen: whether its recipe stated the rule before the run
+    (its recorded config's ``selection``), then every note added to its record afterwards, dated."""
+    from omegaconf import OmegaConf
+
+    model = Path(model)
+    config = results / "train" / f"{model.stem}_config.yaml"
+    stated = OmegaConf.load(config).get("selection") if config.is_file() else None
+    facts = [
+        f"rule stated in its recipe before the run: `selection: {stated}`"
+        if stated
+        else "its recipe had no `selection:` key before the run (recorded before recipes stated one; it "
+        "followed its checkpoint callbacks, as its checkpoint line says)"
+    ]
+    facts += [f"note added {n['added_utc'][:10]}: {n['text']}" for n in notes(model)]
+    return facts
 
 
 def run_line(paths: Sequence[Path]) -> str:

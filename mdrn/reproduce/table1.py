@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mdrn.reproduce.record import checkpoint_line, run_line
+from mdrn.reproduce.record import checkpoint_line, run_line, selection_facts, trained_model
 from mdrn.reproduce.results import (
     DATA_HINT,
     NOT_RUN_DATA,
@@ -225,15 +225,24 @@ def render_table1(results: Path = RESULTS, pub: Mapping[str, Any] | None = None)
         f"`data/benchmark` (then {DATA_HINT} = data/benchmark) where there is network. "
         "Then `make table1` re-renders.\n"
     )
-    md.append("\n## Checkpoints\n")
+    md.append("\n## Checkpoints and selection rules\n")
     md.append(
-        "The trained rows use the checkpoint each run tested (mdrn.training.selection: the best by val/psnr "
-        "on validation images that are never test images, else the last); the same weights are in "
-        "`results/models/` and in the run's printed table:\n"
+        "The trained rows use the checkpoint each run tested (mdrn.training.selection: the rule its recipe "
+        "states, `selection: best` = the highest val/psnr on validation images that are never test images, "
+        "`selection: last` = the last step); the same weights are in `results/models/` and in the run's "
+        "printed table. Per cell: the checkpoint, whether the rule was stated before the run, and the "
+        "notes added to the run's record afterwards:\n"
     )
     for src in TABLE1_SOURCES:
-        per_scale = {s: line for (_, s), line in _checkpoints(files_by[id(src)]).items()}
-        md += [f"- {src.method} x{s}: {line}" for s, line in sorted(per_scale.items())]
+        by_model: dict[Path, list[int]] = {}
+        for f in files_by[id(src)]:
+            model = trained_model(f)
+            if model is not None:
+                by_model.setdefault(model, []).extend(s for _, s in mean_scores([f]))
+        for model, scales in by_model.items():
+            cells = ", ".join(f"x{s}" for s in sorted(set(scales)))
+            md.append(f"- {src.method} {cells} (`{model.stem}`): {checkpoint_line(model)}")
+            md += [f"  - {fact}" for fact in selection_facts(model, results)]
     md.append("\n## Recorded runs\n")
     for src in TABLE1_SOURCES + TABLE1_EXTRA:
         if files_by[id(src)]:

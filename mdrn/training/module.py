@@ -309,10 +309,12 @@ class SRModule(L.LightningModule):
                 seen = int(self.trainer.strategy.reduce(metric.count.double(), reduce_op="sum"))
                 if seen == 0:
                     continue  # no image of this set on any rank (e.g. limit_val_batches): nothing to log
+                bad = int(self.trainer.strategy.reduce(metric.nonfinite.double(), reduce_op="sum"))
                 raise FloatingPointError(
                     f"{stage} set {name!r} x{s}: mean PSNR {float(values['psnr'])} dB, SSIM "
                     f"{float(values['ssim'])} over {seen} image(s) is not finite: NaN means the network "
-                    "output NaN/inf (diverged training?); +inf PSNR means an SR image equal to its HR"
+                    f"output NaN/inf ({bad} image(s) here; diverged training?); +inf PSNR means an SR image "
+                    "equal to its HR"
                 )
             for k in ("psnr", "ssim"):
                 out[f"{stage}/{name}_x{s}/{k}"] = float(values[k])

@@ -7,20 +7,28 @@ presets are checked by ``tests/test_experiments.py``), so no test image takes pa
 run's printed test table, ``test_results.txt``, ``checkpoint.json`` (beside them), the recorded
 ``.run.json`` and the rendered tables all name the same checkpoint with :meth:`Selection.describe`, e.g.
 ``checkpoint: best (val/psnr 41.2345 on sample_val_8bit x2) at step 19000``.
+
+A recipe states its rule before it runs: the config key ``selection`` (``best`` or ``last``; every
+``conf/experiment`` recipe states it, ``tests/test_selection_rules.py`` checks that, and that a ``best``
+rule validates on at least :data:`MIN_VAL_IMAGES` images). :func:`check_rule` refuses a run whose
+callbacks would do something else than the stated rule, and the run's ``checkpoint.json`` carries it.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "MIN_VAL_IMAGES",
+    "RULES",
     "SELECTION_FILE",
     "Selection",
+    "check_rule",
     "given_checkpoint",
     "read_selection",
     "select_checkpoint",
@@ -29,6 +37,12 @@ __all__ = [
 
 #: the file a training run writes in its output folder
 SELECTION_FILE = "checkpoint.json"
+#: the rules a config may state (``selection: best`` / ``selection: last``)
+RULES = ("best", "last")
+#: the fewest validation images a ``best`` rule selects on (recipes in ``conf/experiment``)
+MIN_VAL_IMAGES = 8
+#: the metric and direction of the ``best`` rule
+MONITOR, MODE = "val/psnr", "max"
 
 
 @dataclass(frozen=True)
@@ -41,6 +55,7 @@ class Selection:
     monitor: str | None = None
     score: float | None = None
     val_sets: Sequence[str] = field(default_factory=tuple)
+    rule: str | None = None  # the rule the config stated before the run (None: not stated)
 
     def describe(self) -> str:
         """One line: ``checkpoint: best (val/psnr on sample_val_8bit x2) at step N``, or last/given."""
@@ -56,6 +71,43 @@ class Selection:
     def to_dict(self) -> dict[str, Any]:
         """JSON-able fields plus the ``describe`` line."""
         return {**asdict(self), "val_sets": list(self.val_sets), "line": self.describe()}
+
+
+def check_rule(rule: str | None, callbacks: Mapping[str, Any] | None, n_val_sources: int) -> str:
+    """The rule a run follows: the stated one, checked against its callbacks and validation sets.
+
+    ``best`` needs validation sets and a checkpoint callback monitoring ``val/psnr`` in mode ``max``;
+    ``last`` needs no monitoring checkpoint callback. ``None`` (not stated: ad-hoc runs) gives what the
+    callbacks do. Anything else raises one ``ValueError`` naming the config keys to change.
+    """
+    monitoring = {
+        name: (cb.get("monitor"), cb.get("mode", "min"))
+        for name, cb in (callbacks or {}).items()
+        if isinstance(cb, Mapping)
+        and str(cb.get("_target_", "")).endswith("ModelCheckpoint")
+        and cb.get("monitor")
+    }
+    if rule is None:
+        return "best" if monitoring and n_val_sources else "last"
+    if rule not in RULES:
+        raise ValueError(f"selection: {rule!r} is not a selection rule (one of {', '.join(RULES)})")
+    if rule == "last" and monitoring:
+        names = ", ".join(f"callbacks.{n}" for n in monitoring)
+        raise ValueError(f"selection: last, but {names} keeps a best checkpoint: set {names}=null")
+    if rule == "best":
+        if not n_val_sources:
+            raise ValueError("selection: best needs validation sets (data.val is empty)")
+        if not monitoring:
+            raise ValueError(
+                "selection: best, but no checkpoint callback monitors val/psnr (callbacks.best_checkpoint)"
+            )
+        wrong = {n: m for n, m in monitoring.items() if m != (MONITOR, MODE)}
+        if wrong:
+            got = "; ".join(f"callbacks.{n}: monitor {m[0]}, mode {m[1]}" for n, m in wrong.items())
+            raise ValueError(
+                f"selection: best keeps the highest {MONITOR} (monitor {MONITOR}, mode {MODE}); got {got}"
+            )
+    return rule
 
 
 def val_set_names(keys: Iterable[tuple[str, int]]) -> list[str]:
@@ -74,15 +126,17 @@ def _checkpoint_step(path: str | os.PathLike[str]) -> int | None:
     return int(step) if step is not None else None
 
 
-def select_checkpoint(trainer: Any, val_keys: Iterable[tuple[str, int]] = ()) -> Selection:
+def select_checkpoint(
+    trainer: Any, val_keys: Iterable[tuple[str, int]] = (), rule: str | None = None
+) -> Selection:
     """The checkpoint to test after ``trainer.fit``: the best of a monitoring callback, else the last."""
     sets = val_set_names(val_keys)
     for cb in getattr(trainer, "checkpoint_callbacks", []):
         if getattr(cb, "monitor", None) and cb.best_model_path and cb.best_model_score is not None:
             path = str(cb.best_model_path)
             score = float(cb.best_model_score)
-            return Selection("best", _checkpoint_step(path), path, cb.monitor, score, tuple(sets))
-    return Selection("last", int(trainer.global_step), val_sets=tuple(sets))
+            return Selection("best", _checkpoint_step(path), path, cb.monitor, score, tuple(sets), rule)
+    return Selection("last", int(trainer.global_step), val_sets=tuple(sets), rule=rule)
 
 
 def given_checkpoint(path: str | os.PathLike[str]) -> Selection:
