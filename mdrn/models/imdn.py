@@ -83,8 +83,8 @@ class IMDN(SRNet):
     def __init__(self, n_feats: int = 64, n_blocks: int = 6, scale: int = 4) -> None:
         args = dict(n_feats=n_feats, n_blocks=n_blocks, scale=int(scale))
         super().__init__(scales=(int(scale),), n_colors=3, spec_args=args)
-        if n_feats < 4 or n_feats % 4:
-            raise ValueError(f"n_feats must be a positive multiple of 4, got {n_feats}")
+        if n_feats < 16 or n_feats % 4:
+            raise ValueError(f"n_feats must be a multiple of 4, at least 16 (attention: 1/16), got {n_feats}")
         self.scale = int(scale)
         self.n_feats = int(n_feats)
         self.head = conv(3, n_feats, 3)
