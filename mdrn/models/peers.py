@@ -58,7 +58,7 @@ class PeerWeights:
 _CARN = ("nmhkahn/CARN-pytorch", "40d3514f81cccd680d846cd5ab07af35f2c8e0e2")
 _IMDN = ("Zheng222/IMDN", "8f158e6a5ac9db6e5857d9159fd4a6c4214da574")
 _RLFN = ("bytedance/RLFN", "bccfde91bf8b2de80789ec033a029e6f2a932330")
-_NO_LICENCE = "none stated (all rights reserved): downloaded from the authors, never redistributed"
+_NO_LICENCE = "no licence stated: not redistributable"
 
 #: name -> the authors' file (``mdrn.weights.load_model(name)`` downloads it, checks the sha256, converts it)
 PEER_WEIGHTS: dict[str, PeerWeights] = {
