@@ -100,6 +100,7 @@ def _evaluate(cfg: DictConfig, out_dir: Path | None) -> list[dict[str, Any]]:
     missing = [s for s in scales if s not in net.scales]
     if missing:
         raise SystemExit(f"mdrn.evaluate: {type(net).__name__} serves {list(net.scales)}, not {missing}")
+    window = ev.get("window", "auto") or "none"  # the network's own rule, or one forced on every model
     root = Path(ev.root).expanduser()
     files = _set_files(cfg, root)
     n_images = sum(len(v) for v in files.values())
@@ -120,7 +121,9 @@ def _evaluate(cfg: DictConfig, out_dir: Path | None) -> list[dict[str, Any]]:
             for s in scales:
                 hr = modcrop(hr_full, s)
                 lr = make_lr(hr, s, img.bit_depth).float().to(cfg.get("device", "cpu"))
-                sr = upscale(net, lr, s, tile=ev.get("tile"), ensemble=bool(ev.get("self_ensemble")))
+                sr = upscale(
+                    net, lr, s, tile=ev.get("tile"), ensemble=bool(ev.get("self_ensemble")), window=window
+                )
                 p, q = score(sr.cpu(), hr, scale=s, bit_depth=img.bit_depth, y_channel=bool(ev.y_channel))
                 rows.append(
                     {"set": str(set_name), "scale": s, "image": f.name, "psnr": float(p), "ssim": float(q)}

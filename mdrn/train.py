@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mdrn.data import DataNotFoundError
 from mdrn.models import Bicubic
+from mdrn.models.window import rule_of
 from mdrn.training.callbacks import ValidateAtEnd, ValidationReport
 from mdrn.training.config import instantiate_group, print_config, results_table
 from mdrn.training.module import AtomicCheckpointIO, SRModule
@@ -149,6 +150,7 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         data_cfg,
         scales=list(data_cfg.scales) if data_cfg.get("scales") else list(net.scales),
         n_colors=int(data_cfg.n_colors) if data_cfg.get("n_colors") else int(net.n_colors),
+        input_window=rule_of(net),  # training patches are mapped as the network's inputs will be
     )
     if not fit:
         dm.train_sources, dm.val_sources = [], []

@@ -136,6 +136,11 @@ def _parser() -> argparse.ArgumentParser:
         help="refuse input images (or slices) of more pixels, checked before decoding "
         f"(default {DEFAULT_MAX_PIXELS:.0e}; 0 = no limit)",
     )
+    p.add_argument(
+        "--window", choices=("auto", "none", "percentile"), default="auto", help="intensity window of the "
+        "network's input, one per image or series, mapped back exactly: auto = the one the model was "
+        "trained with (default), none, or percentile (0.1-99.9%%, e.g. for a model trained without one)"
+    )  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda if available)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
@@ -201,6 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         overwrite=args.overwrite,
         max_pixels=args.max_pixels or None,
         plane=args.plane,
+        window=args.window,
     )
     items = expand_inputs(args.inputs, args.output, f"_x{args.scale}_{how.model}", opts)
     if not items:

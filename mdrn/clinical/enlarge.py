@@ -36,6 +36,7 @@ from mdrn.io.images import (
     write_bands,
 )
 from mdrn.models.inference import DEFAULT_OVERLAP, default_overlap, upscale
+from mdrn.models.window import IntensityWindow, WindowRule, rule_of
 
 __all__ = [
     "BICUBIC",
@@ -51,6 +52,7 @@ __all__ = [
     "model_name",
     "output_format",
     "output_name",
+    "stack_window",
     "upscale_image",
 ]
 
@@ -85,6 +87,7 @@ class UpscaleOptions:
     plane: str = "ij"
     band_values: int | None = None  # None: DEFAULT_BAND_VALUES
     memory: int | None = ACTIVATION_MEMORY
+    window: str = "auto"  # intensity window: the model's own (auto), none, or percentile (mdrn.models.window)
 
 
 def load_network(weights: str | os.PathLike[str], scale: int | None = None) -> nn.Module:
@@ -140,12 +143,35 @@ def output_name(stem: str, scale: int, model: str, suffix: str) -> str:
     return f"{stem}_x{scale}_{model}{suffix}"
 
 
-def _enlarge_rows(net: nn.Module, pixels: np.ndarray, bit_depth: int, opts: UpscaleOptions) -> np.ndarray:
+def _rule(net: nn.Module, opts: UpscaleOptions) -> WindowRule:
+    """The window rule of this run: the network's own (``auto``) or the one ``opts.window`` names."""
+    return rule_of(net) if opts.window == "auto" else WindowRule.parse(opts.window)
+
+
+def stack_window(net: nn.Module, stack: Stack, opts: UpscaleOptions) -> IntensityWindow | None:
+    """One intensity window for a whole image, series, multi-frame image or volume (None: no window).
+
+    Every slice is read once more for it (an even sample of its values), so the slices of a series keep
+    one mapping and stay comparable, and bands and tiles share it.
+    """
+    rule = _rule(net, opts)
+    if not rule.active:
+        return None
+    n = stack.n_slices
+    first = stack.slice(0)
+    arrays = (first.array if i == 0 else stack.slice(i).array for i in range(n))
+    return rule.fit_many(arrays, first.bit_depth, count=n)
+
+
+def _enlarge_rows(
+    net: nn.Module, pixels: np.ndarray, bit_depth: int, opts: UpscaleOptions, window: IntensityWindow | None
+) -> np.ndarray:
     """Enlarged, quantized pixels of a block of rows (quantized in pieces: small float64 temporaries)."""
     x = image_to_tensor(ImageData(pixels, bit_depth))
     y = upscale(
         net, x, opts.scale, tile=opts.tile, overlap=opts.overlap, ensemble=opts.ensemble, device=opts.device,
         memory=opts.memory, reuse_memory=False,  # bounded memory: glibc gives large buffers back
+        window=window,  # the whole image's (or series') window, never the band's own
     )  # fmt: skip
     step = max(1, _QUANTIZE_ROWS // (y.shape[0] * y.shape[2]))
     parts = [tensor_to_array(y[:, r : r + step], bit_depth) for r in range(0, y.shape[1], step)]
@@ -158,11 +184,17 @@ def band_rows(width: int, channels: int, opts: UpscaleOptions) -> int:
     return max(1, budget // (width * channels * opts.scale * opts.scale))
 
 
-def enlarge_bands(net: nn.Module, image: ImageData, opts: UpscaleOptions) -> Iterator[np.ndarray]:
+def enlarge_bands(
+    net: nn.Module, image: ImageData, opts: UpscaleOptions, window: IntensityWindow | None | str = "image"
+) -> Iterator[np.ndarray]:
     """The enlarged image band by band, top to bottom, in its bit depth; an alpha channel is appended
-    (enlarged with bicubic interpolation) when the image has one."""
+    (enlarged with bicubic interpolation) when the image has one. ``window``: the intensity window of the
+    series the image belongs to (:func:`stack_window`), or ``"image"`` to fit one to this image alone."""
     from mdrn.models import Bicubic
 
+    if isinstance(window, str):
+        rule = _rule(net, opts)
+        window = rule.fit_many([image.array], image.bit_depth) if rule.active else None
     s, h = opts.scale, image.height
     channels = image.channels + (image.alpha is not None)
     step = band_rows(image.width, channels, opts)
@@ -172,9 +204,9 @@ def enlarge_bands(net: nn.Module, image: ImageData, opts: UpscaleOptions) -> Ite
         r1 = min(h, r0 + step)
         a0, a1 = max(0, r0 - context), min(h, r1 + context)
         core = slice((r0 - a0) * s, (r1 - a0) * s)
-        band = _enlarge_rows(net, image.array[a0:a1], image.bit_depth, opts)[core]
+        band = _enlarge_rows(net, image.array[a0:a1], image.bit_depth, opts, window)[core]
         if bicubic is not None:
-            alpha = _enlarge_rows(bicubic, image.alpha[a0:a1], image.bit_depth, opts)[core]
+            alpha = _enlarge_rows(bicubic, image.alpha[a0:a1], image.bit_depth, opts, None)[core]
             band = np.dstack([band, alpha])
         yield band
 
@@ -185,10 +217,17 @@ def upscale_image(net: nn.Module, image: ImageData, opts: UpscaleOptions) -> np.
     return np.concatenate(bands) if len(bands) > 1 else bands[0]
 
 
-def _write_image(net: nn.Module, image: ImageData, dest: Path, opts: UpscaleOptions, how: Any) -> Path:
+def _write_image(
+    net: nn.Module,
+    image: ImageData,
+    dest: Path,
+    opts: UpscaleOptions,
+    how: Any,
+    window: IntensityWindow | None | str = "image",
+) -> Path:
     channels = image.channels + (image.alpha is not None)
     return write_bands(
-        dest, enlarge_bands(net, image, opts), height=image.height * opts.scale,
+        dest, enlarge_bands(net, image, opts, window), height=image.height * opts.scale,
         width=image.width * opts.scale, channels=channels, bit_depth=image.bit_depth,
         reference=image if image.dicom is not None else None, derivation=how, overwrite=opts.overwrite,
     )  # fmt: skip
@@ -209,13 +248,14 @@ def _series(
     errors: list[tuple[Path, Exception]] | None,
 ) -> list[Path]:
     written = []
+    window = stack_window(net, stack, opts)  # one mapping for the whole series
     for i, file in enumerate(stack.files):
         try:
             image = stack.slice(i)
             suffix = FORMATS[output_format(image, opts.fmt)]
             dest = out_dir / output_name(file.stem, opts.scale, how.model, suffix)
             _check_free(dest, opts)
-            written.append(_write_image(net, image, dest, opts, how))
+            written.append(_write_image(net, image, dest, opts, how, window))
         except (ValueError, OSError, RuntimeError) as err:
             if errors is None:
                 raise
@@ -234,10 +274,11 @@ def _frames(
     dest = out_dir / output_name(stack.name, s, how.model, ".dcm")
     _check_free(dest, opts)
     first = stack.slice(0)
+    window = stack_window(net, stack, opts)
 
     def frames() -> Iterator[np.ndarray]:
         for i in range(n):
-            yield from enlarge_bands(net, first if i == 0 else stack.slice(i), opts)
+            yield from enlarge_bands(net, first if i == 0 else stack.slice(i), opts, window)
             if progress is not None:
                 progress(i + 1, n)
 
@@ -258,10 +299,11 @@ def _volume(
     suffix = ".nii.gz" if stack.path.name.lower().endswith(".gz") else ".nii"
     dest = out_dir / output_name(stack.name, s, how.model, suffix)
     _check_free(dest, opts)
+    window = stack_window(net, stack, opts)
 
     def slices() -> Iterator[tuple[int, np.ndarray]]:
         for i in range(n):
-            bands = list(enlarge_bands(net, stack.slice(i), opts))
+            bands = list(enlarge_bands(net, stack.slice(i), opts, window))
             yield i, np.concatenate(bands) if len(bands) > 1 else bands[0]
             if progress is not None:
                 progress(i + 1, n)

@@ -217,8 +217,11 @@ class SRDataModule(L.LightningDataModule):
         verify_cache: str = "size",
         pin_memory: bool = False,
         repeat_batches: int = 0,
+        input_window: Any = None,
     ) -> None:
         super().__init__()
+        #: the network's input window rule (mdrn.models.window): training patches are mapped by it
+        self.input_window = input_window
         self.train_sources = [dict(s) for s in train]
         self.val_sources = [dict(s) for s in val]
         self.test_sources = [dict(s) for s in (val if test is None else test)]
@@ -327,7 +330,9 @@ class SRDataModule(L.LightningDataModule):
                 _get(s, "weight") is not None for _, s in caches
             ):
                 raise ValueError("give a weight to every training source or to none")
-            self.train_set = TrainPatchDataset(usable, self.patch_size, self.n_colors)
+            self.train_set = TrainPatchDataset(
+                usable, self.patch_size, self.n_colors, window=self.input_window
+            )
             self.batch_sampler = ScaleBatchSampler(
                 n_images=len(self.train_set),
                 batch_size=self.batch_size,

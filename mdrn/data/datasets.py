@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from mdrn.data.cache import CachedImage, ImageCache, patch_to_tensor
+from mdrn.models.window import IntensityWindow, WindowRule
 from mdrn.protocol.resize import modcrop
 
 __all__ = ["EvalDataset", "ScaleBatchSampler", "TrainPatchDataset", "augment", "match_channels"]
@@ -129,16 +130,36 @@ class ScaleBatchSampler(Sampler[list[tuple[int, int, int]]]):
 
 
 class TrainPatchDataset(Dataset):
-    """Aligned random (LR, HR) patches from cached images; indexed by ``(image, scale, patch seed)``."""
+    """Aligned random (LR, HR) patches from cached images; indexed by ``(image, scale, patch seed)``.
+
+    With an active ``window`` rule (:mod:`mdrn.models.window`, the network's ``input_window``) both
+    patches are mapped by the window of their whole LR image at that scale, as inference maps a whole
+    image: the network learns on the values it will see, and its loss is taken on that scale.
+    """
 
     def __init__(
-        self, caches: Sequence[ImageCache], patch_size: int = 48, n_colors: int = 3, augment: bool = True
+        self,
+        caches: Sequence[ImageCache],
+        patch_size: int = 48,
+        n_colors: int = 3,
+        augment: bool = True,
+        window: WindowRule | str | None = None,
     ) -> None:
         self.caches = list(caches)
         self.patch_size = int(patch_size)
         self.n_colors = int(n_colors)
         self.augment = augment
+        self.window = WindowRule.parse(window)
+        self._windows: dict[tuple[int, int], IntensityWindow] = {}
         self._index = [(c, i) for c, cache in enumerate(self.caches) for i in range(len(cache))]
+
+    def window_of(self, i: int, scale: int) -> IntensityWindow:
+        """The window of image ``i``'s whole LR at ``scale`` (computed once per worker)."""
+        key = (int(i), int(scale))
+        if key not in self._windows:
+            img = self.image(i)
+            self._windows[key] = self.window.fit_many([img.lr[scale]], img.bit_depth)
+        return self._windows[key]
 
     def __len__(self) -> int:
         return len(self._index)
@@ -160,6 +181,9 @@ class TrainPatchDataset(Dataset):
         y, x = int(g.integers(0, h - p + 1)), int(g.integers(0, w - p + 1))
         lr_p = patch_to_tensor(lr[y : y + p, x : x + p], img.bit_depth)
         hr_p = patch_to_tensor(hr[y * scale : (y + p) * scale, x * scale : (x + p) * scale], img.bit_depth)
+        if self.window.active:
+            win = self.window_of(i, scale)
+            lr_p, hr_p = win.apply(lr_p[None])[0], win.apply(hr_p[None])[0]
         pick = int(g.integers(0, 3))
         lr_p, hr_p = match_channels(lr_p, self.n_colors, pick), match_channels(hr_p, self.n_colors, pick)
         if self.augment:

@@ -20,6 +20,7 @@ from mdrn.models.rlfn import RLFN
 from mdrn.models.srcnn import SRCNN
 from mdrn.models.srresnet import SRResNet
 from mdrn.models.vdsr import VDSR
+from mdrn.models.window import rule_of, set_rule
 
 __all__ = [
     "MDRN",
@@ -47,10 +48,18 @@ def _jsonable(value: Any) -> Any:
 
 
 def model_spec(net: nn.Module) -> dict[str, Any]:
-    """Return ``{"arch": class name, "args": constructor arguments}`` (JSON-able) of an mdrn network."""
+    """Return ``{"arch": class name, "args": constructor arguments}`` (JSON-able) of an mdrn network,
+    plus ``"input_window"`` (:mod:`mdrn.models.window`) when the network was trained with one."""
     if not isinstance(net, SRNet):
         raise ValueError(f"model_spec expects an mdrn.models network, got {type(net).__name__}")
-    return {"arch": type(net).__name__, "args": {k: _jsonable(v) for k, v in net.spec_args.items()}}
+    spec: dict[str, Any] = {
+        "arch": type(net).__name__,
+        "args": {k: _jsonable(v) for k, v in net.spec_args.items()},
+    }
+    rule = rule_of(net)
+    if rule.active:
+        spec["input_window"] = rule.to_dict()
+    return spec
 
 
 def _architectures() -> dict[str, type[SRNet]]:
@@ -76,6 +85,7 @@ def build_model(spec: dict[str, Any]) -> SRNet:
         if isinstance(args.get(key), list):
             args[key] = tuple(args[key])
     try:
-        return archs[arch](**args)
+        net = archs[arch](**args)
     except TypeError as exc:
         raise ValueError(f"bad arguments for {arch}: {args!r} ({exc})") from exc
+    return set_rule(net, spec.get("input_window"))

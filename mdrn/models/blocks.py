@@ -25,7 +25,10 @@ __all__ = [
     "SRNet",
     "Upsampler",
     "YChannelNet",
+    "balance_subpixel_",
     "conv",
+    "icnr_",
+    "project_",
     "scale_factors",
 ]
 
@@ -191,21 +194,83 @@ class ResidualBody(nn.Sequential):
         return x + super().forward(x)
 
 
+def icnr_(conv: nn.Conv2d, r: int) -> None:
+    """ICNR (Aitken et al. 2017): give every sub-pixel phase of a ``conv -> PixelShuffle(r)`` the same
+    filter (Kaiming-normal) and bias 0, so the stage starts as a nearest-neighbour upsampling of its input."""
+    phases = r * r
+    out = conv.weight.shape[0]
+    if out % phases:
+        raise ValueError(f"a sub-pixel convolution of {out} outputs cannot feed PixelShuffle({r})")
+    sub = torch.empty(
+        out // phases, *conv.weight.shape[1:], dtype=conv.weight.dtype, device=conv.weight.device
+    )
+    nn.init.kaiming_normal_(sub, nonlinearity="linear")
+    with torch.no_grad():
+        conv.weight.copy_(sub.repeat_interleave(phases, dim=0))
+        if conv.bias is not None:
+            conv.bias.zero_()
+
+
+def balance_subpixel_(conv: nn.Conv2d, r: int) -> None:
+    """Project a ``conv -> PixelShuffle(r)`` so that its ``r x r`` phases answer a flat input alike.
+
+    For each output channel and input channel the phases' filters get the same sum over their taps (the
+    difference spread evenly over the taps), and each output channel's phases the same bias: a locally
+    constant feature map then gives a constant output, never a pattern of period ``r`` (the lattice a
+    sub-pixel upsampler paints into flat tissue). Everything else about the filters stays free.
+    """
+    phases = r * r
+    w = conv.weight
+    c_out, c_in, kh, kw = w.shape
+    with torch.no_grad():
+        v = w.view(c_out // phases, phases, c_in, kh * kw)
+        dc = v.sum(dim=-1, keepdim=True)
+        v.add_((dc.mean(dim=1, keepdim=True) - dc) / (kh * kw))
+        if conv.bias is not None:
+            b = conv.bias.view(c_out // phases, phases)
+            b.copy_(b.mean(dim=1, keepdim=True).expand_as(b))
+
+
 class Upsampler(nn.Sequential):
     """Sub-pixel upsampling by ``scale = 2^a 3^b``: per stage conv(F -> r^2 F) + PixelShuffle(r) [+ act].
 
     x2 and x3 have one stage, x4 two x2 stages, x8 three (EDSR-PyTorch ``Upsampler`` order: the x2
     stages first). Without ``act`` the convs sit at the even indices ``0, 2, 4`` as in the official keys.
+    ``balanced=True``: every stage starts as nearest-neighbour upsampling (:func:`icnr_`) and
+    :meth:`project_` (called after every optimizer step by the training module) keeps its phases' answer to
+    a flat input equal (:func:`balance_subpixel_`); the weights stay a plain sub-pixel convolution, so a
+    trained file loads and runs like any other.
     """
 
-    def __init__(self, scale: int, n_feats: int, act: Callable[[], nn.Module] | None = None) -> None:
+    def __init__(
+        self, scale: int, n_feats: int, act: Callable[[], nn.Module] | None = None, *, balanced: bool = False
+    ) -> None:
         layers: list[nn.Module] = []
+        self.stages: list[tuple[int, int]] = []  # (index of the conv, r)
         for r in scale_factors(scale):
+            self.stages.append((len(layers), r))
             layers += [conv(n_feats, r * r * n_feats, 3), nn.PixelShuffle(r)]
             if act is not None:
                 layers.append(act())
         super().__init__(*layers)
         self.scale = int(scale)
+        self.balanced = bool(balanced)
+        if self.balanced:
+            for i, r in self.stages:
+                icnr_(self[i], r)
+
+    def project_(self) -> None:
+        """Re-impose the balance of the phases (no-op unless ``balanced``)."""
+        if self.balanced:
+            for i, r in self.stages:
+                balance_subpixel_(self[i], r)
+
+
+def project_(net: nn.Module) -> None:
+    """Apply every constraint a network keeps during training (its modules' ``project_``), in place."""
+    for m in net.modules():
+        if m is not net and callable(getattr(m, "project_", None)):
+            m.project_()
 
 
 class YChannelNet(SRNet):

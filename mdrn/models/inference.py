@@ -53,6 +53,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from mdrn.models.window import IntensityWindow, WindowRule, rule_of
 from mdrn.perf import malloc_reuse
 from mdrn.protocol.resize import BICUBIC_RADIUS
 
@@ -67,6 +68,7 @@ __all__ = [
     "receptive_radius",
     "supports_two_stage",
     "upscale",
+    "window_for",
 ]
 
 #: Default context (LR pixels) around every tile core: ``None`` = the network's ``default_overlap``.
@@ -372,6 +374,20 @@ def _upscale_tiled(
             del patch, y, core
 
 
+def window_for(net: nn.Module, x: Tensor, window: object = "auto") -> IntensityWindow | None:
+    """The intensity window ``upscale`` applies to ``x`` (N, C, H, W), or None for none.
+
+    ``window``: ``"auto"`` (the rule the network was trained with, :func:`mdrn.models.window.rule_of`),
+    ``None`` or ``"none"`` (none), a :class:`~mdrn.models.window.WindowRule` (or a mode name / mapping)
+    fitted to ``x``, or an :class:`~mdrn.models.window.IntensityWindow` given as it is (the window of the
+    whole image or series that ``x`` is a band or slice of).
+    """
+    if isinstance(window, IntensityWindow):
+        return None if window.is_identity() else window
+    rule = rule_of(net) if isinstance(window, str) and window == "auto" else WindowRule.parse(window)
+    return rule.fit(x) if rule.active else None
+
+
 def upscale(
     net: nn.Module,
     x: Tensor,
@@ -384,6 +400,7 @@ def upscale(
     out: Tensor | np.ndarray | None = None,
     memory: int | None = DEFAULT_MEMORY,
     reuse_memory: bool = True,
+    window: object = "auto",
 ) -> Tensor:
     """Upscale ``x`` ((C, H, W) or (N, C, H, W), float in [0, 1]) by ``scale``, tiled if ``tile`` is set.
 
@@ -401,9 +418,15 @@ def upscale(
     :func:`mdrn.perf.malloc_reuse` block on CPU (faster; the resident size keeps its peak while it runs);
     ``False`` keeps glibc returning large buffers, for callers that bound memory (the clinician tools:
     a 36 MP 16-bit image x2 peaked at 2.54 GB with it, 1.58 GB without).
+    ``window`` maps the values the network sees and maps its output back exactly (see :func:`window_for`;
+    default: the network's own rule, which is none for networks trained without one); give the window of
+    the whole image when ``x`` is a band of it, so bands and tiles share one mapping.
     """
     squeeze = x.dim() == 3
     x4 = _check_input(net, x, scale)
+    win = window_for(net, x4, window)
+    if win is not None:
+        x4 = win.apply(x4)
     if tile is not None and tile < 1:
         raise ValueError(f"tile must be a positive number of LR pixels, got {tile}")
     if overlap is None:
@@ -466,6 +489,8 @@ def upscale(
                     warnings.warn(f"upscale: out of memory on {dev}; retrying with {retry}", stacklevel=2)
                     if torch.cuda.is_available():
                         torch.cuda.empty_cache()
+            if win is not None:
+                win.invert_(dest)
     finally:
         net.train(was_training)
     return dest[0] if squeeze else dest

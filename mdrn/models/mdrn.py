@@ -35,7 +35,12 @@ from mdrn.models.blocks import (
 )
 from mdrn.protocol.resize import BICUBIC_RADIUS, imresize
 
-__all__ = ["MDRN", "branch_key"]
+__all__ = ["MDRN", "UPSAMPLERS", "branch_key"]
+
+#: ``subpixel``: EDSR-PyTorch's sub-pixel convolutions (official weights load); ``balanced``: the same
+#: layers started as nearest neighbour (ICNR) and kept answering a flat input alike in every phase (no
+#: lattice in flat regions; :class:`mdrn.models.blocks.Upsampler`)
+UPSAMPLERS = ("subpixel", "balanced")
 
 
 def branch_key(scale: int) -> str:
@@ -124,6 +129,7 @@ class MDRN(MeanShiftResNet):
     """Multi-scale deep residual network (Ren et al. 2019; EDSR-PyTorch's MDSR layout and weights).
 
     ``bicubic_skip=True`` adds the interpolated image to the output (Fig. 9 of the paper; see the module).
+    ``upsampler="balanced"``: sub-pixel upsamplers without a lattice in flat regions (``UPSAMPLERS``).
     """
 
     def __init__(
@@ -134,15 +140,23 @@ class MDRN(MeanShiftResNet):
         res_scale: float = 1.0,
         n_colors: int = 3,
         bicubic_skip: bool = False,
+        upsampler: str = "subpixel",
     ) -> None:
+        if upsampler not in UPSAMPLERS:
+            raise ValueError(f"unknown upsampler {upsampler!r}; known: {list(UPSAMPLERS)}")
         args = dict(n_resblocks=n_resblocks, n_feats=n_feats, scales=tuple(scales), res_scale=res_scale,
                     n_colors=n_colors, bicubic_skip=bool(bicubic_skip))  # fmt: skip
+        if upsampler != "subpixel":  # recorded only when not the official layout (older specs stay valid)
+            args["upsampler"] = upsampler
         super().__init__(n_resblocks=n_resblocks, n_feats=n_feats, res_scale=res_scale, scales=scales,
                          n_colors=n_colors, bicubic_skip=bicubic_skip, spec_args=args)  # fmt: skip
         self.pre_process = nn.ModuleDict(
             {branch_key(s): nn.Sequential(ResBlock(n_feats, 5), ResBlock(n_feats, 5)) for s in self.scales}
         )
-        self.upsample = nn.ModuleDict({branch_key(s): Upsampler(s, n_feats) for s in self.scales})
+        balanced = upsampler == "balanced"
+        self.upsample = nn.ModuleDict(
+            {branch_key(s): Upsampler(s, n_feats, balanced=balanced) for s in self.scales}
+        )
 
     def branches(self, scale: int) -> tuple[nn.Module, nn.Module]:
         """Return the (pre-processing, upsampler) of ``scale``'s branch."""

@@ -17,7 +17,9 @@ from torch import nn
 
 from mdrn.io.images import atomic_write, tensor_to_array, write_image
 from mdrn.models import model_spec
+from mdrn.models.blocks import project_
 from mdrn.models.inference import upscale
+from mdrn.models.window import set_rule
 from mdrn.protocol.metrics import SRMetric
 
 __all__ = ["EVAL_PRECISIONS", "LOSSES", "LR_SCHEDULES", "AtomicCheckpointIO", "SRModule"]
@@ -91,6 +93,7 @@ class SRModule(L.LightningModule):
         log_images: bool = False,
         output_dir: str | None = None,
         val_precision: str = "32",
+        input_window: Any = None,
     ) -> None:
         super().__init__()
         val_precision = str(val_precision)
@@ -101,12 +104,15 @@ class SRModule(L.LightningModule):
         if lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"unknown lr_schedule {lr_schedule!r}; known: {list(LR_SCHEDULES)}")
         self.net = net
+        if input_window is not None:  # the rule the network is trained with, recorded in its spec
+            set_rule(self.net, _plain(input_window))
         self.init_report: str | None = None
         if init_from:
             from mdrn.weights import init_from_pretrained, load_model
 
             report = init_from_pretrained(self.net, load_model(init_from))
             self.init_report = f"initialised from {init_from}: {report}"
+            project_(self.net)  # the copied weights meet this network's constraints
         self.save_hyperparameters(
             {
                 "loss": loss,
@@ -153,6 +159,10 @@ class SRModule(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
         self.log(f"train/loss_x{scale}", loss, on_step=True, on_epoch=False)
         return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Keep the network's constraints after the optimizer step (e.g. a balanced upsampler's phases)."""
+        project_(self.net)
 
     def configure_optimizers(self) -> Any:
         """Adam (betas 0.9/0.999) and the schedule: step (x ``lr_gamma`` every ``lr_step``) or cosine."""
