@@ -84,7 +84,7 @@ def test_table_rows_scores_and_reuse(tmp_path, monkeypatch):
 
     groups = [("Set5", natural, ["Set5"]), ("medical", medical, list(peers.MEDICAL_SETS))]
     out = tmp_path / "results"
-    peers.score_rows(rows, groups, out / "peers", rescore=False)
+    peers.score_rows(rows, groups, out / "peers", rescore=False, windows=["none", "percentile"])
     paths = peers.render_peers(rows, ["Set14", "B100", "Urban100"], "python -m mdrn.reproduce peers --x", out)
     table = read_csv(paths["csv"])
     # the rendered means are the protocol's own scores (bicubic, computed here in-process)
@@ -99,19 +99,32 @@ def test_table_rows_scores_and_reuse(tmp_path, monkeypatch):
                 hr = modcrop(image_to_tensor(img, torch.float64)[None], s)
                 sr = Bicubic()(make_lr(hr, s, img.bit_depth).float(), s)
                 expected.append(score(sr, hr, scale=s, bit_depth=img.bit_depth)[0].item())
-            got = [r for r in table if (r["model"], r["set"], r["scale"]) == ("bicubic", set_name, str(s))]
+            key = ("bicubic", set_name, str(s), "none")
+            got = [r for r in table if (r["model"], r["set"], r["scale"], r["window"]) == key]
             assert float(got[0]["psnr"]) == pytest.approx(sum(expected) / len(expected), abs=1e-3)
-    assert {(r["model"], r["scale"]) for r in table if r["set"] == "Set5"} == {
+    assert {(r["model"], r["scale"]) for r in table if (r["set"], r["window"]) == ("Set5", "percentile")} == {
         ("bicubic", "2"), ("bicubic", "3"), ("bicubic", "4"), ("imdn_tiny", "3"), ("mdrn_tiny", "2"),
         ("mdrn_tiny", "4"),
     }  # fmt: skip
-    assert {r["normalisation"] for r in table} == {"none"}
+    # the window changes what an RGB network sees on a 12-bit image, never bicubic (linear: it commutes)
+    by = {(r["model"], r["set"], r["scale"], r["window"]): float(r["psnr"]) for r in table}
+    assert (
+        by[("mdrn_tiny", "Medical_10to16bit", "2", "percentile")]
+        != by[("mdrn_tiny", "Medical_10to16bit", "2", "none")]
+    )
+    assert by[("bicubic", "Medical_10to16bit", "2", "percentile")] == pytest.approx(
+        by[("bicubic", "Medical_10to16bit", "2", "none")], abs=1e-6
+    )
     md = paths["md"].read_text()
-    assert "Intensity normalisation: none" in md and "python -m mdrn.reproduce peers --x" in md
+    assert "## Intensity normalisation: none\n\nNone, for every row" in md
+    assert (
+        "## Intensity normalisation: percentile\n\nOne rule forced on every row: each LR image mapped" in md
+    )
+    assert "### Set5 (2 images), window percentile" in md and "python -m mdrn.reproduce peers --x" in md
     assert "| broken | — |" in md and "not loaded: CheckpointError" in md
     assert "not found in the data folders (not run): Set14, B100, Urban100" in md
-    assert "## Table 2 medical, 10-16 bit (1 images)" in md and "**" in md
-    assert (out / "peers" / "imdn_tiny_Set5.csv.run.json").is_file()
+    assert "### Table 2 medical, 10-16 bit (1 images), window none" in md and "**" in md
+    assert (out / "peers" / "imdn_tiny_Set5_percentile.csv.run.json").is_file()
 
     # a second run reuses every recorded evaluation; changed weights are scored again
     def no_run(*args, **kwargs):
@@ -119,14 +132,15 @@ def test_table_rows_scores_and_reuse(tmp_path, monkeypatch):
 
     monkeypatch.setattr(peers, "record", no_run)
     again = peers.resolve_rows([], None, models)
-    peers.score_rows(again, groups, out / "peers", rescore=False)
-    assert [len(r.files) for r in again if r.error is None] == [2, 2, 2]
+    peers.score_rows(again, groups, out / "peers", rescore=False, windows=["none", "percentile"])
+    assert [sorted(r.files) for r in again if r.error is None] == [["none", "percentile"]] * 3
+    assert [len(r.files["none"]) for r in again if r.error is None] == [2, 2, 2]
     save_model(
         MDRN(n_resblocks=1, n_feats=8, scales=(2, 4)), models / "mdrn_tiny.safetensors", overwrite=True
     )
     changed = peers.resolve_rows([], None, models)
     with pytest.raises(AssertionError, match="run again"):
-        peers.score_rows(changed, groups, out / "peers", rescore=False)
+        peers.score_rows(changed, groups, out / "peers", rescore=False, windows=["none", "percentile"])
 
 
 @pytest.mark.slow
@@ -162,6 +176,7 @@ def test_command_scores_shipped_and_says_which_peers_did_not_load(tmp_path, monk
         "- carn_m: not loaded: NetworkUnavailableError: could not download https://raw.githubusercontent"
         in md
     )
-    assert "## sample test, 16 bit" in md and "## Table 2 medical, 10-16 bit (1 images)" in md
+    assert "### sample test, 16 bit (2 images), window percentile" in md
+    assert "### Table 2 medical, 10-16 bit (1 images), window none" in md
     assert f"`python -m mdrn.reproduce peers --peer-files {tmp_path / 'no_peers'}" in md
     assert "peers.md:" in capsys.readouterr().out

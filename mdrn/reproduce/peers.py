@@ -1,7 +1,7 @@
 """The peers table: every model mdrn can load, scored in one protocol on natural and medical test sets.
 
     make peers [PEERS_DIR=folder] [PEERS_EXTRA="name ..."]
-    python -m mdrn.reproduce peers [--dir FOLDER] [--models NAME ...] [--rescore]
+    python -m mdrn.reproduce peers [--dir FOLDER] [--models NAME ...] [--windows none percentile] [--rescore]
 
 Rows: bicubic, the shipped models (``mdrn.weights.SHIPPED_MODELS``), the public lightweight models
 (``mdrn.models.peers.PEER_WEIGHTS``: the authors' files, read from ``--peer-files`` (default
@@ -11,13 +11,17 @@ it refuses is a row "not loaded: <reason>". Sets: Set5, Set14, B100 and Urban100
 ``--natural`` folders holds them (default: ``<shared>/datasets`` and ``data/benchmark``), the medical
 images of Table 2 (``--medical``, 8 bit and 10-16 bit) and the sample data's held-out test split (8 and
 16 bit); x2/x3/x4 as each model serves them. Every score comes from a recorded ``python -m
-mdrn.evaluate`` run (``results/peers/<row>_<group>.csv`` with ``.run.json`` and ``.log``): the LR is the
-MATLAB-bicubic degradation quantized to the image's bit depth, the whole image goes through the network
-(gray images through the RGB planes of an RGB model: replicated in, averaged out), scored by
+mdrn.evaluate`` run (``results/peers/<row>_<group>_<window>.csv`` with ``.run.json`` and ``.log``): the LR
+is the MATLAB-bicubic degradation quantized to the image's bit depth, the whole image goes through the
+network (gray images through the RGB planes of an RGB model: replicated in, averaged out), scored by
 ``mdrn.protocol.metrics.score`` at the image's own bit depth. A recorded run is reused while its command
-and the model file's sha256 are unchanged (``--rescore`` runs everything again). Parameters are the
-network's; multiply-adds are those of its convolutions and linear layers per output pixel, counted by
-``mdrn.perf.count_flops`` for a 1280x720 output. Writes ``results/peers.md`` and ``results/peers.csv``.
+and the model file's sha256 are unchanged (``--rescore`` runs everything again).
+
+Intensity normalisation (``--windows``, ``eval.window`` of ``mdrn.evaluate``; default ``none`` and
+``percentile``): each window is applied to every row, one section of the table each (``auto``, each
+model's own recorded rule, is offered and said to be mixed). Parameters are the network's; multiply-adds
+are those of its convolutions and linear layers per output pixel, counted by ``mdrn.perf.count_flops``
+for a 1280x720 output. Writes ``results/peers.md`` and ``results/peers.csv``.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from mdrn.data.catalog import DataNotFoundError
 from mdrn.data.sources import benchmark_files, prepare_sample
 from mdrn.models import Bicubic, model_spec
 from mdrn.models.peers import PEER_WEIGHTS
+from mdrn.models.window import WindowRule, rule_of
 from mdrn.perf import count_flops
 from mdrn.reproduce.record import record, run_info
 from mdrn.reproduce.results import (
@@ -62,10 +67,26 @@ OUTPUT_SIZE = (720, 1280)
 #: held-out medical groups: (file stem, sets, how the table names each set)
 MEDICAL_SETS = {"Medical_8bit": "Table 2 medical, 8 bit", "Medical_10to16bit": "Table 2 medical, 10-16 bit"}
 SAMPLE_SETS = {"8bit": "sample test, 8 bit", "16bit": "sample test, 16 bit"}
-NORMALISATION = (
-    "none: every model is fed each image as it is, scaled to [0, 1] by its own bit depth (no intensity "
-    "window), the same for every row"
-)
+#: the intensity windows the table can apply (``eval.window`` of ``mdrn.evaluate``)
+WINDOWS = ("none", "percentile", "auto")
+
+
+def window_statement(window: str, rows: Sequence[PeerRow] = ()) -> str:
+    """How the images were fed to the networks under ``window`` (the table's statement)."""
+    if window == "none":
+        return "none, for every row: each image fed as it is, scaled to [0, 1] by its own bit depth"
+    if window == "percentile":
+        rule = WindowRule.parse("percentile")
+        return (
+            f"one rule forced on every row: each LR image mapped so that its {rule.low:g}th..{rule.high:g}th "
+            f"percentiles span [0, 1] (width at least 1/{1 / rule.min_width:.0f}) before the network, the "
+            "output mapped back exactly (`mdrn.models.window`, `eval.window=percentile`)"
+        )
+    own = [f"{r.key} ({rule_of(r.net).mode})" for r in rows if r.net is not None and rule_of(r.net).active]
+    return (
+        "each row's own recorded rule (`eval.window=auto`), not one rule for every row: "
+        f"{', '.join(own) if own else 'no row has one, so none for every row'}; the others none"
+    )
 
 
 @dataclass
@@ -78,7 +99,7 @@ class PeerRow:
     net: nn.Module | None = None
     error: str | None = None
     digest: str = ""  # sha256 of the weights file ("" for bicubic)
-    files: list[Path] = field(default_factory=list)  # its score CSVs
+    files: dict[str, list[Path]] = field(default_factory=dict)  # its score CSVs per intensity window
 
     @property
     def scales(self) -> list[int]:
@@ -181,27 +202,35 @@ def _groups(
 
 
 def score_rows(
-    rows: list[PeerRow], groups: Sequence[tuple[str, Path, list[str]]], out: Path, rescore: bool
+    rows: list[PeerRow],
+    groups: Sequence[tuple[str, Path, list[str]]],
+    out: Path,
+    rescore: bool,
+    windows: Sequence[str] = ("none",),
 ) -> None:
-    """Run the missing recorded evaluations; fill each row's ``files`` (a failed run becomes its error)."""
+    """Run the missing recorded evaluations (every group, every window); fill each row's ``files``
+    (``{window: [csv, ...]}``); a failed run becomes the row's error."""
     for row in rows:
         if row.error is not None:
             continue
         digest_file = out / f"{row.key}.sha256"
         stale = rescore or not digest_file.is_file() or digest_file.read_text().strip() != row.digest
         model = [f"weights={row.weights}"] if row.weights else ["model=bicubic"]
-        for stem, root, sets in groups:
-            csv = out / f"{row.key}_{stem}.csv"
-            cmd = [sys.executable, "-m", "mdrn.evaluate", *model, f"eval.root={root}",
-                   f"eval.sets=[{','.join(sets)}]", f"eval.scales=[{','.join(map(str, row.scales))}]",
-                   f"eval.output={csv}"]  # fmt: skip
-            recorded = (run_info(csv) or {}).get("command")
-            if stale or not csv.is_file() or recorded != shlex.join(cmd):
-                csv.unlink(missing_ok=True)
-                if record(csv, cmd) != 0:
-                    row.error = f"not scored: {shlex.join(cmd)} failed (log: {csv}.log)"
-                    break
-            row.files.append(csv)
+        for window in windows:
+            for stem, root, sets in groups:
+                csv = out / f"{row.key}_{stem}_{window}.csv"
+                cmd = [sys.executable, "-m", "mdrn.evaluate", *model, f"eval.root={root}",
+                       f"eval.sets=[{','.join(sets)}]", f"eval.scales=[{','.join(map(str, row.scales))}]",
+                       f"eval.window={window}", f"eval.output={csv}"]  # fmt: skip
+                recorded = (run_info(csv) or {}).get("command")
+                if stale or not csv.is_file() or recorded != shlex.join(cmd):
+                    csv.unlink(missing_ok=True)
+                    if record(csv, cmd) != 0:
+                        row.error = f"not scored: {shlex.join(cmd)} failed (log: {csv}.log)"
+                        break
+                row.files.setdefault(window, []).append(csv)
+            if row.error is not None:
+                break
         if row.error is None:
             digest_file.parent.mkdir(parents=True, exist_ok=True)
             digest_file.write_text(row.digest + "\n")
@@ -228,42 +257,63 @@ def _arch(row: PeerRow) -> str:
     return f"{spec['arch']}({', '.join(f'{k}={v}' for k, v in args.items())})"
 
 
+def _set_table(
+    loaded: Sequence[PeerRow], means: dict, s: str, published: dict
+) -> tuple[list[list[str]], int]:
+    """One set's rows (``row, x2, x3, x4`` cells "PSNR / SSIM", best PSNR in bold) and its image count."""
+    present = [r for r in loaded if any((s, sc) in means[r.key] for sc in SCALES)]
+    best = {sc: max((means[r.key][(s, sc)][0] for r in present if (s, sc) in means[r.key]), default=None)
+            for sc in SCALES}  # fmt: skip
+    table = []
+    for r in present:
+        cells = []
+        for sc in SCALES:
+            if (s, sc) not in means[r.key]:
+                cells.append("—")
+                continue
+            p, q, _ = means[r.key][(s, sc)]
+            cell = f"**{p:.2f}** / {q:.4f}" if p == best[sc] else f"{p:.2f} / {q:.4f}"
+            peer = PEER_WEIGHTS.get(r.key)
+            pub = published.get(peer.model, {}).get(s, {}).get(str(sc)) if peer else None
+            cells.append(cell + (f" (paper {pub:.2f})" if pub is not None else ""))
+        table.append([r.key, *cells])
+    n = max(
+        (means[r.key][(s, sc)][2] for r in present for sc in SCALES if (s, sc) in means[r.key]), default=0
+    )
+    return table, n
+
+
 def render_peers(
     rows: Sequence[PeerRow], absent: Sequence[str], command: str, results: Path = RESULTS
 ) -> dict[str, Path]:
-    """Write ``peers.md`` and ``peers.csv`` from the rows' score CSVs."""
+    """Write ``peers.md`` and ``peers.csv`` from the rows' score CSVs (one section per intensity window)."""
     published = load_published()["lightweight_peers"]
     loaded = [r for r in rows if r.error is None]
-    means = {r.key: mean_scores(r.files) for r in loaded}
+    windows = [w for w in WINDOWS if any(w in r.files for r in loaded)]
+    means = {w: {r.key: mean_scores(r.files.get(w, [])) for r in loaded} for w in windows}
     facts = {}
     for r in loaded:
         macs = {s: _macs(r.net, s) for s in r.scales}
         facts[r.key] = {"params": sum(p.numel() for p in r.net.parameters()), "macs": macs}
     set_labels = {**{s: s for s in SETS}, **MEDICAL_SETS, **SAMPLE_SETS}
-    sets = [s for s in set_labels if any((s, sc) in m for m in means.values() for sc in SCALES)]
-    csv_rows = []
-    for r in loaded:
-        for s in sets:
-            for sc in r.scales:
-                if (s, sc) in means[r.key]:
-                    p, q, n = means[r.key][(s, sc)]
-                    fact = facts[r.key]
-                    csv_rows.append(
-                        {"model": r.key, "set": s, "scale": sc, "images": n, "psnr": p, "ssim": q,
-                         "params": fact["params"], "macs_per_output_px": fact["macs"][sc],
-                         "normalisation": "none"}
-                    )  # fmt: skip
-    cols = [
-        "model",
-        "set",
-        "scale",
-        "images",
-        "psnr",
-        "ssim",
-        "params",
-        "macs_per_output_px",
-        "normalisation",
+    sets = [
+        s
+        for s in set_labels
+        if any((s, sc) in m for w in windows for m in means[w].values() for sc in SCALES)
     ]
+    csv_rows = []
+    for w in windows:
+        for r in loaded:
+            for s in sets:
+                for sc in r.scales:
+                    if (s, sc) in means[w][r.key]:
+                        p, q, n = means[w][r.key][(s, sc)]
+                        fact = facts[r.key]
+                        csv_rows.append(
+                            {"model": r.key, "set": s, "scale": sc, "images": n, "psnr": p, "ssim": q,
+                             "params": fact["params"], "macs_per_output_px": fact["macs"][sc], "window": w}
+                        )  # fmt: skip
+    cols = ["model", "set", "scale", "images", "psnr", "ssim", "params", "macs_per_output_px", "window"]
     out = {"csv": write_csv(results / "peers.csv", csv_rows, cols)}
 
     def kmacs(r: PeerRow, s: int) -> str:
@@ -273,10 +323,11 @@ def render_peers(
     model_rows = []
     for r in rows:
         if r.error is not None:
-            model_rows.append([r.key, "—", r.source, "—", "—", "—", "—", r.error])
+            model_rows.append([r.key, "—", r.source, "—", "—", "—", "—", "—", r.error])
             continue
         model_rows.append([r.key, _arch(r), r.source, f"{facts[r.key]['params']:,}",
-                           *(kmacs(r, s) if s in r.scales else "—" for s in SCALES), "scored"])  # fmt: skip
+                           *(kmacs(r, s) if s in r.scales else "—" for s in SCALES), rule_of(r.net).mode,
+                           "scored"])  # fmt: skip
     md = [
         "# Peers: mdrn's models beside the public lightweight models, in one protocol\n",
         "PSNR (dB) / SSIM at each image's own bit depth (peak 2^n − 1), on Y for RGB images and on the gray "
@@ -284,35 +335,39 @@ def render_peers(
         "MATLAB-bicubic degradation of the mod-cropped HR, quantized to the image's bit depth; the whole "
         "image goes through the network (no tiling); a gray image goes through an RGB model's three planes "
         "(replicated in, averaged out). Mean over each set's images. Best PSNR per column in bold.\n",
-        f"**Intensity normalisation: {NORMALISATION}.**\n",
+        "Intensity normalisation, one section each: "
+        + "; ".join(f"**{w}**: {window_statement(w, loaded)}" for w in windows)
+        + ".\n",
         "## Models\n",
         "Parameters: the network's own (fixed mean shifts excluded). Multiply-adds: convolutions and linear "
         "layers only (`mdrn.perf.count_flops`; bicubic interpolation, pooling and attention arithmetic not "
-        "counted), per output (HR) pixel / for a 1280×720 output (the papers' convention).\n",
+        "counted), per output (HR) pixel / for a 1280×720 output (the papers' convention). Own window: the "
+        "rule recorded in the model (what `eval.window=auto` would apply).\n",
         markdown_table(
-            ["row", "architecture", "weights", "parameters", "MACs x2", "MACs x3", "MACs x4", "status"],
+            [
+                "row",
+                "architecture",
+                "weights",
+                "parameters",
+                "MACs x2",
+                "MACs x3",
+                "MACs x4",
+                "own window",
+                "status",
+            ],
             model_rows,
         ),  # fmt: skip
     ]
-    for s in sets:
-        present = [r for r in loaded if any((s, sc) in means[r.key] for sc in SCALES)]
-        best = {sc: max((means[r.key][(s, sc)][0] for r in present if (s, sc) in means[r.key]), default=None)
-                for sc in SCALES}  # fmt: skip
-        table = []
-        for r in present:
-            cells = []
-            for sc in SCALES:
-                if (s, sc) not in means[r.key]:
-                    cells.append("—")
-                    continue
-                p, q, _ = means[r.key][(s, sc)]
-                cell = f"**{p:.2f}** / {q:.4f}" if p == best[sc] else f"{p:.2f} / {q:.4f}"
-                peer = PEER_WEIGHTS.get(r.key)
-                pub = published.get(peer.model, {}).get(s, {}).get(str(sc)) if peer else None
-                cells.append(cell + (f" (paper {pub:.2f})" if pub is not None else ""))
-            table.append([r.key, *cells])
-        n = max(means[r.key][(s, sc)][2] for r in present for sc in SCALES if (s, sc) in means[r.key])
-        md += [f"## {set_labels[s]} ({n} images)\n", markdown_table(["row", "x2", "x3", "x4"], table)]
+    for w in windows:
+        statement = window_statement(w, loaded)
+        md.append(f"## Intensity normalisation: {w}\n\n{statement[0].upper()}{statement[1:]}.\n")
+        for s in sets:
+            table, n = _set_table(loaded, means[w], s, published)
+            if table:
+                md += [
+                    f"### {set_labels[s]} ({n} images), window {w}\n",
+                    markdown_table(["row", "x2", "x3", "x4"], table),
+                ]
     scored = ", ".join(r.key for r in loaded) or "none"
     failed = [f"- {r.key}: {r.error}" for r in rows if r.error is not None]
     md += [
@@ -321,11 +376,13 @@ def render_peers(
         *failed,
         f"- Sets scored: {', '.join(set_labels[s] for s in sets)}.",
         f"- Natural sets not found in the data folders (not run): {', '.join(absent) or 'none'}.",
+        f"- Intensity windows: {', '.join(windows)} (each applied to every row).",
         "- Papers' figures (in brackets) from `experiments/published.json` (`../shared/peers/README.md`); "
         "`scripts/check_peers.py` compares each authors' file with them on Set5.",
         f"- Regenerated on {_dt.datetime.now(_dt.timezone.utc).date().isoformat()} by `{command}` (what "
         "`make peers` runs); each score is a recorded `python -m mdrn.evaluate` run in "
-        "`experiments/results/peers/` (`<row>_<group>.csv`; `.run.json`: command, machine, date; `.log`).\n",
+        "`experiments/results/peers/` (`<row>_<group>_<window>.csv`; `.run.json`: command, machine, date; "
+        "`.log`).\n",
     ]
     out["md"] = write_text(results / "peers.md", "\n".join(md))
     return out
@@ -351,13 +408,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=ROOT / "data", help="where the sample data is written")
     parser.add_argument("--results", type=Path, default=RESULTS, help="results folder (default: %(default)s)")
     parser.add_argument("--rescore", action="store_true", help="run every evaluation again")
+    parser.add_argument(
+        "--windows", nargs="+", choices=WINDOWS, default=["none", "percentile"],
+        help="intensity windows, each applied to every row (auto: each model's own rule)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.dir is not None and not args.dir.is_dir():
         parser.error(f"--dir {args.dir}: no such folder")
     sample = prepare_sample(args.data) / "test"
     groups, absent = _groups(args.natural, args.medical, sample)
     rows = resolve_rows([*SHIPPED_MODELS, *PEER_WEIGHTS, *args.models], args.peer_files, args.dir)
-    score_rows(rows, groups, args.results / "peers", args.rescore)
+    score_rows(rows, groups, args.results / "peers", args.rescore, args.windows)
     command = shlex.join(
         ["python", "-m", "mdrn.reproduce", "peers", *(sys.argv[1:] if argv is None else argv)]
     )
