@@ -15,13 +15,13 @@ KNOWN and its reason are printed). A model without a published figure (RLFN-S) i
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import sys
 from pathlib import Path
 
 import torch
 
+from mdrn.io.download import sha256_file
 from mdrn.io.images import image_to_tensor, read_image
 from mdrn.models.peers import PEER_WEIGHTS
 from mdrn.protocol.color import rgb_to_y
@@ -44,11 +44,6 @@ KNOWN: dict[tuple[str, int], str] = {
     )
     for name, s in (("carn_m", 2), ("carn_m", 3))
 }
-
-
-def sha256(path: Path) -> str:
-    """Hex SHA-256 of a file."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def set5_psnr(net: torch.nn.Module, set5_dir: Path, scale: int) -> dict[str, float]:
@@ -78,7 +73,7 @@ def check(shared: Path, names: list[str]) -> tuple[list[dict], list[str]]:
             failures.append(f"{path}: no such file")
             print(f"  {name:10s} {BAD}: {failures[-1]}")
             continue
-        if sha256(path) != PEER_WEIGHTS[name].sha256:
+        if sha256_file(path) != PEER_WEIGHTS[name].sha256:
             failures.append(f"{path}: sha256 is not the pinned {PEER_WEIGHTS[name].sha256}")
             print(f"  {name:10s} {BAD}: {failures[-1]}")
             continue

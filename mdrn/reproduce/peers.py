@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import hashlib
 import os
 import re
 import shlex
@@ -41,6 +40,7 @@ from torch import nn
 
 from mdrn.data.catalog import DataNotFoundError
 from mdrn.data.sources import benchmark_files, prepare_sample
+from mdrn.io.download import sha256_file
 from mdrn.models import Bicubic, model_spec
 from mdrn.models.peers import PEER_WEIGHTS
 from mdrn.models.window import WindowRule, rule_of
@@ -107,15 +107,6 @@ class PeerRow:
         return [s for s in SCALES if self.net is not None and s in self.net.scales]
 
 
-def _sha256(path: Path) -> str:
-    """Hex SHA-256 of a file."""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _first_line(exc: BaseException) -> str:
     """An exception as one short line: its type and the first line of its message."""
     text = str(exc).strip().splitlines()
@@ -126,7 +117,7 @@ def _load(row: PeerRow, path: Path | None) -> PeerRow:
     """Load ``row.weights`` through ``load_model``; on failure keep the reason."""
     try:
         row.net = load_model(row.weights) if row.weights else Bicubic(scales=SCALES)
-        row.digest = _sha256(path) if path is not None and path.is_file() else ""
+        row.digest = sha256_file(path) if path is not None and path.is_file() else ""
     except Exception as exc:  # noqa: BLE001 - any refusal becomes a row saying why
         row.error = f"not loaded: {_first_line(exc)}"
     return row
@@ -157,7 +148,7 @@ def resolve_rows(names: Sequence[str], peer_files: Path | None, folder: Path | N
             source = f"{peer.model}, authors' file {peer.repo}@{peer.commit[:7]}/{peer.path} ({peer.licence})"
             if local is not None and local.is_file():
                 row = PeerRow(name, source, str(local))
-                if _sha256(local) != peer.sha256:
+                if sha256_file(local) != peer.sha256:
                     row.error = f"not loaded: {local} is not the pinned file (sha256 {peer.sha256[:12]}...)"
                     rows.append(row)
                 else:
