@@ -52,10 +52,11 @@ def test_edge_overshoot_counts_rims_beyond_the_true_local_range() -> None:
     bic = imresize(lr, 2)
     same = edge_overshoot(bic, bic, hr, 2)
     assert same.ratio == pytest.approx(1.0) and same.bicubic > 0  # bicubic's negative lobes overshoot
+    assert same.within()
     rim = bic.clone()
-    rim[..., :, 49:52] += 0.1  # a bright rim beside the edge
+    rim[..., :, 49:52] += 0.1  # a bright rim beside the edge: 12.5% of the 0.8 step
     worse = edge_overshoot(rim, bic, hr, 2)
-    assert worse.ratio > 2.0
+    assert worse.ratio > 2.0 and worse.sr == pytest.approx(12.5, abs=2.0) and not worse.within()
     assert edge_overshoot(hr, bic, hr, 2).sr == 0.0  # the true image never leaves its own range
 
 
