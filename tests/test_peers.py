@@ -328,5 +328,11 @@ def test_check_peers_exit_status(monkeypatch, capsys):
     )
     assert mod.main(["--shared", str(shared), "--models", "rlfn_x2"]) == 1
     assert "MISMATCH: rlfn_x2 x2: 37.900 dB, published 38.07" in capsys.readouterr().out
+    # CARN-M x2 is explained (KNOWN) only above the paper's figure
+    monkeypatch.setattr(
+        mod, "set5_psnr", lambda net, d, s: {"psnr": 37.40, "ssim": 0.96, "psnr_uint8_y": 37.3}
+    )
+    assert mod.main(["--shared", str(shared), "--models", "carn_m"]) == 1
+    assert "MISMATCH: carn_m x2: 37.400 dB, published 37.53 (-0.130)" in capsys.readouterr().out
     assert mod.main(["--shared", str(Path("/nonexistent")), "--models", "rlfn_x2"]) == 1
     assert "no such file" in capsys.readouterr().out
