@@ -10,8 +10,11 @@
 #   make figs10_14     Figs. 10-14: LR / low frequency / high frequency / SR / HR panels, zoomed crops
 #   make figs15_16     Figs. 15-16: Bicubic, SRCNN, EDSR, MDRN at x4 on the medical images
 #   make claims        parameter counts, x4-from-x2 convergence, MDRN vs SRCNN time per image
-#   make checks        the protocol, official-model and train/test content-overlap checks (scripts/check_*.py),
-#                      their reports recorded
+#   make peers         mdrn's models beside bicubic and the public lightweight models (CARN-M, IMDN, RLFN),
+#                      natural and medical sets, one protocol (PEERS_DIR=folder: its model files as rows too;
+#                      PEERS_EXTRA="name ...": more weights names or files)
+#   make checks        the protocol, official-model, train/test content-overlap and peer-model checks
+#                      (scripts/check_*.py), their reports recorded
 #   make notebooks     execute notebooks/*.ipynb (as CI does)
 #   make reproduce     all of the above
 
@@ -27,7 +30,7 @@ EVAL = $(PY) -m mdrn.evaluate 'eval.scales=[2,3,4]' eval.output=$@
 # at the scales the network serves (single-scale models)
 EVAL_OWN = $(PY) -m mdrn.evaluate eval.output=$@
 
-.PHONY: shipped table1 table2 fig8 figs10_14 figs15_16 claims checks notebooks reproduce
+.PHONY: shipped table1 table2 fig8 figs10_14 figs15_16 claims peers checks notebooks reproduce
 # recorded outputs are results, never make's intermediate files
 .PRECIOUS: $(R)/models/%.safetensors $(R)/table1/%.csv $(R)/table2/%.csv $(R)/fig8/%.csv
 
@@ -116,6 +119,15 @@ claims: $(R)/models/claim_x4_from_x2.safetensors $(R)/models/fig8_x4.safetensors
 	$(PY) -m mdrn.reproduce params
 	$(PY) -m mdrn.reproduce claims
 
+# ----------------------------------------------------------------------------------------- peers
+# every model load_model reads, scored in one protocol (python -m mdrn.reproduce peers: each score a recorded
+# python -m mdrn.evaluate run in results/peers/, reused while its command and weights are unchanged)
+PEERS_DIR ?=
+PEERS_EXTRA ?=
+peers: | $(MEDICAL)/images.json  ## the peers table: mdrn_small, bicubic, CARN-M, IMDN, RLFN (+ PEERS_DIR files)
+	$(PY) -m mdrn.reproduce peers --peer-files $(SHARED)/peers --natural $(DATASETS) data/benchmark \
+		--medical $(MEDICAL) $(if $(PEERS_DIR),--dir $(PEERS_DIR)) $(if $(PEERS_EXTRA),--models $(PEERS_EXTRA))
+
 # ----------------------------------------------------------------------------------------- notebooks
 notebooks:  ## execute the notebooks (reads experiments/results/)
 	$(PY) -m pytest -q tests/test_notebooks.py
@@ -125,6 +137,6 @@ notebooks:  ## execute the notebooks (reads experiments/results/)
 $(R)/checks/%.txt:
 	$(REC) bash -o pipefail -c '$(PY) scripts/$*.py | tee $@'
 
-checks: $(R)/checks/check_protocol.txt $(R)/checks/check_official.txt $(R)/checks/check_overlap.txt  ## protocol, official and train/test overlap checks
+checks: $(R)/checks/check_protocol.txt $(R)/checks/check_official.txt $(R)/checks/check_overlap.txt $(R)/checks/check_peers.txt  ## protocol, official, train/test overlap and peer-model checks
 
-reproduce: shipped table1 table2 fig8 figs10_14 figs15_16 claims checks notebooks  ## every artefact
+reproduce: shipped table1 table2 fig8 figs10_14 figs15_16 claims peers checks notebooks  ## every artefact

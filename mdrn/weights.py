@@ -12,6 +12,10 @@ Formats :func:`load_model` reads (the user names nothing else):
 * a name: ``mdsr``, ``mdsr_baseline``, ``edsr_baseline_x2/x3/x4``, ``edsr_x2/x3/x4``: the official file is
   downloaded (sha256 prefix of its name checked, torch.hub convention), converted to our format in the
   cache folder (``$MDRN_CACHE`` or ``~/.cache/mdrn``) and read from there afterwards;
+* the public lightweight models' own files (CARN-M, IMDN, RLFN, RLFN-S; :mod:`mdrn.models.peers`), detected
+  from their keys (``module.`` prefixes removed), given as a path or by name (``carn_m``, ``imdn_x2/x3/x4``,
+  ``rlfn_x2/x4``, ``rlfn_s_x2/x4``: downloaded from the authors' repository at a pinned commit, its full
+  sha256 checked, kept in ``<cache>/peers/``);
 * a shipped name (``SHIPPED_MODELS``; ``DEFAULT_MODEL`` = ``mdrn_small``): a model trained by this
   project and stored inside the package (``mdrn/pretrained/<name>.safetensors``, its model card
   ``<name>.md`` beside it); no network needed;
@@ -47,6 +51,7 @@ from mdrn.io.images import atomic_write
 from mdrn.models import build_model, model_spec
 from mdrn.models.blocks import DIV2K_RGB_MEAN
 from mdrn.models.mdrn import branch_key
+from mdrn.models.peers import PEER_WEIGHTS, convert_peer, peer_layout
 from mdrn.models.spandrel_net import (
     INSTALL_HINT,
     ForeignModelError,
@@ -393,6 +398,11 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict, dict[str, Any]]
             state = {k[4:]: v for k, v in obj["state_dict"].items() if k.startswith("net.")}
             if not state:
                 raise CheckpointError(f"{path}: Lightning checkpoint without 'net.' weights")
+        elif peer_layout(obj) is not None:
+            try:
+                spec, state = convert_peer(obj, source=str(path))
+            except ValueError as exc:
+                raise CheckpointError(str(exc)) from exc
         else:
             return _identify(path, obj)
     _match_module(spec, state, str(path))
@@ -484,20 +494,34 @@ def _named_weights(name: str) -> Path:
     return save_model(net, converted, overwrite=True)
 
 
+def _peer_weights(name: str) -> Path:
+    """Return the authors' file of a peer model (``PEER_WEIGHTS``), downloaded and checked if needed."""
+    peer = PEER_WEIGHTS[name]
+    raw = cache_dir() / "peers" / f"{name}.pth"
+    try:
+        return download_file(peer.url, raw, sha256=peer.sha256)
+    except NetworkUnavailableError as exc:
+        raise NetworkUnavailableError(
+            peer.url, raw, f"needed for weights {name!r} ({peer.model}, {peer.repo}; licence: {peer.licence})"
+        ) from exc
+
+
 def load_model(
     path_or_name: str | os.PathLike[str], *, map_location: str | torch.device = "cpu"
 ) -> nn.Module:
-    """Return the network stored in a file (any supported format) or named (``"mdrn_small"``, ``"mdsr"``...),
-    in eval mode."""
+    """Return the network stored in a file (any supported format) or named (``"mdrn_small"``, ``"mdsr"``,
+    ``"carn_m"``...), in eval mode."""
     key = str(path_or_name)
     if not Path(key).exists() and key in SHIPPED_MODELS:
         path = shipped_path(key)
     elif not Path(key).exists() and key in OFFICIAL_URLS:
         path = _named_weights(key)
+    elif not Path(key).exists() and key in PEER_WEIGHTS:
+        path = _peer_weights(key)
     elif not Path(key).exists():
         raise FileNotFoundError(
             f"{key}: no such checkpoint file, and not a known name "
-            f"({sorted(SHIPPED_MODELS) + sorted(OFFICIAL_URLS)})"
+            f"({sorted(SHIPPED_MODELS) + sorted(OFFICIAL_URLS) + sorted(PEER_WEIGHTS)})"
         )
     else:
         path = Path(key)

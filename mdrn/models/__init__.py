@@ -12,8 +12,11 @@ from torch import nn
 
 from mdrn.models.bicubic import Bicubic
 from mdrn.models.blocks import SRNet
+from mdrn.models.carn import CARNM
 from mdrn.models.edsr import EDSR, edsr, edsr_baseline
+from mdrn.models.imdn import IMDN
 from mdrn.models.mdrn import MDRN
+from mdrn.models.rlfn import RLFN
 from mdrn.models.srcnn import SRCNN
 from mdrn.models.srresnet import SRResNet
 from mdrn.models.vdsr import VDSR
@@ -26,6 +29,9 @@ __all__ = [
     "SRCNN",
     "VDSR",
     "Bicubic",
+    "CARNM",
+    "IMDN",
+    "RLFN",
     "SRNet",
     "build_model",
     "edsr",

@@ -13,6 +13,7 @@ Commands::
     python -m mdrn.reproduce record OUT -- CMD  # run CMD; command/machine/date/duration -> OUT.run.json
     python -m mdrn.reproduce params             # the parameter-count claim (exact counts from the models)
     python -m mdrn.reproduce note OUT [--selection PRESET] -- TEXT   # a dated note added to OUT.run.json
+    python -m mdrn.reproduce peers [OPTIONS]    # the peers table: scores what is missing, then renders
 
 Runs are launched by the ``make`` targets of ``experiments/experiments.mk``.
 """
@@ -28,6 +29,7 @@ from mdrn.reproduce.claims import render_claims, render_params
 from mdrn.reproduce.fig8 import render_fig8
 from mdrn.reproduce.figs10_14 import render_figs10_14
 from mdrn.reproduce.figs15_16 import render_figs15_16
+from mdrn.reproduce.peers import main as peers_main
 from mdrn.reproduce.record import add_note, record, train_preset
 from mdrn.reproduce.results import RESULTS
 from mdrn.reproduce.table1 import render_table1
@@ -79,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         kind = "selection" if preset else "note"
         print(add_note(argv[1], " ".join(argv[sep + 1 :]), kind=kind, preset=preset))
         return 0
+    if argv[:1] == ["peers"]:
+        return peers_main(argv[1:])
     if argv[:1] == ["train"]:
         if len(argv) < 2:
             print("usage: python -m mdrn.reproduce train EXPERIMENT [HYDRA_OVERRIDES...]", file=sys.stderr)
