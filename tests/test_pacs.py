@@ -345,3 +345,15 @@ def test_https_with_a_ca_file(orthanc, tmp_path, creds, capsys) -> None:
         assert "--ca-file is for https URLs" in capsys.readouterr().err
     finally:
         proxy.close()
+
+
+@pytest.mark.slow
+def test_the_bench_script_runs_and_prints_its_row(orthanc, capsys) -> None:
+    """scripts/bench_pacs.py on a tiny series (the recorded figures come from its defaults)."""
+    from conftest import script
+
+    bench = script("bench_pacs")
+    assert bench.main(["--slices", "2", "--size", "32", "--repeat", "1", "--models", "bicubic"]) in (0, 1)
+    out = capsys.readouterr().out
+    (row,) = [line for line in out.splitlines() if line.startswith("bicubic")]
+    assert "fastest" in row and "%" in row

@@ -48,6 +48,7 @@ __all__ = [
     "connect",
     "credentials",
     "enlarge_study",
+    "read_series",
 ]
 
 #: Environment variables holding DICOMweb credentials: a bearer token, or a user and a password.
@@ -366,6 +367,12 @@ def _read_all(pacs: PacsClient, study: str, series: str, uids: Sequence[str], fo
             done, future = window.popleft()
             future.result()
             yield instance_file(folder, done)
+
+
+def read_series(pacs: PacsClient, study: str, series: str, folder: Path) -> list[Path]:
+    """Every instance of a series (WADO-RS, the PACS's transfer syntax) as ``folder/<SOP UID>.dcm``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return list(_read_all(pacs, study, series, [uid for uid, _ in pacs.instances(study, series)], folder))
 
 
 def enlarge_study(
