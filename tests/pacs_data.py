@@ -143,6 +143,14 @@ def check_derived(
     ]
 
 
+def upscale_files(folder: Path, out: Path, model: str = "bicubic") -> Path:
+    """``mdrn-upscale FOLDER --scale 2 --weights MODEL -o OUT`` in this process; the derived folder."""
+    from mdrn.upscale import main as upscale
+
+    assert upscale([str(folder), "--scale", "2", "--weights", model, "-o", str(out), "-q"]) == 0
+    return out / f"{folder.name}_x2_{model}"
+
+
 def new_dciodvfy_errors(source: Path, derived: Path) -> list[str]:
     """dciodvfy errors of ``derived`` that its source has not (the accepted ones left out)."""
     if shutil.which("dciodvfy") is None:

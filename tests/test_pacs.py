@@ -23,13 +23,13 @@ from pacs_data import (
     make_study,
     series_uids,
     upload,
+    upscale_files,
 )
 
 pytest.importorskip("dicomweb_client")
 pytest.importorskip("pynetdicom")
 
 from mdrn.pacs.cli import main  # noqa: E402
-from mdrn.upscale import main as upscale  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,9 +80,8 @@ def test_dicomweb_round_trip_with_the_default_model(orthanc, tmp_path, creds) ->
     assert f"-> derived series {derived}: 20 instance(s) stored" in res.stdout
     assert "mdrn_small" in res.stdout
     assert_private(res.stdout + res.stderr)
-    assert upscale([str(tmp_path / "ct"), "--scale", "2", "-o", str(tmp_path / "files"), "-q"]) == 0
     got = download_series(orthanc, derived, tmp_path / "pacs")
-    check_derived(study, got, tmp_path / "files" / "ct_x2_mdrn_small", 2)
+    check_derived(study, got, upscale_files(tmp_path / "ct", tmp_path / "files", "mdrn_small"), 2)
 
 
 def test_rerun_stores_nothing_twice_and_skips_its_own_result(orthanc, tmp_path, creds, capsys) -> None:

@@ -15,7 +15,16 @@ from pathlib import Path
 
 import pytest
 from conftest import require_tool
-from pacs_data import PASSWORD, USER, assert_private, check_derived, download_series, make_study, series_uids
+from pacs_data import (
+    PASSWORD,
+    USER,
+    assert_private,
+    check_derived,
+    download_series,
+    make_study,
+    series_uids,
+    upscale_files,
+)
 from test_app_browser import TIMEOUT, _free_port, _launch, _playwright, _stop, _wait_ready, _wait_state
 
 pytest.importorskip("dicomweb_client")
@@ -32,7 +41,6 @@ def _pick(page, elem_id: str, text: str) -> None:  # noqa: ANN001
 def test_browse_open_enlarge_and_send_to_the_pacs(tmp_path) -> None:
     sync_playwright = _playwright()
     from mdrn.pacs.sandbox import LocalOrthanc, OrthancNotFound, find_orthanc
-    from mdrn.upscale import main as upscale
 
     try:
         find_orthanc()
@@ -120,20 +128,5 @@ def test_browse_open_enlarge_and_send_to_the_pacs(tmp_path) -> None:
         (derived,) = series_uids(pacs, study.study) - {study.series}
         assert derived in sent
         got = download_series(pacs, derived, tmp_path / "pacs")
-    assert (
-        upscale(
-            [
-                str(tmp_path / "ct"),
-                "--scale",
-                "2",
-                "--weights",
-                "bicubic",
-                "-o",
-                str(tmp_path / "files"),
-                "-q",
-            ]
-        )
-        == 0
-    )
-    check_derived(study, got, tmp_path / "files" / "ct_x2_bicubic", 2, dciodvfy=1)
+    check_derived(study, got, upscale_files(tmp_path / "ct", tmp_path / "files"), 2, dciodvfy=1)
     assert_private(log.read_text())

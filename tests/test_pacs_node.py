@@ -26,6 +26,7 @@ from pacs_data import (
     make_study,
     series_uids,
     upload,
+    upscale_files,
 )
 
 pytest.importorskip("dicomweb_client")
@@ -102,8 +103,8 @@ def _orthanc_series_id(orthanc: Any, series: str) -> str:
     return sid
 
 
+@pytest.mark.slow
 def test_orthanc_sends_a_series_and_gets_the_derived_series_back(orthanc, node, tmp_path) -> None:
-    from mdrn.upscale import main as upscale
 
     assert orthanc.rest("POST", "/modalities/mdrn/echo", json={}) == {}  # C-ECHO from the PACS
     study = make_study(tmp_path / "ct", 20)
@@ -123,23 +124,8 @@ def test_orthanc_sends_a_series_and_gets_the_derived_series_back(orthanc, node, 
     assert list(root.iterdir()) == []  # received and derived files deleted once sent
     (derived,) = series_uids(orthanc, study.study) - {study.series}
     assert derived in line
-    assert (
-        upscale(
-            [
-                str(tmp_path / "ct"),
-                "--scale",
-                "2",
-                "--weights",
-                "bicubic",
-                "-o",
-                str(tmp_path / "files"),
-                "-q",
-            ]
-        )
-        == 0
-    )
     got = download_series(orthanc, derived, tmp_path / "pacs")
-    check_derived(study, got, tmp_path / "files" / "ct_x2_bicubic", 2)
+    check_derived(study, got, upscale_files(tmp_path / "ct", tmp_path / "files"), 2)
     assert_private(out)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import gradio as gr
 
-from mdrn.pacs.dicomweb import PacsClient, PacsError, connect, read_series
+from mdrn.pacs.dicomweb import PacsClient, PacsError, add_connection_arguments, connect_args, read_series
 from mdrn.pacs.series import SEND_BATCH
 
 __all__ = ["PacsError", "add_arguments", "connect_from_args", "pacs_panel", "send_results"]
@@ -26,26 +26,14 @@ __all__ = ["PacsError", "add_arguments", "connect_from_args", "pacs_panel", "sen
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The app's PACS options (all optional: no ``--dicomweb``, no panel)."""
-    p.add_argument(
-        "--dicomweb", default=None, metavar="URL", help="a PACS's DICOMweb root: browse, open, send back"
-    )
-    p.add_argument(
-        "--auth-file",
-        type=Path,
-        default=None,
-        help="PACS credentials file (USER:PASSWORD or "
-        "'Bearer TOKEN', chmod 600); default: MDRN_PACS_USER/MDRN_PACS_PASSWORD or MDRN_PACS_TOKEN",
-    )
-    p.add_argument(
-        "--ca-file", type=Path, default=None, help="CA certificate(s) of the PACS's https certificate"
-    )
+    add_connection_arguments(p, required=False)
 
 
 def connect_from_args(args: argparse.Namespace) -> PacsClient | None:
     """The PACS of ``--dicomweb`` (checked: it answers), or None without it; :class:`PacsError` otherwise."""
-    if not getattr(args, "dicomweb", None):
+    if not args.dicomweb:
         return None
-    pacs = connect(args.dicomweb, auth_file=args.auth_file, ca_file=args.ca_file)
+    pacs = connect_args(args)
     pacs.studies(limit=1)  # a wrong URL, credentials or CA fails now, not in the page
     return pacs
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
+from typing import Any
 
 __all__ = ["main"]
 
@@ -43,43 +43,20 @@ def _common_model(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda... (default: cuda if available)")
 
 
-def _common_web(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--dicomweb", required=True, metavar="URL", help="DICOMweb root, e.g. http://127.0.0.1:8042/dicom-web"
-    )
-    p.add_argument(
-        "--auth-file",
-        type=Path,
-        default=None,
-        help="file whose first line is USER:PASSWORD or "
-        "'Bearer TOKEN' (chmod 600); default: MDRN_PACS_USER/MDRN_PACS_PASSWORD or MDRN_PACS_TOKEN",
-    )
-    p.add_argument(
-        "--ca-file",
-        type=Path,
-        default=None,
-        help="CA certificate(s) (PEM) that signed the PACS's https certificate",
-    )
-    p.add_argument(
-        "--insecure-http",
-        action="store_true",
-        help="allow sending credentials over plain http to another computer",
-    )
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each answer of the PACS")
-
-
 def _parser() -> argparse.ArgumentParser:
+    from mdrn.pacs.dicomweb import add_connection_arguments
+
     p = argparse.ArgumentParser(
         prog="mdrn-pacs", description="Enlarge series of a PACS and store the derived series back."
     )
     sub = p.add_subparsers(dest="command", required=True)
     ls = sub.add_parser("list", help="list the PACS's studies, or a study's series (DICOMweb)")
-    _common_web(ls)
+    add_connection_arguments(ls)
     ls.add_argument("--study", default=None, help="list this study's series")
     ls.add_argument("--initials", action="store_true", help="show the patients' initials (hidden by default)")
     ls.add_argument("--limit", type=int, default=100, help="at most this many studies (default 100)")
     en = sub.add_parser("enlarge", help="enlarge a study's series and store them back (DICOMweb)")
-    _common_web(en)
+    add_connection_arguments(en)
     en.add_argument("--study", required=True, help="Study Instance UID")
     en.add_argument("--series", nargs="+", default=[], help="only these Series Instance UIDs")
     _common_model(en)
@@ -93,15 +70,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from mdrn.pacs.dicomweb import connect
+    from mdrn.pacs.dicomweb import connect_args
 
-    pacs = connect(
-        args.dicomweb,
-        auth_file=args.auth_file,
-        ca_file=args.ca_file,
-        insecure_http=args.insecure_http,
-        timeout=args.timeout,
-    )
+    pacs = connect_args(args)
     if args.study:
         for s in pacs.series(args.study):
             print(
@@ -124,34 +95,36 @@ def _list(args: argparse.Namespace) -> int:
 def _enlarge(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from mdrn.pacs.dicomweb import connect, enlarge_study
+    from mdrn.pacs.dicomweb import connect_args, enlarge_study
     from mdrn.perf import set_malloc_reuse
 
     set_malloc_reuse(False)  # as mdrn-upscale: large buffers go back to the system, bounded memory
-    pacs = connect(
-        args.dicomweb,
-        auth_file=args.auth_file,
-        ca_file=args.ca_file,
-        insecure_http=args.insecure_http,
-        timeout=args.timeout,
-    )
+    pacs = connect_args(args)
     pacs.series(args.study)  # an unknown study or an unreachable PACS fails before the model is loaded
     enlarger = _enlarger(args)
     print(f"x{args.scale} by {enlarger.how.method}")
-    bar = tqdm(unit="slice", disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
+    bars: list[Any] = []  # the bar of the series being enlarged (none before the first slice)
 
     def progress(done: int, total: int) -> None:
-        if total != bar.total or done < bar.n:  # the next series
-            bar.reset(total=total)
-        bar.update(done - bar.n)
+        if not bars or total != bars[-1].total or done < bars[-1].n:  # the next series
+            close()
+            bars.append(
+                tqdm(total=total, unit="slice", disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
+            )
+        bars[-1].update(done - bars[-1].n)
+
+    def close() -> None:
+        while bars:
+            bars.pop().close()
 
     def say(line: str) -> None:
-        tqdm.write(line, file=sys.stderr if line.startswith("error") else sys.stdout)
+        close()  # a series is done: its line, then the next series' bar
+        print(line, file=sys.stderr if line.startswith("error") else sys.stdout, flush=True)
 
     try:
         results = enlarge_study(pacs, args.study, enlarger, series=args.series, say=say, progress=progress)
     finally:
-        bar.close()
+        close()
     failed = [r for r in results if not r.ok]
     if failed:
         n = sum(len(r.not_stored) if r.error is None else r.images for r in failed)

@@ -11,6 +11,7 @@ asks the PACS which derived instances it already has and enlarges and stores onl
 
 from __future__ import annotations
 
+import argparse
 import ipaddress
 import logging
 import os
@@ -38,6 +39,8 @@ from mdrn.pacs.series import (
 )
 
 __all__ = [
+    "add_connection_arguments",
+    "connect_args",
     "ENV_PASSWORD",
     "ENV_TOKEN",
     "ENV_USER",
@@ -340,6 +343,42 @@ def connect(
     client = DICOMwebClient(url.rstrip("/"), session=session, timeout=timeout)
     client.set_http_retry_params(retry=False)
     return PacsClient(url.rstrip("/"), client)
+
+
+def add_connection_arguments(p: argparse.ArgumentParser, *, required: bool = True) -> None:
+    """The options that reach a PACS by DICOMweb (``mdrn-pacs`` and ``mdrn-app --dicomweb``)."""
+    p.add_argument(
+        "--dicomweb",
+        required=required,
+        default=None,
+        metavar="URL",
+        help="the PACS's DICOMweb root, e.g. http://127.0.0.1:8042/dicom-web",
+    )
+    p.add_argument(
+        "--auth-file",
+        type=Path,
+        default=None,
+        help="file whose first line is USER:PASSWORD or "
+        f"'Bearer TOKEN' (chmod 600); default: {ENV_USER}/{ENV_PASSWORD} or {ENV_TOKEN}",
+    )
+    p.add_argument("--ca-file", type=Path, default=None, help="CA certificate(s) (PEM) of the PACS's https")
+    p.add_argument(
+        "--insecure-http",
+        action="store_true",
+        help="allow sending credentials over plain http to another computer",
+    )
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each answer of the PACS")
+
+
+def connect_args(args: argparse.Namespace) -> PacsClient:
+    """:func:`connect` with the options of :func:`add_connection_arguments`."""
+    return connect(
+        args.dicomweb,
+        auth_file=args.auth_file,
+        ca_file=args.ca_file,
+        insecure_http=args.insecure_http,
+        timeout=args.timeout,
+    )
 
 
 def _is_own_result(path: Path) -> bool:

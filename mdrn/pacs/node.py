@@ -220,9 +220,8 @@ class Node:
                 inc = self._incoming[series] = _Incoming(folder, time.monotonic(), calling=calling)
                 self.say(f"series {series}: receiving from {calling}")
             path = instance_file(inc.folder, sop)
+            inc.count += not path.exists()  # an instance sent twice counts once
             path.write_bytes(event.encoded_dataset(include_meta=True))
-            if not path.name.startswith("."):
-                inc.count += 1
             inc.last = time.monotonic()
             inc.classes.add(str(event.context.abstract_syntax))
         return 0x0000
