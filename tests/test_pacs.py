@@ -356,3 +356,14 @@ def test_the_bench_script_runs_and_prints_its_row(orthanc, capsys) -> None:
     out = capsys.readouterr().out
     (row,) = [line for line in out.splitlines() if line.startswith("bicubic")]
     assert "fastest" in row and "%" in row
+
+
+def test_the_app_refuses_a_pacs_it_cannot_reach(capsys) -> None:
+    pytest.importorskip("gradio")
+    from mdrn.app import main as app
+    from mdrn.pacs.sandbox import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/dicom-web"
+    assert app(["--dicomweb", url]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {url}: cannot reach the PACS while listing studies (") and "\n" not in err
