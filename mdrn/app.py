@@ -389,8 +389,10 @@ def build_app(
     device: str | None = None,
     allow_any_weights: bool = False,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    pacs: Any = None,
 ) -> Any:
-    """Build the Gradio Blocks of the app (not launched). ``models``: (label, value) pairs or values."""
+    """Build the Gradio Blocks of the app (not launched). ``models``: (label, value) pairs or values;
+    ``pacs``: a :class:`mdrn.pacs.dicomweb.PacsClient` adds the PACS panel (:mod:`mdrn.pacs.app_panel`)."""
     from gradio.utils import get_upload_folder
 
     choices = [m if isinstance(m, tuple) else (str(m), str(m)) for m in (models or available_models())]
@@ -550,6 +552,10 @@ def build_app(
                 overwrite = gr.Checkbox(label="Overwrite existing files", value=False)
                 save = gr.Button("Save", elem_id="save")
                 saved = gr.Textbox(label="Saved", lines=2, interactive=False, elem_id="saved")
+                if pacs is not None:
+                    from mdrn.pacs.app_panel import pacs_panel
+
+                    pacs_panel(pacs, files=files, session_of=session_of)
             with gr.Column(scale=2):
                 shown = gr.Dropdown(choices=[], label="Showing", elem_id="shown")
                 slice_no = gr.Slider(1, 2, value=1, step=1, label="Slice", visible=False, elem_id="slice")
@@ -622,7 +628,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"refuse images (or slices) of more pixels (default {DEFAULT_MAX_PIXELS:.0e}; 0 = no limit)",
     )
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    from mdrn.pacs import app_panel
+
+    app_panel.add_arguments(p)
     args = p.parse_args(argv)
+    try:
+        pacs = app_panel.connect_from_args(args)
+    except app_panel.PacsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     set_malloc_reuse(False)  # large buffers go back to the system: bounded memory band after band
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     root = _private_temp()
@@ -631,7 +645,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         app = build_app(
             available_models(args.weights), save_dir=args.save_dir, device=device,
-            allow_any_weights=args.allow_any_weights, max_pixels=args.max_pixels or None,
+            allow_any_weights=args.allow_any_weights, max_pixels=args.max_pixels or None, pacs=pacs,
         )  # fmt: skip
         app.queue().launch(
             server_name=args.host,

@@ -90,3 +90,37 @@ def sample_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("sample_data")
     prepare_sample(root)
     return root
+
+
+def require_tool(problem: str | None) -> None:
+    """Skip with ``problem`` (a tool CI installs is missing), or fail under CI."""
+    if problem is None:
+        return
+    if _in_ci():
+        pytest.fail(f"{problem}: CI installs it (.ci/run)")
+    pytest.skip(problem)
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real Orthanc of the test session on loopback (DICOMweb on, a user ``mdrn``, mdrn's node registered
+    as modality ``mdrn``: AE ``MDRN`` on ``orthanc.node_port``); stopped at the end. Missing Orthanc skips,
+    and fails in CI."""
+    from mdrn.pacs.sandbox import LocalOrthanc, OrthancNotFound, find_orthanc, free_port
+
+    try:
+        find_orthanc()
+    except OrthancNotFound as err:
+        require_tool(str(err))
+    port = free_port()
+    pacs = LocalOrthanc(
+        users={"mdrn": "pacs-test-password"},
+        modalities={"mdrn": ("MDRN", "127.0.0.1", port)},
+        folder=tmp_path_factory.mktemp("orthanc"),
+    )
+    pacs.node_port = port  # type: ignore[attr-defined]
+    pacs.start()
+    try:
+        yield pacs
+    finally:
+        pacs.close()

@@ -29,15 +29,30 @@ def dicom_file(name: str) -> Path:
     return Path(get_testdata_file(name))
 
 
-def make_ct_series(folder: Path, n: int = 5, *, spacing: float = 5.0) -> list[Path]:
+def make_ct_series(
+    folder: Path,
+    n: int = 5,
+    *,
+    spacing: float = 5.0,
+    source: str = "CT_small.dcm",
+    study: str | None = None,
+    tags: dict[str, object] | None = None,
+) -> list[Path]:
     """A CT series of ``n`` slices from CT_small.dcm (one series UID, positions along z, pixel values that
-    differ per slice), saved without suffix under names in reverse order of position, as PACS exports do."""
+    differ per slice), saved without suffix under names in reverse order of position, as PACS exports do.
+
+    ``source`` another single-frame file to build it from, ``study`` its Study Instance UID (default: the
+    source's), ``tags`` values set on every slice (e.g. patient data)."""
     folder.mkdir(parents=True, exist_ok=True)
     series = generate_uid()
     paths = []
     for k in range(n):
-        ds = pydicom.dcmread(dicom_file("CT_small.dcm"))
+        ds = pydicom.dcmread(dicom_file(source))
         ds.SeriesInstanceUID = series
+        if study is not None:
+            ds.StudyInstanceUID = study
+        for keyword, value in (tags or {}).items():
+            setattr(ds, keyword, value)
         ds.SOPInstanceUID = generate_uid()
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         ds.InstanceNumber = k + 1

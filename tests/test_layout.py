@@ -34,13 +34,13 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("mdrn.models", "mdrn.weights", "mdrn.spandrel"),
     ("mdrn.data",),
     ("mdrn.training", "mdrn.train", "mdrn.evaluate"),
-    ("mdrn.clinical", "mdrn.upscale", "mdrn.app", "mdrn.export"),
+    ("mdrn.clinical", "mdrn.upscale", "mdrn.app", "mdrn.export", "mdrn.pacs"),
     ("mdrn.reproduce",),
     ("mdrn.bench",),
 )
 
 #: what users type: ``python -m mdrn.<name>``
-COMMANDS = ("train", "evaluate", "upscale", "app", "weights", "export", "reproduce", "bench", "data")
+COMMANDS = ("train", "evaluate", "upscale", "app", "weights", "export", "reproduce", "bench", "data", "pacs")
 
 
 def _modules() -> list[Path]:

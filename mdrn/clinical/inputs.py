@@ -117,6 +117,22 @@ def _series_label(ds: Any) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.") or "series"
 
 
+#: what grouping, sorting and naming a series read from its slices' headers
+_SORT_KEYS = ("SeriesInstanceUID", "ImageOrientationPatient", "ImagePositionPatient", "InstanceNumber",
+              "SeriesDescription", "SeriesNumber")  # fmt: skip
+
+
+def _sort_keys(ds: Any) -> Any:
+    """The few elements of a slice's header that series grouping needs (a long series keeps little)."""
+    from pydicom import Dataset
+
+    slim = Dataset()
+    for keyword in _SORT_KEYS:
+        if keyword in ds:
+            slim[keyword] = ds[keyword]
+    return slim
+
+
 def open_files(
     files: list[Path],
     *,
@@ -143,7 +159,7 @@ def open_files(
                 if int(ds.get("NumberOfFrames", 1) or 1) > 1:
                     stacks.append(_dicom_stack(path, max_pixels))
                 else:
-                    headers.append((path, ds))
+                    headers.append((path, _sort_keys(ds)))
             elif is_nifti(path):
                 stacks.append(_volume(path, plane, max_pixels))
             elif is_image_file(path):

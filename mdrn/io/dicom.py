@@ -40,6 +40,8 @@ __all__ = [
     "derived_dataset",
     "frame_count",
     "is_dicom_file",
+    "is_mdrn_derived",
+    "missing_decoder",
     "read_dicom",
     "read_frame",
     "read_header",
@@ -152,6 +154,35 @@ def _to_image(path: Path, ds: Any, array: np.ndarray) -> ImageData:
     )  # fmt: skip
 
 
+def missing_decoder(transfer_syntax: str) -> str | None:
+    """Why pixels in ``transfer_syntax`` cannot be decoded here (the syntax named, the packages to install).
+
+    None when a decoder is available.
+    """
+    import re
+
+    from pydicom.pixels import get_decoder
+    from pydicom.uid import UID
+
+    uid = UID(str(transfer_syntax))
+    name = f"{uid.name} ({uid})" if uid.name != str(uid) else f"transfer syntax {uid}"
+    try:
+        decoder = get_decoder(uid)
+    except NotImplementedError:
+        return f"{name}: pydicom has no decoder for this transfer syntax"
+    if decoder.is_available:
+        return None
+    options = []
+    for line in (
+        decoder.missing_dependencies
+    ):  # e.g. "pylibjpeg - requires pylibjpeg>=2.0 and pylibjpeg-libjpeg>=2.1"
+        needs = [p.strip() for p in re.split(r"\band\b|,", line.split("requires", 1)[-1])]
+        options.append(" ".join(f"'{p}'" for p in needs if p and p != "numpy"))
+    options.sort(key=lambda o: "pylibjpeg" not in o)  # pip-installable wheels first
+    text = f"{name} pixel data cannot be decoded here: install a decoder, e.g. pip install {options[0]}"
+    return text + (f" (or {'; or '.join(options[1:])})" if len(options) > 1 else "")
+
+
 def read_frame(path: str | Path, ds: Any, index: int | None = None) -> ImageData:
     """Decode one frame (``index``; None for a single-frame file) of a DICOM file whose header is ``ds``."""
     from pydicom.pixels import pixel_array
@@ -235,6 +266,12 @@ class Derivation:
         from pydicom.uid import generate_uid
 
         return self._series.setdefault(source_series_uid, generate_uid())
+
+    def instance_uid(self, source_instance_uid: str) -> str:
+        """The SOP Instance UID of the image derived from a source instance (a new one each call)."""
+        from pydicom.uid import generate_uid
+
+        return generate_uid()
 
 
 def _ds(value: float) -> Any:
@@ -398,10 +435,18 @@ def _ultrasound_regions(ds: Any, scale: int) -> None:
                 region[keyword].value = float(region[keyword].value) / scale
 
 
+_MARK = "mdrn "  # in the Derivation Description, before the version: "(mdrn 0.1.0)"
+
+
+def is_mdrn_derived(ds: Any) -> bool:
+    """Whether a dataset is an image that mdrn enlarged (its Derivation Description says so)."""
+    return f"({_MARK}" in str(ds.get("DerivationDescription", "") or "")
+
+
 def derived_dataset(image: ImageData, how: Derivation, *, frames: int = 1) -> Any:
     """The header of the enlarged image of ``image`` (a DICOM input; pixel data appended by the writer)."""
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import ExplicitVRLittleEndian
 
     from mdrn import __version__
 
@@ -414,12 +459,13 @@ def derived_dataset(image: ImageData, how: Derivation, *, frames: int = 1) -> An
     ds = _copy(src, swap=encoding[1] is False, skip=_DROPPED | overlay_groups)
     _overlays(ds, src, scale)
 
-    uid = generate_uid()
+    uid = how.instance_uid(str(src.get("SOPInstanceUID", "")))
     ds.SOPInstanceUID = uid
     ds.SeriesInstanceUID = how.series_uid(str(src.get("SeriesInstanceUID", "")))
     ds.ImageType = _set_type(src.get("ImageType"), _is_enhanced(src))
     ds.DerivationDescription = (
-        f"Enlarged x{scale} in-plane by {how.method} (mdrn {__version__}); pixel spacing divided by {scale}, "
+        f"Enlarged x{scale} in-plane by {how.method} ({_MARK}{__version__}); "
+        f"pixel spacing divided by {scale}, "
         "image position moved to the centre of the new first pixel."
     )
     ds.DerivationCodeSequence = [_code_item(_SPATIAL_RESAMPLING)]

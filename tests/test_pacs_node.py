@@ -1,0 +1,258 @@
+"""``mdrn-pacs listen`` against a real Orthanc: the PACS C-STOREs a series, the node sends its result back.
+
+The node runs as the command users start (a subprocess of this module, bicubic: the model's path is tested
+over DICOMweb in tests/test_pacs.py) and is registered in the session's Orthanc as modality ``mdrn``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pydicom
+import pytest
+from pacs_data import (
+    assert_private,
+    certificate,
+    check_derived,
+    download_series,
+    make_study,
+    series_uids,
+    upload,
+    upscale_files,
+)
+
+pytest.importorskip("dicomweb_client")
+pytest.importorskip("pynetdicom")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class NodeProcess:
+    """A running ``mdrn-pacs listen`` and its output."""
+
+    def __init__(self, proc: subprocess.Popen, log: Path, work: Path) -> None:
+        self.proc, self.log, self.work = proc, log, work
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_for(self, text: str, timeout: float = 180.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = self.output()
+            if text in out:
+                return out
+            if self.proc.poll() is not None:
+                pytest.fail(f"mdrn-pacs listen exited ({self.proc.returncode}):\n{out}")
+            time.sleep(0.2)
+        pytest.fail(f"{text!r} not printed within {timeout:.0f} s:\n{self.output()}")
+
+
+@pytest.fixture(scope="module")
+def node(orthanc, tmp_path_factory) -> Iterator[NodeProcess]:
+    work = tmp_path_factory.mktemp("node-work")
+    log = work.parent / f"{work.name}.log"
+    cmd = [
+        sys.executable,
+        "-m",
+        "mdrn.pacs",
+        "listen",
+        "--ae",
+        "MDRN",
+        "--port",
+        str(orthanc.node_port),
+        "--send-to",
+        f"ORTHANC@127.0.0.1:{orthanc.dicom_port}",
+        "--scale",
+        "2",
+        "--model",
+        "bicubic",
+        "--stable-after",
+        "1",
+        "--work-dir",
+        str(work),
+    ]
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
+    running = NodeProcess(proc, log, work)
+    try:
+        running.wait_for("listening as MDRN")
+        yield running
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    assert "stopped; temporary folder deleted" in running.output()
+    assert list(work.iterdir()) == []  # nothing received is left behind
+    assert_private(running.output())
+
+
+def _orthanc_series_id(orthanc: Any, series: str) -> str:
+    (sid,) = [r["ID"] for r in orthanc.rest("POST", "/tools/lookup", data=series) if r["Type"] == "Series"]
+    return sid
+
+
+@pytest.mark.slow
+def test_orthanc_sends_a_series_and_gets_the_derived_series_back(orthanc, node, tmp_path) -> None:
+
+    assert orthanc.rest("POST", "/modalities/mdrn/echo", json={}) == {}  # C-ECHO from the PACS
+    study = make_study(tmp_path / "ct", 20)
+    upload(orthanc, study.files)
+    job = orthanc.rest(
+        "POST",
+        "/modalities/mdrn/store",
+        json={"Resources": [_orthanc_series_id(orthanc, study.series)], "Synchronous": True},
+    )
+    assert job["InstancesCount"] == 20 and job["FailedInstancesCount"] == 0
+    (root,) = node.work.iterdir()
+    assert root.name.startswith("mdrn-node-") and stat.S_IMODE(root.stat().st_mode) == 0o700  # private
+    out = node.wait_for(f"series {study.series} -> derived series")
+    (line,) = [x for x in out.splitlines() if f"series {study.series} -> derived series" in x]
+    assert "20 instance(s) sent to ORTHANC@127.0.0.1" in line and "error" not in line
+    assert f"series {study.series}: 20 instance(s) received from ORTHANC, enlarging" in out
+    assert list(root.iterdir()) == []  # received and derived files deleted once sent
+    (derived,) = series_uids(orthanc, study.study) - {study.series}
+    assert derived in line
+    got = download_series(orthanc, derived, tmp_path / "pacs")
+    check_derived(study, got, upscale_files(tmp_path / "ct", tmp_path / "files"), 2)
+    assert_private(out)
+
+
+def _associate(port: int, calling: str, contexts: list[tuple[str, list[str]]], tls: Any = None) -> Any:
+    from pynetdicom import AE, build_context
+
+    ae = AE(ae_title=calling)
+    ae.requested_contexts = [build_context(a, ts) for a, ts in contexts]
+    return ae.associate("127.0.0.1", port, ae_title="MDRN", tls_args=tls)
+
+
+def test_an_ae_title_not_on_the_allow_list_is_refused(orthanc, node) -> None:
+    from pydicom.uid import ExplicitVRLittleEndian
+    from pynetdicom.sop_class import Verification
+
+    assoc = _associate(orthanc.node_port, "INTRUDER", [(Verification, [ExplicitVRLittleEndian])])
+    assert assoc.is_rejected
+    out = node.wait_for("refused an association from AE 'INTRUDER'")
+    (line,) = [x for x in out.splitlines() if "INTRUDER" in x]
+    assert line.endswith("not on the allow-list (ORTHANC; see --allow)")
+
+
+def test_a_transfer_syntax_without_a_decoder_is_refused_naming_the_package(orthanc, node) -> None:
+    from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless
+    from pynetdicom.sop_class import MRImageStorage, Verification
+
+    from mdrn.io.dicom import missing_decoder
+
+    if missing_decoder(JPEGLSLossless) is None:
+        pytest.skip("a JPEG-LS decoder is installed here: the syntax is accepted")
+    assoc = _associate(
+        orthanc.node_port,
+        "ORTHANC",
+        [(Verification, [ExplicitVRLittleEndian]), (MRImageStorage, [JPEGLSLossless])],
+    )
+    assert assoc.is_established
+    assert [cx.abstract_syntax for cx in assoc.accepted_contexts] == [Verification]
+    assoc.release()
+    out = node.wait_for("refused MR Image Storage offered by ORTHANC in JPEG-LS Lossless")
+    assert "pip install 'pylibjpeg>=2.0' 'pylibjpeg-libjpeg>=2.1'" in out
+
+
+def test_a_failing_series_does_not_stop_the_node(orthanc, node, tmp_path) -> None:
+    from pydicom.uid import ExplicitVRLittleEndian
+    from pynetdicom.sop_class import CTImageStorage
+
+    bad, good = make_study(tmp_path / "bad", 2), make_study(tmp_path / "good", 2)
+    for path in bad.files:  # pixel data too short for the rows it declares
+        ds = pydicom.dcmread(path)
+        ds.Rows = 256
+        ds.save_as(path, enforce_file_format=True)
+    assoc = _associate(orthanc.node_port, "ORTHANC", [(CTImageStorage, [ExplicitVRLittleEndian])])
+    assert assoc.is_established
+    for path in bad.files:
+        assert assoc.send_c_store(path).Status == 0
+    assoc.release()
+    out = node.wait_for(f"error: series {bad.series} -> derived series")
+    (line,) = [x for x in out.splitlines() if f"error: series {bad.series}" in x]
+    assert "0 instance(s) sent" in line and "2 NOT stored (" in line
+    assoc = _associate(orthanc.node_port, "ORTHANC", [(CTImageStorage, [ExplicitVRLittleEndian])])
+    for path in good.files:
+        assert assoc.send_c_store(path).Status == 0
+    assoc.release()
+    out = node.wait_for(f"series {good.series} -> derived series")
+    assert (
+        "2 instance(s) sent to ORTHANC" in [x for x in out.splitlines() if f"series {good.series} ->" in x][0]
+    )
+    assert len(series_uids(orthanc, good.study)) == 1  # the derived series (the source went only to the node)
+
+
+def test_dicom_tls_both_ways(tmp_path) -> None:
+    """The node serves TLS, checks the peer's certificate against --tls-ca, and sends back over TLS."""
+    pytest.importorskip("cryptography")
+    import ssl
+
+    from pydicom.uid import ExplicitVRLittleEndian
+    from pynetdicom import AE, evt
+    from pynetdicom.sop_class import CTImageStorage
+
+    from mdrn.pacs.node import Destination, Node
+    from mdrn.pacs.sandbox import free_port
+    from mdrn.pacs.series import Enlarger
+
+    cert, key = certificate(tmp_path)
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(cert))
+    server.load_cert_chain(str(cert), str(key))
+    server.verify_mode = ssl.CERT_REQUIRED
+    client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(cert))
+    client.load_cert_chain(str(cert), str(key))
+    received = []
+
+    def on_store(event: Any) -> int:
+        received.append(event.dataset.SOPInstanceUID)
+        return 0
+
+    pacs = AE(ae_title="PACS")  # the PACS's own TLS Storage SCP, receiving the derived series
+    pacs.add_supported_context(CTImageStorage, [ExplicitVRLittleEndian])
+    pacs_server = pacs.start_server(
+        ("127.0.0.1", 0), block=False, ssl_context=server, evt_handlers=[(evt.EVT_C_STORE, on_store)]
+    )
+    lines: list[str] = []
+    study = make_study(tmp_path / "ct", 2)
+    try:
+        with Node(
+            Enlarger.create("bicubic", 2),
+            send_to=Destination("PACS", "127.0.0.1", pacs_server.server_address[1]),
+            port=free_port(),
+            stable_after=0.5,
+            work_dir=tmp_path,
+            tls_cert=cert,
+            tls_key=key,
+            tls_ca=cert,
+            say=lines.append,
+        ) as node:
+            plain = _associate(node.port, "PACS", [(CTImageStorage, [ExplicitVRLittleEndian])])
+            assert not plain.is_established  # no TLS: no association
+            assoc = _associate(
+                node.port, "PACS", [(CTImageStorage, [ExplicitVRLittleEndian])], tls=(client, "127.0.0.1")
+            )
+            assert assoc.is_established
+            for path in study.files:
+                assert assoc.send_c_store(path).Status == 0
+            assoc.release()
+            deadline = time.monotonic() + 120
+            while len(received) < 2 and time.monotonic() < deadline:
+                time.sleep(0.2)
+    finally:
+        pacs_server.shutdown()
+    assert len(received) == 2, lines
+    assert "(TLS)" in lines[0]
