@@ -2,7 +2,11 @@
 
 The scale is fixed at export (the network's ``forward(x, scale)`` with ``scale`` baked in); batch,
 height and width are dynamic axes. Input ``lr`` and output ``sr`` are float32 (N, C, H, W) in [0, 1]
-(the output is not clamped, as in PyTorch).
+(the output is not clamped, as in PyTorch). Networks with the bicubic low-frequency path export too: the
+resize weights are computed inside the graph from the image size (:mod:`mdrn.protocol.resize`).
+
+With onnxruntime installed the command then runs the file on a random image (of another size than the
+export's) and on the images given with ``--check``, and prints the largest difference from PyTorch.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from torch.export import Dim
 
 from mdrn.io.images import atomic_write
 
-__all__ = ["FixedScale", "export_onnx", "main"]
+__all__ = ["FixedScale", "check_onnx", "export_onnx", "main"]
 
 #: ONNX opset used for the export.
 OPSET = 18
@@ -69,6 +73,42 @@ def export_onnx(
     return atomic_write(path, write, overwrite=overwrite)
 
 
+def check_onnx(
+    path: str | os.PathLike[str], net: nn.Module, scale: int, images: Sequence[str | os.PathLike[str]] = ()
+) -> list[tuple[str, float]]:
+    """(input, max |ONNX Runtime - PyTorch|) for a random 1x C x 45x61 image and each image file given.
+
+    Gray images are given to an RGB network as three equal planes (as :func:`mdrn.models.inference.upscale`
+    does). Needs onnxruntime.
+    """
+    import numpy as np
+    import onnxruntime as ort
+
+    from mdrn.io.images import image_to_tensor, read_image
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    n_colors = int(getattr(net, "n_colors", 3))
+    gen = torch.Generator().manual_seed(0)
+    inputs = [(f"random 1x{n_colors}x45x61", torch.rand(1, n_colors, 45, 61, generator=gen))]
+    for file in images:
+        x = image_to_tensor(read_image(file))[None]
+        if x.shape[1] != n_colors:
+            x = x.expand(-1, n_colors, -1, -1) if x.shape[1] == 1 else x.mean(dim=1, keepdim=True)
+        inputs.append((f"{Path(file).name} ({x.shape[-1]}x{x.shape[-2]})", x.contiguous()))
+    out = []
+    was_training = net.training
+    net.eval()
+    try:
+        for name, x in inputs:
+            got = session.run(["sr"], {"lr": x.numpy()})[0]
+            with torch.inference_mode():
+                ref = net(x, scale).numpy()
+            out.append((name, float(np.abs(got - ref).max())))
+    finally:
+        net.train(was_training)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: load weights (any format ``mdrn.upscale`` accepts) and export one scale to ONNX."""
     from mdrn.upscale import load_network
@@ -78,6 +118,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--weights", required=True, help="weights file or name (see mdrn-upscale)")
     p.add_argument("--scale", type=int, required=True, help="the scale baked into the exported graph")
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    p.add_argument(
+        "--check", nargs="*", default=[], metavar="IMAGE", help="images to compare ONNX Runtime with PyTorch "
+        "on (besides a random one; the comparison needs onnxruntime)"
+    )  # fmt: skip
     args = p.parse_args(argv)
     try:
         net = load_network(args.weights, args.scale)
@@ -86,6 +130,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(f"wrote {dest}")
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        print("not compared with PyTorch: onnxruntime is not installed (pip install onnxruntime)")
+        return 0
+    try:
+        for name, diff in check_onnx(dest, net, args.scale, args.check):
+            print(f"max |ONNX Runtime - PyTorch| on {name}: {diff:.2e}")
+    except (ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     return 0
 
 
