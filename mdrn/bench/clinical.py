@@ -1,0 +1,461 @@
+"""Bench section ``clinical`` (opt-in): the clinician path against its own network, and where the rest goes.
+
+For a 512x512 16-bit CT slice and a series of such slices, at each scale, with the shipped model (or
+``Sizes.clinical_model``: a name or a weights file, so the same command measures another model):
+
+- the network's forward on the whole slice in one call (fast path, glibc keeping freed memory: the
+  network's own speed), interleaved with the conv limit of its own width (one 3x3 convolution of
+  ``n_feats`` channels on the same image, :class:`mdrn.bench.limits.ConvLimit`), and the time the counted
+  multiply-adds take at that limit;
+- ``mdrn-upscale`` on the series, a fresh process as a user runs it (wall time, peak RSS; the time per
+  slice after the first from a run on one slice), and the app's enlarge call
+  (:func:`mdrn.app.process_files`) in this warm process;
+- a profile of the same path in this process: the functions the engine calls (read, normalise, the
+  network, quantise, write) timed where :mod:`mdrn.clinical.enlarge` calls them, exclusive of each other,
+  with their page faults and kernel time, and the pixels the network ran on against the image's.
+
+Every measurement records the load average (``/proc/loadavg``) beside it: the machine is shared.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from mdrn.bench.core import Context, alternate, make_row, median
+from mdrn.bench.limits import ConvLimit
+from mdrn.perf import count_flops, malloc_reuse
+
+#: The profile's stages: (name, module, attribute) of the functions timed where the engine calls them.
+STAGES = (
+    ("read", "mdrn.clinical.inputs", "Stack.slice"),
+    ("normalise", "mdrn.clinical.enlarge", "image_to_tensor"),
+    ("network", "mdrn.clinical.enlarge", "upscale"),
+    ("quantise", "mdrn.clinical.enlarge", "tensor_to_array"),
+    ("write", "mdrn.clinical.enlarge", "write_bands"),
+)
+
+
+def load() -> float:
+    """The 1-minute load average (``/proc/loadavg``), recorded with every timing."""
+    return float(os.getloadavg()[0])
+
+
+def ct_dataset(side: int) -> tuple[Any, str]:
+    """A 16-bit CT slice of ``side`` x ``side`` pixels as a pydicom dataset, and what it is.
+
+    pydicom-data's real 512x512 CT (``693_UNCR.dcm``, 14 of 16 bits stored) where installed (the
+    ``medical`` extra) and ``side`` is 512; else pydicom's own 128x128 ``CT_small.dcm`` enlarged to ``side``
+    (bicubic) plus noise.
+    """
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    if side == 512:
+        with contextlib.suppress(Exception):
+            path = get_testdata_file("693_UNCR.dcm")
+            if path:
+                return pydicom.dcmread(path), "a real 512x512 CT slice (pydicom-data 693_UNCR.dcm, 14 bits)"
+    from mdrn.protocol.resize import imresize
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    src = torch.from_numpy(ds.pixel_array.astype(np.float64))[None]
+    big = imresize(src, size=(side, side))[0].numpy()
+    big += np.random.default_rng(0).normal(0, 8, big.shape)
+    ds.PixelData = np.clip(big, 0, 4095).astype(ds.pixel_array.dtype).tobytes()
+    ds.Rows = ds.Columns = side
+    return ds, f"pydicom's CT_small.dcm enlarged to {side}x{side} (bicubic, plus noise)"
+
+
+def write_series(folder: Path, n: int, side: int) -> str:
+    """Write a DICOM series of ``n`` slices of ``side`` x ``side`` (values shifted per slice); say what."""
+    from pydicom.uid import generate_uid
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ds, what = ct_dataset(side)
+    base = ds.pixel_array.copy()
+    series = generate_uid()
+    x, y, z = (float(v) for v in getattr(ds, "ImagePositionPatient", (0, 0, 0)))
+    for k in range(n):
+        ds.SeriesInstanceUID = series
+        ds.SOPInstanceUID = generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.InstanceNumber = k + 1
+        ds.ImagePositionPatient = [x, y, z + 2.0 * k]
+        ds.SliceLocation = z + 2.0 * k
+        ds.PixelData = (base + 3 * k).astype(base.dtype).tobytes()
+        ds.save_as(folder / f"IM{k:04d}", enforce_file_format=True)
+    return what
+
+
+class StageTimer:
+    """Wall time, page faults and kernel time of named functions, exclusive of the timed calls inside them."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, dict[str, float]] = {}
+        self._stack: list[list[float]] = []
+
+    def wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """``fn`` timed as ``name`` (a generator it returns is timed while it is consumed, too)."""
+
+        @functools.wraps(fn)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            with self.span(name):
+                out = fn(*args, **kwargs)
+            if isinstance(out, Iterator) and hasattr(out, "send"):
+                return self._timed_generator(name, out)
+            return out
+
+        return timed
+
+    def _timed_generator(self, name: str, gen: Iterator[Any]) -> Iterator[Any]:
+        while True:
+            with self.span(name):
+                try:
+                    item = next(gen)
+                except StopIteration:
+                    return
+            yield item
+
+    @contextlib.contextmanager
+    def span(self, name: str) -> Iterator[None]:
+        """Time the block as ``name``; time spent in spans inside it is not counted twice."""
+        r0 = resource.getrusage(resource.RUSAGE_SELF)
+        t0 = time.perf_counter()
+        self._stack.append([0.0, 0.0, 0.0])  # inner wall, faults, kernel
+        try:
+            yield
+        finally:
+            inner = self._stack.pop()
+            r1 = resource.getrusage(resource.RUSAGE_SELF)
+            wall = time.perf_counter() - t0
+            faults = (r1.ru_minflt - r0.ru_minflt) * resource.getpagesize()
+            kernel = r1.ru_stime - r0.ru_stime
+            tot = self.totals.setdefault(name, {"seconds": 0.0, "fault_bytes": 0.0, "kernel_seconds": 0.0})
+            tot["seconds"] += wall - inner[0]
+            tot["fault_bytes"] += faults - inner[1]
+            tot["kernel_seconds"] += kernel - inner[2]
+            if self._stack:
+                outer = self._stack[-1]
+                outer[0] += wall
+                outer[1] += faults
+                outer[2] += kernel
+
+
+@contextlib.contextmanager
+def timed_stages(timer: StageTimer) -> Iterator[list[str]]:
+    """Wrap the engine's functions (``STAGES``) with ``timer`` while the block runs; yield those found."""
+    import importlib
+
+    undo, found = [], []
+    for name, module, attr in STAGES:
+        owner: Any = importlib.import_module(module)
+        *path, last = attr.split(".")
+        for part in path:
+            owner = getattr(owner, part, None)
+        fn = getattr(owner, last, None) if owner is not None else None
+        if fn is None:
+            continue
+        setattr(owner, last, timer.wrap(name, fn))
+        undo.append((owner, last, fn))
+        found.append(name)
+    try:
+        yield found
+    finally:
+        for owner, last, fn in reversed(undo):
+            setattr(owner, last, fn)
+
+
+@contextlib.contextmanager
+def counted_pixels(net: nn.Module) -> Iterator[dict[str, int]]:
+    """Count the LR pixels each stage of ``net`` runs on (``features``, ``reconstruct``, ``forward``)."""
+    counts = {"features": 0, "reconstruct": 0, "forward": 0}
+    undo = []
+    for name in counts:
+        fn = getattr(net, name, None)
+        if not callable(fn):
+            continue
+
+        def counting(x: torch.Tensor, *args: Any, _fn: Any = fn, _name: str = name, **kw: Any) -> Any:
+            counts[_name] += x.shape[0] * x.shape[-2] * x.shape[-1]
+            return _fn(x, *args, **kw)
+
+        net.__dict__[name] = counting
+        undo.append(name)
+    try:
+        yield counts
+    finally:
+        for name in undo:
+            del net.__dict__[name]
+
+
+def run_cli(args: list[str]) -> dict[str, float]:
+    """Run ``python -m mdrn.upscale ARGS`` in a fresh process: wall seconds, peak RSS, exit code, load."""
+    paths = (str(_root()), os.environ.get("PYTHONPATH"))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+    with tempfile.TemporaryFile() as err:
+        before = load()
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "mdrn.upscale", *args], stdout=subprocess.DEVNULL,
+                                stderr=err, env=env)  # fmt: skip
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            err.seek(0)
+            raise RuntimeError(f"mdrn-upscale {' '.join(args)} failed: {err.read().decode()[-2000:]}")
+    return {"seconds": wall, "peak_rss": usage.ru_maxrss * 1024, "load_before": before, "load_after": load()}
+
+
+def _root() -> Path:
+    """The source checkout the running ``mdrn`` is imported from."""
+    import mdrn
+
+    return Path(mdrn.__file__).resolve().parents[1]
+
+
+def bench_clinical(ctx: Context) -> None:
+    """Rows and profile of the clinician path for a CT slice and a series, at each of ``clinical_scales``."""
+    from mdrn.clinical.enlarge import load_network, model_name
+    from mdrn.perf import prepare_for_inference
+
+    s = ctx.sizes
+    if ctx.device.type != "cpu":
+        ctx.skip("clinician path", "CPU only (the GPU path is measured by section gpu)")
+        return
+    model = s.clinical_model
+    side, n = s.clinical_side, s.clinical_slices
+    with tempfile.TemporaryDirectory(prefix="mdrn-bench-clinical-") as tmp:
+        root = Path(tmp)
+        what = write_series(root / "series", n, side)
+        write_series(root / "one", 1, side)
+        plain = load_network(model)
+        net = prepare_for_inference(load_network(model), ctx.device)
+        label = f"{model_name(model)} ({type(plain).__name__}, {_describe_weights(plain, model)})"
+        facts: dict[str, Any] = {"model": label, "input": what, "side": side, "slices": n, "scales": {}}
+        for scale in s.clinical_scales:
+            ctx.log(f"  x{scale} ...")
+            facts["scales"][str(scale)] = _bench_scale(ctx, plain, net, scale, root, label)
+        ctx.facts["clinical"] = facts
+
+
+def _describe_weights(net: nn.Module, model: str) -> str:
+    """'B=16 F=32, 808,739 parameters, sha256 e874481dd7c7' for a network and its weights file."""
+    import hashlib
+
+    from mdrn.weights import SHIPPED_MODELS, shipped_path
+
+    params = sum(p.numel() for p in net.parameters())
+    spec = getattr(net, "spec_args", None) or {}
+    arch = f"B={spec['n_resblocks']} F={spec['n_feats']}, " if "n_resblocks" in spec else ""
+    path = shipped_path(model) if model in SHIPPED_MODELS else Path(model)
+    digest = f", sha256 {hashlib.sha256(path.read_bytes()).hexdigest()[:12]}" if path.is_file() else ""
+    return f"{arch}{params:,} parameters{digest}"
+
+
+def _bench_scale(
+    ctx: Context, plain: nn.Module, net: nn.Module, scale: int, root: Path, label: str
+) -> dict[str, Any]:
+    """One scale: forward and limit, in-process profile, the CLI on the series and on one slice, the app."""
+    from mdrn.clinical.inputs import open_inputs
+    from mdrn.io.images import image_to_tensor
+
+    s = ctx.sizes
+    side, n, model = s.clinical_side, s.clinical_slices, s.clinical_model
+    stack = open_inputs(root / "series")[0]
+    image = stack.slice(0)
+    x = image_to_tensor(image)[None]
+    colors = int(getattr(plain, "n_colors", 1))
+    xin = x.expand(-1, colors, -1, -1) if x.shape[1] == 1 and colors == 3 else x
+    flops = count_flops(plain, tuple(xin.shape), scale).forward
+    feats = int(getattr(plain, "n_feats", 32))
+    limit = ConvLimit(ctx, (1, feats, side, side), training=False, flops_per_slot=flops)
+
+    def forward() -> None:
+        with torch.inference_mode(), malloc_reuse(True):
+            net(xin, scale)
+
+    load0 = load()
+    times = alternate({"forward": forward, **limit.calls()}, repeats=s.clinical_repeats, warmup=1)
+    lim = limit.gflops(times)["forward"]
+    fwd = median(times["forward"])
+    out: dict[str, Any] = {
+        "flops": flops,
+        "forward_seconds": fwd,
+        "forward_best": min(times["forward"]),
+        "conv_limit_gflops": lim,
+        "limit_seconds": flops / lim / 1e9,
+        "load_forward": [load0, load()],
+    }
+    out["profile"] = _profile(ctx, net, stack, scale, root)
+    cli = ["--scale", str(scale), "--weights", model, "-q", "--overwrite"]
+    out["cli_series"] = run_cli([str(root / "series"), "-o", str(root / f"cli{scale}"), *cli])
+    out["cli_one"] = run_cli([str(root / "one"), "-o", str(root / f"cli1_{scale}"), *cli])
+    out["app_series"] = _app_call(root, scale, model)
+    per_slice = (out["cli_series"]["seconds"] - out["cli_one"]["seconds"]) / max(1, n - 1)
+    out["cli_per_slice"] = per_slice
+    out["cli_startup"] = out["cli_one"]["seconds"] - per_slice
+    _rows(ctx, out, scale, label)
+    stack.close()
+    return out
+
+
+def _profile(ctx: Context, net: nn.Module, stack: Any, scale: int, root: Path) -> dict[str, Any]:
+    """The engine on the series in this process, its functions timed where it calls them."""
+    from mdrn.clinical.enlarge import UpscaleOptions, describe_method, enlarge_stack
+    from mdrn.io.dicom import Derivation
+
+    opts = UpscaleOptions(scale=scale, device=str(ctx.device), overwrite=True)
+    how = Derivation(scale, describe_method(ctx.sizes.clinical_model, net), "bench")
+    enlarge_stack(net, stack, root / f"warm{scale}", opts, how)  # warm: the first slice allocates anew
+    timer = StageTimer()
+    load0 = load()
+    with timed_stages(timer) as found, counted_pixels(net) as pixels:
+        t0 = time.perf_counter()
+        with timer.span("other"):
+            enlarge_stack(net, stack, root / f"prof{scale}", opts, how)
+        total = time.perf_counter() - t0
+    n = stack.n_slices
+    image_px = n * stack.slice(0).height * stack.slice(0).width
+    return {
+        "stages_found": found,
+        "per_slice": {k: {m: v / n for m, v in d.items()} for k, d in timer.totals.items()},
+        "seconds_per_slice": total / n,
+        "pixels": {k: v / image_px for k, v in pixels.items()},
+        "load": [load0, load()],
+    }
+
+
+def _app_call(root: Path, scale: int, model: str) -> dict[str, float]:
+    """The app's enlarge call on the series (warm: the model loaded by a first call on one slice)."""
+    from mdrn.app import process_files
+
+    one = sorted((root / "one").iterdir())
+    process_files(one, scale, model, root / f"appwarm{scale}")
+    files = sorted((root / "series").iterdir())
+    load0 = load()
+    t0 = time.perf_counter()
+    results, errors = process_files(files, scale, model, root / f"app{scale}")
+    wall = time.perf_counter() - t0
+    for r in results:
+        r.close()
+    if errors:
+        raise RuntimeError(f"the app's enlarge call failed: {errors[0]}")
+    return {"seconds": wall, "per_slice": wall / len(files), "load_before": load0, "load_after": load()}
+
+
+def _rows(ctx: Context, out: dict[str, Any], scale: int, label: str) -> None:
+    """The section's rows for one scale."""
+    s = ctx.sizes
+    side, n = s.clinical_side, s.clinical_slices
+    head = f"clinician path x{scale}, {side}x{side} 16-bit CT slice, {label}"
+    fwd, per = out["forward_seconds"], out["cli_per_slice"]
+    cli = out["cli_series"]
+    ctx.add(
+        make_row(
+            f"{head}: mdrn-upscale per slice",
+            per,
+            fwd,
+            "s",
+            better="lower",
+            ours_label=f"mdrn-upscale on a {n}-slice series, a fresh process (s per slice after the first)",
+            baseline_label="the network's forward on the whole slice, one call (fast path)",
+            repeats=1,
+            notes=(
+                f"series wall {cli['seconds']:.1f} s (load {cli['load_before']:.1f}-"
+                f"{cli['load_after']:.1f}), peak RSS {cli['peak_rss'] / 2**20:.0f} MB; start-up and first "
+                f"slice {out['cli_startup']:.1f} s; a 300-slice series: "
+                f"{(out['cli_startup'] + 300 * per) / 60:.1f} min at this rate; forward median of "
+                f"{s.clinical_repeats} (load "
+                f"{out['load_forward'][0]:.1f}-{out['load_forward'][1]:.1f})"
+            ),
+            extra={"cli_series": cli, "cli_one": out["cli_one"], "startup": out["cli_startup"]},
+        )
+    )
+    app = out["app_series"]
+    ctx.add(
+        make_row(
+            f"{head}: the app's enlarge call per slice",
+            app["per_slice"],
+            fwd,
+            "s",
+            better="lower",
+            ours_label=f"mdrn.app.process_files on the {n}-slice series (warm process)",
+            baseline_label="the network's forward on the whole slice, one call (fast path)",
+            repeats=1,
+            notes=f"load {app['load_before']:.1f}-{app['load_after']:.1f}",
+            extra=app,
+        )
+    )
+    gf = out["flops"] / out["forward_best"] / 1e9
+    ctx.add(
+        make_row(
+            f"{head}: forward rate against the conv limit of its width",
+            gf,
+            out["conv_limit_gflops"],
+            "GFLOP/s",
+            ours_label="the forward's counted FLOPs / its best call",
+            baseline_label="3x3 convolution of the network's width on the same image, best call",
+            repeats=s.clinical_repeats,
+            notes=(
+                f"{out['flops'] / 1e9:.0f} GFLOP counted per slice: {out['limit_seconds']:.2f} s at the "
+                f"limit, forward median {fwd:.2f} s; interleaved"
+            ),
+            extra={"flops": out["flops"]},
+        )
+    )
+
+
+def clinical_markdown(facts: dict[str, Any]) -> list[str]:
+    """Markdown lines: per scale, the profile of the clinician path (where the time of a slice goes)."""
+    lines = [
+        "",
+        f"## Where a slice's time goes: section `clinical` ({facts['model']}; {facts['input']}, "
+        f"series of {facts['slices']})",
+        "",
+    ]
+    for scale, d in facts["scales"].items():
+        p = d["profile"]
+        per = p["per_slice"]
+        total = p["seconds_per_slice"]
+        lines += [
+            f"**x{scale}**: the engine (`mdrn.clinical.enlarge.enlarge_stack`) in a warm process "
+            f"{total:.2f} s per slice (load {p['load'][0]:.1f}-{p['load'][1]:.1f}); the network's forward on "
+            f"the whole slice {d['forward_seconds']:.2f} s; at the conv limit {d['limit_seconds']:.2f} s; "
+            f"mdrn-upscale {d['cli_per_slice']:.2f} s per slice after a start of {d['cli_startup']:.1f} s; "
+            f"the app {d['app_series']['per_slice']:.2f} s.",
+            "",
+            "| stage | s per slice | share | page faults MB | kernel s |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
+        for name in ("read", "normalise", "network", "quantise", "write", "other"):
+            if name not in per:
+                continue
+            v = per[name]
+            lines.append(
+                f"| {name} | {v['seconds']:.3f} | {v['seconds'] / total:.1%} | "
+                f"{v['fault_bytes'] / 2**20:,.0f} | {v['kernel_seconds']:.2f} |"
+            )
+        px = ", ".join(f"{k} {v:.2f}x" for k, v in p["pixels"].items() if v)
+        net = per.get("network", {}).get("seconds", 0.0)
+        lines += [
+            "",
+            f"The network stage against the forward alone: {net:.2f} vs {d['forward_seconds']:.2f} s "
+            f"(+{net - d['forward_seconds']:.2f} s: tiling, page faults, bicubic of the tiles); LR pixels "
+            f"run per image pixel: {px}.",
+            "",
+        ]
+    return lines
