@@ -140,9 +140,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda if available)")
     p.add_argument(
-        "--backend", choices=BACKENDS, default="auto", help="what runs the network on CPU: onnxruntime "
-        "(faster; exported once per model and scale, then cached), torch, or auto (default: onnxruntime "
-        "once exported, or for jobs of 5 megapixels and more)"
+        "--backend", choices=BACKENDS, default="auto", help="what runs the network on CPU: torch, "
+        "onnxruntime (exported once per model and scale, then cached), or auto (default: onnxruntime on "
+        "CPUs where it measured faster, those without AVX-512, once exported or for jobs of 5 megapixels "
+        "and more; else torch)"
     )  # fmt: skip
     p.add_argument(
         "--precision", choices=PRECISIONS, default="fp32", help="bf16: faster on a GPU or an AMX CPU, "

@@ -20,6 +20,7 @@ Every measurement records the load average (``/proc/loadavg``) beside it: the ma
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import os
 import resource
@@ -35,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mdrn.bench.core import Context, alternate, make_row, median
+from mdrn.bench.core import Context, make_row, median
 from mdrn.bench.limits import ConvLimit
 from mdrn.perf import count_flops, malloc_reuse
 
@@ -135,24 +136,26 @@ class StageTimer:
         """Time the block as ``name``; time spent in spans inside it is not counted twice."""
         r0 = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.perf_counter()
-        self._stack.append([0.0, 0.0, 0.0])  # inner wall, faults, kernel
+        keys = ("seconds", "fault_bytes", "kernel_seconds", "cpu_seconds")
+        self._stack.append([0.0] * len(keys))  # the same, spent in spans inside this one
         try:
             yield
         finally:
             inner = self._stack.pop()
             r1 = resource.getrusage(resource.RUSAGE_SELF)
-            wall = time.perf_counter() - t0
-            faults = (r1.ru_minflt - r0.ru_minflt) * resource.getpagesize()
-            kernel = r1.ru_stime - r0.ru_stime
-            tot = self.totals.setdefault(name, {"seconds": 0.0, "fault_bytes": 0.0, "kernel_seconds": 0.0})
-            tot["seconds"] += wall - inner[0]
-            tot["fault_bytes"] += faults - inner[1]
-            tot["kernel_seconds"] += kernel - inner[2]
+            spent = (
+                time.perf_counter() - t0,
+                (r1.ru_minflt - r0.ru_minflt) * resource.getpagesize(),
+                r1.ru_stime - r0.ru_stime,
+                cpu_seconds(r1) - cpu_seconds(r0),
+            )
+            tot = self.totals.setdefault(name, dict.fromkeys(keys, 0.0))
+            for i, key in enumerate(keys):
+                tot[key] += spent[i] - inner[i]
             if self._stack:
                 outer = self._stack[-1]
-                outer[0] += wall
-                outer[1] += faults
-                outer[2] += kernel
+                for i in range(len(keys)):
+                    outer[i] += spent[i]
 
 
 @contextlib.contextmanager
@@ -202,8 +205,33 @@ def counted_pixels(net: nn.Module) -> Iterator[dict[str, int]]:
             del net.__dict__[name]
 
 
+def cpu_seconds(usage: Any) -> float:
+    """User + kernel CPU seconds of a ``getrusage``/``wait4`` result."""
+    return float(usage.ru_utime + usage.ru_stime)
+
+
+def interleaved(variants: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1) -> dict[str, Any]:
+    """Each variant ``repeats`` times in turn (A B, B A, ...) after ``warmup`` untimed rounds: wall and CPU
+    seconds of every call, and the load average before and after."""
+    for _ in range(warmup):
+        for fn in variants.values():
+            fn()
+    names = list(variants)
+    wall: dict[str, list[float]] = {k: [] for k in names}
+    cpu: dict[str, list[float]] = {k: [] for k in names}
+    load0 = load()
+    for r in range(repeats):
+        for k in names if r % 2 == 0 else names[::-1]:
+            r0 = resource.getrusage(resource.RUSAGE_SELF)
+            t0 = time.perf_counter()
+            variants[k]()
+            wall[k].append(time.perf_counter() - t0)
+            cpu[k].append(cpu_seconds(resource.getrusage(resource.RUSAGE_SELF)) - cpu_seconds(r0))
+    return {"wall": wall, "cpu": cpu, "load": [load0, load()]}
+
+
 def run_cli(args: list[str]) -> dict[str, float]:
-    """Run ``python -m mdrn.upscale ARGS`` in a fresh process: wall seconds, peak RSS, exit code, load."""
+    """Run ``python -m mdrn.upscale ARGS`` in a fresh process: wall and CPU seconds, peak RSS, load."""
     paths = (str(_root()), os.environ.get("PYTHONPATH"))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
     with tempfile.TemporaryFile() as err:
@@ -217,7 +245,13 @@ def run_cli(args: list[str]) -> dict[str, float]:
         if proc.returncode != 0:
             err.seek(0)
             raise RuntimeError(f"mdrn-upscale {' '.join(args)} failed: {err.read().decode()[-2000:]}")
-    return {"seconds": wall, "peak_rss": usage.ru_maxrss * 1024, "load_before": before, "load_after": load()}
+    return {
+        "seconds": wall,
+        "cpu_seconds": cpu_seconds(usage),
+        "peak_rss": usage.ru_maxrss * 1024,
+        "load_before": before,
+        "load_after": load(),
+    }
 
 
 def _root() -> Path:
@@ -227,10 +261,30 @@ def _root() -> Path:
     return Path(mdrn.__file__).resolve().parents[1]
 
 
+def _backends(model: str, device: torch.device) -> dict[str, tuple[nn.Module, str]]:
+    """The engine's networks to compare: ``default`` (what the command line runs), and where this version
+    of mdrn has them, ``torch``, ``onnxruntime`` and ``bf16`` (AMX CPUs)."""
+    from mdrn.clinical.enlarge import load_network
+
+    try:
+        from mdrn.clinical.runtime import onnxruntime_available, precision_problem, prepare_network
+    except ImportError:  # before the runtime module: the command line prepared the device's fast path
+        from mdrn.perf import prepare_for_inference
+
+        return {"default": (prepare_for_inference(load_network(model), device), "PyTorch, fast path")}
+    out = {"default": prepare_network(load_network(model), device, job_pixels=10**12)}
+    if "ONNX" in out["default"][1]:
+        out["torch"] = prepare_network(load_network(model), device, backend="torch")
+    elif onnxruntime_available():
+        out["onnxruntime"] = prepare_network(load_network(model), device, backend="onnxruntime")
+    if precision_problem("bf16", device) is None:
+        out["bf16"] = prepare_network(load_network(model), device, backend="torch", precision="bf16")
+    return out
+
+
 def bench_clinical(ctx: Context) -> None:
     """Rows and profile of the clinician path for a CT slice and a series, at each of ``clinical_scales``."""
     from mdrn.clinical.enlarge import load_network, model_name
-    from mdrn.perf import prepare_for_inference
 
     s = ctx.sizes
     if ctx.device.type != "cpu":
@@ -243,12 +297,15 @@ def bench_clinical(ctx: Context) -> None:
         what = write_series(root / "series", n, side)
         write_series(root / "one", 1, side)
         plain = load_network(model)
-        net = prepare_for_inference(load_network(model), ctx.device)
+        nets = _backends(model, ctx.device)
         label = f"{model_name(model)} ({type(plain).__name__}, {_describe_weights(plain, model)})"
-        facts: dict[str, Any] = {"model": label, "input": what, "side": side, "slices": n, "scales": {}}
+        facts: dict[str, Any] = {
+            "model": label, "input": what, "side": side, "slices": n, "scales": {},
+            "backends": {k: v[1] for k, v in nets.items()}, "threads": torch.get_num_threads(),
+        }  # fmt: skip
         for scale in s.clinical_scales:
             ctx.log(f"  x{scale} ...")
-            facts["scales"][str(scale)] = _bench_scale(ctx, plain, net, scale, root, label)
+            facts["scales"][str(scale)] = _bench_scale(ctx, plain, nets, scale, root, label)
         ctx.facts["clinical"] = facts
 
 
@@ -267,11 +324,14 @@ def _describe_weights(net: nn.Module, model: str) -> str:
 
 
 def _bench_scale(
-    ctx: Context, plain: nn.Module, net: nn.Module, scale: int, root: Path, label: str
+    ctx: Context, plain: nn.Module, nets: dict[str, tuple[nn.Module, str]], scale: int, root: Path, label: str
 ) -> dict[str, Any]:
-    """One scale: forward and limit, in-process profile, the CLI on the series and on one slice, the app."""
+    """One scale: the forward, the engine per backend and the limit interleaved; the in-process profile;
+    the command line on the series and on one slice; the app's call on the series."""
+    from mdrn.clinical.enlarge import UpscaleOptions, enlarge_bands
     from mdrn.clinical.inputs import open_inputs
     from mdrn.io.images import image_to_tensor
+    from mdrn.perf import prepare_for_inference
 
     s = ctx.sizes
     side, n, model = s.clinical_side, s.clinical_slices, s.clinical_model
@@ -283,31 +343,52 @@ def _bench_scale(
     flops = count_flops(plain, tuple(xin.shape), scale).forward
     feats = int(getattr(plain, "n_feats", 32))
     limit = ConvLimit(ctx, (1, feats, side, side), training=False, flops_per_slot=flops)
+    fast = prepare_for_inference(copy.deepcopy(plain), ctx.device)
+    opts = UpscaleOptions(scale=scale, device=str(ctx.device))
 
     def forward() -> None:
         with torch.inference_mode(), malloc_reuse(True):
-            net(xin, scale)
+            fast(xin, scale)
 
-    load0 = load()
-    times = alternate({"forward": forward, **limit.calls()}, repeats=s.clinical_repeats, warmup=1)
-    lim = limit.gflops(times)["forward"]
-    fwd = median(times["forward"])
+    def engine(net: nn.Module) -> Callable[[], None]:
+        def call() -> None:
+            for _ in enlarge_bands(net, image, opts):
+                pass
+
+        return call
+
+    variants = {"forward": forward, **{f"engine:{k}": engine(v[0]) for k, v in nets.items()}, **limit.calls()}
+    m = interleaved(variants, s.clinical_repeats)
+    lim = limit.gflops(m["wall"])["forward"]
+    lim_cpu = max(limit.inner * limit.flops / min(m["cpu"][k]) / 1e9 for k in ("limit:nhwc", "limit:nchw"))
     out: dict[str, Any] = {
         "flops": flops,
-        "forward_seconds": fwd,
-        "forward_best": min(times["forward"]),
+        "forward_seconds": median(m["wall"]["forward"]),
+        "forward_best": min(m["wall"]["forward"]),
+        "forward_cpu": median(m["cpu"]["forward"]),
         "conv_limit_gflops": lim,
+        "conv_limit_cpu_gflops": lim_cpu,
         "limit_seconds": flops / lim / 1e9,
-        "load_forward": [load0, load()],
+        "load_forward": m["load"],
+        "engine": {
+            k: {
+                "wall": median(m["wall"][f"engine:{k}"]),
+                "cpu": median(m["cpu"][f"engine:{k}"]),
+                "runs_on": v[1],
+            }
+            for k, v in nets.items()
+        },
     }
+    net = nets["default"][0]
     out["profile"] = _profile(ctx, net, stack, scale, root)
     cli = ["--scale", str(scale), "--weights", model, "-q", "--overwrite"]
     out["cli_series"] = run_cli([str(root / "series"), "-o", str(root / f"cli{scale}"), *cli])
     out["cli_one"] = run_cli([str(root / "one"), "-o", str(root / f"cli1_{scale}"), *cli])
     out["app_series"] = _app_call(root, scale, model)
-    per_slice = (out["cli_series"]["seconds"] - out["cli_one"]["seconds"]) / max(1, n - 1)
-    out["cli_per_slice"] = per_slice
-    out["cli_startup"] = out["cli_one"]["seconds"] - per_slice
+    for key in ("seconds", "cpu_seconds"):
+        per = (out["cli_series"][key] - out["cli_one"][key]) / max(1, n - 1)
+        out["cli_per_slice" + ("_cpu" if key == "cpu_seconds" else "")] = per
+        out["cli_startup" + ("_cpu" if key == "cpu_seconds" else "")] = out["cli_one"][key] - per
     _rows(ctx, out, scale, label)
     stack.close()
     return out
@@ -324,16 +405,19 @@ def _profile(ctx: Context, net: nn.Module, stack: Any, scale: int, root: Path) -
     timer = StageTimer()
     load0 = load()
     with timed_stages(timer) as found, counted_pixels(net) as pixels:
+        r0 = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.perf_counter()
         with timer.span("other"):
             enlarge_stack(net, stack, root / f"prof{scale}", opts, how)
         total = time.perf_counter() - t0
+        total_cpu = cpu_seconds(resource.getrusage(resource.RUSAGE_SELF)) - cpu_seconds(r0)
     n = stack.n_slices
     image_px = n * stack.slice(0).height * stack.slice(0).width
     return {
         "stages_found": found,
         "per_slice": {k: {m: v / n for m, v in d.items()} for k, d in timer.totals.items()},
         "seconds_per_slice": total / n,
+        "cpu_per_slice": total_cpu / n,
         "pixels": {k: v / image_px for k, v in pixels.items()},
         "load": [load0, load()],
     }
@@ -347,14 +431,18 @@ def _app_call(root: Path, scale: int, model: str) -> dict[str, float]:
     process_files(one, scale, model, root / f"appwarm{scale}")
     files = sorted((root / "series").iterdir())
     load0 = load()
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
     results, errors = process_files(files, scale, model, root / f"app{scale}")
     wall = time.perf_counter() - t0
+    cpu = cpu_seconds(resource.getrusage(resource.RUSAGE_SELF)) - cpu_seconds(r0)
     for r in results:
         r.close()
     if errors:
         raise RuntimeError(f"the app's enlarge call failed: {errors[0]}")
-    return {"seconds": wall, "per_slice": wall / len(files), "load_before": load0, "load_after": load()}
+    n = len(files)
+    return {"seconds": wall, "per_slice": wall / n, "cpu_per_slice": cpu / n, "load_before": load0,
+            "load_after": load()}  # fmt: skip
 
 
 def _rows(ctx: Context, out: dict[str, Any], scale: int, label: str) -> None:
@@ -362,8 +450,9 @@ def _rows(ctx: Context, out: dict[str, Any], scale: int, label: str) -> None:
     s = ctx.sizes
     side, n = s.clinical_side, s.clinical_slices
     head = f"clinician path x{scale}, {side}x{side} 16-bit CT slice, {label}"
-    fwd, per = out["forward_seconds"], out["cli_per_slice"]
+    fwd, fwd_cpu, per = out["forward_seconds"], out["forward_cpu"], out["cli_per_slice"]
     cli = out["cli_series"]
+    threads = torch.get_num_threads()
     ctx.add(
         make_row(
             f"{head}: mdrn-upscale per slice",
@@ -375,12 +464,15 @@ def _rows(ctx: Context, out: dict[str, Any], scale: int, label: str) -> None:
             baseline_label="the network's forward on the whole slice, one call (fast path)",
             repeats=1,
             notes=(
-                f"series wall {cli['seconds']:.1f} s (load {cli['load_before']:.1f}-"
+                f"CPU seconds per slice {out['cli_per_slice_cpu']:.2f} vs {fwd_cpu:.2f} "
+                f"({out['cli_per_slice_cpu'] / fwd_cpu:.2f}x; CPU time is what the load average does not "
+                f"inflate); series wall {cli['seconds']:.1f} s (load {cli['load_before']:.1f}-"
                 f"{cli['load_after']:.1f}), peak RSS {cli['peak_rss'] / 2**20:.0f} MB; start-up and first "
-                f"slice {out['cli_startup']:.1f} s; a 300-slice series: "
-                f"{(out['cli_startup'] + 300 * per) / 60:.1f} min at this rate; forward median of "
-                f"{s.clinical_repeats} (load "
-                f"{out['load_forward'][0]:.1f}-{out['load_forward'][1]:.1f})"
+                f"slice {out['cli_startup']:.1f} s; a 300-slice series at this rate "
+                f"{(out['cli_startup'] + 300 * per) / 60:.1f} min, on {threads} idle cores (CPU seconds / "
+                f"{threads}) {(out['cli_startup_cpu'] + 300 * out['cli_per_slice_cpu']) / threads / 60:.1f} "
+                f"min; forward median of {s.clinical_repeats} (load {out['load_forward'][0]:.1f}-"
+                f"{out['load_forward'][1]:.1f})"
             ),
             extra={"cli_series": cli, "cli_one": out["cli_one"], "startup": out["cli_startup"]},
         )
@@ -396,7 +488,11 @@ def _rows(ctx: Context, out: dict[str, Any], scale: int, label: str) -> None:
             ours_label=f"mdrn.app.process_files on the {n}-slice series (warm process)",
             baseline_label="the network's forward on the whole slice, one call (fast path)",
             repeats=1,
-            notes=f"load {app['load_before']:.1f}-{app['load_after']:.1f}",
+            notes=(
+                f"CPU seconds per slice {app['cpu_per_slice']:.2f} vs {fwd_cpu:.2f} "
+                f"({app['cpu_per_slice'] / fwd_cpu:.2f}x); load {app['load_before']:.1f}-"
+                f"{app['load_after']:.1f}"
+            ),
             extra=app,
         )
     )
@@ -412,11 +508,36 @@ def _rows(ctx: Context, out: dict[str, Any], scale: int, label: str) -> None:
             repeats=s.clinical_repeats,
             notes=(
                 f"{out['flops'] / 1e9:.0f} GFLOP counted per slice: {out['limit_seconds']:.2f} s at the "
-                f"limit, forward median {fwd:.2f} s; interleaved"
+                f"limit, forward median {fwd:.2f} s; interleaved; per CPU second "
+                f"{out['flops'] / fwd_cpu / 1e9:.1f} vs {out['conv_limit_cpu_gflops']:.1f} GFLOP/s "
+                f"({out['flops'] / fwd_cpu / 1e9 / out['conv_limit_cpu_gflops']:.0%})"
             ),
             extra={"flops": out["flops"]},
         )
     )
+    engines = out["engine"]
+    base = engines.get("torch") or engines["default"]
+    for key, e in engines.items():
+        if e is base:
+            continue
+        ctx.add(
+            make_row(
+                f"{head}: the engine's network stage, {e['runs_on']}",
+                e["wall"],
+                base["wall"],
+                "s",
+                better="lower",
+                ours_label=f"{e['runs_on']} ({key})",
+                baseline_label=base["runs_on"],
+                repeats=s.clinical_repeats,
+                notes=(
+                    f"mdrn.clinical.enlarge.enlarge_bands on the slice (normalise, tiles, quantise); CPU "
+                    f"seconds {e['cpu']:.2f} vs {base['cpu']:.2f} ({e['cpu'] / base['cpu']:.2f}x); "
+                    "interleaved"
+                ),
+                extra={"ours": e, "baseline": base},
+            )
+        )
 
 
 def clinical_markdown(facts: dict[str, Any]) -> list[str]:
@@ -430,32 +551,47 @@ def clinical_markdown(facts: dict[str, Any]) -> list[str]:
     for scale, d in facts["scales"].items():
         p = d["profile"]
         per = p["per_slice"]
-        total = p["seconds_per_slice"]
+        total, total_cpu = p["seconds_per_slice"], p.get("cpu_per_slice", 0.0) or float("nan")
+        fwd_cpu = d.get("forward_cpu", float("nan"))
         lines += [
             f"**x{scale}**: the engine (`mdrn.clinical.enlarge.enlarge_stack`) in a warm process "
-            f"{total:.2f} s per slice (load {p['load'][0]:.1f}-{p['load'][1]:.1f}); the network's forward on "
-            f"the whole slice {d['forward_seconds']:.2f} s; at the conv limit {d['limit_seconds']:.2f} s; "
-            f"mdrn-upscale {d['cli_per_slice']:.2f} s per slice after a start of {d['cli_startup']:.1f} s; "
-            f"the app {d['app_series']['per_slice']:.2f} s.",
+            f"{total:.2f} s and {total_cpu:.2f} CPU s per slice (load {p['load'][0]:.1f}-"
+            f"{p['load'][1]:.1f}); "
+            f"the network's forward on the whole slice {d['forward_seconds']:.2f} s, {fwd_cpu:.2f} CPU s; "
+            f"at the conv limit {d['limit_seconds']:.2f} s; mdrn-upscale {d['cli_per_slice']:.2f} s "
+            f"({d.get('cli_per_slice_cpu', float('nan')):.2f} CPU s) per slice after a start of "
+            f"{d['cli_startup']:.1f} s; the app {d['app_series']['per_slice']:.2f} s "
+            f"({d['app_series'].get('cpu_per_slice', float('nan')):.2f} CPU s).",
             "",
-            "| stage | s per slice | share | page faults MB | kernel s |",
-            "| --- | ---: | ---: | ---: | ---: |",
+            "| stage | wall s per slice | CPU s per slice | share of CPU | page faults MB | kernel s |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
         ]
         for name in ("read", "normalise", "network", "quantise", "write", "other"):
             if name not in per:
                 continue
             v = per[name]
+            cpu = v.get("cpu_seconds", float("nan"))
             lines.append(
-                f"| {name} | {v['seconds']:.3f} | {v['seconds'] / total:.1%} | "
+                f"| {name} | {v['seconds']:.3f} | {cpu:.3f} | {cpu / total_cpu:.1%} | "
                 f"{v['fault_bytes'] / 2**20:,.0f} | {v['kernel_seconds']:.2f} |"
             )
         px = ", ".join(f"{k} {v:.2f}x" for k, v in p["pixels"].items() if v)
-        net = per.get("network", {}).get("seconds", 0.0)
+        net = per.get("network", {}).get("cpu_seconds", float("nan"))
         lines += [
             "",
-            f"The network stage against the forward alone: {net:.2f} vs {d['forward_seconds']:.2f} s "
-            f"(+{net - d['forward_seconds']:.2f} s: tiling, page faults, bicubic of the tiles); LR pixels "
-            f"run per image pixel: {px}.",
+            f"The network stage against the forward alone, in CPU seconds: {net:.2f} vs {fwd_cpu:.2f} "
+            f"({net / fwd_cpu:.2f}x: tiling, page faults, bicubic of the tiles); LR pixels run per image "
+            f"pixel: {px}.",
             "",
         ]
+        engines = d.get("engine", {})
+        if engines:
+            lines += [
+                "Backends (the engine's network stage on the slice, interleaved, medians): "
+                + "; ".join(
+                    f"{e['runs_on']} {e['wall']:.2f} s, {e['cpu']:.2f} CPU s" for e in engines.values()
+                )
+                + ".",
+                "",
+            ]
     return lines

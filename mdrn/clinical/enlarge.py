@@ -85,6 +85,7 @@ class UpscaleOptions:
     plane: str = "ij"
     band_values: int | None = None  # None: DEFAULT_BAND_VALUES
     memory: int | None = ACTIVATION_MEMORY
+    reuse_memory: bool = True  # glibc keeps freed memory while a band runs (no page faults per map)
 
 
 def load_network(weights: str | os.PathLike[str], scale: int | None = None) -> nn.Module:
@@ -145,7 +146,7 @@ def _enlarge_rows(net: nn.Module, pixels: np.ndarray, bit_depth: int, opts: Upsc
     x = image_to_tensor(ImageData(pixels, bit_depth))
     y = upscale(
         net, x, opts.scale, tile=opts.tile, overlap=opts.overlap, ensemble=opts.ensemble, device=opts.device,
-        memory=opts.memory, reuse_memory=False,  # bounded memory: glibc gives large buffers back
+        memory=opts.memory, reuse_memory=opts.reuse_memory,
     )  # fmt: skip
     step = max(1, _QUANTIZE_ROWS // (y.shape[0] * y.shape[2]))
     parts = [tensor_to_array(y[:, r : r + step], bit_depth) for r in range(0, y.shape[1], step)]

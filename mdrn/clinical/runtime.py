@@ -12,8 +12,10 @@ per process (the command line prepares it once for all its inputs, the app once 
   are cached (``$MDRN_CACHE/onnx``, named by a hash of the weights and the torch version): the first use
   of a model at a scale exports it (seconds to a minute), later runs load it. Outputs agree with PyTorch's
   within :data:`ONNX_TOLERANCE` on [0, 1] (float rounding of another convolution code);
-- ``auto`` (the default): ``onnxruntime`` on CPU where it is installed and the network exports, else
-  ``torch``; a failed export says why in one line and runs on PyTorch.
+- ``auto`` (the default): ``onnxruntime`` on CPUs where it was measured faster (without AVX-512 kernels,
+  :func:`onnxruntime_pays`), installed, and the network exports (cached, or exported for a job large enough
+  to repay it, :data:`AUTO_EXPORT_PIXELS`); else ``torch``. A failed export says why in one line and runs
+  on PyTorch.
 
 Precision ``bf16`` (opt-in) runs the network's convolutions under bf16 autocast, on a GPU or a CPU with AMX
 bf16 tiles (:func:`mdrn.perf.amx_bf16_available`; without them bf16 runs 10-500x slower, so it is refused);
@@ -48,6 +50,7 @@ __all__ = [
     "PRECISIONS",
     "OnnxNetwork",
     "onnxruntime_available",
+    "onnxruntime_pays",
     "precision_problem",
     "prepare_network",
 ]
@@ -70,6 +73,17 @@ def onnxruntime_available() -> bool:
     import importlib.util
 
     return all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "onnxscript"))
+
+
+def onnxruntime_pays(capability: str | None = None) -> bool:
+    """True where ONNX Runtime ran the shipped model faster than PyTorch: CPUs without AVX-512 kernels.
+
+    Measured: an AMD EPYC with AVX2 (issue 23: 0.67x / 0.72x PyTorch's time at x2 / x4, idle); a Xeon
+    with AVX-512 and AMX (CPU seconds, ``python -m mdrn.bench --only clinical``, rows "the engine's
+    network stage"): no faster at x2, slower at x4 (1.0x / 1.3x), so PyTorch stays there.
+    """
+    cap = capability if capability is not None else torch.backends.cpu.get_cpu_capability()
+    return not cap.upper().startswith("AVX512")
 
 
 def precision_problem(precision: str, device: str | torch.device | None) -> str | None:
@@ -210,6 +224,7 @@ class OnnxNetwork(_Delegate):
             options = ort.SessionOptions()
             options.intra_op_num_threads = self.threads
             options.inter_op_num_threads = 1
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             self._sessions[key] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         return self._sessions[key]
 
@@ -299,7 +314,8 @@ def prepare_network(
         raise ValueError("the onnxruntime backend needs onnxruntime and onnxscript: pip install 'mdrn[app]'")
     has_params = any(True for _ in net.parameters())
     use_onnx = has_params and dev.type == "cpu" and precision == "fp32"
-    use_onnx = use_onnx and (backend == "onnxruntime" or (backend == "auto" and onnxruntime_available()))
+    auto = backend == "auto" and onnxruntime_available() and onnxruntime_pays()
+    use_onnx = use_onnx and (backend == "onnxruntime" or auto)
     net = prepare_for_inference(net, dev)  # threads; NHWC weights for what PyTorch still runs
     if use_onnx:
         wanted = tuple(scales or getattr(net, "scales", ()) or ())
