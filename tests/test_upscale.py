@@ -242,8 +242,9 @@ def test_large_images_stream_in_bands_with_the_untiled_result(tmp_path, monkeypa
 
     monkeypatch.setattr(mdrn.clinical.enlarge, "enlarge_bands", counted)
     monkeypatch.setattr(mdrn.clinical.enlarge, "DEFAULT_BAND_VALUES", 22 * 4 * 5)  # 5 input rows per band
-    # bounded memory: glibc keeps giving large buffers back (malloc_reuse never switched on; with it a
-    # 36 MP 16-bit image x2 peaked at 2.54 GB, without at 1.58 GB)
+    # bounded memory: bands over REUSE_MAX_PIXELS give large buffers back (malloc_reuse never switched on;
+    # with it a 36 MP 16-bit image x2 peaked at 2.54 GB, without at 1.58 GB); smaller ones keep them
+    monkeypatch.setattr(mdrn.clinical.enlarge, "REUSE_MAX_PIXELS", 22 * 5 - 1)  # under one band here
     switched = []
     real_switch = mdrn.perf.set_malloc_reuse
     monkeypatch.setattr(mdrn.perf, "set_malloc_reuse", lambda on: switched.append(on) or real_switch(on))
@@ -254,6 +255,11 @@ def test_large_images_stream_in_bands_with_the_untiled_result(tmp_path, monkeypa
     )
     assert [shape[0] for shape in bands] == [10, 10, 10, 6]
     assert True not in switched
+    monkeypatch.setattr(mdrn.clinical.enlarge, "REUSE_MAX_PIXELS", 18 * 22)  # the whole image: kept
+    assert (
+        main([str(src), "--scale", "2", "--weights", str(weights), "-o", str(out), "-q", "--overwrite"]) == 0
+    )
+    assert True in switched and switched[-1] is False  # on for each band, given back after
     x = image_to_tensor(read_image(src))[None]
     with torch.no_grad():
         whole = net(x, 2)

@@ -297,7 +297,9 @@ def bench_clinical(ctx: Context) -> None:
         what = write_series(root / "series", n, side)
         write_series(root / "one", 1, side)
         plain = load_network(model)
+        threads = torch.get_num_threads()
         nets = _backends(model, ctx.device)
+        torch.set_num_threads(threads)  # preparing sets one thread per core; the run's setting stays
         label = f"{model_name(model)} ({type(plain).__name__}, {_describe_weights(plain, model)})"
         facts: dict[str, Any] = {
             "model": label, "input": what, "side": side, "slices": n, "scales": {},
@@ -436,13 +438,41 @@ def _app_call(root: Path, scale: int, model: str) -> dict[str, float]:
     results, errors = process_files(files, scale, model, root / f"app{scale}")
     wall = time.perf_counter() - t0
     cpu = cpu_seconds(resource.getrusage(resource.RUSAGE_SELF)) - cpu_seconds(r0)
-    for r in results:
-        r.close()
     if errors:
         raise RuntimeError(f"the app's enlarge call failed: {errors[0]}")
     n = len(files)
-    return {"seconds": wall, "per_slice": wall / n, "cpu_per_slice": cpu / n, "load_before": load0,
-            "load_after": load()}  # fmt: skip
+    out = {"seconds": wall, "per_slice": wall / n, "cpu_per_slice": cpu / n, "load_before": load0,
+           "load_after": load()}  # fmt: skip
+    try:
+        out["views"] = _view_times(results[0])
+    finally:
+        for r in results:
+            r.close()
+    return out
+
+
+def _view_times(result: Any) -> dict[str, float] | None:
+    """Seconds the app takes to show a slice (render and PNG files, as the page gets them): a slice not
+    shown before, then a zoom, a centre and a window change of it (from its kept arrays); None before
+    the viewer kept them."""
+    import io
+
+    from PIL import Image
+
+    from mdrn.app import render
+
+    if not hasattr(result, "view"):
+        return None
+
+    def shown(index: int, zoom: str, cx: float, center: float | None) -> float:
+        t0 = time.perf_counter()
+        for picture in render(result, index, center, 400 if center else None, zoom, cx, 50):
+            Image.fromarray(picture).save(io.BytesIO(), format="png", compress_level=1)
+        return time.perf_counter() - t0
+
+    first = shown(1, "1x", 50, None)
+    changes = [shown(1, "2x", 50, None), shown(1, "2x", 30, None), shown(1, "1x", 50, 40.0)]
+    return {"first": first, "change": median(changes), "changes": changes, "load": load()}
 
 
 def _rows(ctx: Context, out: dict[str, Any], scale: int, label: str) -> None:
@@ -515,6 +545,22 @@ def _rows(ctx: Context, out: dict[str, Any], scale: int, label: str) -> None:
             extra={"flops": out["flops"]},
         )
     )
+    views = app.get("views")
+    if views:
+        ctx.add(
+            make_row(
+                f"{head}: the app's view change",
+                views["change"],
+                views["first"],
+                "s",
+                better="lower",
+                ours_label="zoom, centre or window changed (the slice's kept arrays)",
+                baseline_label="a slice shown the first time (read, bicubic, draw)",
+                repeats=len(views["changes"]),
+                notes=f"render and PNG files as the page gets them; load {views['load']:.1f}",
+                extra=views,
+            )
+        )
     engines = out["engine"]
     base = engines.get("torch") or engines["default"]
     for key, e in engines.items():

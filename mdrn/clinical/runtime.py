@@ -293,6 +293,7 @@ def prepare_network(
     scales: tuple[int, ...] | None = None,
     job_pixels: int | None = None,
     note: Callable[[str], None] | None = None,
+    allow_slow: bool = False,
 ) -> tuple[nn.Module, str]:
     """``net`` ready for :func:`mdrn.models.inference.upscale` on ``device``, and what runs it, in words.
 
@@ -300,18 +301,19 @@ def prepare_network(
     network's). ``auto`` uses ONNX Runtime where its export is cached, or exports it for a job of at
     least :data:`AUTO_EXPORT_PIXELS` input pixels (``job_pixels``), which repays the one-time export.
     ``note(text)`` receives a line when something slow starts or the backend falls back to PyTorch.
-    Raises ``ValueError`` for an unknown backend or precision, or one that cannot run on ``device``.
+    Raises ``ValueError`` for an unknown backend or precision, or one that cannot run on ``device``
+    (``allow_slow``: bf16 on a CPU without AMX too, for checks).
     """
     dev = resolve_device(device)
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
     problem = precision_problem(precision, dev)
-    if problem:
+    if problem and not (allow_slow and precision in PRECISIONS):
         raise ValueError(problem)
     if backend == "onnxruntime" and (dev.type != "cpu" or precision != "fp32"):
         raise ValueError("the onnxruntime backend runs fp32 on CPU (use --backend torch for GPUs and bf16)")
     if backend == "onnxruntime" and not onnxruntime_available():
-        raise ValueError("the onnxruntime backend needs onnxruntime and onnxscript: pip install 'mdrn[app]'")
+        raise ValueError("the onnxruntime backend needs onnxruntime and onnxscript: pip install 'mdrn[clinician]'")
     has_params = any(True for _ in net.parameters())
     use_onnx = has_params and dev.type == "cpu" and precision == "fp32"
     auto = backend == "auto" and onnxruntime_available() and onnxruntime_pays()
