@@ -217,6 +217,28 @@ def _series(
     progress: Progress,
     errors: list[tuple[Path, Exception]] | None,
 ) -> list[Path]:
+    """The slices of a series one after the other; alike slices reuse the memory the previous one freed."""
+    from mdrn.io.dicom import read_header
+    from mdrn.perf import malloc_reuse
+
+    try:
+        header = read_header(stack.files[0])
+        small = int(header.Rows) * int(header.Columns) <= REUSE_MAX_PIXELS
+    except (ValueError, OSError, AttributeError, TypeError):
+        small = False
+    with malloc_reuse(opts.reuse_memory and small):
+        return _series_slices(net, stack, out_dir, opts, how, progress, errors)
+
+
+def _series_slices(
+    net: nn.Module,
+    stack: Stack,
+    out_dir: Path,
+    opts: UpscaleOptions,
+    how: Any,
+    progress: Progress,
+    errors: list[tuple[Path, Exception]] | None,
+) -> list[Path]:
     written = []
     for i, file in enumerate(stack.files):
         try:
