@@ -313,7 +313,9 @@ def prepare_network(
     if backend == "onnxruntime" and (dev.type != "cpu" or precision != "fp32"):
         raise ValueError("the onnxruntime backend runs fp32 on CPU (use --backend torch for GPUs and bf16)")
     if backend == "onnxruntime" and not onnxruntime_available():
-        raise ValueError("the onnxruntime backend needs onnxruntime and onnxscript: pip install 'mdrn[clinician]'")
+        raise ValueError(
+            "the onnxruntime backend needs onnxruntime and onnxscript: pip install 'mdrn[clinician]'"
+        )
     has_params = any(True for _ in net.parameters())
     use_onnx = has_params and dev.type == "cpu" and precision == "fp32"
     auto = backend == "auto" and onnxruntime_available() and onnxruntime_pays()
