@@ -33,7 +33,7 @@ from mdrn.clinical.enlarge import (
     load_network,
     model_name,
 )
-from mdrn.clinical.inputs import Stack, open_inputs
+from mdrn.clinical.inputs import Stack, job_pixels, open_inputs
 from mdrn.clinical.runtime import BACKENDS, PRECISIONS, prepare_network
 from mdrn.io.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, ImageReadError
 from mdrn.io.nifti import PLANES
@@ -153,19 +153,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _job_pixels(items: list[tuple[Stack | str, Path]]) -> int:
-    """Input pixels of the whole job (each stack's slices times its first slice's size)."""
-    total = 0
-    for stack, _ in items:
-        if isinstance(stack, Stack):
-            try:
-                first = stack.slice(0)
-            except (ValueError, OSError):
-                continue
-            total += stack.n_slices * first.height * first.width
-    return total
-
-
 def _prepare_output(out: Path) -> str | None:
     """Create the output folder and try writing in it; why it cannot be used, or None."""
     import tempfile
@@ -232,7 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:  # the device's fast path, or ONNX Runtime (exported once); prepared once for every input
         net, runs_on = prepare_network(
             net, device, backend=args.backend, precision=args.precision, scales=(args.scale,),
-            job_pixels=_job_pixels(items), note=lambda line: print(line, file=sys.stderr),
+            job_pixels=job_pixels([stack for stack, _ in items if isinstance(stack, Stack)]),
+            note=lambda line: print(line, file=sys.stderr),
         )  # fmt: skip
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)

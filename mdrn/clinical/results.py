@@ -23,6 +23,7 @@ from torch import nn
 
 from mdrn.clinical.enlarge import UpscaleOptions, describe_method, enlarge_stack, load_network, model_name
 from mdrn.clinical.inputs import Stack, open_files, open_inputs
+from mdrn.clinical.inputs import job_pixels as input_pixels
 from mdrn.clinical.viewer import SliceCache, SliceView, make_view
 from mdrn.io.images import DEFAULT_MAX_PIXELS, ImageReadError, atomic_write
 
@@ -114,17 +115,6 @@ def error_line(path: Path, err: BaseException) -> str:
     return text if path.name in text else f"{path.name}: {text}"
 
 
-def _job_pixels(stacks: Sequence[Stack]) -> int:
-    total = 0
-    for stack in stacks:
-        try:
-            first = stack.slice(0)
-        except (ValueError, OSError):
-            continue
-        total += stack.n_slices * first.height * first.width
-    return total
-
-
 def process_files(
     paths: Sequence[str | os.PathLike[str]],
     scale: int,
@@ -173,7 +163,7 @@ def process_files(
             progress(None, desc=line)
 
     net, _ = network(str(weights), int(scale), device=device, backend=backend, precision=precision,
-                     job_pixels=_job_pixels(stacks), note=note)  # fmt: skip
+                     job_pixels=input_pixels(stacks), note=note)  # fmt: skip
     results: list[Result] = []
     for i, stack in enumerate(stacks):
         dest = out_dir / f"{stack.name}_x{scale}_{model}" if stack.kind == "series" else out_dir
