@@ -24,6 +24,7 @@ import os
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import argparse  # noqa: E402
+import queue  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
@@ -31,28 +32,25 @@ import tempfile  # noqa: E402
 import threading  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
-from functools import lru_cache  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import gradio as gr  # noqa: E402  (request annotations of the handlers must resolve at module level)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from torch import nn  # noqa: E402
 
-from mdrn.clinical.display import Window, auto_window, display_array  # noqa: E402
-from mdrn.clinical.enlarge import (  # noqa: E402
-    BICUBIC,
-    UpscaleOptions,
-    describe_method,
-    enlarge_stack,
-    load_network,
-    model_name,
-    upscale_image,
+from mdrn.clinical import viewer  # noqa: E402
+from mdrn.clinical.enlarge import BICUBIC, describe_method  # noqa: E402
+from mdrn.clinical.results import (  # noqa: E402
+    Result,
+    describe_result,
+    network,
+    process_files,
+    save_results,
 )
-from mdrn.clinical.inputs import Stack, open_files, open_inputs  # noqa: E402
-from mdrn.io.images import DEFAULT_MAX_PIXELS, ImageData, ImageReadError, atomic_write  # noqa: E402
-from mdrn.models import Bicubic  # noqa: E402
+from mdrn.clinical.runtime import BACKENDS, PRECISIONS, precision_problem  # noqa: E402
+from mdrn.clinical.viewer import ZOOMS, detail_overlay  # noqa: E402
+from mdrn.io.images import DEFAULT_MAX_PIXELS  # noqa: E402
 from mdrn.perf import set_malloc_reuse  # noqa: E402
 
 __all__ = [
@@ -65,39 +63,29 @@ __all__ = [
     "process_files",
     "render",
     "save_results",
+    "slice_info",
 ]
 
 #: Scales offered in the page.
 SCALES = (2, 3, 4)
 #: Default upload limit.
 DEFAULT_MAX_FILE_SIZE = "200mb"
-#: Pictures smaller than this (pixels, longer side) are enlarged by whole pixels for display.
-MIN_VIEW = 512
-#: Zoom factors offered.
-ZOOMS = ("1x", "2x", "4x", "8x")
-
-
-@dataclass
-class Result:
-    """One enlarged input: its slices in and out (read from disk on demand) and the files to save."""
-
-    name: str
-    source: Stack
-    output: Stack
-    files: list[Path]
-    root: Path  # the session folder the files sit in; saving keeps their layout below it
-    scale: int
-    model: str
-
-    @property
-    def n_slices(self) -> int:
-        """Number of slices (1 for an image)."""
-        return self.source.n_slices
-
-    def close(self) -> None:
-        """Release the stacks (volume mappings)."""
-        self.source.close()
-        self.output.close()
+#: The page's script: the name of a folder opened with the folder picker (the browser knows it, the upload
+#: does not carry it), so that a series is named after its folder.
+_FOLDER_NAME_JS = """
+<script>
+document.addEventListener("change", (event) => {
+  const input = event.target;
+  if (!input || !input.matches || !input.matches("#series input[type=file]") || !input.files) return;
+  const first = input.files.length ? (input.files[0].webkitRelativePath || "") : "";
+  const box = document.querySelector("#series_name textarea, #series_name input");
+  if (!box) return;
+  box.value = first.includes("/") ? first.split("/")[0] : "";
+  box.dispatchEvent(new Event("input", { bubbles: true }));
+}, true);
+</script>
+"""
+_HIDDEN_CSS = "#series_name { display: none !important; }"
 
 
 @dataclass
@@ -109,6 +97,7 @@ class Session:
     results: list[Result] = field(default_factory=list)
     runs: int = 0
     views: int = 0
+    shown: tuple[Any, ...] | None = None  # (result, slice index, centre, width, zoom, cx, cy) last shown
 
     def clear(self) -> None:
         """Close the results and delete every file of the session (uploads included)."""
@@ -144,207 +133,22 @@ def available_models(extra: Sequence[str] = ()) -> list[tuple[str, str]]:
     return choices
 
 
-@lru_cache(maxsize=4)
-def _network(weights: str, scale: int) -> nn.Module:
-    """Cached ``load_network`` (one load per weights/scale)."""
-    return load_network(weights, scale)
-
-
-def _error_line(path: Path, err: BaseException) -> str:
-    """One line naming the file (by its name only: upload folders are private) and the problem."""
-    text = str(err).splitlines()[0] if str(err) else type(err).__name__
-    text = text.replace(str(path), path.name)
-    return text if path.name in text else f"{path.name}: {text}"
-
-
-def process_files(
-    paths: Sequence[str | os.PathLike[str]],
-    scale: int,
-    weights: str,
-    out_dir: str | os.PathLike[str],
-    *,
-    ensemble: bool = False,
-    device: str | None = None,
-    max_pixels: int | None = DEFAULT_MAX_PIXELS,
-    plane: str = "ij",
-    progress: Any = None,
-) -> tuple[list[Result], list[str]]:
-    """Enlarge the files (images, DICOM slices grouped into series, volumes) into ``out_dir``.
-
-    Returns the results and one error line per input that failed (named).
-    """
-    net = _network(str(weights), int(scale))
-    scales = tuple(getattr(net, "scales", ()))
-    if scales and scale not in scales:
-        raise ValueError(f"{weights}: the model has no x{scale} branch (it serves {scales})")
-    from mdrn.io.dicom import Derivation
-
-    model = model_name(weights)
-    how = Derivation(int(scale), describe_method(weights, net), model)
-    opts = UpscaleOptions(
-        scale=int(scale), ensemble=ensemble, device=device, max_pixels=max_pixels, plane=plane
-    )
-    out_dir = Path(out_dir)
-    problems: list[ImageReadError] = []
-    stacks = open_files([Path(p) for p in paths], plane=plane, max_pixels=max_pixels, errors=problems)
-    errors = [_error_line(e.path, e) for e in problems]
-    results: list[Result] = []
-    for i, stack in enumerate(stacks):
-        dest = out_dir / f"{stack.name}_x{scale}_{model}" if stack.kind == "series" else out_dir
-
-        def report(done: int, total: int, i: int = i, stack: Stack = stack) -> None:
-            if progress is not None:
-                progress((done, total), desc=f"{stack.name} ({i + 1}/{len(stacks)})")
-
-        slice_errors: list[tuple[Path, Exception]] = []
-        try:
-            files = enlarge_stack(net, stack, dest, opts, how, progress=report, errors=slice_errors)
-            if not files:
-                raise slice_errors[0][1] if slice_errors else ValueError("nothing was written")
-            where = dest if stack.kind == "series" else files[0]
-            output = open_inputs(where, plane=plane, max_pixels=None)[0]
-        except (ValueError, OSError, RuntimeError) as err:
-            stack.close()
-            errors.append(_error_line(stack.path, err))
-            continue
-        errors += [_error_line(file, err) for file, err in slice_errors]
-        if stack.kind == "volume":  # show the output in the input's value mapping
-            volume = output.volume
-            volume.bit_depth, volume.signed_offset, volume.range = (
-                stack.volume.bit_depth,
-                stack.volume.signed_offset,
-                stack.volume.range,
-            )
-        name = stack.name if stack.kind == "series" else stack.path.name
-        results.append(Result(name, stack, output, files, out_dir, int(scale), model))
-    return results, errors
-
-
-def _window(image: ImageData, center: float | None, width: float | None) -> Window:
-    """The display window: the user's if given (width > 0), else the input's automatic one."""
-    if center is not None and width:
-        return Window(float(center), float(width))
-    return auto_window(
-        image.array, bit_depth=image.bit_depth, dicom=image.dicom, signed_offset=image.signed_offset
-    )
-
-
-def _show(image: ImageData, array: np.ndarray, window: Window) -> np.ndarray:
-    """Display pixels of one array in the input's terms (shared window, MONOCHROME1 inverted)."""
-    return display_array(
-        array,
-        bit_depth=image.bit_depth,
-        dicom=image.dicom,
-        photometric=image.photometric,
-        signed_offset=image.signed_offset,
-        window=window,
-    )
-
-
-def _zoom(arr: np.ndarray, zoom: str, cx: float, cy: float) -> np.ndarray:
-    """Crop ``1/zoom`` of the picture around (cx, cy) percent and enlarge it back (nearest neighbour)."""
-    z = int(str(zoom).rstrip("x") or 1)
-    if z <= 1:
-        return arr
-    h, w = arr.shape[:2]
-    ch, cw = max(1, h // z), max(1, w // z)
-    y0 = int(np.clip(cy / 100 * h - ch / 2, 0, h - ch))
-    x0 = int(np.clip(cx / 100 * w - cw / 2, 0, w - cw))
-    crop = arr[y0 : y0 + ch, x0 : x0 + cw]
-    return np.repeat(np.repeat(crop, z, axis=0), z, axis=1)
-
-
-def detail_overlay(image: ImageData, output: np.ndarray, bicubic: np.ndarray, window: Window) -> np.ndarray:
-    """The network's added detail (output minus bicubic) in a diverging colormap over the gray output."""
-    from matplotlib import colormaps
-
-    diff = (output.astype(np.float64) - bicubic.astype(np.float64)) / float(image.peak)
-    if diff.ndim == 3:
-        diff = diff.mean(axis=2)
-    base = _show(image, output, window).astype(np.float64) / 255.0
-    if base.ndim == 3:
-        base = base.mean(axis=2)
-    lim = float(np.percentile(np.abs(diff), 99.5)) or 1.0
-    rgba = colormaps["RdBu_r"](np.clip(diff / lim, -1, 1) * 0.5 + 0.5)
-    alpha = np.clip(np.abs(diff) / lim, 0, 1)[..., None] * 0.85
-    out = base[..., None] * (1 - alpha) + rgba[..., :3] * alpha
-    return np.rint(out * 255).astype(np.uint8)
-
-
 def render(
-    result: Result,
-    index: int,
-    center: float | None,
-    width: float | None,
-    zoom: str,
-    cx: float,
-    cy: float,
+    result: Result, index: int, center: float | None, width: float | None, zoom: str, cx: float, cy: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Before (bicubic), after (result) and detail overlay pictures of slice ``index``, windowed, zoomed."""
-    i = min(max(int(index), 0), result.n_slices - 1)
-    image = result.source.slice(i)
-    output = result.output.slice(i).array
-    opts = UpscaleOptions(scale=result.scale, tile=None)
-    bicubic = upscale_image(Bicubic(scales=(result.scale,)), image, opts)
-    win = _window(image, center, width)
-    views = [_zoom(a, zoom, cx, cy) for a in (_show(image, bicubic, win), _show(image, output, win))]
-    views.append(_zoom(detail_overlay(image, output, bicubic, win), zoom, cx, cy))
-    # small pictures are shown with whole-pixel enlargement (display only) so that they can be seen
-    k = max(1, MIN_VIEW // max(views[0].shape[:2]))
-    before, after, overlay = (np.repeat(np.repeat(v, k, axis=0), k, axis=1) if k > 1 else v for v in views)
-    return before, after, overlay
+    """Bicubic and model pictures (labelled) and the detail overlay of slice ``index``, windowed, zoomed."""
+    return viewer.render(result.view(index), result.scale, result.model, center, width, zoom, cx, cy)
 
 
 def slice_info(result: Result, index: int) -> str:
     """What is shown: the slice number and, for DICOM, the file and its position along the normal."""
     i = min(max(int(index), 0), result.n_slices - 1)
-    if result.n_slices == 1:
-        return result.name
-    text = f"{result.name}: slice {i + 1} of {result.n_slices}"
-    if result.source.kind == "series":
-        image = result.source.slice(i)
-        where = image.dicom.get("SliceLocation", None) if image.dicom is not None else None
-        text += f" ({result.source.files[i].name}" + (
-            f", location {float(where):g} mm)" if where is not None else ")"
-        )
-    return text
+    series = result.source.kind == "series" and result.n_slices > 1
+    file, image = (result.source.files[i], result.view(i).image) if series else (None, None)
+    return viewer.slice_info(result.name, result.n_slices, i, file, image)
 
 
-def _copy(src: Path, dest: Path, overwrite: bool) -> Path:
-    return atomic_write(dest, lambda tmp: shutil.copyfile(src, tmp), overwrite=overwrite)
-
-
-def save_results(
-    results: Sequence[Result], folder: str | os.PathLike[str], *, overwrite: bool = False
-) -> list[str]:
-    """Copy every result's files into ``folder`` (a series as one subfolder); return one line per result."""
-    lines = []
-    for r in results:
-        done, failed = [], []
-        for file in r.files:
-            dest = Path(folder) / file.relative_to(r.root)
-            try:
-                done.append(_copy(file, dest, overwrite))
-            except (ValueError, OSError) as err:
-                failed.append(f"not saved: {err}")
-        lines += failed
-        if len(done) == 1:
-            out = r.output.slice(0)
-            lines.append(f"saved {done[0]} ({out.width}x{out.height}, {out.bit_depth}-bit)")
-        elif done:
-            lines.append(f"saved {len(done)} files of {r.name} in {done[0].parent}")
-    return lines
-
-
-def _describe(r: Result) -> str:
-    """One status line for a result."""
-    image, out = r.source.slice(0), r.output.slice(0)
-    kind = "gray" if image.channels == 1 else "RGB"
-    what = f"{r.name} ({r.n_slices} slices)" if r.n_slices > 1 else r.name
-    line = f"{what}: {image.width}x{image.height} -> {out.width}x{out.height}, {image.bit_depth}-bit {kind}"
-    if image.alpha is not None:
-        line += ", alpha kept (enlarged with bicubic)"
-    return line
+_describe = describe_result  # the status line of a result (tests)
 
 
 class Sessions:
@@ -390,6 +194,8 @@ def build_app(
     allow_any_weights: bool = False,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     pacs: Any = None,
+    backend: str = "auto",
+    precision: str = "fp32",
 ) -> Any:
     """Build the Gradio Blocks of the app (not launched). ``models``: (label, value) pairs or values;
     ``pacs``: a :class:`mdrn.pacs.dicomweb.PacsClient` adds the PACS panel (:mod:`mdrn.pacs.app_panel`)."""
@@ -398,9 +204,16 @@ def build_app(
     choices = [m if isinstance(m, tuple) else (str(m), str(m)) for m in (models or available_models())]
     default_dir = str(Path(save_dir) if save_dir else Path.cwd() / "mdrn_output")
     sessions = Sessions(Path(get_upload_folder()) / "mdrn")
+    bf16_offered = precision == "fp32" and precision_problem("bf16", device) is None
 
     def session_of(request: gr.Request | None) -> Session:
         return sessions.get(getattr(request, "session_hash", None) or "local")
+
+    def pick(session: Session, shown: Any) -> Result | None:
+        if not session.results:
+            return None
+        i = int(str(shown).split(".")[0]) - 1 if shown else 0
+        return session.results[min(max(i, 0), len(session.results) - 1)]
 
     def on_upload(files, folder, request: gr.Request):  # noqa: ANN001, ANN202
         session_of(request).uploads.update(_paths(files) + _paths(folder))
@@ -409,6 +222,7 @@ def build_app(
         from PIL import Image
 
         session.views += 1
+        session.shown = (result, index, center, width, zoom, cx, cy)
         folder = session.folder / "view"
         folder.mkdir(parents=True, exist_ok=True)
         pictures = render(result, index, center, width, zoom, cx, cy)
@@ -419,7 +233,14 @@ def build_app(
             out.append(str(path))
         for old in sorted(folder.iterdir())[:-9]:  # only the last pictures shown are kept
             old.unlink(missing_ok=True)
-        return (out[0], out[1]), out[2], slice_info(result, index)
+        pair = (out[0], out[1])
+        return pair, out[2], slice_info(result, index)
+
+    def slice_slider(result: Result) -> Any:
+        n = result.n_slices
+        return gr.update(visible=n > 1, value=1, maximum=max(n, 2))
+
+    reset = ("1x", 50, 50)  # zoom and centre of a newly shown image
 
     def on_enlarge(
         files,
@@ -427,69 +248,104 @@ def build_app(
         scale_label,
         model,
         ensemble,
+        bf16,
         center,
         width,
         zoom,
         cx,
         cy,
+        series_name,
         request: gr.Request,
-        progress=gr.Progress(),
-    ):  # noqa: ANN001, ANN202, B008, E501
+    ):  # noqa: ANN001, ANN202, E501
         session = session_of(request)
         paths = _paths(files) + _paths(folder)
         session.uploads.update(paths)
+        keep = gr.skip()
         empty = gr.update(choices=[], value=None)
-        no_slices = gr.update(visible=False, value=1, maximum=1)
+        no_slices = gr.update(visible=False, value=1, maximum=2)
         if not paths:
             gr.Warning("Open one or more images, a series folder or a volume first.")
-            return None, None, "No image opened.", empty, no_slices, ""
+            yield None, None, "No image opened.", empty, no_slices, "", *reset
+            return
         scale = int(str(scale_label).lstrip("x"))
         for r in session.results:
             r.close()
+        session.results = []
         session.runs += 1
         out_dir = session.folder / f"run-{session.runs}"
-        try:
-            results, errors = process_files(
-                paths, scale, model or BICUBIC, out_dir, ensemble=bool(ensemble), device=device,
-                max_pixels=max_pixels, progress=progress,
-            )  # fmt: skip
-        except Exception as err:  # noqa: BLE001 - any model problem is shown in the page
-            msg = f"Model {model!r} cannot be used: {str(err).splitlines()[0] if str(err) else err}"
-            gr.Warning(msg)
-            return None, None, msg, empty, no_slices, ""
-        session.results = results
-        for e in errors:
-            gr.Warning(e)
-        n_inputs = len(results) + len(errors)
-        status = [f"x{scale} with {model}: {len(results)} of {n_inputs} image(s) enlarged."]
-        status.append(f"Method: {describe_method(model, _network(str(model), scale))}.")
-        status += [_describe(r) for r in results] + [f"error: {e}" for e in errors]
-        names = [f"{i + 1}. {r.name}" for i, r in enumerate(results)]
-        pair, overlay, info = (
-            views(session, results[0], 0, center, width, zoom, cx, cy) if results else (None, None, "")
-        )
-        n = results[0].n_slices if results else 1
-        slider = gr.update(visible=n > 1, value=1, maximum=max(n, 2))
-        listed = gr.update(choices=names, value=names[0] if names else None)
-        return pair, overlay, "\n".join(status), listed, slider, info
+        events: queue.Queue[tuple[str, Any]] = queue.Queue()
+
+        def work() -> None:
+            try:
+                done = process_files(
+                    paths, scale, model or BICUBIC, out_dir, ensemble=bool(ensemble), device=device,
+                    max_pixels=max_pixels, backend=backend, precision="bf16" if bf16 else precision,
+                    series_name=(series_name or None) if _paths(folder) else None,
+                    progress=lambda _value, desc="": events.put(("progress", desc)),
+                    on_result=lambda r: events.put(("result", r)),
+                )  # fmt: skip
+                events.put(("done", done))
+            except Exception as err:  # noqa: BLE001 - any model problem is shown in the page
+                events.put(("error", err))
+
+        threading.Thread(target=work, daemon=True, name="mdrn-enlarge").start()
+        head = f"Enlarging x{scale} with {model}"
+        yield None, None, f"{head}: starting", empty, no_slices, "", *reset
+        while True:
+            kind, value = events.get()
+            names = [f"{i + 1}. {r.name}" for i, r in enumerate(session.results)]
+            if kind == "progress":
+                done = f"; {len(names)} done (choose under Showing)" if names else ""
+                yield keep, keep, f"{head}: {value}{done}", keep, keep, keep, keep, keep, keep
+            elif kind == "result":
+                session.results.append(value)
+                names.append(f"{len(names) + 1}. {value.name}")
+                if len(names) == 1:  # the first result is shown at once; the others wait in the list
+                    pair, overlay, info = views(session, value, 0, center, width, *reset)
+                    listed = gr.update(choices=names, value=names[0])
+                    yield pair, overlay, keep, listed, slice_slider(value), info, *reset
+                else:
+                    yield keep, keep, keep, gr.update(choices=names), keep, keep, keep, keep, keep
+            elif kind == "error":
+                msg = f"Model {model!r} cannot be used: {str(value).splitlines()[0] if str(value) else value}"
+                gr.Warning(msg)
+                yield keep, keep, msg, keep, keep, keep, keep, keep, keep
+                return
+            else:
+                results, errors = value
+                for e in errors:
+                    gr.Warning(e)
+                n_inputs = len(results) + len(errors)
+                status = [f"x{scale} with {model}: {len(results)} of {n_inputs} image(s) enlarged."]
+                _, runs_on = network(str(model), scale, device=device, backend=backend,
+                                     precision="bf16" if bf16 else precision)  # fmt: skip
+                status.append(f"Method: {_method(model, scale)}; run by {runs_on}.")
+                status += [describe_result(r) for r in results] + [f"error: {e}" for e in errors]
+                text, listed = "\n".join(status), gr.update(choices=names)
+                now = session.shown
+                if now is None or now[0] not in session.results:
+                    yield keep, keep, text, listed, keep, keep, keep, keep, keep
+                    return
+                # the whole state once more, as it is shown now (from the slice's kept arrays: fast)
+                listed = gr.update(choices=names, value=names[session.results.index(now[0])])
+                pair, overlay, info = views(session, *now)
+                yield pair, overlay, text, listed, keep, info, *now[4:]
+                return
 
     def on_view(shown, index, center, width, zoom, cx, cy, request: gr.Request):  # noqa: ANN001, ANN202
         session = session_of(request)
-        if not session.results:
+        result = pick(session, shown)
+        if result is None:
             return None, None, ""
-        pick = int(str(shown).split(".")[0]) - 1 if shown else 0
-        result = session.results[min(max(pick, 0), len(session.results) - 1)]
         return views(session, result, int(index or 1) - 1, center, width, zoom, cx, cy)
 
-    def on_shown(shown, center, width, zoom, cx, cy, request: gr.Request):  # noqa: ANN001, ANN202
+    def on_shown(shown, center, width, request: gr.Request):  # noqa: ANN001, ANN202
         session = session_of(request)
-        if not session.results:
-            return None, None, "", gr.update(visible=False)
-        pick = int(str(shown).split(".")[0]) - 1 if shown else 0
-        result = session.results[min(max(pick, 0), len(session.results) - 1)]
-        pair, overlay, info = views(session, result, 0, center, width, zoom, cx, cy)
-        n = result.n_slices
-        return pair, overlay, info, gr.update(visible=n > 1, value=1, maximum=max(n, 2))
+        result = pick(session, shown)
+        if result is None:
+            return None, None, "", gr.update(visible=False), *reset
+        pair, overlay, info = views(session, result, 0, center, width, *reset)
+        return pair, overlay, info, slice_slider(result), *reset
 
     def on_save(folder, overwrite, request: gr.Request):  # noqa: ANN001, ANN202
         results = session_of(request).results
@@ -505,7 +361,10 @@ def build_app(
     def on_close(request: gr.Request):  # noqa: ANN202
         sessions.close(getattr(request, "session_hash", None) or "local")
 
-    with gr.Blocks(title="mdrn: medical image super-resolution", analytics_enabled=False) as app:
+    with gr.Blocks(
+        title="mdrn: medical image super-resolution", analytics_enabled=False, head=_FOLDER_NAME_JS,
+        css=_HIDDEN_CSS,
+    ) as app:  # fmt: skip
         gr.Markdown(
             "## mdrn: enlarge medical images\n"
             "Open images (PNG, JPEG, TIFF, BMP, DICOM; gray and 16-bit kept), a DICOM series folder or a "
@@ -527,6 +386,7 @@ def build_app(
                     type="filepath",
                     elem_id="series",
                 )
+                series_name = gr.Textbox(value="", elem_id="series_name", container=False, show_label=False)
                 scale = gr.Radio(
                     [f"x{s}" for s in SCALES], value="x2", label="Magnification", elem_id="scale"
                 )
@@ -538,16 +398,22 @@ def build_app(
                     elem_id="model",
                 )
                 ensemble = gr.Checkbox(label="x8 self-ensemble (slower, slightly better)", value=False)
+                bf16 = gr.Checkbox(
+                    label="bf16 arithmetic (about 2-3x faster on this computer; within a few grey levels)",
+                    value=precision == "bf16",
+                    visible=bf16_offered,
+                    elem_id="bf16",
+                )
                 run = gr.Button("Enlarge", variant="primary", elem_id="enlarge")
                 status = gr.Textbox(label="Status", lines=4, interactive=False, elem_id="status")
                 gr.Markdown("**Display** (does not change the saved data)")
                 with gr.Row():
                     center = gr.Number(label="Window center (0 = auto)", value=0)
                     width = gr.Number(label="Window width (0 = auto)", value=0)
-                zoom = gr.Radio(list(ZOOMS), value="1x", label="Zoom")
+                zoom = gr.Radio(list(ZOOMS), value="1x", label="Zoom", elem_id="zoom")
                 with gr.Row():
-                    cx = gr.Slider(0, 100, value=50, step=1, label="Zoom centre x (%)")
-                    cy = gr.Slider(0, 100, value=50, step=1, label="Zoom centre y (%)")
+                    cx = gr.Slider(0, 100, value=50, step=1, label="Zoom centre x (%)", elem_id="cx")
+                    cy = gr.Slider(0, 100, value=50, step=1, label="Zoom centre y (%)", elem_id="cy")
                 folder = gr.Textbox(label="Save to folder", value=default_dir, elem_id="folder")
                 overwrite = gr.Checkbox(label="Overwrite existing files", value=False)
                 save = gr.Button("Save", elem_id="save")
@@ -562,7 +428,7 @@ def build_app(
                 info = gr.Textbox(label="Shown", lines=1, interactive=False, elem_id="slice_info")
                 view = dict(type="filepath", format="png", interactive=False)  # lossless PNG to the browser
                 slider = gr.ImageSlider(
-                    label="Before (bicubic) / after (model): drag the bar",
+                    label="Left: bicubic | right: the model (each picture names what made it): drag the bar",
                     max_height=640,
                     elem_id="slider",
                     **view,
@@ -578,13 +444,16 @@ def build_app(
             upload.upload(on_upload, inputs=[files, folder_in], outputs=None)
         run.click(
             on_enlarge,
-            inputs=[files, folder_in, scale, model, ensemble, *display],
-            outputs=[slider, overlay, status, shown, slice_no, info],
+            inputs=[files, folder_in, scale, model, ensemble, bf16, *display, series_name],
+            outputs=[slider, overlay, status, shown, slice_no, info, zoom, cx, cy],
+            show_progress="hidden",  # the results already done stay visible and usable during the run
         )
-        shown.input(on_shown, inputs=[shown, *display], outputs=[slider, overlay, info, slice_no])
+        shown.input(
+            on_shown, inputs=[shown, center, width], outputs=[slider, overlay, info, slice_no, zoom, cx, cy]
+        )
         shown_views = dict(inputs=[shown, slice_no, *display], outputs=[slider, overlay, info])
         slice_no.change(on_view, trigger_mode="always_last", **shown_views)
-        zoom.change(on_view, **shown_views)
+        zoom.input(on_view, **shown_views)
         for number in (center, width):
             number.submit(on_view, **shown_views)
         for pos in (cx, cy):
@@ -593,6 +462,13 @@ def build_app(
         app.unload(on_close)
     app.mdrn_sessions = sessions  # for the exit handler and tests
     return app
+
+
+def _method(model: str, scale: int) -> str:
+    """What enlarges, in words (the model's design read from the loaded network)."""
+    from mdrn.clinical.results import _loaded
+
+    return describe_method(model, _loaded(str(model), int(scale)))
 
 
 def _private_temp() -> Path:
@@ -628,6 +504,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"refuse images (or slices) of more pixels (default {DEFAULT_MAX_PIXELS:.0e}; 0 = no limit)",
     )
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    p.add_argument(
+        "--backend", choices=BACKENDS, default="auto", help="what runs the network on CPU (see mdrn-upscale)"
+    )
+    p.add_argument(
+        "--precision", choices=PRECISIONS, default="fp32", help="bf16 for every run (GPU or AMX CPU); "
+        "otherwise the page offers it where it is fast"
+    )  # fmt: skip
     from mdrn.pacs import app_panel
 
     app_panel.add_arguments(p)
@@ -639,6 +522,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     set_malloc_reuse(False)  # large buffers go back to the system: bounded memory band after band
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    problem = precision_problem(args.precision, device)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     root = _private_temp()
     previous = signal.signal(signal.SIGTERM, _interrupt)
     app = None
@@ -646,6 +533,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         app = build_app(
             available_models(args.weights), save_dir=args.save_dir, device=device,
             allow_any_weights=args.allow_any_weights, max_pixels=args.max_pixels or None, pacs=pacs,
+            backend=args.backend, precision=args.precision,
         )  # fmt: skip
         app.queue().launch(
             server_name=args.host,
@@ -653,7 +541,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             share=False,
             max_file_size=args.max_file_size,
             inbrowser=False,
+            quiet=True,  # Gradio's own lines speak to programmers (share links); ours below
+            prevent_thread_lock=True,
         )
+        where = (
+            "this computer only" if args.host in ("127.0.0.1", "localhost") else f"reachable at {args.host}"
+        )
+        print(
+            f"mdrn-app is running: open {getattr(app, 'local_url', None) or f'http://{args.host}:{args.port}/'}"
+            f" in a web browser ({where}). Press Ctrl-C here to "
+            "stop it; the files opened and made are deleted then.",
+            flush=True,
+        )
+        app.block_thread()
     finally:
         signal.signal(signal.SIGTERM, previous)
         if app is not None:

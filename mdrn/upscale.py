@@ -33,7 +33,8 @@ from mdrn.clinical.enlarge import (
     load_network,
     model_name,
 )
-from mdrn.clinical.inputs import Stack, open_inputs
+from mdrn.clinical.inputs import Stack, job_pixels, open_inputs
+from mdrn.clinical.runtime import BACKENDS, PRECISIONS, prepare_network
 from mdrn.io.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, ImageReadError
 from mdrn.io.nifti import PLANES
 from mdrn.models.inference import DEFAULT_OVERLAP
@@ -143,6 +144,16 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda if available)")
+    p.add_argument(
+        "--backend", choices=BACKENDS, default="auto", help="what runs the network on CPU: torch, "
+        "onnxruntime (exported once per model and scale, then cached), or auto (default: onnxruntime on "
+        "CPUs where it measured faster, those without AVX-512, once exported or for jobs of 5 megapixels "
+        "and more; else torch)"
+    )  # fmt: skip
+    p.add_argument(
+        "--precision", choices=PRECISIONS, default="fp32", help="bf16: faster on a GPU or an AMX CPU, "
+        "outputs within a few grey levels of fp32 (python scripts/check_bf16.py prints them); default fp32"
+    )  # fmt: skip
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     return p
 
@@ -192,10 +203,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     from mdrn.io.dicom import Derivation
-    from mdrn.perf import prepare_for_inference
 
-    how = Derivation(args.scale, describe_method(args.weights, net), model_name(args.weights))
-    net = prepare_for_inference(net, device)  # the device's measured fast path (CPU: NHWC, threads)
+    method = describe_method(args.weights, net) + (", in bf16 arithmetic" if args.precision == "bf16" else "")
+    how = Derivation(args.scale, method, model_name(args.weights))
     opts = UpscaleOptions(
         scale=args.scale,
         tile=args.tile or None,
@@ -212,7 +222,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not items:
         print("error: no input images found", file=sys.stderr)
         return 2
-    print(f"x{args.scale} by {how.method}", file=sys.stdout)
+    try:  # the device's fast path, or ONNX Runtime (exported once); prepared once for every input
+        net, runs_on = prepare_network(
+            net, device, backend=args.backend, precision=args.precision, scales=(args.scale,),
+            job_pixels=job_pixels([stack for stack, _ in items if isinstance(stack, Stack)]),
+            note=lambda line: print(line, file=sys.stderr),
+        )  # fmt: skip
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"x{args.scale} by {how.method}; run by {runs_on}", file=sys.stdout)
     from tqdm import tqdm
 
     failed = 0

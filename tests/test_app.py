@@ -172,11 +172,13 @@ def test_clinician_path_through_the_buttons(tmp_path, monkeypatch) -> None:
 
         with pytest.raises(AppError, match="not in the list of choices"):  # only the offered models
             client.predict(
-                [handle_file(str(files[0]))], None, "x2", "mdsr", False, *display, api_name="/on_enlarge"
-            )
-        out = client.predict([handle_file(str(p)) for p in files], None, "x2", "bicubic", False, *display,
-                             api_name="/on_enlarge")  # fmt: skip
-        slider, _, status, shown, _, info = out  # the session's state stays on the server
+                [handle_file(str(files[0]))], None, "x2", "mdsr", False, False, *display, "",
+                api_name="/on_enlarge",
+            )  # fmt: skip
+        out = client.predict([handle_file(str(p)) for p in files], None, "x2", "bicubic", False, False,
+                             *display, "", api_name="/on_enlarge")  # fmt: skip
+        slider, _, status, shown, _, info, zoom, cx, cy = out  # the session's state stays on the server
+        assert (zoom, cx, cy) == ("1x", 50, 50)  # a new image is shown whole
         assert "1 of 1 image(s) enlarged" in status and "bicubic interpolation (no network)" in status
         assert "slice 1 of 3" in info and len(slider) == 2
         shown = shown["value"]
@@ -199,7 +201,7 @@ def test_clinician_path_through_the_buttons(tmp_path, monkeypatch) -> None:
         assert got.Rows == 2 * src.Rows
 
 
-def test_main_binds_localhost_without_share_and_cleans_up(monkeypatch, tmp_path) -> None:
+def test_main_binds_localhost_without_share_and_cleans_up(monkeypatch, tmp_path, capsys) -> None:
     import tempfile
 
     seen: dict = {}
@@ -209,10 +211,14 @@ def test_main_binds_localhost_without_share_and_cleans_up(monkeypatch, tmp_path)
         Path(os.environ["GRADIO_TEMP_DIR"], "upload.dcm").write_bytes(b"patient data")
 
     monkeypatch.setattr(gr.Blocks, "launch", fake_launch)
+    monkeypatch.setattr(gr.Blocks, "block_thread", lambda self: seen.update(blocked=True))
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     monkeypatch.setenv("GRADIO_TEMP_DIR", "")
     assert app_module.main(["--port", "7999"]) == 0
     assert seen["server_name"] == "127.0.0.1" and seen["share"] is False and seen["server_port"] == 7999
+    assert seen["quiet"] is True and seen["blocked"]  # Gradio's "set share=True in launch()" is not shown
+    started = capsys.readouterr().out
+    assert "open http" in started and "this computer only" in started and "share" not in started
     assert seen["max_file_size"]
     assert Path(seen["temp"]).parent == tmp_path and not Path(seen["temp"]).exists()  # deleted at exit
     assert os.environ.get("GRADIO_ANALYTICS_ENABLED") == "False"

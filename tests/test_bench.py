@@ -169,6 +169,26 @@ def test_quick_tiling_workers():
 
 
 @pytest.mark.slow
+def test_quick_clinical_section(tmp_path, monkeypatch):
+    # the clinician path: the command line in a fresh process, the app's call, the engine per backend, a
+    # profile of the engine's stages; every timing with its CPU seconds and the load average
+    monkeypatch.setenv("MDRN_CACHE", str(tmp_path))  # ONNX exports of this run (where it compares them)
+    result = run_bench(quick=True, only=["clinical"], log=lambda s: None)
+    _check_rows(result)
+    names = [r["name"] for r in result["rows"]]
+    for what in ("mdrn-upscale per slice", "the app's enlarge call per slice", "forward rate against"):
+        assert any(what in n for n in names), (what, names)
+    cli = next(r for r in result["rows"] if "mdrn-upscale per slice" in r["name"])
+    assert cli["extra"]["cli_series"]["cpu_seconds"] > 0 and cli["extra"]["cli_series"]["peak_rss"] > 0
+    facts = result["facts"]["clinical"]
+    profile = facts["scales"]["2"]["profile"]
+    assert {"read", "network", "write"} <= set(profile["stages_found"])
+    assert profile["pixels"]["features"] >= 1.0  # every pixel through the body at least once
+    text = table_markdown(result)
+    assert "Where a slice's time goes" in text and "| network |" in text and "load" in text
+
+
+@pytest.mark.slow
 def test_quick_compile_section():
     result = run_bench(quick=True, only=["compile"], log=lambda s: None)
     _check_rows(result)

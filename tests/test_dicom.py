@@ -140,6 +140,9 @@ def test_series_folder_becomes_one_derived_series(tmp_path) -> None:
     new_series = next(iter(derived.values())).SeriesInstanceUID
     assert new_series not in {ds.SeriesInstanceUID for ds in sources.values()}
     assert len({ds.SOPInstanceUID for ds in derived.values()}) == 5
+    # a new series number too: a PACS lists the derived series apart from its source (source + 1000 x scale)
+    numbers = {int(ds.SeriesNumber) for ds in sources.values()}
+    assert {int(ds.SeriesNumber) for ds in derived.values()} == {n + 2000 for n in numbers}
     for name, ds in sources.items():
         got = derived[f"{name}_x2_bicubic.dcm"]
         assert got.InstanceNumber == ds.InstanceNumber
@@ -258,3 +261,11 @@ def test_a_syntax_without_decoder_names_the_package_to_install(tmp_path, capsys)
         assert src.name in line and "pylibjpeg" in line
     else:
         assert _enlarge(src, tmp_path) == 0
+
+
+def test_derived_series_number() -> None:
+    from mdrn.io.dicom import derived_series_number
+
+    assert derived_series_number(3, 2) == 2003 and derived_series_number("7", 4) == 4007
+    assert derived_series_number(None, 2) == 2000 and derived_series_number("", 3) == 3000
+    assert derived_series_number(-1, 2) == 2000 and derived_series_number(2**31 - 5, 2) == 2**31 - 1

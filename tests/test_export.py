@@ -14,12 +14,24 @@ ort = pytest.importorskip("onnxruntime")
 
 
 @pytest.mark.parametrize("n_colors", [1])  # gray, the medical case (one export: ~10 s)
-def test_onnx_matches_pytorch(tmp_path, n_colors: int) -> None:
+def test_onnx_matches_pytorch(tmp_path, capsys, n_colors: int) -> None:
+    """The network exports as its forward; an input window it was trained with is stated (metadata, note)."""
+    import json
+
+    import onnx
+
+    from mdrn.models.window import set_rule
+
     torch.manual_seed(0)
-    net = MDRN(n_resblocks=2, n_feats=16, scales=(2, 3, 4), n_colors=n_colors).eval()
+    net = set_rule(MDRN(n_resblocks=2, n_feats=16, scales=(2, 3, 4), n_colors=n_colors).eval(), "percentile")
     weights = save_model(net, tmp_path / "tiny.safetensors")
     out = tmp_path / "tiny_x3.onnx"
     assert main(["--weights", str(weights), "--scale", "3", str(out)]) == 0
+    assert (
+        "note: the network was trained with an input window (percentile 0.1..99.9" in capsys.readouterr().out
+    )
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert json.loads(meta["mdrn_input_window"])["mode"] == "percentile"
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     for shape in [(1, n_colors, 21, 34), (2, n_colors, 9, 13)]:  # dynamic batch, height and width
         x = torch.rand(*shape)
@@ -40,3 +52,30 @@ def test_export_refuses_missing_scale_and_existing_file(tmp_path, capsys) -> Non
     assert main(["--weights", str(weights), "--scale", "2", str(tmp_path / "b.onnx")]) == 1
     assert (tmp_path / "b.onnx").read_bytes() == b"keep"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.onnx", "x2.safetensors"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scale", [2, 4])
+def test_the_shipped_model_exports_with_dynamic_height_and_width(tmp_path, capsys, scale: int) -> None:
+    # its bicubic low-frequency path computes the resize weights from the image size inside the graph
+    from pydicom.data import get_testdata_file
+
+    from mdrn.weights import DEFAULT_MODEL, load_model
+
+    out = tmp_path / f"shipped_x{scale}.onnx"
+    real = get_testdata_file("CT_small.dcm")  # a 16-bit CT slice, 128x128
+    assert main(["--weights", DEFAULT_MODEL, "--scale", str(scale), str(out), "--check", real]) == 0
+    printed = capsys.readouterr().out
+    print(printed)  # the differences, for the log
+    lines = [line for line in printed.splitlines() if line.startswith("max |ONNX Runtime - PyTorch|")]
+    assert len(lines) == 2 and "random" in lines[0] and "CT_small.dcm" in lines[1]
+    assert all(float(line.rsplit(": ", 1)[1]) <= 1e-5 for line in lines)
+    net = load_model(DEFAULT_MODEL)
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    for shape in [(1, 3, 37, 50), (2, 3, 20, 16)]:  # dynamic batch, height and width
+        x = torch.rand(*shape)
+        got = session.run(["sr"], {"lr": x.numpy()})[0]
+        with torch.no_grad():
+            ref = net(x, scale).numpy()
+        assert got.shape == ref.shape == (shape[0], 3, shape[2] * scale, shape[3] * scale)
+        assert np.abs(got - ref).max() <= 1e-5

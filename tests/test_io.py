@@ -188,3 +188,17 @@ def test_write_errors_name_the_folder_not_a_temporary_file(tmp_path: Path) -> No
     assert ".part" not in str(info.value)
     err = os_error(OSError(errno.ENOSPC, "No space left on device", "/x/.a.123.png.part"), tmp_path / "a.png")
     assert str(err) == f"{tmp_path / 'a.png'}: no space left on device" and err.errno == errno.ENOSPC
+
+
+@pytest.mark.parametrize("bits", [8, 12, 16])
+def test_tensor_to_array_gives_the_protocols_grey_levels(bits: int) -> None:
+    # one float64 pass, the same whole numbers as quantize (the metrics' rule) times the peak
+    from mdrn.protocol.metrics import quantize
+
+    peak = (1 << bits) - 1
+    g = torch.Generator().manual_seed(bits)
+    x = torch.rand(3, 64, 80, generator=g) * 1.2 - 0.1
+    halves = (torch.arange(0, 64 * 80, dtype=torch.float64) % peak + 0.5) / peak  # exact half levels
+    x[0] = halves.reshape(64, 80).float()
+    expected = torch.round(quantize(x.double(), bits) * peak).numpy().astype(np.uint16).transpose(1, 2, 0)
+    np.testing.assert_array_equal(tensor_to_array(x, bits).astype(np.uint16), expected)

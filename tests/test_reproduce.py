@@ -229,3 +229,19 @@ def test_notes_are_dated_and_a_selection_note_is_bound_to_its_recipe(tmp_path):
         "plain",
     ]
     assert recipe_sha256("srcnn_cpu_x3") != recipe_sha256("srcnn_cpu_x4")
+
+
+def test_recorded_commands_are_shown_without_machine_paths() -> None:
+    from mdrn.reproduce.record import public_command
+
+    cmd = (
+        "/root/.pyenv/versions/3.11.7/bin/python -m mdrn.train experiment=mdrn_small "
+        "hydra.run.dir=/work/wt-shipped/logs/x ckpt_path=/work/wt-shipped/logs/p1/step6000.ckpt"
+    )
+    assert public_command(cmd) == (
+        "python -m mdrn.train experiment=mdrn_small hydra.run.dir=.../x ckpt_path=.../step6000.ckpt"
+    )
+    assert (
+        public_command("python -m mdrn.evaluate 'eval.sets=[Set5]'")
+        == "python -m mdrn.evaluate 'eval.sets=[Set5]'"
+    )

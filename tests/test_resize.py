@@ -154,3 +154,19 @@ def test_degrade_is_modcrop_then_imresize() -> None:
     lr = degrade(hr, 3)
     assert lr.shape == (1, 3, 8, 10)
     torch.testing.assert_close(lr, imresize(hr[..., :24, :30], 1 / 3), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4, 1 / 2, 1 / 3, 1 / 4, 40 / 17])
+def test_traced_weights_are_the_numpy_weights(scale: float) -> None:
+    # the weights an exported graph computes from the image size: the same float64 numbers, the same
+    # indices (its all-zero taps are kept: they add exact zeros)
+    from mdrn.protocol.resize import _traced_weights
+
+    for n in (1, 2, 3, 17, 64, 511, 1000):
+        out = max(1, math.ceil(n * scale))
+        for aa in (True, False):
+            idx, w = resize_weights(n, out, float(scale), aa)
+            ti, tw = _traced_weights(n, out, float(scale), aa, torch.device("cpu"), torch.float64)
+            keep = (tw != 0).any(dim=0)
+            assert torch.equal(ti[:, keep], torch.from_numpy(idx))
+            assert torch.equal(tw[:, keep], torch.from_numpy(w))

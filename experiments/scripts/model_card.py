@@ -26,7 +26,7 @@ from omegaconf import OmegaConf
 
 from mdrn.data.sources import prepare_sample
 from mdrn.models import model_spec
-from mdrn.reproduce.record import record, run_info
+from mdrn.reproduce.record import public_command, record, run_info
 from mdrn.reproduce.results import RESULTS, ROOT, load_published, markdown_table, mean_scores, read_csv
 from mdrn.weights import PRETRAINED_DIR, SHIPPED_MODELS, load_model
 
@@ -125,12 +125,15 @@ def render(name: str, files: dict[str, list[Path]]) -> str:
                 ref = f"{vdsr[str(scale)]:.2f}" if s == "Set5" else ""
                 rows.append([labels[s], f"x{scale}", n, f"{pb:.2f} / {sb:.4f}", f"{pm:.2f} / {sm:.4f}",
                              f"{pm - pb:+.2f}", ref])  # fmt: skip
-    score_cmds = "\n".join(f"- `{(run_info(p) or {}).get('command', 'not recorded')}`" for p in files[name])
+    score_cmds = "\n".join(
+        f"- `{public_command((run_info(p) or {}).get('command', 'not recorded'))}`" for p in files[name]
+    )
     first = run.get("resumed_from") or {}  # a run stopped and resumed from its checkpoint: two records
+    first_cmd, run_cmd = public_command(first.get("command", "?")), public_command(run.get("command", "?"))
     minutes = (run.get("seconds", 0) + first.get("seconds", 0)) / 60
     resumed = (
         f"""
-- The run was made in two parts: `{first.get("command", "?")}` started {first.get("started_utc", "?")} UTC
+- The run was made in two parts: `{first_cmd}` started {first.get("started_utc", "?")} UTC
   and stopped after step {first.get("step", "?")} ({first.get("seconds", 0):.0f} s; {first.get("why", "")});
   the run above resumed it from that step's checkpoint (same step counter, optimizer and schedule
   state)."""
@@ -171,7 +174,7 @@ medical device.**
   {m.lr_schedule} decay to 0 over the run.
 - Validation (logged, not used to pick weights: the shipped weights are the last step's):
   {", ".join(v.name for v in d.val)} (the sample data's validation split).
-- Run: `{run.get("command", "?")}` (recipe `conf/experiment/{name}.yaml`), {run.get("started_utc", "?")}
+- Run: `{run_cmd}` (recipe `conf/experiment/{name}.yaml`), {run.get("started_utc", "?")}
   UTC, {run.get("seconds", 0):.0f} s, {machine.get("cpu")} ({machine.get("cores")} cores, no GPU), torch
   {machine.get("torch")}, commit {str(run.get("git_commit"))[:8]}. Record:
   `experiments/results/models/{name}.safetensors.run.json` (log, metrics and config in

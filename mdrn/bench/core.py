@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from mdrn.perf import FastPath
+from mdrn.weights import DEFAULT_MODEL
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Where the recorded runs live (in a source checkout).
@@ -99,6 +100,12 @@ class Sizes:
     gpu_limit_inner: int = 20
     #: the larger training batch (bf16 NHWC eager): does batch 16 fill the GPU?
     gpu_large_batch: int = 64
+    # the clinician path (opt-in section clinical): a CT slice and a series of it, the shipped model
+    clinical_model: str = DEFAULT_MODEL
+    clinical_side: int = 512
+    clinical_slices: int = 20
+    clinical_scales: tuple[int, ...] = (2, 4)
+    clinical_repeats: int = 3
     # metrics
     metrics_scale: int = 4
     metrics_max_side: int | None = None
@@ -142,6 +149,10 @@ class Sizes:
             profile_steps=1,
             profile_all=False,
             metrics_max_side=64,
+            clinical_side=32,
+            clinical_slices=2,
+            clinical_scales=(2,),
+            clinical_repeats=2,
             threads=1,
         )
 

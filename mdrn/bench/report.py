@@ -9,6 +9,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from mdrn.bench.clinical import clinical_markdown
 from mdrn.bench.core import GPU_ASSUMED_FRACTION, H100_BF16_MATMUL, PAPER_MODEL, PAPER_SCHEDULE, fmt
 from mdrn.bench.goals import (
     THREADED,
@@ -55,6 +56,8 @@ def table_markdown(result: dict[str, Any]) -> str:
     lines += ["", f"Total time: {result['total_seconds']:.1f} s ({secs})."]
     if result["facts"].get("profiles"):
         lines += profiles_markdown(result["facts"]["profiles"])
+    if result["facts"].get("clinical"):
+        lines += clinical_markdown(result["facts"]["clinical"])
     return "\n".join(lines) + "\n"
 
 
@@ -304,6 +307,8 @@ def _latest_rows_markdown(runs: list[dict[str, Any]], fact: str, needle: str, ti
         lines += profiles_markdown(run["facts"]["profiles"])[2:]
     if fact == "gpu":
         lines += gpu_projection_markdown(run["facts"]["gpu"])
+    if fact == "clinical":
+        lines += clinical_markdown(run["facts"]["clinical"])[2:]
     return lines
 
 
@@ -375,7 +380,7 @@ def readme_markdown(result: dict[str, Any], runs: list[dict[str, Any]] | None = 
         runs = [*runs, result]
     result = _projection_source(result, runs)
     opt_in = []
-    for fact in ("tiling_full", "profiles", "gpu"):
+    for fact in ("tiling_full", "profiles", "clinical", "gpu"):
         run = next((r for r in reversed(runs) if r["facts"].get(fact)), None)
         if run is not None and run is not result and run.get("_source") != result.get("_source"):
             opt_in += [r for r in run["rows"] if r not in result["rows"] and r not in opt_in]
@@ -395,6 +400,7 @@ def readme_markdown(result: dict[str, Any], runs: list[dict[str, Any]] | None = 
     for fact, needle, title in (
         ("tiling_full", "x4 of a 1024x1024", "The paper's network tiled: B=80 x4, section tiling_full"),
         ("profiles", "\0", "Where a step's time goes: section profile"),
+        ("clinical", "clinician path", "The clinician path against its network: section clinical"),
         ("gpu", " on ", "GPU: section gpu"),
     ):
         lines += _latest_rows_markdown(runs, fact, needle, title)

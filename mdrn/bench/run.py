@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mdrn.bench.clinical import bench_clinical
 from mdrn.bench.core import PAPER_MODEL, PAPER_SCHEDULE, Context, Sizes, build_mdrn
 from mdrn.bench.forward import bench_compile, bench_forward
 from mdrn.bench.gpu import bench_gpu
@@ -39,10 +40,11 @@ SECTIONS: dict[str, Callable[[Context], None]] = {
     "inplace_train": bench_inplace_train,
     "tiling_full": bench_tiling_full,
     "profile": bench_profile,
+    "clinical": bench_clinical,
     "gpu": bench_gpu,
 }
 #: Sections of the default run (the others are opt-in measurements: minutes on CPU, or for one owner).
-OPT_IN_SECTIONS = ("compile", "inplace_train", "tiling_full", "profile", "gpu")
+OPT_IN_SECTIONS = ("compile", "inplace_train", "tiling_full", "profile", "clinical", "gpu")
 DEFAULT_SECTIONS = [name for name in SECTIONS if name not in OPT_IN_SECTIONS]
 #: Sections of the default run on a GPU: its limits and the GPU section (minutes: compiling included).
 CUDA_SECTIONS = ["limits", "gpu"]

@@ -44,6 +44,7 @@ __all__ = [
     "DEFAULT_BAND_VALUES",
     "DEFAULT_TILE",
     "FORMATS",
+    "REUSE_MAX_PIXELS",
     "UpscaleOptions",
     "describe_method",
     "enlarge_bands",
@@ -63,6 +64,12 @@ DEFAULT_BAND_VALUES = 32 << 20
 #: Activation budget (bytes) given to :func:`mdrn.models.inference.upscale` for each band: with the band and
 #: the framework this keeps a whole run under 2 GB of memory (measured, see the README's "For clinicians").
 ACTIVATION_MEMORY = 1 << 30
+#: Bands of at most this many input pixels (a 1024x1024 slice) run with glibc keeping freed memory
+#: (:func:`mdrn.perf.malloc_reuse`): no page faults per activation map, a quarter of a CT slice's CPU time
+#: at x2 (``python -m mdrn.bench --only clinical``), at a peak that a slice's maps bound. Larger bands
+#: give memory back as they go: with reuse a 6000-pixel-wide band of a 16-bit image x2 peaked at 2.1 GB
+#: (768 MiB budget), without at 1.2 GB (scripts/memory_inputs.py's image, a 1500-row part of it).
+REUSE_MAX_PIXELS = 1 << 20
 #: Output formats and their suffixes (``nii``: a NIfTI volume keeps its own suffix).
 FORMATS = {"png": ".png", "tiff": ".tif", "dcm": ".dcm"}
 #: The parameter-free model name.
@@ -88,6 +95,7 @@ class UpscaleOptions:
     band_values: int | None = None  # None: DEFAULT_BAND_VALUES
     memory: int | None = ACTIVATION_MEMORY
     window: str = "auto"  # intensity window: the model's own (auto), none, or percentile (mdrn.models.window)
+    reuse_memory: bool = True  # glibc keeps freed memory while a small band runs (REUSE_MAX_PIXELS)
 
 
 def load_network(weights: str | os.PathLike[str], scale: int | None = None) -> nn.Module:
@@ -168,9 +176,10 @@ def _enlarge_rows(
 ) -> np.ndarray:
     """Enlarged, quantized pixels of a block of rows (quantized in pieces: small float64 temporaries)."""
     x = image_to_tensor(ImageData(pixels, bit_depth))
+    reuse = opts.reuse_memory and pixels.shape[0] * pixels.shape[1] <= REUSE_MAX_PIXELS
     y = upscale(
         net, x, opts.scale, tile=opts.tile, overlap=opts.overlap, ensemble=opts.ensemble, device=opts.device,
-        memory=opts.memory, reuse_memory=False,  # bounded memory: glibc gives large buffers back
+        memory=opts.memory, reuse_memory=reuse,
         window=window,  # the whole image's (or series') window, never the band's own
     )  # fmt: skip
     step = max(1, _QUANTIZE_ROWS // (y.shape[0] * y.shape[2]))
@@ -239,6 +248,28 @@ def _check_free(dest: Path, opts: UpscaleOptions) -> None:
 
 
 def _series(
+    net: nn.Module,
+    stack: Stack,
+    out_dir: Path,
+    opts: UpscaleOptions,
+    how: Any,
+    progress: Progress,
+    errors: list[tuple[Path, Exception]] | None,
+) -> list[Path]:
+    """The slices of a series one after the other; alike slices reuse the memory the previous one freed."""
+    from mdrn.io.dicom import read_header
+    from mdrn.perf import malloc_reuse
+
+    try:
+        header = read_header(stack.files[0])
+        small = int(header.Rows) * int(header.Columns) <= REUSE_MAX_PIXELS
+    except (ValueError, OSError, AttributeError, TypeError):
+        small = False
+    with malloc_reuse(opts.reuse_memory and small):
+        return _series_slices(net, stack, out_dir, opts, how, progress, errors)
+
+
+def _series_slices(
     net: nn.Module,
     stack: Stack,
     out_dir: Path,

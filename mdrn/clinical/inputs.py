@@ -25,7 +25,7 @@ from mdrn.io.images import (
     read_image,
 )
 
-__all__ = ["KINDS", "Stack", "open_inputs", "stack_name"]
+__all__ = ["KINDS", "Stack", "job_pixels", "open_inputs", "stack_name"]
 
 #: What a stack is: one image, the frames of one DICOM file, a DICOM series (files), a NIfTI volume.
 KINDS = ("image", "frames", "series", "volume")
@@ -219,3 +219,15 @@ def open_inputs(
     if is_dicom_file(path) or path.suffix.lower() in (".dcm", ".dicom"):
         return [_dicom_stack(path, max_pixels)]
     return [Stack(path, "image", 1, max_pixels=max_pixels)]
+
+
+def job_pixels(stacks: list[Stack]) -> int:
+    """Input pixels of ``stacks``: each one's slices times its first slice's size (unreadable ones: 0)."""
+    total = 0
+    for stack in stacks:
+        try:
+            first = stack.slice(0)
+        except (ValueError, OSError):
+            continue
+        total += stack.n_slices * first.height * first.width
+    return total

@@ -38,6 +38,7 @@ __all__ = [
     "LOSSY_TRANSFER_SYNTAXES",
     "Derivation",
     "derived_dataset",
+    "derived_series_number",
     "frame_count",
     "is_dicom_file",
     "is_mdrn_derived",
@@ -443,6 +444,16 @@ def is_mdrn_derived(ds: Any) -> bool:
     return f"({_MARK}" in str(ds.get("DerivationDescription", "") or "")
 
 
+def derived_series_number(original: Any, scale: int) -> int:
+    """The derived series' number: the source's plus 1000 x scale (series 3 enlarged x2 is 2003), so a
+    PACS lists it apart from its source; 1000 x scale for a source without one. Kept within IS's range."""
+    try:
+        number = int(str(original).strip()) if original not in (None, "") else 0
+    except ValueError:
+        number = 0
+    return min(number + 1000 * int(scale), 2**31 - 1) if number >= 0 else 1000 * int(scale)
+
+
 def derived_dataset(image: ImageData, how: Derivation, *, frames: int = 1) -> Any:
     """The header of the enlarged image of ``image`` (a DICOM input; pixel data appended by the writer)."""
     from pydicom.dataset import Dataset, FileMetaDataset
@@ -462,6 +473,7 @@ def derived_dataset(image: ImageData, how: Derivation, *, frames: int = 1) -> An
     uid = how.instance_uid(str(src.get("SOPInstanceUID", "")))
     ds.SOPInstanceUID = uid
     ds.SeriesInstanceUID = how.series_uid(str(src.get("SeriesInstanceUID", "")))
+    ds.SeriesNumber = derived_series_number(src.get("SeriesNumber"), scale)
     ds.ImageType = _set_type(src.get("ImageType"), _is_enhanced(src))
     ds.DerivationDescription = (
         f"Enlarged x{scale} in-plane by {how.method} ({_MARK}{__version__}); "

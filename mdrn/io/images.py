@@ -306,9 +306,12 @@ def image_to_tensor(image: ImageData, dtype: torch.dtype = torch.float32) -> tor
 
 
 def tensor_to_array(tensor: torch.Tensor, bit_depth: int) -> np.ndarray:
-    """A float tensor (C, H, W) or (1, C, H, W) in [0, 1] as rounded uint8/uint16 pixels (H, W[, 3])."""
-    from mdrn.protocol.metrics import quantize
+    """A float tensor (C, H, W) or (1, C, H, W) in [0, 1] as rounded uint8/uint16 pixels (H, W[, 3]).
 
+    The grey levels of :func:`mdrn.protocol.metrics.quantize` (``round(clamp(x, 0, 1) * peak)`` in
+    float64), computed in one float64 pass without its division and multiplication by the peak (which
+    give back the same whole numbers), and without importing the metrics (torchmetrics: seconds).
+    """
     if tensor.ndim == 4:
         if tensor.shape[0] != 1:
             raise ValueError(f"expected one image, got a batch of {tensor.shape[0]}")
@@ -318,7 +321,7 @@ def tensor_to_array(tensor: torch.Tensor, bit_depth: int) -> np.ndarray:
     if not 1 <= bit_depth <= 16:
         raise ValueError(f"unsupported bit depth {bit_depth} (1 to 16)")
     peak = (1 << bit_depth) - 1
-    values = torch.round(quantize(tensor.detach().to("cpu", torch.float64), bit_depth) * peak)
+    values = tensor.detach().to("cpu", torch.float64, copy=True).clamp_(0.0, 1.0).mul_(peak).round_()
     array = values.numpy().astype(np.uint8 if bit_depth <= 8 else np.uint16)
     array = array.transpose(1, 2, 0)
     return np.ascontiguousarray(array[..., 0] if array.shape[2] == 1 else array)

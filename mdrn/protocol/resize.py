@@ -91,9 +91,58 @@ def _weights_on(
     )
 
 
+def _traced_weights(
+    in_length: int | torch.SymInt,
+    out_length: int | torch.SymInt,
+    scale: float,
+    antialiasing: bool,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`resize_weights` as torch operations, for sizes only known when the graph runs (export).
+
+    The same float64 arithmetic in the same order as the numpy version (the cubic's terms, the row sums
+    added tap after tap), so the weights are the same numbers. No tap is dropped: a tap whose weight is
+    zero for every output pixel adds exact zeros, so the sums do not change.
+    """
+    if scale < 1 and antialiasing:
+        width = _KERNEL_WIDTH / scale
+        stretch = scale
+    else:
+        width, stretch = _KERNEL_WIDTH, 1.0
+    f64 = torch.float64
+    x = torch.arange(1, out_length + 1, device=device, dtype=f64)
+    u = x / scale + 0.5 * (1.0 - 1.0 / scale)
+    left = torch.floor(u - width / 2.0)
+    taps = int(math.ceil(width)) + 2
+    indices = left[:, None] + torch.arange(taps, device=device, dtype=f64)[None, :]  # 1-based
+    t = u[:, None] - indices
+    a = torch.abs(t * stretch) if stretch != 1.0 else torch.abs(t)
+    a2 = a * a
+    a3 = a2 * a
+    inner = (1.5 * a3 - 2.5 * a2 + 1.0) * (a <= 1).to(f64)
+    outer = (-0.5 * a3 + 2.5 * a2 - 4.0 * a + 2.0) * ((a > 1) & (a <= 2)).to(f64)
+    weights = inner + outer
+    if stretch != 1.0:
+        weights = stretch * weights
+    total = weights[:, 0] * 0.0  # numpy's sum of a short row: 0 + w0 + w1 + ...
+    for k in range(taps):
+        total = total + weights[:, k]
+    weights = weights / total[:, None]
+    # symmetric padding: aux = [1..n, n..1], index = aux(mod(index - 1, 2n) + 1)
+    # (the modulo of whole numbers in float64, exact; ONNX has no remainder by a size known at run time)
+    period = 2 * in_length
+    m = indices - 1 - period * torch.floor((indices - 1) / period)
+    idx = torch.where(m < in_length, m, period - 1 - m).to(torch.int64)
+    return idx, weights.to(dtype)
+
+
 def _resize_rows(x: torch.Tensor, out_length: int, scale: float, antialiasing: bool) -> torch.Tensor:
     """Resize ``x`` along dim -2, accumulating one tap (a gathered row per output row) at a time."""
-    idx, w = _weights_on(x.shape[-2], out_length, float(scale), bool(antialiasing), x.device, x.dtype)
+    if any(isinstance(n, torch.SymInt) for n in (x.shape[-2], out_length)):  # traced with dynamic sizes
+        idx, w = _traced_weights(x.shape[-2], out_length, float(scale), bool(antialiasing), x.device, x.dtype)
+    else:
+        idx, w = _weights_on(x.shape[-2], out_length, float(scale), bool(antialiasing), x.device, x.dtype)
     out = x.index_select(-2, idx[:, 0]) * w[:, 0, None]
     for k in range(1, idx.shape[1]):
         out.addcmul_(x.index_select(-2, idx[:, k]), w[:, k, None])

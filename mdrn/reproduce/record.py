@@ -257,6 +257,21 @@ def selection_facts(model: str | os.PathLike[str], results: Path = RESULTS) -> l
     return facts
 
 
+def public_command(command: str) -> str:
+    """A recorded command as anyone can type it: no machine paths (the interpreter is ``python``, an
+    absolute path becomes ``.../<its name>``)."""
+    words = shlex.split(command)
+    if words and Path(words[0]).is_absolute() and Path(words[0]).name.startswith("python"):
+        words[0] = "python"
+    out = []
+    for word in words:
+        key, eq, value = word.rpartition("=") if "=" in word else ("", "", word)
+        if value.startswith("/"):
+            value = f".../{Path(value).name}"
+        out.append(f"{key}{eq}{value}")
+    return shlex.join(out)
+
+
 def run_line(paths: Sequence[Path]) -> str:
     """One Markdown line per recorded output: command, date, duration, machine."""
     lines = []
@@ -270,7 +285,8 @@ def run_line(paths: Sequence[Path]) -> str:
         m = info.get("machine", {})
         ckpt = info.get("checkpoint")
         lines.append(
-            f"- `{p.name}`: `{info['command']}` — {info['started_utc']} UTC, {info['seconds']:.0f} s, "
+            f"- `{p.name}`: `{public_command(info['command'])}` — {info['started_utc']} UTC, "
+            f"{info['seconds']:.0f} s, "
             f"{m.get('cpu')} ({m.get('cores')} cores{', ' + m['gpu'] if m.get('gpu') else ''}), "
             f"torch {m.get('torch')}, commit {str(info.get('git_commit'))[:8]}"
             + (f"; {ckpt['line']}" if ckpt else "")
