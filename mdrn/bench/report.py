@@ -536,7 +536,7 @@ def _projection_source(result: dict[str, Any], runs: list[dict[str, Any]]) -> di
     return cpu[-1] if cpu else result
 
 
-def _free_path(folder: Path, stem: str, overwrite: bool) -> str:
+def free_stem(folder: Path, stem: str, overwrite: bool = False) -> str:
     """``stem`` or, if its .md/.json exist and not ``overwrite``, the first free ``stem-2``, ``stem-3``..."""
     if overwrite:
         return stem
@@ -557,7 +557,7 @@ def write_results(
     host = re.sub(r"[^A-Za-z0-9_.-]+", "_", result["machine"]["host"] or "machine")
     if is_cuda(result):  # a GPU run is named by its GPU: h100-<date>
         host = gpu_tag(result["machine"].get("gpu"))
-    stem = _free_path(folder, f"{host}-{result['date']}" + ("-quick" if result["quick"] else ""), overwrite)
+    stem = free_stem(folder, f"{host}-{result['date']}" + ("-quick" if result["quick"] else ""), overwrite)
     js, md = folder / f"{stem}.json", folder / f"{stem}.md"
     result = {**result, "_source": js.name}
     atomic_write(js, lambda p: p.write_text(json.dumps(result, indent=1) + "\n"), overwrite=overwrite)
