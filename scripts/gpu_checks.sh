@@ -67,7 +67,10 @@ if [ "$PART" = bench ] || [ "$PART" = all ]; then
 fi
 if [ "$PART" = learn ] || [ "$PART" = all ]; then
   preflight learn.log
-  step learn "${LEARN_LIMIT:-470}" learn.log python3 scripts/gpu_learn.py --out "$OUT" --budget-s "${LEARN_BUDGET:-450}"
+  # LEARN_ARGS: extra mdrn.train overrides (e.g. model.train_preset=compiled); the summary records them
+  # shellcheck disable=SC2086
+  step learn "${LEARN_LIMIT:-470}" learn.log python3 scripts/gpu_learn.py --out "$OUT" \
+    --budget-s "${LEARN_BUDGET:-450}" ${LEARN_ARGS:-}
 fi
 ls -l "$OUT"
 exit $rc

@@ -75,7 +75,13 @@ def _step(
     def call() -> None:
         start_train_step(p)
         opt.zero_grad(set_to_none=True)
-        amp = torch.autocast(ctx.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+        # no autocast weight cache: each weight is cast once per step anyway, and a cast cached during a
+        # CUDA graph capture would live in the graph's pool (PyTorch's advice for AMP with graphs)
+        amp = (
+            torch.autocast(ctx.device.type, dtype=torch.bfloat16, cache_enabled=False)
+            if bf16
+            else contextlib.nullcontext()
+        )
         with amp:
             out = net(x, SCALE)
         nn.functional.l1_loss(out.float(), y).backward()
