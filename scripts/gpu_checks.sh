@@ -61,9 +61,9 @@ preflight() { # preflight LOG: the GPU, the packages (wheels from .gpu_data if m
 }
 if [ "$PART" = bench ] || [ "$PART" = all ]; then
   preflight bench.log
-  step tests "${TESTS_LIMIT:-75}" bench.log python3 -m pytest -q -p no:cacheprovider -m gpu -rs \
+  step tests "${TESTS_LIMIT:-90}" bench.log python3 -m pytest -q -p no:cacheprovider -m gpu -rs \
     tests/test_perf.py tests/test_metrics.py tests/test_train_preset.py
-  step bench "${BENCH_LIMIT:-200}" bench.log python3 -m mdrn.bench --device cuda --out "$OUT" --no-readme
+  step bench "${BENCH_LIMIT:-220}" bench.log python3 -m mdrn.bench --device cuda --out "$OUT" --no-readme
 fi
 if [ "$PART" = learn ] || [ "$PART" = all ]; then
   preflight learn.log

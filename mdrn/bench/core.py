@@ -98,9 +98,9 @@ class Sizes:
     #: distinct convolutions per captured pass of the ceiling
     gpu_ceiling_inner: int = 8
     #: seconds the training variants may take in all (then compiled variants are skipped, with the reason)
-    gpu_budget_s: float = 140.0
+    gpu_budget_s: float = 120.0
     #: seconds kept for a compilation: a compiled variant starts only with this much of the budget left
-    gpu_compile_reserve_s: float = 45.0
+    gpu_compile_reserve_s: float = 40.0
     #: profile one step, eager and compiled, to show the fusion (CUDA only)
     gpu_profile: bool = True
     #: the forward rows (a tile at x2 and x4, compiled variants; ~90 s of compilation: opt-in)
