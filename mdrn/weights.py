@@ -14,10 +14,17 @@ Formats :func:`load_model` reads (the user names nothing else):
   cache folder (``$MDRN_CACHE`` or ``~/.cache/mdrn``) and read from there afterwards;
 * a shipped name (``SHIPPED_MODELS``; ``DEFAULT_MODEL`` = ``mdrn_small``): a model trained by this
   project and stored inside the package (``mdrn/pretrained/<name>.safetensors``, its model card
-  ``<name>.md`` beside it); no network needed.
+  ``<name>.md`` beside it); no network needed;
+* any other state dict (``.pth``, ``.pt``, ``.ckpt``, ``.safetensors``) that spandrel reads (SwinIR, HAT,
+  SPAN, SAFMN, OmniSR, RCAN, Real-ESRGAN, ... with the optional ``mdrn[spandrel]``), as a
+  :class:`mdrn.models.spandrel_net.SpandrelNet` (its scale and colours read from the file).
 
 Every load is strict: a key or shape that fits no known layout raises :class:`CheckpointError` naming
-the key/shape and the file. CLI: ``python -m mdrn.weights convert SRC DST`` and ``... info FILE``.
+the key/shape and the file (and, for a file neither mdrn nor spandrel knows, the architectures spandrel
+reads). The safetensors files :func:`save_model` writes carry the architecture twice: in the metadata
+``mdrn_arch`` and as a tensor ``mdrn_arch`` (its UTF-8 JSON as uint8), because tools that pass only the
+tensors on (spandrel, ComfyUI) lose the metadata; :func:`identify_state_dict` reads a state dict's
+architecture from its tensors alone. CLI: ``python -m mdrn.weights convert SRC DST`` and ``... info FILE``.
 """
 
 from __future__ import annotations
@@ -40,6 +47,13 @@ from mdrn.io.images import atomic_write
 from mdrn.models import build_model, model_spec
 from mdrn.models.blocks import DIV2K_RGB_MEAN
 from mdrn.models.mdrn import branch_key
+from mdrn.models.spandrel_net import (
+    INSTALL_HINT,
+    ForeignModelError,
+    SpandrelNet,
+    SpandrelUnavailableError,
+    read_spandrel,
+)
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -48,7 +62,9 @@ __all__ = [
     "CheckpointError",
     "TransferReport",
     "cache_dir",
+    "SPEC_TENSOR",
     "convert_official",
+    "identify_state_dict",
     "init_from_pretrained",
     "load_model",
     "main",
@@ -81,11 +97,39 @@ OFFICIAL_MDSR_SCALES: tuple[int, ...] = (2, 3, 4)
 #: The official networks work on 0..255 (``rgb_range`` 255).
 OFFICIAL_RGB_RANGE = 255.0
 
+#: The tensor of our files that holds ``model_spec(net)`` as UTF-8 JSON (uint8), beside the metadata.
+SPEC_TENSOR = "mdrn_arch"
+
 _HUB_HASH = re.compile(r"-([0-9a-fA-F]{8,64})\.[A-Za-z0-9]+$")
 
 
 class CheckpointError(ValueError):
     """A checkpoint of an unknown or other architecture, or a corrupt one (message: file and problem)."""
+
+
+class _NotOurs(CheckpointError):
+    """A readable state dict in none of mdrn's layouts (``state``: its tensors, for spandrel to try)."""
+
+    def __init__(self, source: str, problem: str, state: Mapping[str, Any]) -> None:
+        super().__init__(f"{source}: {problem}")
+        self.source, self.problem, self.state = source, problem, state
+
+
+def _spec_tensor(spec: dict) -> torch.Tensor:
+    """``spec`` as the uint8 tensor ``SPEC_TENSOR`` (UTF-8 JSON, sorted keys)."""
+    data = json.dumps(spec, sort_keys=True).encode()
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8).clone()
+
+
+def _spec_from_tensor(value: Any, source: str) -> dict:
+    """The model spec held by a ``SPEC_TENSOR`` tensor."""
+    try:
+        spec = json.loads(bytes(value.to(torch.uint8).reshape(-1).tolist()).decode())
+    except (AttributeError, TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{source}: tensor '{SPEC_TENSOR}' is not an mdrn model spec ({exc})") from exc
+    if not isinstance(spec, dict) or "arch" not in spec:
+        raise CheckpointError(f"{source}: tensor '{SPEC_TENSOR}' holds {spec!r}, not an mdrn model spec")
+    return spec
 
 
 # ---------------------------------------------------------------------------------------------------- #
@@ -98,6 +142,7 @@ def save_model(net: nn.Module, path: str | os.PathLike[str], *, overwrite: bool 
 
     spec = json.dumps(model_spec(net), sort_keys=True)
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in net.state_dict().items()}
+    tensors[SPEC_TENSOR] = _spec_tensor(model_spec(net))  # for tools that drop the metadata (spandrel)
     return atomic_write(
         path, lambda tmp: save_file(tensors, str(tmp), metadata={"mdrn_arch": spec}), overwrite=overwrite
     )
@@ -113,14 +158,18 @@ def _read_safetensors(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
             state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
+    held = _spec_from_tensor(state.pop(SPEC_TENSOR), str(path)) if SPEC_TENSOR in state else None
     if "mdrn_arch" not in meta:
-        raise CheckpointError(
-            f"{path}: safetensors file without 'mdrn_arch' metadata (not written by mdrn.weights.save_model)"
-        )
+        if held is not None:
+            return held, state
+        problem = "safetensors file without 'mdrn_arch' metadata (not written by mdrn.weights.save_model)"
+        raise _NotOurs(str(path), problem, state)
     try:
         spec = json.loads(meta["mdrn_arch"])
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{path}: metadata 'mdrn_arch' is not valid JSON ({exc})") from exc
+    if held is not None and held != spec:
+        raise CheckpointError(f"{path}: metadata 'mdrn_arch' {spec} and tensor '{SPEC_TENSOR}' {held} differ")
     return spec, state
 
 
@@ -325,7 +374,10 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict, dict[str, Any]]
     if path.suffix.lower() == ".mat" or head.startswith(b"MATLAB"):
         spec, state = _read_vdsr_mat(path)
     elif path.suffix.lower() == ".safetensors":
-        spec, state = _read_safetensors(path)
+        try:
+            spec, state = _read_safetensors(path)
+        except _NotOurs as exc:  # no metadata: the tensors may still say (SPEC_TENSOR, official layout)
+            return _identify(path, exc.state, exc.problem)
     else:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -335,17 +387,65 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict, dict[str, Any]]
             raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a state dict or checkpoint")
         if "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
             if "mdrn_arch" not in obj:
-                raise CheckpointError(
-                    f"{path}: Lightning checkpoint without 'mdrn_arch' (not written by mdrn's SRModule)"
-                )
+                problem = "Lightning checkpoint without 'mdrn_arch' (not written by mdrn's SRModule)"
+                raise _NotOurs(str(path), problem, obj)
             spec = dict(obj["mdrn_arch"])
             state = {k[4:]: v for k, v in obj["state_dict"].items() if k.startswith("net.")}
             if not state:
                 raise CheckpointError(f"{path}: Lightning checkpoint without 'net.' weights")
         else:
-            return convert_official(obj, source=str(path))
+            return _identify(path, obj)
     _match_module(spec, state, str(path))
     return spec, state
+
+
+def _identify(path: Path, state: Mapping[str, Any], problem: str | None = None) -> tuple[dict, dict]:
+    """``identify_state_dict`` of a file's state dict, else ``_NotOurs`` (``problem``, else its reason)."""
+    try:
+        return identify_state_dict(state, str(path))
+    except CheckpointError as exc:
+        reason = str(exc).removeprefix(f"{path}: ")
+        keep = problem is not None and not reason.startswith("an mdrn state dict")
+        raise _NotOurs(str(path), problem if keep else reason, state) from None
+
+
+def _shipped_state(name: str) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(spec, tensors) of a shipped model's file."""
+    return _read_safetensors(shipped_path(name))
+
+
+def identify_state_dict(
+    state: Mapping[str, Any], source: str = "<state_dict>"
+) -> tuple[dict, dict[str, Any]]:
+    """The architecture of a bare state dict, from its tensors alone: (model spec, state in our keys).
+
+    For tools that hand on only the tensors of a file (spandrel, ComfyUI): a ``SPEC_TENSOR`` tensor (the
+    files :func:`save_model` writes), an official EDSR-PyTorch layout (:func:`convert_official`), or the
+    tensors of a shipped model (whose file predates ``SPEC_TENSOR``). Another state dict in mdrn's own
+    layout cannot be told apart (``bicubic_skip`` changes no tensor): :class:`CheckpointError` says how
+    to re-save it; any other state dict: :func:`convert_official`'s :class:`CheckpointError`.
+    """
+    state = dict(state)
+    if SPEC_TENSOR in state:
+        spec = _spec_from_tensor(state.pop(SPEC_TENSOR), source)
+        _match_module(spec, state, source)
+        return spec, state
+    if "head.weight" not in state:
+        return convert_official(state, source)
+    for name in SHIPPED_MODELS:
+        spec, shipped = _shipped_state(name)
+        if shipped.keys() == state.keys() and all(
+            isinstance(state[k], torch.Tensor)
+            and state[k].shape == v.shape
+            and torch.equal(state[k].cpu(), v)
+            for k, v in shipped.items()
+        ):
+            return spec, state
+    raise CheckpointError(
+        f"{source}: an mdrn state dict without its architecture (no '{SPEC_TENSOR}' tensor; a file mdrn "
+        "wrote before it stored one there keeps it in its metadata: python -m mdrn.weights convert FILE "
+        "NEW.safetensors writes both)"
+    )
 
 
 def cache_dir() -> Path:
@@ -401,13 +501,30 @@ def load_model(
         )
     else:
         path = Path(key)
-    spec, state = read_checkpoint(path)
+    try:
+        spec, state = read_checkpoint(path)
+    except _NotOurs as exc:
+        return _read_foreign(exc).to(map_location).eval()
     net = build_model(spec)
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: does not fit {spec['arch']} {spec['args']} ({exc})") from exc
     return net.to(map_location).eval()
+
+
+def _read_foreign(exc: _NotOurs) -> nn.Module:
+    """The network spandrel reads from a state dict none of mdrn's readers knows (``exc``: mdrn's reason)."""
+    try:
+        return read_spandrel(exc.state, exc.source)
+    except SpandrelUnavailableError as err:
+        why = "is not installed" if "not installed" in str(err) else f"does not import ({err})"
+        raise CheckpointError(
+            f"{exc}; other architectures (SwinIR, HAT, SPAN, RCAN, ...) load with spandrel, which {why}: "
+            f"{INSTALL_HINT}"
+        ) from None
+    except ForeignModelError as err:
+        raise CheckpointError(f"{exc}; {str(err).removeprefix(exc.source + ': ')}") from None
 
 
 # ---------------------------------------------------------------------------------------------------- #
@@ -503,11 +620,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "convert":
             net = load_model(args.src)
+            if isinstance(net, SpandrelNet):  # its own file is its format
+                raise CheckpointError(
+                    f"{args.src}: a spandrel {type(net).__name__} model; use the file as it is"
+                )
             out = save_model(net, args.dst, overwrite=args.overwrite)
             print(f"wrote {out}: {json.dumps(model_spec(net))}, {_count_params(net):,} parameters")
         else:
             net = load_model(args.file)
-            spec = model_spec(net)
+            if isinstance(net, SpandrelNet):
+                spec = {"arch": f"{type(net).__name__} (spandrel)", "args": {"scales": list(net.scales),
+                        "n_colors": net.n_colors, "tags": net.tags}}  # fmt: skip
+            else:
+                spec = model_spec(net)
             print(
                 f"arch: {spec['arch']}\nargs: {json.dumps(spec['args'])}\nparameters: {_count_params(net):,}"
             )

@@ -67,6 +67,7 @@ def _point_at(monkeypatch: pytest.MonkeyPatch, base: str, archive: Path | None =
         monkeypatch.setitem(entry, "bytes", archive.stat().st_size)
         monkeypatch.setitem(entry, "sha256", hashlib.sha256(archive.read_bytes()).hexdigest())
     monkeypatch.setattr(sources, "BENCHMARK_URL", f"{base}/benchmark.tar")
+    monkeypatch.setattr(sources, "BSDS300_URL", f"{base}/BSDS300-images.tgz")
 
 
 def _dead_address() -> str:
@@ -83,7 +84,7 @@ def test_status_of_an_empty_folder(tmp_path: Path, capsys) -> None:
         assert ("missing" if ds.archive else "on first use") in row
         if ds.archive:
             assert catalog.ARCHIVES[ds.archive].url in row
-    assert lines[-1].endswith(f"download div2k benchmarks --root {tmp_path.resolve()}")
+    assert lines[-1].endswith(f"download div2k benchmarks BSD200 --root {tmp_path.resolve()}")
 
 
 def test_module_entry_point() -> None:
@@ -152,3 +153,43 @@ def test_missing_message_groups_and_details(tmp_path: Path) -> None:
     assert msg.startswith("image folder /x does not exist\n")
     assert f"download div2k_train Set14 --root {tmp_path.resolve()}" in msg
     assert isinstance(err, FileNotFoundError)
+
+
+def _bsds300_tgz(path: Path) -> Path:
+    """A stand-in for BSDS300-images.tgz: 200 train and 3 test JPEGs (8x8) under BSDS300/images/."""
+    with tarfile.open(path, "w:gz") as tf:
+        for split, n in (("train", 200), ("test", 3)):
+            for i in range(n):
+                buf = io.BytesIO()
+                Image.fromarray(np.full((8, 8, 3), (i * 7) % 256, np.uint8)).save(buf, format="JPEG")
+                info = tarfile.TarInfo(f"BSDS300/images/{split}/{1000 * (split == 'test') + i}.jpg")
+                info.size = len(buf.getvalue())
+                tf.addfile(info, io.BytesIO(buf.getvalue()))
+    return path
+
+
+def test_bsd200_from_the_bsds300_archive_without_its_test_images(tmp_path: Path, monkeypatch) -> None:
+    """``download BSD200``: the archive (sha256-checked) gives the 200 train images as PNG, never B100's."""
+    root = tmp_path / "data"
+    (root / "downloads").mkdir(parents=True)
+    archive = _bsds300_tgz(root / "downloads" / "BSDS300-images.tgz")
+    _point_at(monkeypatch, _dead_address())
+    monkeypatch.setattr(sources, "BSDS300_SHA256", hashlib.sha256(b"another archive").hexdigest())
+    assert cli.main(["download", "BSD200", "--root", str(root)]) == 1  # a wrong checksum is refused
+    assert not (root / "BSD200").exists()
+    archive = _bsds300_tgz(archive)  # (the refused file was removed, to be fetched again)
+    monkeypatch.setattr(sources, "BSDS300_SHA256", hashlib.sha256(archive.read_bytes()).hexdigest())
+    assert cli.main(["download", "BSD200", "--root", str(root)]) == 0
+    files = sources.bsd200_files(root)
+    assert len(files) == 200 and all(f.suffix == ".png" for f in files)
+    assert not any(int(f.stem) >= 1000 for f in files)  # the test split (B100) is never written
+    with tarfile.open(archive) as tf:
+        jpg = np.asarray(Image.open(tf.extractfile("BSDS300/images/train/5.jpg")))
+    np.testing.assert_array_equal(np.asarray(Image.open(root / "BSD200" / "5.png")), jpg)
+    assert {s.dataset.name: s.state for s in cli.status(root)}["BSD200"] == "present"
+    # a data source of kind bsd200 takes a given path where it holds the images, else the data folder's
+    from mdrn.data.datamodule import resolve_source
+
+    src = {"name": "BSD200", "kind": "bsd200", "path": str(tmp_path / "absent"), "exclude": ["5"]}
+    got, _ = resolve_source(src, root, (2,))
+    assert len(got) == 199 and got[0].parent == root / "BSD200"

@@ -31,7 +31,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("mdrn.protocol",),
     ("mdrn.io",),
     ("mdrn.perf",),
-    ("mdrn.models", "mdrn.weights"),
+    ("mdrn.models", "mdrn.weights", "mdrn.spandrel"),
     ("mdrn.data",),
     ("mdrn.training", "mdrn.train", "mdrn.evaluate"),
     ("mdrn.clinical", "mdrn.upscale", "mdrn.app", "mdrn.export"),

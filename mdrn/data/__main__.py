@@ -4,7 +4,7 @@
 
     python -m mdrn.data status [--root DIR]            # every data set the configs use: present or missing
     python -m mdrn.data download NAME... [--root DIR]  # div2k, div2k_train, div2k_valid, benchmarks,
-                                                       # Set5, Set14, B100, Urban100, sample, all
+                                                       # Set5, Set14, B100, Urban100, BSD200, sample, all
 
 ``--root`` is the data folder (default: ``$MDRN_DATA``, else ``./data``, as ``paths.data_dir``); its
 layout is in :mod:`mdrn.data.catalog`. Downloads are sha256-checked and resumable; an archive put in
@@ -34,9 +34,11 @@ from mdrn.data.catalog import (
 from mdrn.data.sources import (
     SAMPLE_SPLITS,
     benchmark_files,
+    bsd200_files,
     div2k_files,
     list_images,
     prepare_benchmarks,
+    prepare_bsd200,
     prepare_div2k,
     prepare_sample,
 )
@@ -61,6 +63,8 @@ def _files(ds: DataSet, root: Path) -> list[Path]:
         return div2k_files(root, ds.name.removeprefix("div2k_"))
     if ds.archive == "benchmark.tar":
         return benchmark_files(root / "benchmark", ds.name)
+    if ds.name == "BSD200":
+        return bsd200_files(root)
     if not (root / ds.folder / ".complete").exists():
         raise DataNotFoundError(f"{root / ds.folder} is written on first use")
     return list_images(root / ds.folder / SAMPLE_SPLITS["train"]) + list_images(
@@ -143,6 +147,8 @@ def download(names: Sequence[str], root: str | Path | None = None) -> list[Statu
             continue
         if name == "sample":
             prepare_sample(root)
+        elif name == "BSD200":
+            attempt([name], lambda: prepare_bsd200(root))
         else:
             attempt([name], lambda name=name: prepare_div2k(root, splits=(name.removeprefix("div2k_"),)))
     sets = [n for n in wanted if DATASETS[n].archive == "benchmark.tar" and n not in present]

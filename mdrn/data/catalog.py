@@ -7,6 +7,7 @@ One folder layout under the data folder (``paths.data_dir``: ``$MDRN_DATA``, els
     DIV2K/DIV2K_train_HR/          0001.png ... 0800.png
     DIV2K/DIV2K_valid_HR/          0801.png ... 0900.png
     benchmark/<set>/HR/            Set5, Set14, B100, Urban100
+    BSD200/                        the 200 BSDS300 training images (PNG, decoded from the archive's JPEGs)
     sample/                        the embedded sample data (written on first use, no download)
     cache/                         decoded images (rebuilt when missing)
 """
@@ -22,6 +23,8 @@ from pathlib import Path
 __all__ = [
     "ARCHIVES",
     "BENCHMARK_URL",
+    "BSDS300_SHA256",
+    "BSDS300_URL",
     "DATASETS",
     "GROUPS",
     "Archive",
@@ -37,6 +40,11 @@ __all__ = [
 FACTS = json.loads((Path(__file__).with_name("downloads.json")).read_text())
 #: EDSR-PyTorch's benchmark archive (Set5, Set14, B100, Urban100 as benchmark/<set>/HR/*.png)
 BENCHMARK_URL = "https://cv.snu.ac.kr/research/EDSR/benchmark.tar"
+#: the Berkeley Segmentation Dataset's images at their canonical address (BSDS300: 200 train JPEGs in
+#: BSDS300/images/train, and the 100 test images, which are B100 and never used for training); its sha256
+#: as pinned by a public download script of another project (not re-checked here: no network)
+BSDS300_URL = "https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/bsds/BSDS300-images.tgz"
+BSDS300_SHA256 = "a5f7d0e49fe135c75518a3543ced24470156fd69305ae77845dff2a5138652b4"
 
 
 @dataclass(frozen=True)
@@ -57,7 +65,7 @@ class Archive:
 ARCHIVES: dict[str, Archive] = {
     a.file: a
     for a in [Archive(d["url"], int(d["bytes"]), d["sha256"]) for d in FACTS["div2k"]]
-    + [Archive(BENCHMARK_URL)]
+    + [Archive(BENCHMARK_URL), Archive(BSDS300_URL, None, BSDS300_SHA256)]
 }
 
 
@@ -85,6 +93,8 @@ DATASETS: dict[str, DataSet] = {
         DataSet("B100", "B100 HR", "benchmark/B100", 100, "benchmark.tar", "data=div2k test, evaluate"),
         DataSet("Urban100", "Urban100 HR", "benchmark/Urban100", 100, "benchmark.tar",
                 "data=div2k test, evaluate"),
+        DataSet("BSD200", "BSDS300 train images (200; its 100 test images are B100)", "BSD200", 200,
+                "BSDS300-images.tgz", "experiment=mdrn_small_v2 train (kind: bsd200)"),
         DataSet("sample", "sample data: skimage photos, retina, pydicom CT/MR", "sample", 0, None,
                 "data=sample, quickstart"),
     ]
@@ -168,7 +178,7 @@ def missing_message(
         for file in archives:
             a = ARCHIVES[file]
             if a.sha256:
-                check = f"{a.bytes:,} bytes, sha256 {a.sha256}"
+                check = (f"{a.bytes:,} bytes, " if a.bytes else "") + f"sha256 {a.sha256}"
             else:
                 check = "no published sha256: each image is checked by the sha256 of its decoded pixels"
             lines.append(f"  {a.url}  ({check})")

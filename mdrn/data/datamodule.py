@@ -19,10 +19,12 @@ from mdrn.data.sources import (
     SAMPLE_SPLITS,
     DataNotFoundError,
     benchmark_files,
+    bsd200_files,
     div2k_files,
     div2k_lr_dirs,
     list_images,
     prepare_benchmarks,
+    prepare_bsd200,
     prepare_div2k,
     sample_files,
 )
@@ -51,7 +53,8 @@ def resolve_source(
 
     kinds: ``div2k`` (split train = 0001-0800, valid = 0801-0900), ``benchmark`` (Set5, Set14, B100,
     Urban100 under ``path`` or ``data_dir/benchmark``), ``folder`` (any image tree at ``path``),
-    ``sample`` (embedded sample data, split train/val_8bit/val_12bit/test_8bit/test_16bit, ...).
+    ``sample`` (embedded sample data, split train/val_8bit/val_12bit/test_8bit/test_16bit, ...), ``bsd200``
+    (the 200 BSDS300 training images: ``path`` where present, else ``data_dir/BSD200``, downloaded).
     """
     kind = _get(src, "kind", "folder")
     lr_dirs: dict[int, Path] = {}
@@ -73,8 +76,15 @@ def resolve_source(
         files = list_images(Path(src["path"]).expanduser())
     elif kind == "sample":
         files = sample_files(data_dir, _get(src, "split", "train"))
+    elif kind == "bsd200":
+        if download:
+            try:
+                files = bsd200_files(data_dir, _get(src, "path"))
+            except DataNotFoundError:
+                prepare_bsd200(data_dir)
+        files = bsd200_files(data_dir, _get(src, "path"))
     else:
-        raise ValueError(f"unknown data source kind {kind!r} (div2k, benchmark, folder, sample)")
+        raise ValueError(f"unknown data source kind {kind!r} (div2k, benchmark, folder, bsd200, sample)")
     files = select_files(
         files, include=_get(src, "include"), exclude=_get(src, "exclude"), name=src.get("name")
     )
@@ -121,6 +131,11 @@ def source_folder(src: Mapping[str, Any], data_dir: Path) -> Path:
         return (Path(_get(src, "path", data_dir / "benchmark")) / str(src["name"])).resolve()
     if kind == "sample":
         return (Path(data_dir) / "sample" / SAMPLE_SPLITS.get(_get(src, "split", "train"), "?")).resolve()
+    if kind == "bsd200":
+        path = _get(src, "path")
+        return (
+            Path(path).expanduser() if path and Path(path).expanduser().is_dir() else data_dir / "BSD200"
+        ).resolve()
     if _get(src, "path") is None:
         raise ValueError(f"data source {src.get('name')!r} of kind {kind!r} needs a path")
     return Path(str(src["path"])).expanduser().resolve()

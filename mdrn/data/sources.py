@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mdrn.data.catalog import BENCHMARK_URL, FACTS, DataNotFoundError
+from mdrn.data.catalog import BENCHMARK_URL, BSDS300_SHA256, BSDS300_URL, FACTS, DataNotFoundError
 from mdrn.io.download import NetworkUnavailableError, download_file, safe_extract
 from mdrn.io.images import is_image_file, read_image, write_image
 
@@ -30,10 +30,12 @@ __all__ = [
     "SAMPLE_README",
     "SAMPLE_SPLITS",
     "benchmark_files",
+    "bsd200_files",
     "div2k_files",
     "list_images",
     "pixel_sha256",
     "prepare_benchmarks",
+    "prepare_bsd200",
     "prepare_div2k",
     "prepare_sample",
     "sample_files",
@@ -207,6 +209,58 @@ def _has_set(root: Path, name: str) -> bool:
         return bool(benchmark_files(root, name))
     except DataNotFoundError:
         return False
+
+
+# -------------------------------------------------------------------------------------------- BSD200
+
+#: images of the BSD200 folder (the BSDS300 train split)
+BSD200_IMAGES = 200
+
+
+def bsd200_files(root: str | os.PathLike[str], path: str | os.PathLike[str] | None = None) -> list[Path]:
+    """The 200 BSDS300 training images: ``path`` if given and present (e.g. ../shared/datasets/BSD200),
+    else ``<root>/BSD200`` (``python -m mdrn.data download BSD200``); DataNotFoundError if neither."""
+    for folder in ([Path(path).expanduser()] if path else []) + [Path(root) / "BSD200"]:
+        if folder.is_dir() and (
+            path and folder == Path(path).expanduser() or (folder / ".complete").exists()
+        ):
+            files = list_images(folder)
+            if len(files) == BSD200_IMAGES:
+                return files
+    raise DataNotFoundError(missing=["BSD200"], root=root)
+
+
+def prepare_bsd200(root: str | os.PathLike[str], downloads: str | os.PathLike[str] | None = None) -> Path:
+    """``<root>/BSD200``: the BSDS300 archive downloaded (sha256-checked, resumable) or taken from
+    ``downloads``, and its 200 training JPEGs written as PNG (decoded pixels, lossless from here on);
+    its test images (B100) are left in the archive. Returns the folder."""
+    root = Path(root)
+    folder = root / "BSD200"
+    if (folder / ".complete").exists():
+        return folder
+    dest = Path(downloads or root / "downloads") / BSDS300_URL.rsplit("/", 1)[-1]
+    try:
+        download_file(BSDS300_URL, dest, sha256=BSDS300_SHA256)
+    except NetworkUnavailableError as exc:
+        raise DataNotFoundError(missing=["BSD200"], root=root, reason=str(exc).split("\n")[0]) from exc
+    tmp = root / "BSD200.building"
+    shutil.rmtree(tmp, ignore_errors=True)
+    extracted = [
+        p for p in safe_extract(dest, tmp / "archive") if p.parent.name == "train" and is_image_file(p)
+    ]
+    if len(extracted) != BSD200_IMAGES:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ValueError(
+            f"{dest}: {len(extracted)} training images in images/train, expected {BSD200_IMAGES}"
+        )
+    for p in sorted(extracted):
+        write_image(tmp / "images" / f"{p.stem}.png", read_image(p).array, bit_depth=8)
+    (tmp / "images" / ".complete").write_text("BSDS300 train, PNG\n")
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(tmp / "images", folder)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return folder
 
 
 # ---------------------------------------------------------------------------------------- sample data
