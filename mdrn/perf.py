@@ -253,16 +253,19 @@ TRAIN_PRESETS: dict[str, TrainPreset] = {
 TRAIN_COMPILE_BACKEND: str | object = "inductor"
 
 
-def resolve_train_preset(name: str, device: str | torch.device, world_size: int = 1) -> TrainPreset:
+def resolve_train_preset(
+    name: str, device: str | torch.device, world_size: int = 1, *, has_body: bool = True
+) -> TrainPreset:
     """The preset ``name`` for a run on ``device`` with ``world_size`` processes.
 
-    ``auto``: ``cudagraphs`` on one CUDA device, else ``eager`` (data-parallel runs stay eager: DDP's
-    gradient hooks and CUDA graphs are not combined here). A preset that needs CUDA raises ``ValueError``
-    on another device, naming the presets that run there.
+    ``auto``: ``cudagraphs`` on one CUDA device for a network with a residual body (``has_body``: MDRN,
+    EDSR; what the bench measures), else ``eager`` (data-parallel runs stay eager: DDP's gradient hooks
+    and CUDA graphs are not combined here). A preset that needs CUDA raises ``ValueError`` on another
+    device, naming the presets that run there.
     """
     dev = torch.device(device)
     if name == "auto":
-        name = "cudagraphs" if dev.type == "cuda" and world_size == 1 else "eager"
+        name = "cudagraphs" if dev.type == "cuda" and world_size == 1 and has_body else "eager"
     if name not in TRAIN_PRESETS:
         raise ValueError(f"unknown train_preset {name!r}; known: {['auto', *TRAIN_PRESETS]}")
     preset = TRAIN_PRESETS[name]

@@ -21,6 +21,7 @@ def test_auto_resolves_per_device_and_cuda_graphs_are_refused_on_cpu() -> None:
     assert resolve_train_preset("auto", "cpu").name == "eager"
     assert resolve_train_preset("auto", "cuda").name == "cudagraphs"
     assert resolve_train_preset("auto", "cuda", world_size=2).name == "eager"  # DDP stays eager
+    assert resolve_train_preset("auto", "cuda", has_body=False).name == "eager"  # SRCNN, VDSR: not measured
     assert resolve_train_preset("compiled", "cpu").compile_mode == "default"
     with pytest.raises(ValueError, match="needs a CUDA device; this run is on cpu"):
         resolve_train_preset("cudagraphs", "cpu")

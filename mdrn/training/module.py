@@ -183,7 +183,9 @@ class SRModule(L.LightningModule):
         """The training preset for this run's device and number of processes (resolved once)."""
         if self.preset is None:
             world = int(self.trainer.world_size) if self._trainer is not None else 1
-            self.preset = resolve_train_preset(self.hparams.get("train_preset", "auto"), self.device, world)
+            body = isinstance(getattr(self.net, "body", None), nn.Module)
+            name = self.hparams.get("train_preset", "auto")
+            self.preset = resolve_train_preset(name, self.device, world, has_body=body)
         return self.preset
 
     def on_fit_start(self) -> None:
