@@ -30,6 +30,10 @@ quickstart:  ## train + evaluate a small MDRN on the embedded sample data (minut
 bench:  ## benchmark: hot paths against naive baselines and the machine limits (~3 min on 2 idle cores)
 	$(PY) -m mdrn.bench
 
-.PHONY: gpu-checks
-gpu-checks:  ## on a CUDA machine: the gpu tests, mdrn-bench --device cuda, a GPU quickstart (~5 min; OUT=folder)
-	bash scripts/gpu_checks.sh
+.PHONY: gpu-checks gpu-data
+PART ?= all
+gpu-checks:  ## on a CUDA machine: PART=bench (gpu tests + mdrn-bench, <4 min) or learn (<8 min); OUT=folder
+	bash scripts/gpu_checks.sh $(PART)
+
+gpu-data:  ## .gpu_data/ for gpu-checks PART=learn: T91, 100 BSD200 images, Set5 from ../shared (~35 MiB)
+	$(PY) scripts/gpu_data.py

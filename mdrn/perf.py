@@ -10,6 +10,14 @@ convolutions are the whole cost and each runs at the measured convolution limit'
 ``scripts/onednn_breakdown.py``; compiling costs tens of seconds to minutes); on CUDA, channels_last,
 bf16 autocast (bf16-mixed for training) and ``module.compile()`` (in place, so ``state_dict`` keys
 keep their names: no ``_orig_mod.`` prefix).
+Training presets (:data:`TRAIN_PRESETS`, ``SRModule(train_preset=...)``, ``model.train_preset`` in the
+configs): ``eager``; ``compiled`` (the residual body compiled by inductor: its elementwise work fused
+into a few Triton kernels per block, NHWC, fused Adam); ``cudagraphs`` (the same body run as CUDA graphs,
+``torch.compile`` mode ``reduce-overhead``: one launch per body pass instead of ~10 per block; CUDA only);
+``auto`` = ``cudagraphs`` on one CUDA device, else ``eager``. Only the body is compiled: its input has
+the same shape at every scale, so one compilation and one graph per batch shape serve x2, x3 and x4
+(compiling the whole network compiles it once per scale); evaluation runs every module eagerly
+(:func:`eager_calls`), so validation images of any size never reach the compiled code or its graphs.
 bf16 autocast on CPU is 10-500x slower than fp32 without AMX and about 3x faster with it (a Xeon with AMX
 bf16 tiles, :func:`amx_bf16_available`), but never a CPU default: bf16 keeps 8 significant bits, and the
 project's results are fp32 (the bench row reports the largest output difference, in grey levels of 8-
@@ -37,13 +45,18 @@ import torch
 from torch import nn
 
 __all__ = [
+    "TRAIN_PRESETS",
     "FastPath",
     "FlopCount",
     "LayerFlops",
+    "TrainPreset",
     "amx_bf16_available",
+    "apply_train_preset",
     "available_cores",
     "configure_threads",
     "count_flops",
+    "cudagraph_skips",
+    "eager_calls",
     "fast_path",
     "inference_context",
     "malloc_reuse",
@@ -51,7 +64,9 @@ __all__ = [
     "prepare_for_inference",
     "prepare_for_training",
     "resolve_device",
+    "resolve_train_preset",
     "set_malloc_reuse",
+    "start_train_step",
     "training_defaults",
 ]
 
@@ -187,6 +202,129 @@ def prepare_for_training(
     if path.reuse_freed_memory:
         set_malloc_reuse(True)
     return _apply(net, path, path.train_channels_last)
+
+
+@dataclass(frozen=True)
+class TrainPreset:
+    """How a network runs for training: which part is compiled and how, its layout, the optimizer loop."""
+
+    name: str
+    #: ``torch.compile`` mode of the compiled part (the residual body); ``None``: nothing is compiled
+    compile_mode: str | None
+    #: NHWC weights and activations (on CPU only where :func:`nhwc_training_pays`)
+    channels_last: bool
+    #: ``torch.optim.Adam(..., fused=True)``
+    fused_adam: bool
+    #: the preset needs a CUDA device (it captures CUDA graphs)
+    cuda_only: bool
+    description: str
+
+    @property
+    def cuda_graphs(self) -> bool:
+        """Whether the compiled part runs as CUDA graphs (each training step must be marked)."""
+        return self.compile_mode == "reduce-overhead"
+
+
+#: the training presets by name (``auto`` resolves to one of them: :func:`resolve_train_preset`)
+TRAIN_PRESETS: dict[str, TrainPreset] = {
+    p.name: p
+    for p in (
+        TrainPreset("eager", None, False, False, False, "eager, NCHW, Adam's default loop"),
+        TrainPreset(
+            "compiled",
+            "default",
+            True,
+            True,
+            False,
+            "the residual body compiled by inductor (elementwise work fused), NHWC, fused Adam",
+        ),
+        TrainPreset(
+            "cudagraphs",
+            "reduce-overhead",
+            True,
+            True,
+            True,
+            "the residual body compiled by inductor and run as CUDA graphs (mode reduce-overhead; one "
+            "compilation for every scale), NHWC, fused Adam; evaluation eager",
+        ),
+    )
+}
+#: the backend of the compiled presets (tests swap in a counting backend)
+TRAIN_COMPILE_BACKEND: str | object = "inductor"
+
+
+def resolve_train_preset(
+    name: str, device: str | torch.device, world_size: int = 1, *, has_body: bool = True
+) -> TrainPreset:
+    """The preset ``name`` for a run on ``device`` with ``world_size`` processes.
+
+    ``auto``: ``cudagraphs`` on one CUDA device for a network with a residual body (``has_body``: MDRN,
+    EDSR; what the bench measures), else ``eager`` (data-parallel runs stay eager: DDP's gradient hooks
+    and CUDA graphs are not combined here). A preset that needs CUDA raises ``ValueError`` on another
+    device, naming the presets that run there.
+    """
+    dev = torch.device(device)
+    if name == "auto":
+        name = "cudagraphs" if dev.type == "cuda" and world_size == 1 and has_body else "eager"
+    if name not in TRAIN_PRESETS:
+        raise ValueError(f"unknown train_preset {name!r}; known: {['auto', *TRAIN_PRESETS]}")
+    preset = TRAIN_PRESETS[name]
+    if preset.cuda_only and dev.type != "cuda":
+        raise ValueError(
+            f"train_preset={name!r} runs the network as CUDA graphs and needs a CUDA device; this run is on "
+            f"{dev.type}: use train_preset=compiled (inductor without CUDA graphs), eager or auto"
+        )
+    return preset
+
+
+def _compiled_part(net: nn.Module) -> nn.Module:
+    """The part a preset compiles: the residual body (``net.body``) where the network has one, else all."""
+    body = getattr(net, "body", None)
+    return body if isinstance(body, nn.Module) else net
+
+
+def apply_train_preset(
+    net: nn.Module, preset: TrainPreset, device: str | torch.device, *, dynamic: bool | None = False
+) -> nn.Module | None:
+    """Lay ``net`` out and compile its part (in place: ``state_dict`` keys unchanged) as ``preset`` says.
+
+    Returns the compiled module (``net.body``, or ``net`` without a body) or ``None``. ``dynamic``:
+    ``torch.compile``'s (``False``: one compilation per input shape, as a training run has one).
+    """
+    dev = torch.device(device)
+    if preset.cuda_only and dev.type != "cuda":
+        raise ValueError(f"train_preset={preset.name!r} needs a CUDA device, got {dev.type}")
+    if preset.channels_last and (dev.type == "cuda" or nhwc_training_pays()):
+        net.to(memory_format=torch.channels_last)
+    if preset.compile_mode is None:
+        return None
+    part = _compiled_part(net)
+    mode = None if preset.compile_mode == "default" else preset.compile_mode
+    part.compile(backend=TRAIN_COMPILE_BACKEND, mode=mode, dynamic=dynamic)
+    return part
+
+
+def start_train_step(preset: TrainPreset | None) -> None:
+    """Mark the start of a training step for CUDA graphs (the last step's outputs may be overwritten)."""
+    if preset is not None and preset.cuda_graphs:
+        torch.compiler.cudagraph_mark_step_begin()
+
+
+@contextlib.contextmanager
+def eager_calls() -> Iterator[None]:
+    """Run every compiled module eagerly inside the block (``torch.compiler.set_stance("force_eager")``).
+
+    Evaluation images come in many sizes: each would compile the network anew and record CUDA graphs.
+    """
+    with torch.compiler.set_stance("force_eager"):
+        yield
+
+
+def cudagraph_skips() -> int:
+    """How often inductor has fallen back from CUDA graphs in this process (its log says why)."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["inductor"]["cudagraph_skips"])
 
 
 # glibc mallopt parameters (malloc.h)

@@ -53,7 +53,10 @@ def _data(experiment: str, monkeypatch: pytest.MonkeyPatch) -> dict:
     monkeypatch.setenv("MDRN_SHARED", str(SHARED))
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose(config_name="train", overrides=[f"experiment={experiment}"])
-    return {k: OmegaConf.to_container(cfg.data.get(k) or [], resolve=True) for k in ("train", "val", "test")}
+    return {
+        k: OmegaConf.to_container(cfg.data[k], resolve=True) if cfg.data.get(k) else []
+        for k in ("train", "val", "test")
+    }
 
 
 def _overlap(a: dict, b: dict) -> bool:

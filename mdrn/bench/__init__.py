@@ -1,8 +1,9 @@
 """The benchmark: every hot path of mdrn against the naive way and against the machine's limits, in one run.
 
 ``python -m mdrn.bench`` (or ``mdrn-bench``, ``make bench``) prints one table and writes it to
-``experiments/results/bench/<machine>-<date>.md`` and ``.json`` (rows ``{"name", "ours", "baseline",
-"unit", "ratio"}`` plus the machine), and regenerates ``experiments/results/bench/README.md`` (the
+``experiments/results/bench/<machine>-<date>.md`` and ``.json`` (a GPU run: ``<gpu>-<date>``, e.g.
+``h100-2026-12-01``; rows ``{"name", "ours", "baseline", "unit", "ratio"}`` plus the machine), and
+regenerates ``experiments/results/bench/README.md`` (the
 projection of the paper's training schedule onto H100s) from the measured JSON.
 
 Method: in every row ours and the baseline run in the same process (the tiled-inference rows: in two

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import re
 import statistics
 import sys
 import time
@@ -86,20 +87,33 @@ class Sizes:
     profile_steps: int = 2
     #: every variant (False: the fast path's training step and x4 forward only)
     profile_all: bool = True
-    # GPU section: the paper's network, training steps and forward tiles per variant
+    # GPU section: the paper's network, training steps per pixel budget and variant, forward tiles (opt-in)
     gpu_model: dict[str, Any] = field(default_factory=lambda: dict(PAPER_MODEL))
+    #: the paper's budget (batch x LR patch), the one the projection and the first goal read
     gpu_batch: int = 16
     gpu_patch: int = 48
+    #: the training budgets measured (batch, LR patch), the paper's first: 36,864 to 589,824 LR pixels
+    gpu_budgets: tuple[tuple[int, int], ...] = ((16, 48), (64, 48), (16, 96), (64, 96))
+    #: shapes beyond the budgets where the ceiling (the convolution alone) is also measured
+    gpu_ceiling_extra: tuple[tuple[int, int], ...] = ((256, 48), (128, 96), (64, 192))
+    #: distinct convolutions per captured pass of the ceiling
+    gpu_ceiling_inner: int = 8
+    #: seconds the training variants may take in all (then compiled variants are skipped, with the reason)
+    gpu_budget_s: float = 120.0
+    #: seconds kept for a compilation: a compiled variant starts only with this much of the budget left
+    gpu_compile_reserve_s: float = 40.0
+    #: profile one step, eager and compiled, to show the fusion (CUDA only)
+    gpu_profile: bool = True
+    #: the forward rows (a tile at x2 and x4, compiled variants; ~90 s of compilation: opt-in)
+    gpu_forward: bool = False
     gpu_tile: int = 256
     #: untimed calls per variant first (a compiled variant compiles in them)
     gpu_warmup: int = 3
     gpu_compile: bool = True
     #: the bf16 matmul of the GPU's measured ceiling (n x n x n)
     gpu_matmul_n: int = 8192
-    #: products / convolutions per timed call of the GPU's limits (one is microseconds there)
+    #: products per timed call of the matmul limit (one is microseconds there)
     gpu_limit_inner: int = 20
-    #: the larger training batch (bf16 NHWC eager): does batch 16 fill the GPU?
-    gpu_large_batch: int = 64
     # the clinician path (opt-in section clinical): a CT slice and a series of it, the shipped model
     clinical_model: str = DEFAULT_MODEL
     clinical_side: int = 512
@@ -139,12 +153,17 @@ class Sizes:
             gpu_model={"n_resblocks": 1, "n_feats": 8, "scales": (2, 4)},
             gpu_batch=2,
             gpu_patch=16,
+            gpu_budgets=((2, 16), (4, 16), (2, 24)),
+            gpu_ceiling_extra=((4, 24),),
+            gpu_ceiling_inner=2,
+            gpu_budget_s=600.0,
+            gpu_compile_reserve_s=0.0,
+            gpu_forward=True,
             gpu_tile=16,
             gpu_warmup=1,
             gpu_compile=False,
             gpu_matmul_n=64,
             gpu_limit_inner=2,
-            gpu_large_batch=4,
             profile_timed=2,
             profile_steps=1,
             profile_all=False,
@@ -316,6 +335,13 @@ def build_mdrn(args: dict[str, Any]) -> nn.Module:
 
     torch.manual_seed(0)
     return MDRN(**args)
+
+
+def gpu_tag(device_name: str | None) -> str:
+    """A file-name tag for a GPU: 'h100' for 'NVIDIA H100 80GB HBM3', 'a100' for 'NVIDIA A100-SXM4-80GB';
+    'cuda' where the name has no model number of that form."""
+    m = re.search(r"\b([A-Z]{1,2}\d{2,4}[A-Z]?)\b", device_name or "")
+    return m.group(1).lower() if m else "cuda"
 
 
 def describe(args: dict[str, Any]) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mdrn.bench.core import GPU_ASSUMED_FRACTION, H100_BF16_MATMUL
+from mdrn.bench.core import GPU_ASSUMED_FRACTION, H100_BF16_MATMUL, PAPER_SCHEDULE
 
 #: (status, figures) of one goal on one run; status is "met", "not met" or "not measured"
 Verdict = tuple[str, str]
@@ -24,6 +24,10 @@ FORWARD_FRACTION = 0.90
 #: the scoring rows' names: ours and the loop on one thread each; ours threaded against its one-thread self
 EQUAL_THREADS = "one thread each"
 THREADED = "threads against 1"
+#: issue 26: the best step at the paper's budget against the measured ceiling; the largest budget's
+#: against the data sheet's bf16 peak
+CEILING_FRACTION = 0.70
+PEAK_FRACTION = 0.25
 
 
 def _rows(run: dict[str, Any], test: Callable[[str], bool]) -> list[dict[str, Any]]:
@@ -194,6 +198,51 @@ def gpu(run: dict[str, Any]) -> Verdict:
     )
 
 
+def _budget(run: dict[str, Any], largest: bool) -> tuple[dict[str, Any] | None, str]:
+    """The paper's budget (or the largest) of a GPU run with a measured ceiling, else why not."""
+    g = run["facts"].get("gpu")
+    if not g or not is_cuda(run):
+        return None, "no GPU in this run"
+    budgets = [b for b in g.get("budgets", []) if b.get("variants")]
+    if "ceiling" not in g or not budgets:
+        return None, "no ceiling and budgets in this run (GPU runs from issue 26 on)"
+    if largest:
+        return max(budgets, key=lambda b: b["lr_pixels"]), ""
+    paper = (PAPER_SCHEDULE["batch"], PAPER_SCHEDULE["patch"])
+    b = next((b for b in budgets if (b["batch"], b["patch"]) == paper), None)
+    return b, "" if b else "the paper's budget was not measured"
+
+
+def _judge_budget(run: dict[str, Any], largest: bool, key: str, bar: float) -> Verdict:
+    """Met if the budget's fastest variant reaches ``bar`` of the ceiling or the peak (``key``)."""
+    b, why = _budget(run, largest)
+    if b is None:
+        return "not measured", why
+    name, v = max(b["variants"].items(), key=lambda kv: kv[1]["flops_per_s"])
+    frac = v.get(key)
+    if frac is None:
+        return "not measured", f"{run['facts']['gpu']['device_name']}: bf16 peak unknown"
+    preset = run["facts"]["gpu"].get("preset", {}).get("variant")
+    also = (
+        f"; the mdrn.train preset {b['variants'][preset][key]:.0%}"
+        if preset in b["variants"] and preset != name
+        else ""
+    )
+    err = frac > 1.0
+    text = f"{b['batch']}x{b['patch']}^2, {name}: {frac:.0%}" + (" (error: above 100%)" if err else "") + also
+    return ("met" if frac >= bar and not err else "not met"), text
+
+
+def gpu_ceiling(run: dict[str, Any]) -> Verdict:
+    """The fastest training step at the paper's budget (16x48^2) at >= 70% of the measured conv ceiling."""
+    return _judge_budget(run, False, "fraction_of_ceiling", CEILING_FRACTION)
+
+
+def gpu_peak(run: dict[str, Any]) -> Verdict:
+    """The fastest training step at the largest budget at >= 25% of the data sheet's bf16 dense peak."""
+    return _judge_budget(run, True, "fraction_of_peak", PEAK_FRACTION)
+
+
 def fractions(run: dict[str, Any]) -> Verdict:
     """No fraction of a row's own conv limit above 100% reported as a result (best calls and medians)."""
     rows = [(r, " train step " in r["name"]) for r in run["rows"] if "fraction_ours" in r.get("extra", {})]
@@ -213,6 +262,8 @@ GOALS: list[tuple[str, Callable[[dict[str, Any]], Verdict]]] = [
     (f"inference >= {FORWARD_FRACTION:.0%} of the conv forward limit (x2, x3, x4)", inference),
     ("B=80 x4 1024x1024: tiled faster than the split, peak within budget", tiling),
     (f"GPU training step >= the projection's {GPU_ASSUMED_FRACTION:.0%} of 790 TFLOP/s", gpu),
+    (f"GPU step >= {CEILING_FRACTION:.0%} of the measured ceiling (16x48^2)", gpu_ceiling),
+    (f"GPU step >= {PEAK_FRACTION:.0%} of the bf16 peak (largest budget)", gpu_peak),
     ("fractions <= 100% (else a measurement error)", fractions),
 ]
 

@@ -1,24 +1,25 @@
-"""Bench section ``gpu``: MDRN training steps and inference on a GPU, as a fraction of its bf16 peak.
+"""Bench section ``gpu``: the paper's network on a GPU, against the GPU's own ceiling and its bf16 peak.
 
-Runs by default with ``--device cuda`` (``mdrn-bench --device cuda``); elsewhere only with ``--only
-gpu`` (on CPU it runs the same code without ``compile``, for tests). First the GPU's own limits: a large
-bf16 matmul (the measured tensor-core ceiling, against the data sheet's dense peak) and the network's
-64->64 3x3 convolution in bf16 NHWC at the training and tile shapes (forward + backward, forward; a
-stack of them in one graph): what a network made only of such convolutions would reach. Then the
-training step variants: eager fp32 NCHW (the baseline; on CUDA cuDNN's default lets its convolutions use
-TF32), bf16-mixed (autocast) in NHWC, the same compiled (``module.compile()``), compiled with CUDA
-graphs (``mode="reduce-overhead"``: one launch per step instead of one per kernel), and bf16 NHWC at a
-larger batch (is batch 16 too small to fill the GPU?); the forward: eager fp32 against the same bf16
-NHWC variants. Each row gives the counted TFLOP/s, the fraction of the bf16 dense peak (for a GPU whose
-peak is known, :data:`BF16_DENSE_PEAK`) and of the convolution's limit at the same shape. A compiled
-variant's first call (the compilation) is timed apart; one that fails is skipped with its error, and the
-others still run.
+Runs by default with ``--device cuda`` (``mdrn-bench --device cuda``, ``make gpu-checks``); elsewhere only
+with ``--only gpu`` (on a CPU it runs the same code eagerly, without CUDA graphs, for tests). In order:
+
+1. the GPU's limits: a large bf16 matmul against the data sheet's dense peak (:data:`BF16_DENSE_PEAK`),
+   and the ceiling of the network's own work (:mod:`mdrn.bench.gpu_ceiling`: its 64->64 3x3 convolution
+   in bf16 NHWC, forward + backward, cuDNN benchmark on, each pass one ``torch.cuda.CUDAGraph``, at the
+   training budgets and larger; the best rate);
+2. the training step at the pixel budgets 16x48^2 (the paper's), 64x48^2, 16x96^2 and 64x96^2, per way
+   of running it, with the cuDNN benchmark A/B and the kernel profile (:mod:`mdrn.bench.gpu_steps`);
+   the goals of issue 26 read these figures (:mod:`mdrn.bench.goals`);
+3. opt-in (``Sizes.gpu_forward``): forward passes of a 256x256 LR tile at x2 and x4, eager fp32 against
+   bf16 NHWC, compiled, and compiled with CUDA graphs, against the forward ceiling at that shape.
+
+The whole section keeps to ``Sizes.gpu_budget_s`` (a compiled variant that would run past it is skipped
+with the reason), so that ``make gpu-checks`` fits its device lease.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import time
 from collections.abc import Callable
 from typing import Any
@@ -37,6 +38,9 @@ from mdrn.bench.core import (
     seed,
     sync,
 )
+from mdrn.bench.goals import gpu_best_step
+from mdrn.bench.gpu_ceiling import measure_ceiling
+from mdrn.bench.gpu_steps import BASELINE, bench_steps
 from mdrn.perf import count_flops
 
 #: Dense bf16 tensor-core peak (FLOP/s, no sparsity) by a substring of ``torch.cuda.get_device_name``;
@@ -50,10 +54,6 @@ BF16_DENSE_PEAK: dict[str, float] = {
     "L4": 121e12,
     "A10": 125e12,
 }
-#: The training variant every other is compared with.
-BASELINE = "eager fp32 NCHW"
-#: The limits' variant compiled with CUDA graphs (a stack of convolutions: one launch per call).
-GRAPHS = "bf16 CUDA graphs"
 
 
 def bf16_peak(device: torch.device) -> tuple[str, float | None]:
@@ -123,42 +123,8 @@ def _first_calls(ctx: Context, calls: dict[str, Callable[[], None]], compiled: s
     return seconds
 
 
-def _conv_call(
-    ctx: Context,
-    stack: nn.Module,
-    x: torch.Tensor,
-    amp: torch.dtype | None,
-    training: bool,
-    graphs: bool = False,
-) -> Callable[[], None]:
-    """One forward (or forward + backward) pass of a stack of convolutions: a timed call of the limits.
-
-    ``graphs``: the stack is compiled with CUDA graphs; each call starts a new step of them."""
-    x = x.clone().requires_grad_(training)
-    grad: list[torch.Tensor] = []
-
-    def call() -> None:
-        if graphs:
-            torch.compiler.cudagraph_mark_step_begin()
-        if not training:
-            with torch.inference_mode(), _amp(ctx, amp):
-                stack(x)
-            return
-        stack.zero_grad(set_to_none=True)
-        x.grad = None
-        with _amp(ctx, amp):
-            out = stack(x)
-        if not grad:
-            grad.append(torch.ones_like(out))
-        out.backward(grad[0])
-
-    return call
-
-
-def _conv_limits(ctx: Context, name: str, peak: float | None, facts: dict[str, Any]) -> dict[str, float]:
-    """The bf16 matmul ceiling and the bf16 NHWC 64->64 3x3 convolution at the training and tile shapes.
-
-    Returns the convolution's FLOP/s: ``train`` (forward + input and weight gradients) and ``forward``."""
+def _matmul_limit(ctx: Context, name: str, peak: float | None, facts: dict[str, Any]) -> None:
+    """The bf16 matmul ceiling (n x n x n products) against fp32, and against the data sheet's peak."""
     s = ctx.sizes
     g = seed()
     n = s.gpu_matmul_n
@@ -196,64 +162,6 @@ def _conv_limits(ctx: Context, name: str, peak: float | None, facts: dict[str, A
             extra={"flops_per_s": rate, "fraction_of_peak": rate / peak if peak else None},
         )
     )
-    del a, b, af, bf
-    feats = int(s.gpu_model["n_feats"])
-    shapes = {
-        "train": (s.gpu_batch, feats, s.gpu_patch, s.gpu_patch),
-        "forward": (1, feats, s.gpu_tile, s.gpu_tile),
-    }
-    limits = {}
-    for kind, shape in shapes.items():
-        stack = nn.Sequential(*(nn.Conv2d(feats, feats, 3, padding=1) for _ in range(inner))).to(ctx.device)
-        fast = copy.deepcopy(stack).to(memory_format=torch.channels_last)
-        x = torch.rand(shape, generator=g).to(ctx.device)
-        xf = x.contiguous(memory_format=torch.channels_last)
-        training = kind == "train"
-        calls = {
-            "bf16": _conv_call(ctx, fast, xf, torch.bfloat16, training),
-            "fp32": _conv_call(ctx, stack, x, None, training),
-        }
-        if ctx.device.type == "cuda" and s.gpu_compile:
-            graphs = copy.deepcopy(fast)
-            graphs.compile(mode="reduce-overhead")
-            calls[GRAPHS] = _conv_call(ctx, graphs, xf, torch.bfloat16, training, graphs=True)
-            _first_calls(ctx, calls, {GRAPHS})
-        t = alternate(calls, repeats=s.repeats, warmup=3, device=ctx.device)
-        fl = 2 * feats * feats * 9 * shape[0] * shape[2] * shape[3] * (3 if training else 1) * inner
-        rates = {k: fl / median(v) for k, v in t.items()}
-        best = max((k for k in rates if k != "fp32"), key=rates.__getitem__)
-        limits[kind] = rates[best]
-        facts[f"conv_limit_{kind}"] = {"flops_per_s": limits[kind], "shape": list(shape), "rates": rates}
-        ctx.add(
-            make_row(
-                f"conv {feats}->{feats} 3x3 {'forward + backward' if training else 'forward'}, "
-                f"{'x'.join(map(str, shape))} on {name}",
-                limits[kind] / 1e12,
-                rates["fp32"] / 1e12,
-                "TFLOP/s",
-                ours_label="bf16-mixed NHWC" + (", compiled with CUDA graphs" if best == GRAPHS else ""),
-                baseline_label="fp32 NCHW"
-                + (
-                    " (cuDNN may use TF32)"
-                    if ctx.device.type == "cuda" and torch.backends.cudnn.allow_tf32
-                    else ""
-                ),
-                repeats=s.repeats,
-                notes=(
-                    "the conv limit of the model rows below at this shape"
-                    + (f"; {limits[kind] / peak:.1%} of the bf16 dense peak" if peak else "")
-                    + f"; a stack of {inner} convolutions per timed call, one graph (as in the network)"
-                    + (
-                        f"; eager bf16 {rates['bf16'] / 1e12:.2f}, compiled with CUDA graphs "
-                        f"{rates[GRAPHS] / 1e12:.2f} TFLOP/s (the faster is the limit)"
-                        if GRAPHS in rates
-                        else ""
-                    )
-                ),
-                extra={"flops_per_s": limits[kind]},
-            )
-        )
-    return limits
 
 
 def _over(frac: float | None) -> str:
@@ -262,113 +170,41 @@ def _over(frac: float | None) -> str:
 
 
 def bench_gpu(ctx: Context) -> None:
-    """The GPU's limits, then training steps and forward passes of the paper's network per variant.
-
-    On CUDA with ``torch.backends.cudnn.benchmark`` on (cuDNN times its algorithms per shape), as the
-    GPU trainer config sets it (``conf/trainer/gpu.yaml``: ``benchmark: true``)."""
-    benchmark = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = ctx.device.type == "cuda" or benchmark
-    try:
-        _bench_gpu(ctx)
-    finally:
-        torch.backends.cudnn.benchmark = benchmark
-
-
-def _bench_gpu(ctx: Context) -> None:
-    """:func:`bench_gpu` with cuDNN's benchmark mode set."""
+    """The GPU's limits, the training step per budget and variant, and (opt-in) forward passes."""
     s = ctx.sizes
     name, peak = bf16_peak(ctx.device)
-    facts: dict[str, Any] = {"device_name": name, "bf16_peak": peak, "train": {}, "forward": {}}
-    limits = _conv_limits(ctx, name, peak, facts)
+    facts: dict[str, Any] = {"device_name": name, "bf16_peak": peak, "forward": {}}
+    _matmul_limit(ctx, name, peak, facts)
+    feats = int(s.gpu_model["n_feats"])
+    shapes = list(dict.fromkeys([*s.gpu_budgets, *s.gpu_ceiling_extra]))
+    ceiling = measure_ceiling(ctx, shapes, feats=feats, inner=s.gpu_ceiling_inner, peak=peak, name=name)
+    facts["ceiling"] = ceiling
+    facts["conv_limit_train"] = {"flops_per_s": ceiling["flops_per_s"], "shape": ceiling["shape"]}
+    facts.update(bench_steps(ctx, ceiling, peak, name))
+    if s.gpu_forward:
+        benchmark = torch.backends.cudnn.benchmark
+        torch.backends.cudnn.benchmark = ctx.device.type == "cuda" or benchmark
+        try:
+            _forward_rows(ctx, name, peak, facts)
+        finally:
+            torch.backends.cudnn.benchmark = benchmark
+    sync(ctx.device)
+    best = gpu_best_step(facts)
+    if best is not None:
+        facts["paper_schedule_hours"] = PAPER_SCHEDULE["iterations"] * best[1]["seconds"] / 3600
+    ctx.facts["gpu"] = facts
+
+
+def _forward_rows(ctx: Context, name: str, peak: float | None, facts: dict[str, Any]) -> None:
+    """Forward passes of one LR tile at x2 and x4 per variant, against the forward ceiling at its shape."""
+    s = ctx.sizes
     args = dict(s.gpu_model)
-    g = seed()
-    b, p, scale = s.gpu_batch, s.gpu_patch, 2
+    feats = int(args["n_feats"])
+    limit = measure_ceiling(ctx, [(1, s.gpu_tile)], feats=feats, inner=s.gpu_ceiling_inner, peak=peak,
+                            name=name, training=False)["flops_per_s"]  # fmt: skip
     variants = _variants(ctx)
-
-    def step(net: nn.Module, v: dict[str, Any], batch: int) -> Callable[[], None]:
-        opt = torch.optim.Adam(net.parameters(), lr=1e-4, fused=ctx.device.type == "cuda" or None)
-        x = torch.rand(batch, 3, p, p, generator=g).to(ctx.device)
-        y = torch.rand(batch, 3, p * scale, p * scale, generator=g).to(ctx.device)
-        xin = x.contiguous(memory_format=torch.channels_last) if v["nhwc"] else x
-
-        def call() -> None:
-            if v.get("mode") == "reduce-overhead":
-                torch.compiler.cudagraph_mark_step_begin()  # a new training step: replay, not a new graph
-            opt.zero_grad(set_to_none=True)
-            with _amp(ctx, v["amp"]):
-                out = net(xin, scale)
-            nn.functional.l1_loss(out.float(), y).backward()
-            opt.step()
-
-        return call
-
-    flops = {
-        bb: count_flops(build_mdrn(args), (bb, 3, p, p), scale).training for bb in (b, s.gpu_large_batch)
-    }
     compiled = {k for k, v in variants.items() if v["compile"]}
-    calls = {k: step(_build(ctx, args, v, True), v, b) for k, v in variants.items()}
-    large = f"bf16-mixed NHWC, batch {s.gpu_large_batch}"
-    calls[large] = step(
-        _build(ctx, args, variants["bf16-mixed NHWC"], True), variants["bf16-mixed NHWC"], s.gpu_large_batch
-    )
-    facts["compile_seconds_train"] = _first_calls(ctx, calls, compiled)
-    times = alternate(calls, repeats=s.repeats, warmup=s.gpu_warmup, device=ctx.device)
-    base = median(times[BASELINE])
-    for k in calls:
-        t = median(times[k])
-        batch = s.gpu_large_batch if k == large else b
-        note, frac = _peak_note(flops[batch], t, peak)
-        conv_frac = flops[batch] / t / limits["train"] if k != large else None
-        facts["train"][k] = {
-            "seconds": t,
-            "batch": batch,
-            "large_batch": k == large,
-            "flops": flops[batch],
-            "fraction_of_peak": frac,
-            "fraction_of_conv_limit": conv_frac,
-        }
-        if k == BASELINE:
-            continue
-        if k == large:
-            ref = median(times["bf16-mixed NHWC"])
-            row = make_row(
-                f"MDRN {describe(args)} train step x2, {p}x{p} LR on {name}: batch {batch} vs {b}",
-                batch / t,
-                b / ref,
-                "patches/s",
-                ours_label=large,
-                baseline_label=f"bf16-mixed NHWC, batch {b}",
-                repeats=s.repeats,
-                notes=f"{note}; does a larger batch fill the GPU better (same layout, eager)?",
-                extra={"flops": flops[batch], "fraction_of_peak": frac, "seconds": t},
-            )
-        else:
-            compile_note = (
-                f"; compilation (first call) {facts['compile_seconds_train'][k]:.0f} s"
-                if k in compiled
-                else ""
-            )
-            row = make_row(
-                f"MDRN {describe(args)} train step x2, batch {b}, {p}x{p} LR on {name}: {k}",
-                1 / t,
-                1 / base,
-                "steps/s",
-                ours_label=k,
-                baseline_label="eager fp32 NCHW (fused Adam)",
-                repeats=s.repeats,
-                notes=f"{note}; {conv_frac:.0%} of the bf16 conv limit (forward + backward) at "
-                f"{b}x{args['n_feats']}x{p}x{p}; {flops[b] / 1e12:.3f} TFLOP per step (counted); "
-                f"{s.gpu_warmup} warm-ups{compile_note}{_over(conv_frac)}",
-                extra={
-                    "flops": flops[b],
-                    "fraction_of_peak": frac,
-                    "fraction_of_conv_limit": conv_frac,
-                    "seconds": t,
-                    "seconds_baseline": base,
-                },
-            )
-        ctx.add(row)
-    del calls
+    g = seed()
     t = s.gpu_tile
     xt = torch.rand(1, 3, t, t, generator=g).to(ctx.device)
     facts["compile_seconds_forward"] = {}
@@ -392,7 +228,7 @@ def _bench_gpu(ctx: Context) -> None:
         for k in calls:
             sec = median(times[k])
             note, frac = _peak_note(fflops, sec, peak)
-            conv_frac = fflops / sec / limits["forward"]
+            conv_frac = fflops / sec / limit
             facts["forward"][f"x{scale} {k}"] = {
                 "seconds": sec,
                 "fraction_of_peak": frac,
@@ -422,7 +258,3 @@ def _bench_gpu(ctx: Context) -> None:
                 )
             )
         del calls
-    sync(ctx.device)
-    best = min((v for k, v in facts["train"].items() if v["batch"] == b), key=lambda v: v["seconds"])
-    facts["paper_schedule_hours"] = PAPER_SCHEDULE["iterations"] * best["seconds"] / 3600
-    ctx.facts["gpu"] = facts

@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from mdrn.bench.clinical import clinical_markdown
-from mdrn.bench.core import GPU_ASSUMED_FRACTION, H100_BF16_MATMUL, PAPER_MODEL, PAPER_SCHEDULE, fmt
+from mdrn.bench.core import (
+    GPU_ASSUMED_FRACTION,
+    H100_BF16_MATMUL,
+    PAPER_MODEL,
+    PAPER_SCHEDULE,
+    fmt,
+    gpu_tag,
+)
 from mdrn.bench.goals import (
     THREADED,
     goals_markdown,
@@ -225,6 +232,7 @@ def projection_markdown(
                 best["flops"] / best["seconds"] / H100_BF16_MATMUL,
             )
         )
+        cases += _budget_cases(gpu_run)
     cases.append(
         (
             f"{GPU_ASSUMED_FRACTION:.0%} of peak (the issue's assumption for a tuned bf16 run)",
@@ -289,6 +297,36 @@ def projection_markdown(
         table_markdown(result).split("\n", 2)[2],
     ]
     return "\n".join(lines) + "\n"
+
+
+def _budget_cases(gpu_run: dict[str, Any]) -> list[tuple[str, float]]:
+    """Projection rows from a GPU run's budgets: the mdrn.train preset at the paper's budget and the
+    fastest step at the largest budget (the same patches in fewer, larger steps: the same FLOPs per pixel)."""
+    g = gpu_run["facts"]["gpu"]
+    budgets = [b for b in g.get("budgets", []) if b.get("variants")]
+    if not budgets:
+        return []
+    out = []
+    preset = g.get("preset", {}).get("variant")
+    paper = next(
+        (
+            b
+            for b in budgets
+            if (b["batch"], b["patch"]) == (PAPER_SCHEDULE["batch"], PAPER_SCHEDULE["patch"])
+        ),
+        None,
+    )
+    if paper and preset in paper["variants"] and paper["best"] != preset:
+        v = paper["variants"][preset]
+        label = f"the mdrn.train preset ({preset}) at {paper['batch']}x{paper['patch']}^2"
+        out.append((f"{label}: {v['flops_per_s'] / 1e12:.1f} TFLOP/s", v["flops_per_s"] / H100_BF16_MATMUL))
+    big = max(budgets, key=lambda b: b["lr_pixels"])
+    if big is not paper:
+        v = big["variants"][big["best"]]
+        out.append((f"the fastest step at {big['batch']}x{big['patch']}^2 LR ({big['best']}: "
+                    f"{v['flops_per_s'] / 1e12:.1f} TFLOP/s; the schedule's patches in larger steps)",
+                    v["flops_per_s"] / H100_BF16_MATMUL))  # fmt: skip
+    return out
 
 
 def _latest_rows_markdown(runs: list[dict[str, Any]], fact: str, needle: str, title: str) -> list[str]:
@@ -361,6 +399,7 @@ def gpu_projection_markdown(g: dict[str, Any]) -> list[str]:
             "eager or compiled with CUDA graphs) is not a ceiling of the network, so those fractions are "
             "measurement errors, not results; the fractions of the bf16 peak above do not depend on it.",
         ]
+    lines += _budgets_markdown(g)
     comp = {**g.get("compile_seconds_train", {}), **g.get("compile_seconds_forward", {})}
     if comp:
         lines += [
@@ -370,6 +409,98 @@ def gpu_projection_markdown(g: dict[str, Any]) -> list[str]:
             + ".",
         ]
     return lines
+
+
+def _budgets_markdown(g: dict[str, Any]) -> list[str]:
+    """The ceiling, the step per budget and variant, the cuDNN A/B and the fusion profile (issue 26)."""
+    budgets = [b for b in g.get("budgets", []) if b.get("variants")]
+    c = g.get("ceiling")
+    if not budgets or not c:
+        return []
+    peak = g.get("bf16_peak")
+    lines = [
+        "",
+        f"Ceiling (the network's 64->64 3x3 bf16 NHWC convolution, forward + backward, cuDNN benchmark on, "
+        f"{'each pass one CUDA graph' if c['graphs'] else 'eager: no captured graph was faster'}; best of "
+        f"{len(c['per_shape'])} shapes): {c['flops_per_s'] / 1e12:.1f} TFLOP/s at "
+        f"{c['shape'][0]}x{c['shape'][1]}^2"
+        + (
+            f" = {c['flops_per_s'] / peak:.1%} of the data sheet's bf16 dense peak ({peak / 1e12:.0f})"
+            if peak
+            else ""
+        )
+        + ". Per shape (graph / eager, TFLOP/s): "
+        + "; ".join(
+            f"{e['batch']}x{e['patch']}^2 "
+            + (f"{e['graph'] / 1e12:.1f} / " if e.get("graph") else "- / ")
+            + f"{e['eager'] / 1e12:.1f}"
+            for e in c["per_shape"]
+        )
+        + ".",
+        "",
+        "| budget (batch x LR patch) | variant | ms per step | steps/s | TFLOP/s | of the bf16 peak "
+        "| of the ceiling | of the conv at this shape |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for b in budgets:
+        for k, v in b["variants"].items():
+            mark = " **(fastest)**" if k == b["best"] else ""
+            lines.append(
+                f"| {b['batch']}x{b['patch']}^2 ({b['lr_pixels']:,} px) | {k}{mark} "
+                f"| {v['seconds'] * 1e3:.1f} | {v['steps_per_s']:.1f} | {v['flops_per_s'] / 1e12:.1f} | "
+                + (f"{v['fraction_of_peak']:.1%}" if v.get("fraction_of_peak") is not None else "-")
+                + f" | {v['fraction_of_ceiling']:.0%} | "
+                + (f"{v['fraction_of_shape_conv']:.0%}" if v.get("fraction_of_shape_conv") else "-")
+                + " |"
+            )
+    ab = g.get("cudnn_benchmark_ab", [])
+    if ab:
+        lines += [
+            "",
+            "cuDNN benchmark mode (the eager step as one CUDA graph, captured with it on and off, "
+            "alternating in one process; best step, ms): "
+            + "; ".join(
+                f"{a['batch']}x{a['patch']}^2 on {a['on'] * 1e3:.1f} / off {a['off'] * 1e3:.1f} "
+                f"({a['off'] / a['on']:.2f}x)"
+                for a in ab
+            )
+            + ".",
+        ]
+    fusion = g.get("fusion") or {}
+    if fusion.get("eager"):
+        parts = []
+        for k in ("eager", "compiled"):
+            f = fusion.get(k)
+            if f:
+                kinds = ", ".join(f"{n} {c}" for n, c in sorted(f["by_kind"].items(), key=lambda kv: -kv[1]))
+                per = f["kernels"] / fusion["blocks"]
+                parts.append(f"{k}: {f['kernels']} kernels per step ({per:.1f} per residual block; {kinds})")
+        top = ", ".join(
+            f"`{n}` x{c}" for n, c in list((fusion.get("compiled") or {}).get("triton", {}).items())[:4]
+        )
+        lines += ["", "Kernel profile of one step at the paper's budget: " + "; ".join(parts)
+                  + (f". Most frequent fused kernels: {top}." if top else ".")]  # fmt: skip
+    skips = g.get("cudagraph_skips")
+    if skips:
+        lines += [
+            "",
+            f"Inductor fell back from CUDA graphs {skips} time(s) in this run: the preset's rows are not "
+            "graph-run; see the run's log.",
+        ]
+    comp = g.get("compile_seconds")
+    if comp:
+        lines += ["", "Compilation and first steps (dynamic shapes, the body only): "
+                  + ", ".join(f"{k} {v:.0f} s" for k, v in comp.items()) + "."]  # fmt: skip
+    return lines
+
+
+GPU_SESSION = (
+    "GPU figures come from `make gpu-checks` on a CUDA machine (`scripts/gpu_checks.sh`: `PART=bench` for "
+    "the tests marked gpu and this bench, under 4 minutes; `PART=learn` for `scripts/gpu_learn.py`, "
+    "under 8): "
+    "the README's section 'On a GPU' gives the exact commands, the data to carry (`make gpu-data`) and what "
+    "to commit."
+)
 
 
 def readme_markdown(result: dict[str, Any], runs: list[dict[str, Any]] | None = None) -> str:
@@ -394,6 +525,8 @@ def readme_markdown(result: dict[str, Any], runs: list[dict[str, Any]] | None = 
         f"projection and the decisions from `{result.get('_source', '?')}` (regenerate with "
         "`python -m mdrn.bench --readme-from <run>.json`).",
         "",
+        GPU_SESSION,
+        "",
         goals_markdown(runs),
         *body[4:],
     ]
@@ -416,7 +549,7 @@ def _projection_source(result: dict[str, Any], runs: list[dict[str, Any]]) -> di
     return cpu[-1] if cpu else result
 
 
-def _free_path(folder: Path, stem: str, overwrite: bool) -> str:
+def free_stem(folder: Path, stem: str, overwrite: bool = False) -> str:
     """``stem`` or, if its .md/.json exist and not ``overwrite``, the first free ``stem-2``, ``stem-3``..."""
     if overwrite:
         return stem
@@ -435,7 +568,9 @@ def write_results(
 
     folder = Path(folder)
     host = re.sub(r"[^A-Za-z0-9_.-]+", "_", result["machine"]["host"] or "machine")
-    stem = _free_path(folder, f"{host}-{result['date']}" + ("-quick" if result["quick"] else ""), overwrite)
+    if is_cuda(result):  # a GPU run is named by its GPU: h100-<date>
+        host = gpu_tag(result["machine"].get("gpu"))
+    stem = free_stem(folder, f"{host}-{result['date']}" + ("-quick" if result["quick"] else ""), overwrite)
     js, md = folder / f"{stem}.json", folder / f"{stem}.md"
     result = {**result, "_source": js.name}
     atomic_write(js, lambda p: p.write_text(json.dumps(result, indent=1) + "\n"), overwrite=overwrite)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import time
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import RichProgressBar
 
-__all__ = ["StepProgressBar", "ValidateAtEnd", "ValidationReport", "val_scores"]
+__all__ = ["StepProgressBar", "TrainSpeed", "ValidateAtEnd", "ValidationReport", "val_scores"]
 
 log = logging.getLogger("mdrn.train")
 
@@ -106,3 +109,57 @@ class ValidationReport(L.Callback):
             log.info("%s (PSNR/SSIM %s)", head, per_set[0])
         else:  # one line per set
             log.info("%s; PSNR/SSIM:\n%s", head, "\n".join(f"  {line}" for line in per_set))
+
+
+class TrainSpeed(L.Callback):
+    """The wall clock of a fit, written to ``path`` (JSON) when training ends.
+
+    ``first_seconds``: from the start of training to the end of step ``warmup`` (data workers starting,
+    compilation, CUDA graph recording); ``steps_per_s``: the steps after it. ``stopped_by`` says whether
+    ``max_steps`` ended the run or something else (``trainer.max_time``). The device is synchronized
+    twice only (after step ``warmup`` and at the end), so the figures include every queued kernel.
+    """
+
+    def __init__(self, path: str, warmup: int = 20) -> None:
+        self.path = Path(path)
+        self.warmup = int(warmup)
+        self._t0 = self._tw = 0.0
+
+    @staticmethod
+    def _sync(pl_module: L.LightningModule) -> None:
+        import torch
+
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize(pl_module.device)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Start the clock."""
+        self._t0 = self._tw = time.perf_counter()
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        """Split the first ``warmup`` steps off."""
+        if trainer.global_step == self.warmup:
+            self._sync(pl_module)
+            self._tw = time.perf_counter()
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Write the figures (rank 0)."""
+        self._sync(pl_module)
+        end = time.perf_counter()
+        steps = int(trainer.global_step)
+        after = steps - self.warmup if steps > self.warmup else 0
+        max_steps = trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else None
+        data = {
+            "steps": steps,
+            "max_steps": max_steps,
+            "stopped_by": "max_steps" if max_steps and steps >= max_steps else "another limit (max_time?)",
+            "seconds": end - self._t0,
+            "first_steps": min(steps, self.warmup),
+            "first_seconds": (self._tw if after else end) - self._t0,
+            "steps_per_s": after / (end - self._tw) if after else None,
+        }
+        if trainer.is_global_zero:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps(data, indent=1) + "\n")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import warnings
 from collections.abc import Sequence
@@ -20,9 +22,18 @@ from mdrn.models import model_spec
 from mdrn.models.blocks import project_
 from mdrn.models.inference import upscale
 from mdrn.models.window import set_rule
+from mdrn.perf import (
+    TRAIN_PRESETS,
+    TrainPreset,
+    apply_train_preset,
+    cudagraph_skips,
+    eager_calls,
+    resolve_train_preset,
+    start_train_step,
+)
 from mdrn.protocol.metrics import SRMetric
 
-__all__ = ["EVAL_PRECISIONS", "LOSSES", "LR_SCHEDULES", "AtomicCheckpointIO", "SRModule"]
+__all__ = ["EVAL_PRECISIONS", "LOSSES", "LR_SCHEDULES", "PRESETS", "AtomicCheckpointIO", "SRModule"]
 
 LOSSES = {"l1": F.l1_loss, "mse": F.mse_loss, "smooth_l1": F.smooth_l1_loss}
 #: learning-rate schedules: ``step`` multiplies by ``lr_gamma`` every ``lr_step`` iterations (EDSR/MDSR);
@@ -32,6 +43,15 @@ LR_SCHEDULES = ("step", "cosine")
 #: precision: the protocol's numbers) or ``"bf16"`` (bf16 autocast, faster on GPUs, scores labelled as such);
 #: the test stage always runs in fp32
 EVAL_PRECISIONS = ("32", "bf16")
+#: ``train_preset`` values: ``auto`` or a preset of :data:`mdrn.perf.TRAIN_PRESETS`
+PRESETS = ("auto", *TRAIN_PRESETS)
+
+log = logging.getLogger("mdrn.train")
+
+
+def _nothing() -> contextlib.AbstractContextManager:
+    """An empty context (the evaluation of a network that is not compiled)."""
+    return contextlib.nullcontext()
 
 
 def _plain(value: Any) -> Any:
@@ -74,6 +94,9 @@ class SRModule(L.LightningModule):
     The network runs in fp32 for evaluation under any trainer precision (``bf16-mixed`` included):
     always for test, and for validation unless ``val_precision="bf16"`` (an explicit option for speed,
     announced by a warning). A set whose score is not finite raises ``FloatingPointError``.
+    ``train_preset`` (:data:`mdrn.perf.TRAIN_PRESETS`; ``auto``: CUDA graphs on one CUDA device, else
+    eager) says how the network runs for training: the compiled body, its layout and Adam's loop; it is
+    applied when fitting starts, announced in the log, and evaluation always runs the network eagerly.
     """
 
     def __init__(
@@ -94,8 +117,11 @@ class SRModule(L.LightningModule):
         output_dir: str | None = None,
         val_precision: str = "32",
         input_window: Any = None,
+        train_preset: str = "auto",
     ) -> None:
         super().__init__()
+        if train_preset not in PRESETS:
+            raise ValueError(f"unknown train_preset {train_preset!r}; known: {list(PRESETS)}")
         val_precision = str(val_precision)
         if val_precision not in EVAL_PRECISIONS:
             raise ValueError(f"unknown val_precision {val_precision!r}; known: {list(EVAL_PRECISIONS)}")
@@ -128,6 +154,7 @@ class SRModule(L.LightningModule):
                 "save_images": int(save_images),
                 "log_images": bool(log_images),
                 "val_precision": val_precision,
+                "train_preset": str(train_preset),
                 "net_spec": model_spec(net),
             }
         )
@@ -137,6 +164,10 @@ class SRModule(L.LightningModule):
         self._keys: dict[str, list[tuple[str, int]]] = {}
         # under DDP a small evaluation set may leave a rank without images (its metric still syncs)
         self.allow_zero_length_dataloader_with_multiple_devices = True
+        #: the resolved training preset (at ``configure_optimizers``) and the part it compiled
+        self.preset: TrainPreset | None = None
+        self._compiled: nn.Module | None = None
+        self._graph_skips = 0
 
     # ----------------------------------------------------------------------------------- core
     def forward(self, x: torch.Tensor, scale: int) -> torch.Tensor:
@@ -148,8 +179,27 @@ class SRModule(L.LightningModule):
         """The scales the network serves."""
         return tuple(self.net.scales)
 
+    def _resolve_preset(self) -> TrainPreset:
+        """The training preset for this run's device and number of processes (resolved once)."""
+        if self.preset is None:
+            world = int(self.trainer.world_size) if self._trainer is not None else 1
+            body = isinstance(getattr(self.net, "body", None), nn.Module)
+            name = self.hparams.get("train_preset", "auto")
+            self.preset = resolve_train_preset(name, self.device, world, has_body=body)
+        return self.preset
+
+    def on_fit_start(self) -> None:
+        """Apply the training preset (layout, compiled body) on the run's device; say which it is."""
+        preset = self._resolve_preset()
+        if self._compiled is None:
+            self._compiled = apply_train_preset(self.net, preset, self.device)
+            self._graph_skips = cudagraph_skips()
+        if self.trainer.is_global_zero:
+            log.info("mdrn: training preset %s: %s", preset.name, preset.description)
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         """One step at the batch's (single) scale."""
+        start_train_step(self.preset)
         scales = batch["scale"]
         scale = int(scales[0])
         if isinstance(scales, torch.Tensor) and bool((scales != scale).any()):
@@ -161,8 +211,20 @@ class SRModule(L.LightningModule):
         return loss
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        """Keep the network's constraints after the optimizer step (e.g. a balanced upsampler's phases)."""
+        """Keep the network's constraints after the optimizer step (e.g. a balanced upsampler's phases).
+
+        With CUDA graphs, a fallback of inductor to graph-free code is logged as a warning (once)."""
         project_(self.net)
+        if self.preset is not None and self.preset.cuda_graphs and self._graph_skips >= 0:
+            skipped = cudagraph_skips() - self._graph_skips
+            if skipped > 0:
+                self._graph_skips = -1
+                warnings.warn(
+                    f"train_preset={self.preset.name}: inductor skipped CUDA graphs {skipped} time(s) "
+                    "(its log lines 'skipping cudagraphs due to ...' say why): the body runs compiled "
+                    "without CUDA graphs, slower than the preset measures",
+                    stacklevel=1,
+                )
 
     def configure_optimizers(self) -> Any:
         """Adam (betas 0.9/0.999) and the schedule: step (x ``lr_gamma`` every ``lr_step``) or cosine."""
@@ -170,7 +232,10 @@ class SRModule(L.LightningModule):
         if not params:
             return None
         hp = self.hparams
-        opt = torch.optim.Adam(params, lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
+        fused = True if self._trainer is not None and self._resolve_preset().fused_adam else None
+        opt = torch.optim.Adam(
+            params, lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay, fused=fused
+        )
         if hp.get("lr_schedule", "step") == "cosine":
             total = int(self.trainer.max_steps) if self.trainer is not None else -1
             if total < 1:
@@ -244,7 +309,7 @@ class SRModule(L.LightningModule):
                 f"loader {dataloader_idx} ({name} x{scale}) gave a x{int(batch['scale'][0])} batch"
             )
         ensemble = bool(self.hparams.self_ensemble) and stage == "test"
-        with self._eval_autocast(stage):
+        with self._eval_autocast(stage), eager_calls() if self._compiled is not None else _nothing():
             sr = upscale(self.net, batch["lr"], scale, tile=self.hparams.tile, ensemble=ensemble)
         bits = [int(b) for b in batch["bit_depth"]]
         key = f"{stage}_{name}_x{scale}"
