@@ -21,6 +21,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 from omegaconf import OmegaConf
 
@@ -28,7 +29,7 @@ from mdrn.data.sources import prepare_sample
 from mdrn.models import model_spec
 from mdrn.reproduce.record import public_command, record, run_info
 from mdrn.reproduce.results import RESULTS, ROOT, load_published, markdown_table, mean_scores, read_csv
-from mdrn.weights import PRETRAINED_DIR, SHIPPED_MODELS, load_model
+from mdrn.weights import DEFAULT_MODEL, PRETRAINED_DIR, SHIPPED_MODELS, load_model
 
 SHARED = Path(os.environ.get("MDRN_SHARED", ROOT.parent / "shared"))
 MEDICAL = ROOT / "data" / "medical"
@@ -51,6 +52,21 @@ GROUPS = (
 )
 
 
+#: a shipped name -> the recorded training run (``conf/experiment/<run>.yaml``, ``experiments/results/models/
+#: <run>.safetensors``) whose weights it is; its scores are recorded in ``experiments/results/<run>/``
+RECORDED_RUN: dict[str, str] = {}
+
+
+def recorded_run(name: str) -> str:
+    """The recorded training run (preset) of a shipped model: ``RECORDED_RUN``, else its own name."""
+    return RECORDED_RUN.get(name, name)
+
+
+def scores_dir(name: str) -> Path:
+    """Where a shipped model's score CSVs and the SHA-256 of the file they scored are recorded."""
+    return RESULTS / recorded_run(name)
+
+
 def sha256(path: Path) -> str:
     """Hex SHA-256 of a file."""
     h = hashlib.sha256()
@@ -61,8 +77,12 @@ def sha256(path: Path) -> str:
 
 
 def recorded_files(name: str, out: Path) -> dict[str, list[Path]]:
-    """The score CSVs the card is rendered from: ``{model: [<out>/<model>_<group>.csv, ...]}``."""
-    return {model: [out / f"{model}_{stem}.csv" for stem, *_ in GROUPS] for model in (name, "bicubic")}
+    """The score CSVs the card is rendered from: ``{model: [<out>/<run>_<group>.csv, ...]}`` (``<run>`` the
+    recorded run of the shipped model ``name``; ``bicubic_<group>.csv`` for bicubic)."""
+    prefix = {name: recorded_run(name), "bicubic": "bicubic"}
+    return {
+        model: [out / f"{prefix[model]}_{stem}.csv" for stem, *_ in GROUPS] for model in (name, "bicubic")
+    }
 
 
 def score_files(name: str, out: Path) -> dict[str, list[Path]]:
@@ -72,10 +92,12 @@ def score_files(name: str, out: Path) -> dict[str, list[Path]]:
     (``<out>/<name>.sha256``).
     """
     files = recorded_files(name, out)
-    digest, scored = sha256(PRETRAINED_DIR / f"{name}.safetensors"), out / f"{name}.sha256"
+    run = recorded_run(name)
+    digest, scored = sha256(PRETRAINED_DIR / f"{name}.safetensors"), out / f"{run}.sha256"
     if not scored.is_file() or scored.read_text().strip() != digest:
-        for stale in out.glob(f"{name}_*.csv"):
+        for stale in out.glob(f"{run}_*.csv"):
             stale.unlink()
+    out.mkdir(parents=True, exist_ok=True)
     for i, (_stem, root, sets, _) in enumerate(GROUPS):
         if not all((root / s).is_dir() for s in sets):
             hint = "experiments/scripts/medical_images.py --out data/medical" if root == MEDICAL else root
@@ -99,17 +121,70 @@ def _steps(metrics: Path) -> int | None:
     return max(steps) + 1 if steps else None
 
 
+def _parts(run: dict) -> list[dict]:
+    """The earlier parts of a run stopped and resumed from its checkpoint (``resumed_from``: one or more)."""
+    first = run.get("resumed_from") or []
+    return [first] if isinstance(first, dict) else list(first)
+
+
+def _window_line(spec: dict) -> str:
+    """The Architecture bullet of a network trained with an input window ('' without one)."""
+    window = spec.get("input_window")
+    if not window:
+        return ""
+    return f"""
+- Input window ({window["mode"]}, {window["low"]}..{window["high"]} percentiles, narrowest width
+  {window["min_width"]:g} of the range): each image, or each whole series, multi-frame image or volume, is
+  mapped by its own window before the network and the output mapped back exactly (`mdrn.models.window`),
+  in training (one window per whole low-resolution image) as in use: a 16-bit CT filling 3% of its range
+  is seen at full contrast. Tiles and bands share their image's window."""
+
+
+def _upsampler_line(args: dict) -> str:
+    """The Architecture bullet of the balanced sub-pixel upsampler ('' for the plain one)."""
+    if args.get("upsampler") != "balanced":
+        return ""
+    return """
+- Balanced sub-pixel upsamplers (`mdrn.models.blocks.Upsampler(balanced=True)`): started as nearest
+  neighbour (ICNR) and kept, after every optimizer step, answering a flat input alike in all s x s phases,
+  so they cannot paint a grid into flat tissue (`scripts/check_artefacts.py` measures it)."""
+
+
+def _selection_line(run: dict, d: Any) -> str:
+    """How the shipped weights were chosen: the run's checkpoint entry (the rule its recipe states)."""
+    val = ", ".join(v.name for v in d.val)
+    sel = run.get("checkpoint") or {}
+    if sel.get("kind") == "best":
+        return (
+            f"Selection, fixed in the recipe before training: the checkpoint with the best {sel['monitor']}\n"
+            f"  (mean over the validation sets {val}; never a test set), validated every "
+            f"{d.batches_per_epoch} steps:\n  step {sel['step']} ({sel['score']:.3f} dB)."
+        )
+    return (
+        f"Validation (logged, not used to pick weights: the shipped weights are the last step's):\n  {val} "
+        "(the sample data's validation split)."
+    )
+
+
+def _use_line(name: str) -> str:
+    """Where the tools use a shipped model: by default, or when chosen by name."""
+    if name == DEFAULT_MODEL:
+        return "It is what `mdrn-upscale` and `mdrn-app` use when no model is chosen, and"
+    return f"Choose it with `mdrn-upscale --weights {name}`, in the app's model list, or `weights={name}`;"
+
+
 def render(name: str, files: dict[str, list[Path]]) -> str:
     """The model card's Markdown."""
     shipped = PRETRAINED_DIR / f"{name}.safetensors"
+    preset = recorded_run(name)
     net = load_model(name)
     spec = model_spec(net)
     args = spec["args"]
     params = sum(p.numel() for p in net.parameters())
-    run = run_info(RESULTS / "models" / f"{name}.safetensors") or {}
+    run = run_info(RESULTS / "models" / f"{preset}.safetensors") or {}
     machine = run.get("machine", {})
-    cfg = OmegaConf.load(RESULTS / "train" / f"{name}_config.yaml")
-    steps = _steps(RESULTS / "train" / f"{name}_metrics.csv")
+    cfg = OmegaConf.load(RESULTS / "train" / f"{preset}_config.yaml")
+    steps = _steps(RESULTS / "train" / f"{preset}_metrics.csv")
     d, m = cfg.data, cfg.model
     sources = ", ".join(
         f"{s.name} ({s.get('split') or Path(str(s.get('path', ''))).name}, weight {s.get('weight')})"
@@ -128,27 +203,39 @@ def render(name: str, files: dict[str, list[Path]]) -> str:
     score_cmds = "\n".join(
         f"- `{public_command((run_info(p) or {}).get('command', 'not recorded'))}`" for p in files[name]
     )
-    first = run.get("resumed_from") or {}  # a run stopped and resumed from its checkpoint: two records
-    first_cmd, run_cmd = public_command(first.get("command", "?")), public_command(run.get("command", "?"))
-    minutes = (run.get("seconds", 0) + first.get("seconds", 0)) / 60
-    resumed = (
-        f"""
-- The run was made in two parts: `{first_cmd}` started {first.get("started_utc", "?")} UTC
-  and stopped after step {first.get("step", "?")} ({first.get("seconds", 0):.0f} s; {first.get("why", "")});
-  the run above resumed it from that step's checkpoint (same step counter, optimizer and schedule
-  state)."""
-        if first
+    commands = [(run_info(p) or {}).get("command", "") for p in files[name]]
+    scored_as = sorted({a.split("=", 1)[1] for c in commands for a in c.split() if a.startswith("weights=")})
+    renamed = (
+        f"\n- Scored while this file was shipped as `{scored_as[0]}` (the same file: its SHA-256 is\n"
+        f"  recorded in `experiments/results/{preset}/{preset}.sha256`); `weights={name}` scores it today."
+        if scored_as and scored_as != [name]
         else ""
     )
+    parts = _parts(run)
+    run_cmd = public_command(run.get("command", "?"))
+    minutes = (run.get("seconds", 0) + sum(p.get("seconds", 0) for p in parts)) / 60
+    resumed = "".join(
+        f"""
+- Part {i + 1} of {len(parts) + 1}: `{public_command(p.get("command", "?"))}`
+  started {p.get("started_utc", "?")} UTC and stopped after step {p.get("step", "?")}
+  ({p.get("seconds", 0):.0f} s; {p.get("why", "")})."""
+        for i, p in enumerate(parts)
+    )
+    if parts:
+        resumed += """
+  The run above resumed it from the last part's checkpoint (same step counter, optimizer and schedule
+  state)."""
     arch = (
         f"{spec['arch']}: {args['n_resblocks']} residual blocks, {args['n_feats']} filters, scales "
         f"{'/'.join(f'x{s}' for s in args['scales'])} in one network (shared trunk, two pre-processing "
         f"blocks and an upsampler per scale), {args['n_colors']} colour planes, "
         f"bicubic_skip={args['bicubic_skip']}"
     )
-    return f"""# {name}: the shipped default model of mdrn
+    extra = _upsampler_line(args) + _window_line(spec)
+    role = "the shipped default model" if name == DEFAULT_MODEL else "a shipped model"
+    return f"""# {name}: {role} of mdrn
 
-{SHIPPED_MODELS[name]}. It is what `mdrn-upscale` and `mdrn-app` use when no model is chosen, and
+{SHIPPED_MODELS[name]}. {_use_line(name)}
 `mdrn.weights.load_model("{name}")` finds it inside the package, with no network. **A small model
 trained in {minutes:.0f} minutes on a 2-core CPU, not the paper's MDRN (B=80, F=64, DIV2K), and not a
 medical device.**
@@ -158,7 +245,7 @@ medical device.**
 - {arch}.
 - The paper's low/high-frequency split (its Fig. 9): the output is the MATLAB-bicubic enlargement
   (`mdrn.protocol.resize.imresize`, the low-frequency image) plus what the residual network adds (the
-  high-frequency image). The last convolution started at zero, so training began at bicubic.
+  high-frequency image). The last convolution started at zero, so training began at bicubic.{extra}
 - {params:,} parameters; `{shipped.name}` is {shipped.stat().st_size / 1e6:.2f} MB (float32 safetensors,
   the architecture in its metadata), SHA-256 `{sha256(shipped)}`.
 - Gray images (1 plane) go through the RGB planes (replicated in, averaged out); 8- to 16-bit images
@@ -172,13 +259,12 @@ medical device.**
   {d.patch_size}·4 px are left out.
 - {steps} steps; {str(m.loss).upper()} loss, Adam (betas {list(m.betas)}), learning rate {m.lr} with
   {m.lr_schedule} decay to 0 over the run.
-- Validation (logged, not used to pick weights: the shipped weights are the last step's):
-  {", ".join(v.name for v in d.val)} (the sample data's validation split).
-- Run: `{run_cmd}` (recipe `conf/experiment/{name}.yaml`), {run.get("started_utc", "?")}
+- {_selection_line(run, d)}
+- Run: `{run_cmd}` (recipe `conf/experiment/{preset}.yaml`), {run.get("started_utc", "?")}
   UTC, {run.get("seconds", 0):.0f} s, {machine.get("cpu")} ({machine.get("cores")} cores, no GPU), torch
   {machine.get("torch")}, commit {str(run.get("git_commit"))[:8]}. Record:
-  `experiments/results/models/{name}.safetensors.run.json` (log, metrics and config in
-  `experiments/results/train/{name}_*`).{resumed}
+  `experiments/results/models/{preset}.safetensors.run.json` (log, metrics and config in
+  `experiments/results/train/{preset}_*`).{resumed}
 
 ## Scores
 
@@ -189,16 +275,16 @@ published Set5 column (Kim et al. 2016) for reference. The medical images are he
 
 {markdown_table(["set", "scale", "images", "bicubic", name, "gain (dB)", "VDSR (published)"], rows)}
 
-Commands (per-image CSVs and run records in `experiments/results/{name}/`):
+Commands (per-image CSVs and run records in `experiments/results/{preset}/`):
 {score_cmds}
-- bicubic: the same with `model=bicubic`.
+- bicubic: the same with `model=bicubic`.{renamed}
 
 Rendered by `python experiments/scripts/model_card.py {name}`.
 
 ## Limits
 
-- Trained on 91 natural images and a few sample images on a CPU: it sharpens edges and textures that
-  bicubic blurs, but it has seen no modality in depth; on smooth medical images its gain is small.
+- Trained on the images above on a CPU: it sharpens edges and textures that bicubic blurs, but it has
+  seen no modality in depth; on smooth medical images its gain is small.
 - It invents no structure larger than a few pixels, yet any SR output may show detail that was not in
   the patient: compare with the bicubic image (the app's detail panel shows the difference).
 """
@@ -211,17 +297,19 @@ def main() -> None:
         "--install", action="store_true", help="copy the recorded run's weights into the package"
     )
     args = parser.parse_args()
-    recorded = RESULTS / "models" / f"{args.name}.safetensors"
+    recorded = RESULTS / "models" / f"{recorded_run(args.name)}.safetensors"
     shipped = PRETRAINED_DIR / f"{args.name}.safetensors"
     if not recorded.is_file():
-        raise SystemExit(f"{recorded}: no recorded run; run python -m mdrn.reproduce train {args.name}")
+        raise SystemExit(
+            f"{recorded}: no recorded run; run python -m mdrn.reproduce train {recorded_run(args.name)}"
+        )
     if args.install:
         shipped.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(recorded, shipped)
     elif not shipped.is_file() or sha256(shipped) != sha256(recorded):
         raise SystemExit(f"{shipped} is not the recorded run's {recorded}; pass --install to copy it")
     prepare_sample(ROOT / "data")
-    files = score_files(args.name, RESULTS / args.name)
+    files = score_files(args.name, scores_dir(args.name))
     card = shipped.with_suffix(".md")
     card.write_text(render(args.name, files))
     print(f"wrote {card}")

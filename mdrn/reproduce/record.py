@@ -105,8 +105,6 @@ def train_preset(
     """
     import shutil
 
-    from mdrn.training.selection import read_selection
-
     run_dir = logs / name
     weights = results / "models" / f"{name}.safetensors"
     cmd = [sys.executable, "-m", "mdrn.train", f"experiment={name}", f"hydra.run.dir={run_dir}", *overrides]
@@ -115,6 +113,22 @@ def train_preset(
     code = record(weights, cmd)
     if code != 0:
         return code
+    return finish_preset(name, run_dir, results)
+
+
+def finish_preset(name: str, run_dir: Path, results: Path = RESULTS) -> int:
+    """After a recorded run of ``experiment=<name>`` in ``run_dir``: its weights and training files.
+
+    Converts the checkpoint the run tested (its ``checkpoint.json``) to ``results/models/<name>.safetensors``,
+    adds a ``checkpoint`` entry to that file's run record, and copies the config, the CSV logger's metrics,
+    the init report and the test table to ``results/train/<name>_*``. Also used for a run resumed by hand
+    from its checkpoint after an interruption (``ckpt_path=``, recorded with :func:`record`).
+    """
+    import shutil
+
+    from mdrn.training.selection import read_selection
+
+    weights = results / "models" / f"{name}.safetensors"
     selection = read_selection(run_dir)
     if selection is None:
         print(f"{run_dir}: the run wrote no checkpoint.json (which checkpoint it tested)", file=sys.stderr)
