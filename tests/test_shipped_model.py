@@ -19,7 +19,7 @@ from mdrn.models import MDRN, model_spec
 from mdrn.models.inference import upscale
 from mdrn.protocol.metrics import score
 from mdrn.protocol.resize import imresize, modcrop
-from mdrn.reproduce.results import RESULTS, read_csv
+from mdrn.reproduce.results import RESULTS, read_csv, shipped_run
 from mdrn.weights import DEFAULT_MODEL, PRETRAINED_DIR, SHIPPED_MODELS, load_model, shipped_path
 
 MAX_BYTES = 8 * 1024 * 1024
@@ -105,7 +105,7 @@ def test_reproduces_the_recorded_set5_scores(net):
     """The shipped file is the one the card's Set5 scores were measured with (one image, every scale)."""
     recorded = {
         (int(r["scale"]), r["image"]): float(r["psnr"])
-        for r in read_csv(RESULTS / DEFAULT_MODEL / f"{DEFAULT_MODEL}_set5.csv")
+        for r in read_csv(RESULTS / shipped_run(DEFAULT_MODEL) / f"{shipped_run(DEFAULT_MODEL)}_set5.csv")
     }
     path = shared_path("datasets", "Set5", "bird.png")
     img = read_image(path)

@@ -28,7 +28,15 @@ from omegaconf import OmegaConf
 from mdrn.data.sources import prepare_sample
 from mdrn.models import model_spec
 from mdrn.reproduce.record import public_command, record, run_info
-from mdrn.reproduce.results import RESULTS, ROOT, load_published, markdown_table, mean_scores, read_csv
+from mdrn.reproduce.results import (
+    RESULTS,
+    ROOT,
+    load_published,
+    markdown_table,
+    mean_scores,
+    read_csv,
+    shipped_run,
+)
 from mdrn.weights import DEFAULT_MODEL, PRETRAINED_DIR, SHIPPED_MODELS, load_model
 
 SHARED = Path(os.environ.get("MDRN_SHARED", ROOT.parent / "shared"))
@@ -52,14 +60,9 @@ GROUPS = (
 )
 
 
-#: a shipped name -> the recorded training run (``conf/experiment/<run>.yaml``, ``experiments/results/models/
-#: <run>.safetensors``) whose weights it is; its scores are recorded in ``experiments/results/<run>/``
-RECORDED_RUN: dict[str, str] = {}
-
-
 def recorded_run(name: str) -> str:
-    """The recorded training run (preset) of a shipped model: ``RECORDED_RUN``, else its own name."""
-    return RECORDED_RUN.get(name, name)
+    """The recorded training run (preset) of a shipped model (``mdrn.reproduce.results.shipped_run``)."""
+    return shipped_run(name)
 
 
 def scores_dir(name: str) -> Path:

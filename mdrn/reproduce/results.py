@@ -20,8 +20,17 @@ SCALES = (2, 3, 4)
 #: the folder of benchmark sets on this machine, as the make targets spell it
 DATA_HINT = "DIR"
 
+#: a shipped model's name -> the recorded training run (``conf/experiment/<run>.yaml``,
+#: ``results/models/<run>.safetensors``) whose weights it is; the card's scores are in ``results/<run>/``
+SHIPPED_RUNS: dict[str, str] = {}
+
 NOT_RUN_DATA = "not run here (data not available)"
 NOT_YET_RUN = "not yet run (`make table1` runs it)"
+
+
+def shipped_run(name: str) -> str:
+    """The recorded training run of a shipped model (``SHIPPED_RUNS``; else the run of its own name)."""
+    return SHIPPED_RUNS.get(name, name)
 
 
 # ------------------------------------------------------------------------------------------ files
