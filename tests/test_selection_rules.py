@@ -60,7 +60,7 @@ def rule_problems(preset: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch) 
     """What keeps a preset from today's rule (empty: it follows it); inconsistent configs fail at once."""
     cfg = _compose([f"experiment={preset}"], monkeypatch)
     rule = cfg.get("selection")
-    val = OmegaConf.to_container(cfg.data.get("val") or [], resolve=True)
+    val = OmegaConf.to_container(cfg.data.val, resolve=True) if cfg.data.get("val") else []
     problems = []
     if rule is None:
         problems.append("its recipe states no selection rule (selection: best or selection: last)")

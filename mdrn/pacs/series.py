@@ -133,7 +133,11 @@ class Enlarger:
         key = f"x{scale}|{model_name(weights)}|{_weights_digest(net)}|ensemble={ensemble}|mdrn {__version__}"
         how = StableDerivation(scale, describe_method(weights, net), model_name(weights), key=key)
         net = prepare_for_inference(net, device)
-        opts = UpscaleOptions(scale=scale, tile=tile, overlap=overlap, ensemble=ensemble, device=device)
+        # reuse_memory off: a PACS series streams through a long-lived process (a node runs for days) and
+        # its slices are handed to a sender thread, so glibc's kept heap would grow with the series
+        opts = UpscaleOptions(
+            scale=scale, tile=tile, overlap=overlap, ensemble=ensemble, device=device, reuse_memory=False
+        )
         return cls(net, opts, how)
 
     def output_file(self, source_instance_uid: str) -> str:

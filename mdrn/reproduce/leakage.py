@@ -91,8 +91,8 @@ def preset_data(results: Path = RESULTS, recipes: Path = RECIPES) -> dict[str, d
     for label, cfg in configs.items():
         data = cfg.get("data") or {}
         out[label] = {
-            stage: list(OmegaConf.to_container(data.get(stage) or [], resolve=True))
-            for stage in ("train", "val", "test")
+            stage: list(OmegaConf.to_container(data.get(stage), resolve=True) if data.get(stage) else [])
+            for stage in ("train", "val", "test")  # an empty list in a config is falsy: no sources
         }
     return out
 
