@@ -135,6 +135,19 @@ def test_table_rows_scores_and_reuse(tmp_path, monkeypatch):
     peers.score_rows(again, groups, out / "peers", rescore=False, windows=["none", "percentile"])
     assert [sorted(r.files) for r in again if r.error is None] == [["none", "percentile"]] * 3
     assert [len(r.files["none"]) for r in again if r.error is None] == [2, 2, 2]
+    # the checkout moved (records made in another folder): machine paths are compared by name, still reused
+    import json
+    import shutil
+
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(out / "peers", moved / "peers")
+    for info in (moved / "peers").glob("*.run.json"):
+        rec = json.loads(info.read_text())
+        rec["command"] = rec["command"].replace(str(tmp_path), "/another/checkout")
+        info.write_text(json.dumps(rec))
+    peers.score_rows(
+        peers.resolve_rows([], None, models), groups, moved / "peers", False, ["none", "percentile"]
+    )
     save_model(
         MDRN(n_resblocks=1, n_feats=8, scales=(2, 4)), models / "mdrn_tiny.safetensors", overwrite=True
     )

@@ -15,7 +15,8 @@ mdrn.evaluate`` run (``results/peers/<row>_<group>_<window>.csv`` with ``.run.js
 is the MATLAB-bicubic degradation quantized to the image's bit depth, the whole image goes through the
 network (gray images through the RGB planes of an RGB model: replicated in, averaged out), scored by
 ``mdrn.protocol.metrics.score`` at the image's own bit depth. A recorded run is reused while its command
-and the model file's sha256 are unchanged (``--rescore`` runs everything again).
+(machine paths compared by name) and the model file's sha256 are unchanged (``--rescore`` runs
+everything again).
 
 Intensity normalisation (``--windows``, ``eval.window`` of ``mdrn.evaluate``; default ``none`` and
 ``percentile``): each window is applied to every row, one section of the table each (``auto``, each
@@ -45,7 +46,7 @@ from mdrn.models import Bicubic, model_spec
 from mdrn.models.peers import PEER_WEIGHTS
 from mdrn.models.window import WindowRule, rule_of
 from mdrn.perf import count_flops
-from mdrn.reproduce.record import record, run_info
+from mdrn.reproduce.record import public_command, record, run_info
 from mdrn.reproduce.results import (
     RESULTS,
     ROOT,
@@ -214,7 +215,10 @@ def score_rows(
                        f"eval.sets=[{','.join(sets)}]", f"eval.scales=[{','.join(map(str, row.scales))}]",
                        f"eval.window={window}", f"eval.output={csv}"]  # fmt: skip
                 recorded = (run_info(csv) or {}).get("command")
-                if stale or not csv.is_file() or recorded != shlex.join(cmd):
+                # the same command wherever the checkout lies (machine paths compared by their names; the
+                # model file by its sha256 above)
+                same = recorded is not None and public_command(recorded) == public_command(shlex.join(cmd))
+                if stale or not csv.is_file() or not same:
                     csv.unlink(missing_ok=True)
                     if record(csv, cmd) != 0:
                         row.error = f"not scored: {shlex.join(cmd)} failed (log: {csv}.log)"
