@@ -204,7 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from mdrn.io.dicom import Derivation
 
-    method = describe_method(args.weights, net) + (", in bf16 arithmetic" if args.precision == "bf16" else "")
+    method = describe_method(args.weights, net, args.window)
+    method += ", in bf16 arithmetic" if args.precision == "bf16" else ""
     how = Derivation(args.scale, method, model_name(args.weights))
     opts = UpscaleOptions(
         scale=args.scale,

@@ -150,3 +150,17 @@ def test_explicit_window_objects() -> None:
         rtol=0,
         atol=1e-6,
     )
+
+
+def test_the_method_named_in_outputs_says_which_window_the_network_saw() -> None:
+    """The Derivation Description (describe_method): a network's own window, or the one --window forces."""
+    from mdrn.clinical.enlarge import describe_method
+
+    net = set_rule(MDRN(n_resblocks=1, n_feats=8, scales=(2,), bicubic_skip=True), "percentile")
+    seen = "each image or series seen through its own percentile window (0.1..99.9) and mapped back exactly"
+    assert describe_method("model.safetensors", net).endswith(seen)
+    assert "window" not in describe_method("model.safetensors", net, "none")
+    plain = MDRN(n_resblocks=1, n_feats=8, scales=(2,))
+    assert "window" not in describe_method("plain.safetensors", plain)
+    assert describe_method("plain.safetensors", plain, "percentile").endswith(seen)
+    assert describe_method("bicubic", None) == "bicubic interpolation (no network)"

@@ -120,15 +120,25 @@ def model_name(weights: str | os.PathLike[str]) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "model"
 
 
-def describe_method(weights: str | os.PathLike[str], net: nn.Module | None = None) -> str:
-    """What enlarges the image, in words: bicubic interpolation, or which network (and its design)."""
+def describe_method(
+    weights: str | os.PathLike[str], net: nn.Module | None = None, window: str = "auto"
+) -> str:
+    """What enlarges the image, in words: bicubic interpolation, or which network (its design, and the
+    intensity window it sees the image through: ``window`` as ``UpscaleOptions.window``)."""
     name = model_name(weights)
     if name == BICUBIC:
         return "bicubic interpolation (no network)"
     arch = type(net).__name__ if net is not None else "network"
     if net is not None and getattr(net, "bicubic_skip", False):
         arch += ": bicubic interpolation plus the detail the network adds"
-    return f"the super-resolution network {name} ({arch})"
+    rule = (rule_of(net) if window == "auto" else WindowRule.parse(window)) if net is not None else None
+    seen = (
+        f", each image or series seen through its own {rule.mode} window ({rule.low:g}..{rule.high:g}) and "
+        "mapped back exactly"
+        if rule is not None and rule.active
+        else ""
+    )
+    return f"the super-resolution network {name} ({arch}){seen}"
 
 
 def output_format(image: ImageData, fmt: str | None) -> str:
