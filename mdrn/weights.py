@@ -91,7 +91,8 @@ OFFICIAL_URLS: dict[str, str] = {
 }
 #: Models trained by this project and shipped inside the package (name -> what it is).
 SHIPPED_MODELS: dict[str, str] = {
-    "mdrn_small": "multi-scale MDRN with the bicubic low-frequency path, x2/x3/x4, RGB and gray, 8-16 bit",
+    "mdrn_small": "multi-scale MDRN with the bicubic low-frequency path, x2/x3/x4, RGB and gray, 8-16 bit, "
+    "each image (or series) fed through its own percentile window (v2)",
     "mdrn_small_v1": "the first mdrn_small (v1): the same network fed raw values, plain sub-pixel "
     "upsamplers, kept for comparison",
 }
