@@ -15,7 +15,8 @@ Images (none of them trained on by a shipped model): pydicom's MR_small and CT_s
 chest radiograph RG1_UNCR (15 bit, centre 384x384; pydicom-data) and Set5's baby and woman (natural,
 8 bit; ``--shared``). Each model runs with its own input window (``window=auto``). ``--save DIR`` writes
 the detail each model adds at x4 (SR - bicubic, x4 in the image's display window) beside its SR image.
-Exits 1 if a goal is missed.
+Prints which goals each model misses; with ``--strict`` exits 1 if any model misses one (the earlier
+models are listed for comparison, so the default run, which shows v1's misses, exits 0).
 """
 
 from __future__ import annotations
@@ -115,7 +116,7 @@ def save_panels(folder: Path, label: str, name: str, net: torch.nn.Module, x: to
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print the table; 1 if a goal is missed."""
+    """Print the table; 1 if a goal is missed and ``--strict``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+", default=["mdrn_small_v1", "mdrn_small"], help="names or files")
     parser.add_argument("--scales", nargs="+", type=int, default=[2, 3, 4])
@@ -123,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         "--shared", type=Path, default=Path(os.environ.get("MDRN_SHARED", ROOT.parent / "shared"))
     )
     parser.add_argument("--save", type=Path, default=None, help="folder for x4 SR and detail panels")
+    parser.add_argument("--strict", action="store_true", help="exit 1 if any model misses a goal")
     args = parser.parse_args(argv)
     images = load_images(args.shared)
     nets = {label: load_model(label).eval() for label in args.models}
@@ -148,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if missed:
         print(f"missed ({len(missed)}): " + "; ".join(missed))
-        return 1
+        return 1 if args.strict else 0
     print("all goals met")
     return 0
 

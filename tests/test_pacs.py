@@ -6,6 +6,7 @@ that stops its PACS starts one of its own. Missing Orthanc skips with the reason
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -251,23 +252,40 @@ def test_transfer_syntax_without_a_decoder_is_named_with_the_package(orthanc, tm
     assert series_uids(orthanc, study.study) == {study.series}  # nothing half-stored
 
 
-def _rss_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no {field} in /proc/self/status")
+#: run in a fresh process, so that what earlier tests left in this one's heap does not move the figures
+_PEAK_RSS_SCRIPT = """
+import json, sys
+from pathlib import Path
+from mdrn.pacs.dicomweb import connect, enlarge_study
+from mdrn.pacs.series import Enlarger
+from mdrn.perf import set_malloc_reuse
 
+def kib(field):
+    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith(field + ":"))
+    return int(line.split()[1])
 
-def _peak_rss_growth(orthanc, study: str, enlarger, tmp_path: Path) -> int:
-    """Peak resident memory (bytes) over that at the start, while one study is enlarged in this process."""
-    from mdrn.pacs.dicomweb import connect, enlarge_study
-
-    pacs = connect(orthanc.dicomweb)
+url, work, studies = sys.argv[1], Path(sys.argv[2]), sys.argv[3:]
+set_malloc_reuse(False)  # as the command does (and mdrn-upscale's tests): freed buffers go back
+enlarger, pacs, growth = Enlarger.create("bicubic", 2), connect(url), []
+for study in studies:
     Path("/proc/self/clear_refs").write_text("5")  # the peak (VmHWM) restarts from the current size
-    start = _rss_kib("VmRSS")
-    (result,) = enlarge_study(pacs, study, enlarger, say=lambda _: None, work_dir=tmp_path)
-    assert result.ok
-    return (_rss_kib("VmHWM") - start) * 1024
+    start = kib("VmRSS")
+    (result,) = enlarge_study(pacs, study, enlarger, say=lambda _: None, work_dir=work)
+    assert result.ok, result.summary()
+    growth.append((kib("VmHWM") - start) * 1024)
+print(json.dumps(growth))
+"""
+
+
+def _peak_rss_growth(orthanc, studies: list[str], tmp_path: Path) -> list[int]:
+    """Peak resident memory (bytes) over that at the start while each study is enlarged, one after the
+    other, in one fresh process (credentials from the environment)."""
+    out = subprocess.run(
+        [sys.executable, "-c", _PEAK_RSS_SCRIPT, orthanc.dicomweb, str(tmp_path), *studies],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.slow
@@ -275,9 +293,6 @@ def test_a_200_slice_series_is_streamed_in_bounded_memory(orthanc, tmp_path, cre
     """The peak resident memory of a 200-slice series grows by a small part of a slice per slice over that
     of 20 slices (Linux: VmHWM reset through /proc/self/clear_refs): instances are streamed, never the series
     held in memory, in or out."""
-    from mdrn.pacs.series import Enlarger
-    from mdrn.perf import set_malloc_reuse
-
     if not Path("/proc/self/clear_refs").exists():
         pytest.skip("needs Linux's /proc/self/clear_refs to measure the peak resident memory")
     warm, small, large = (
@@ -285,11 +300,8 @@ def test_a_200_slice_series_is_streamed_in_bounded_memory(orthanc, tmp_path, cre
     )  # 128x128
     upload(orthanc, warm.files + small.files + large.files)
     per_slice = 128 * 128 * 2 * (1 + 4)  # the pixels of one slice in and of its derived slice out
-    set_malloc_reuse(False)  # as the command does (and mdrn-upscale's tests): freed buffers go back
-    enlarger = Enlarger.create("bicubic", 2)
-    _peak_rss_growth(orthanc, warm.study, enlarger, tmp_path)  # first use: imports, threads, caches
-    grow_small = _peak_rss_growth(orthanc, small.study, enlarger, tmp_path)
-    grow_large = _peak_rss_growth(orthanc, large.study, enlarger, tmp_path)
+    # the first study warms up (imports, threads, caches), then 20 slices, then 200
+    _, grow_small, grow_large = _peak_rss_growth(orthanc, [warm.study, small.study, large.study], tmp_path)
     print(
         f"peak RSS growth: 20 slices {grow_small / 2**20:.1f} MiB, 200 slices {grow_large / 2**20:.1f} MiB; "
         f"the 200-slice series' pixels in+out {200 * per_slice / 2**20:.1f} MiB"

@@ -21,7 +21,7 @@ from mdrn.protocol.resize import modcrop
 from mdrn.reproduce import peers
 from mdrn.reproduce.record import run_info_path
 from mdrn.reproduce.results import read_csv
-from mdrn.weights import save_model
+from mdrn.weights import SHIPPED_MODELS, save_model
 
 
 def _images(folder, n, bits, channels, seed):
@@ -184,7 +184,7 @@ def test_command_scores_shipped_and_says_which_peers_did_not_load(tmp_path, monk
     ]
     assert main(args) == 0
     md = (tmp_path / "results" / "peers.md").read_text()
-    assert "- Rows scored: bicubic, mdrn_small." in md
+    assert f"- Rows scored: bicubic, {', '.join(SHIPPED_MODELS)}." in md  # every shipped model
     assert (
         "- carn_m: not loaded: NetworkUnavailableError: could not download https://raw.githubusercontent"
         in md
