@@ -33,7 +33,7 @@ def test_shipped_card_is_the_render_of_the_recorded_results(name: str) -> None:
     files = mc.recorded_files(name, out)
     missing = [str(f) for fs in files.values() for f in fs if not f.is_file()]
     assert not missing, f"{name}: the card's score CSVs are not recorded: {missing}"
-    scored = (out / f"{mc.recorded_run(name)}.sha256").read_text().strip()
+    scored = (out / f"{mc.shipped_run(name)}.sha256").read_text().strip()
     assert scored == mc.sha256(PRETRAINED_DIR / f"{name}.safetensors"), (
         f"{name}: the recorded scores are of another file than the shipped weights"
     )

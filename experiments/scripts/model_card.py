@@ -60,14 +60,9 @@ GROUPS = (
 )
 
 
-def recorded_run(name: str) -> str:
-    """The recorded training run (preset) of a shipped model (``mdrn.reproduce.results.shipped_run``)."""
-    return shipped_run(name)
-
-
 def scores_dir(name: str) -> Path:
     """Where a shipped model's score CSVs and the SHA-256 of the file they scored are recorded."""
-    return RESULTS / recorded_run(name)
+    return RESULTS / shipped_run(name)
 
 
 def sha256(path: Path) -> str:
@@ -82,7 +77,7 @@ def sha256(path: Path) -> str:
 def recorded_files(name: str, out: Path) -> dict[str, list[Path]]:
     """The score CSVs the card is rendered from: ``{model: [<out>/<run>_<group>.csv, ...]}`` (``<run>`` the
     recorded run of the shipped model ``name``; ``bicubic_<group>.csv`` for bicubic)."""
-    prefix = {name: recorded_run(name), "bicubic": "bicubic"}
+    prefix = {name: shipped_run(name), "bicubic": "bicubic"}
     return {
         model: [out / f"{prefix[model]}_{stem}.csv" for stem, *_ in GROUPS] for model in (name, "bicubic")
     }
@@ -95,7 +90,7 @@ def score_files(name: str, out: Path) -> dict[str, list[Path]]:
     (``<out>/<name>.sha256``).
     """
     files = recorded_files(name, out)
-    run = recorded_run(name)
+    run = shipped_run(name)
     digest, scored = sha256(PRETRAINED_DIR / f"{name}.safetensors"), out / f"{run}.sha256"
     if not scored.is_file() or scored.read_text().strip() != digest:
         for stale in out.glob(f"{run}_*.csv"):
@@ -179,7 +174,7 @@ def _use_line(name: str) -> str:
 def render(name: str, files: dict[str, list[Path]]) -> str:
     """The model card's Markdown."""
     shipped = PRETRAINED_DIR / f"{name}.safetensors"
-    preset = recorded_run(name)
+    preset = shipped_run(name)
     net = load_model(name)
     spec = model_spec(net)
     args = spec["args"]
@@ -300,11 +295,11 @@ def main() -> None:
         "--install", action="store_true", help="copy the recorded run's weights into the package"
     )
     args = parser.parse_args()
-    recorded = RESULTS / "models" / f"{recorded_run(args.name)}.safetensors"
+    recorded = RESULTS / "models" / f"{shipped_run(args.name)}.safetensors"
     shipped = PRETRAINED_DIR / f"{args.name}.safetensors"
     if not recorded.is_file():
         raise SystemExit(
-            f"{recorded}: no recorded run; run python -m mdrn.reproduce train {recorded_run(args.name)}"
+            f"{recorded}: no recorded run; run python -m mdrn.reproduce train {shipped_run(args.name)}"
         )
     if args.install:
         shipped.parent.mkdir(parents=True, exist_ok=True)
