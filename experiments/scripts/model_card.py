@@ -130,12 +130,15 @@ def _window_line(spec: dict) -> str:
     window = spec.get("input_window")
     if not window:
         return ""
+    width = float(window["min_width"])
+    stretch = 1.0 / width
+    narrowest = f"1/{stretch:.0f}" if abs(stretch - round(stretch)) < 1e-9 else f"{width:g}"
     return f"""
 - Input window ({window["mode"]}, {window["low"]}..{window["high"]} percentiles, narrowest width
-  {window["min_width"]:g} of the range): each image, or each whole series, multi-frame image or volume, is
-  mapped by its own window before the network and the output mapped back exactly (`mdrn.models.window`),
-  in training (one window per whole low-resolution image) as in use: a 16-bit CT filling 3% of its range
-  is seen at full contrast. Tiles and bands share their image's window."""
+  {narrowest} of the range, so at most a {stretch:g}x stretch): each image, or each whole series,
+  multi-frame image or volume, is mapped by its own window before the network and the output mapped back
+  exactly (`mdrn.models.window`), in training (one window per whole low-resolution image) as in use: a
+  16-bit CT filling 3% of its range is seen at full contrast. Tiles and bands share their image's window."""
 
 
 def _upsampler_line(args: dict) -> str:
