@@ -14,7 +14,8 @@
 #                      natural and medical sets, one protocol (PEERS_DIR=folder: its model files as rows too;
 #                      PEERS_EXTRA="name ...": more weights names or files)
 #   make checks        the protocol, official-model, train/test content-overlap and peer-model checks
-#                      (scripts/check_*.py), their reports recorded
+#                      (scripts/check_*.py), their reports recorded; then every recorded output whose
+#                      weights (SHA-256 in its .run.json) have changed since it was made
 #   make notebooks     execute notebooks/*.ipynb (as CI does)
 #   make reproduce     all of the above
 
@@ -139,6 +140,7 @@ notebooks:  ## execute the notebooks (reads experiments/results/)
 $(R)/checks/%.txt:
 	$(REC) bash -o pipefail -c '$(PY) scripts/$*.py | tee $@'
 
-checks: $(R)/checks/check_protocol.txt $(R)/checks/check_official.txt $(R)/checks/check_overlap.txt $(R)/checks/check_peers.txt  ## protocol, official, train/test overlap and peer-model checks
+checks: $(R)/checks/check_protocol.txt $(R)/checks/check_official.txt $(R)/checks/check_overlap.txt $(R)/checks/check_peers.txt  ## protocol, official, train/test overlap and peer-model checks; recorded outputs whose weights changed
+	$(PY) -m mdrn.reproduce inputs
 
 reproduce: shipped table1 table2 fig8 figs10_14 figs15_16 claims peers checks notebooks  ## every artefact

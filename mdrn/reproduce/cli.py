@@ -14,6 +14,7 @@ Commands::
     python -m mdrn.reproduce params             # the parameter-count claim (exact counts from the models)
     python -m mdrn.reproduce note OUT [--selection PRESET] -- TEXT   # a dated note added to OUT.run.json
     python -m mdrn.reproduce peers [OPTIONS]    # the peers table: scores what is missing, then renders
+    python -m mdrn.reproduce inputs             # recorded outputs whose weights changed since (exit 1)
 
 Runs are launched by the ``make`` targets of ``experiments/experiments.mk``.
 """
@@ -30,7 +31,7 @@ from mdrn.reproduce.fig8 import render_fig8
 from mdrn.reproduce.figs10_14 import render_figs10_14
 from mdrn.reproduce.figs15_16 import render_figs15_16
 from mdrn.reproduce.peers import main as peers_main
-from mdrn.reproduce.record import add_note, record, train_preset
+from mdrn.reproduce.record import add_note, changed_inputs, record, train_preset
 from mdrn.reproduce.results import RESULTS
 from mdrn.reproduce.table1 import render_table1
 from mdrn.reproduce.table2 import render_table2
@@ -83,6 +84,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if argv[:1] == ["peers"]:
         return peers_main(argv[1:])
+    if argv[:1] == ["inputs"]:
+        changed = changed_inputs(Path(argv[1]) if len(argv) > 1 else RESULTS)
+        print("\n".join(changed) or "every recorded output's weights are the files it read")
+        return 1 if changed else 0
     if argv[:1] == ["train"]:
         if len(argv) < 2:
             print("usage: python -m mdrn.reproduce train EXPERIMENT [HYDRA_OVERRIDES...]", file=sys.stderr)

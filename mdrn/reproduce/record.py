@@ -55,8 +55,71 @@ def run_info_path(output: str | os.PathLike[str]) -> Path:
     return output.with_name(output.name + ".run.json")
 
 
+#: file endings of the weights a recorded command may read (their SHA-256 goes into the run record)
+WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".ckpt", ".onnx", ".mat")
+
+
+def _record_path(path: Path) -> str:
+    """``path`` as a run record keeps it: relative to the checkout where it lies in or beside it."""
+    rel = os.path.relpath(path.resolve(), ROOT)
+    return str(path.resolve()) if rel.startswith(os.pardir + os.sep + os.pardir) else rel
+
+
+#: where a command names its weights: ``key=NAME`` keys (the last part) and options followed by a NAME
+WEIGHT_KEYS = ("weights", "init_from")
+WEIGHT_OPTIONS = ("--weights", "--model", "--models")
+
+
+def weight_inputs(
+    command: Sequence[str], output: str | os.PathLike[str] | None = None
+) -> list[dict[str, str]]:
+    """The weights ``command`` reads, each with its SHA-256: every argument (or ``key=value`` value) that
+    is an existing file ending in ``WEIGHT_SUFFIXES``, and every shipped model named where a command takes
+    weights (``WEIGHT_KEYS``, ``WEIGHT_OPTIONS``); ``output`` (what the command writes) is left out."""
+    from mdrn.io.download import sha256_file
+    from mdrn.weights import PRETRAINED_DIR, SHIPPED_MODELS
+
+    skip = Path(output).resolve() if output is not None else None
+    words = list(command)
+    found: list[dict[str, str]] = []
+    for i in range(1, len(words)):
+        word = words[i]
+        key, value = word.split("=", 1) if "=" in word and not word.startswith("-") else ("", word)
+        takes_weights = key.rsplit(".", 1)[-1] in WEIGHT_KEYS or words[i - 1] in WEIGHT_OPTIONS
+        path = Path(value)
+        if takes_weights and not path.exists() and value in SHIPPED_MODELS:
+            path = PRETRAINED_DIR / f"{value}.safetensors"
+        elif path.suffix.lower() not in WEIGHT_SUFFIXES:
+            continue
+        if path.is_file() and path.resolve() != skip:
+            found.append({"arg": value, "path": _record_path(path), "sha256": sha256_file(path)})
+    return found
+
+
+def changed_inputs(results: Path = RESULTS) -> list[str]:
+    """One line per recorded output under ``results`` whose run read weights that have changed since
+    (SHA-256 of the file now differs from the one recorded). Inputs not on this machine are not judged."""
+    from mdrn.io.download import sha256_file
+
+    lines = []
+    for info_path in sorted(results.rglob("*.run.json")):
+        info = json.loads(info_path.read_text())
+        for item in info.get("inputs", []):
+            path = Path(item["path"])
+            path = path if path.is_absolute() else ROOT / path
+            if path.is_file() and sha256_file(path) != item["sha256"]:
+                output = info_path.with_name(info_path.name.removesuffix(".run.json"))
+                lines.append(
+                    f"{_record_path(output)}: recorded {info['started_utc'][:10]} from {item['path']} "
+                    f"(sha256 {item['sha256'][:12]}), which is now another file (sha256 "
+                    f"{sha256_file(path)[:12]}); run it again: {public_command(info['command'])}"
+                )
+    return lines
+
+
 def record(output: str | os.PathLike[str], command: Sequence[str], *, log: bool = True) -> int:
-    """Run ``command``; write ``<output>.run.json``: command, machine, UTC dates, seconds, commit, exit code.
+    """Run ``command``; write ``<output>.run.json``: command, machine, UTC dates, seconds, commit, exit code,
+    and the weights it read with their SHA-256 (``inputs``: see :func:`weight_inputs`).
 
     With ``log`` the command's output is also written to ``<output>.log``. Returns the exit code.
     """
@@ -64,6 +127,7 @@ def record(output: str | os.PathLike[str], command: Sequence[str], *, log: bool 
     output.parent.mkdir(parents=True, exist_ok=True)
     started = _dt.datetime.now(_dt.timezone.utc)
     commit = _git_commit()  # the code that runs (read before: commits made meanwhile are not it)
+    inputs = weight_inputs(command, output)  # hashed before the run: what it read, not what it left
     t0 = time.perf_counter()
     log_lines: list[str] = []
     proc = subprocess.Popen(list(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -82,6 +146,8 @@ def record(output: str | os.PathLike[str], command: Sequence[str], *, log: bool 
         "git_commit": commit,
         "returncode": code,
     }
+    if inputs:
+        info["inputs"] = inputs
     write_text(run_info_path(output), json.dumps(info, indent=2) + "\n")
     if log:
         write_text(output.with_name(output.name + ".log"), "".join(log_lines))
