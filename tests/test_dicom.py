@@ -13,7 +13,7 @@ from medical_data import DCIODVFY_KNOWN, dciodvfy_errors, dicom_file, make_ct_se
 
 from mdrn.clinical.enlarge import UpscaleOptions, upscale_image
 from mdrn.clinical.inputs import open_inputs
-from mdrn.io.dicom import Derivation, sort_series
+from mdrn.io.dicom import Derivation, check_volume_header, read_header, sort_series
 from mdrn.io.images import ImageReadError, read_image
 from mdrn.models import Bicubic
 from mdrn.upscale import main
@@ -186,6 +186,28 @@ def test_not_dicom_truncated_and_over_the_limit(tmp_path) -> None:
     cut_frames.write_bytes(dicom_file("emri_small.dcm").read_bytes()[:-5000])
     assert _enlarge(cut_frames, tmp_path / "out") == 1
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_pixel_data_shorter_than_its_header_says_is_named(tmp_path) -> None:
+    """Pixel data cut short inside a complete file, or NumberOfFrames above the frames stored: the
+    stored and needed bytes, not the decoder's reshape error."""
+    ds = pydicom.dcmread(dicom_file("CT_small.dcm"))
+    ds.PixelData = ds.PixelData[:100]
+    short = tmp_path / "short.dcm"
+    ds.save_as(short)
+    with pytest.raises(
+        ImageReadError, match=r"short.dcm: pixel data holds 100 bytes where 1 frame\(s\) of 128x128"
+    ):
+        read_image(short)
+    ds = pydicom.dcmread(dicom_file("emri_small.dcm"))
+    frames = int(ds.NumberOfFrames)
+    ds.NumberOfFrames = frames + 1
+    extra = tmp_path / "extra_frame.dcm"
+    ds.save_as(extra)
+    assert _enlarge(extra, tmp_path / "out") == 1
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    with pytest.raises(ImageReadError, match=f"where {frames + 1} frame"):
+        check_volume_header(extra, read_header(extra), None)
 
 
 DCIODVFY_FILES = [

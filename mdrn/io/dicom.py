@@ -127,6 +127,29 @@ def _check_image_header(path: Path, ds: Any, max_pixels: int | None) -> None:
     if end is not None and raw.length != 0xFFFFFFFF and end + raw.length > path.stat().st_size:
         have = max(0, path.stat().st_size - end)
         raise ImageReadError(path, f"truncated file: pixel data holds {have} of {raw.length} bytes")
+    _check_native_length(path, ds, raw)
+
+
+def _check_native_length(path: Path, ds: Any, raw: Any) -> None:
+    """Uncompressed pixel data holds the bytes its header asks for (else a short file's or a wrong
+    NumberOfFrames' error, before the decoder's reshape error)."""
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if raw is None or syntax is None or syntax.is_compressed:
+        return
+    stored = raw.length if hasattr(raw, "length") else len(raw.value or b"")
+    if stored == 0xFFFFFFFF:
+        return
+    try:
+        rows, cols, bits = int(ds.Rows), int(ds.Columns), int(ds.BitsAllocated)
+        frames, samples = frame_count(ds), int(ds.get("SamplesPerPixel", 1) or 1)
+    except (AttributeError, TypeError, ValueError):
+        return  # a header without these is named by the decoder
+    need = (rows * cols * frames * samples * bits + 7) // 8
+    if stored < need:
+        layout = f"{frames} frame(s) of {cols}x{rows}" + (f" x {samples} samples" if samples > 1 else "")
+        raise ImageReadError(
+            path, f"pixel data holds {stored} bytes where {layout} at {bits} bits allocated need {need}"
+        )
 
 
 def _to_image(path: Path, ds: Any, array: np.ndarray) -> ImageData:
