@@ -372,6 +372,29 @@ def _read_vdsr_mat(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
 # dispatch
 
 
+def _torch_load_tensors(path: Path) -> Any:
+    """``torch.load(path, weights_only=True)``, its failures as one line: a file holding Python objects
+    besides tensors is refused as such (never the advice to load it with weights_only=False)."""
+    import pickle
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # torch's note on the pickle protocol
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        named = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        detail = str(exc).split("WeightsUnpickler error:", 1)[-1].split("Check the documentation")[0]
+        detail = f"a pickled {named.group(1)}" if named else " ".join(detail.split()) or type(exc).__name__
+        raise CheckpointError(
+            f"{path}: holds Python objects besides tensors ({detail}); refused, since loading it could run "
+            "code: save its state_dict (tensors only) where it was made"
+        ) from exc
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for corrupt files
+        first = str(exc).split(". ", 1)[0].strip() or type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable PyTorch file ({first})") from exc
+
+
 def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict, dict[str, Any]]:
     """Read any supported checkpoint file and return (model spec, state_dict in our keys), checked."""
     path = Path(path)
@@ -387,10 +410,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict, dict[str, Any]]
         except _NotOurs as exc:  # no metadata: the tensors may still say (SPEC_TENSOR, official layout)
             return _identify(path, exc.state, exc.problem)
     else:
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - torch raises many types for corrupt files
-            raise CheckpointError(f"{path}: cannot be read by torch.load(weights_only=True) ({exc})") from exc
+        obj = _torch_load_tensors(path)
         if not isinstance(obj, Mapping):
             raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a state dict or checkpoint")
         if "state_dict" in obj and isinstance(obj["state_dict"], Mapping):

@@ -295,6 +295,26 @@ def test_truncated_checkpoint_is_one_line_with_its_path(tmp_path, capsys) -> Non
     assert len(err) == 1 and str(cut) in err[0] and "Traceback" not in err[0]
 
 
+def test_a_pickled_model_is_refused_as_such_in_one_line(tmp_path, capsys) -> None:
+    """A whole pickled module (not a state dict) is named and refused: never the advice to load it with
+    weights_only=False; a corrupt .pt is one line too."""
+    whole = tmp_path / "whole.pt"
+    torch.save(MDRN(n_resblocks=1, n_feats=8, scales=(2,)), whole)
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"PK\x03\x04" + bytes(200))
+    src = _make(tmp_path / "a.png", "gray8")
+    for weights, problem in [
+        (whole, "a pickled mdrn.models.mdrn.MDRN"),
+        (corrupt, "not a readable PyTorch file"),
+    ]:
+        assert (
+            main([str(src), "--scale", "2", "--weights", str(weights), "-o", str(tmp_path / "o"), "-q"]) == 2
+        )
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and str(weights) in err[0] and problem in err[0], err
+        assert "weights_only` set to `False" not in err[0]
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A 256 kB tmpfs where it can be mounted (root on Linux), else None."""
