@@ -190,3 +190,17 @@ def test_concurrent_cache_builders(images: list[Path], tmp_path: Path) -> None:
 
 def _cache_shapes(files: list[Path], root: Path) -> list[tuple[int, ...]]:
     return [im.hr.shape for im in ImageCache(files, root, scales=(2, 3)).images]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("patch_size", -4, "data.patch_size must be at least 1, got -4"),
+        ("batch_size", 0, "data.batch_size must be at least 1"),
+        ("num_workers", -1, "data.num_workers must be at least 0"),
+        ("scales", (2, 0), r"data.scales must be integers of at least 1, got \[2, 0\]"),
+    ],
+)
+def test_impossible_loader_settings_are_named_before_any_image_is_read(tmp_path, key, value, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        SRDataModule(data_dir=str(tmp_path), **{key: value})

@@ -254,6 +254,13 @@ class SRDataModule(L.LightningDataModule):
         self.verify_cache = verify_cache
         self.pin_memory = pin_memory
         self.repeat_batches = int(repeat_batches or 0)
+        for key, value, least in (("patch_size", self.patch_size, 1), ("batch_size", self.batch_size, 1),
+                                  ("batches_per_epoch", self.batches_per_epoch, 1),
+                                  ("num_workers", self.num_workers, 0)):  # fmt: skip
+            if value < least:
+                raise ValueError(f"data.{key} must be at least {least}, got {value}")
+        if not self.scales or min(self.scales) < 1:
+            raise ValueError(f"data.scales must be integers of at least 1, got {list(self.scales)}")
         self._offline = False  # a download failed: do not try the network again in this run
         self._train_caches: list[tuple[ImageCache, float | None, str]] | None = None
         self._eval_caches: dict[str, dict[str, ImageCache]] = {}
