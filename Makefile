@@ -35,5 +35,5 @@ PART ?= all
 gpu-checks:  ## on a CUDA machine: PART=bench (gpu tests + mdrn-bench, <4 min) or learn (<8 min); OUT=folder
 	bash scripts/gpu_checks.sh $(PART)
 
-gpu-data:  ## .gpu_data/ for gpu-checks PART=learn: T91, 100 BSD200 images, Set5 from ../shared (~35 MiB)
+gpu-data:  ## .gpu_data/ for gpu-checks PART=learn: the T91 images >= 192 px, 75 BSD200 images, Set5 from ../shared (~26 MiB)
 	$(PY) scripts/gpu_data.py

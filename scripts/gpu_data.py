@@ -3,8 +3,9 @@
 A device call sends the repository's working tree and the ignored paths it names in ``carry``, 64 MiB in all;
 ``../shared`` stays behind. So this copies, from ``../shared/datasets`` (or ``$MDRN_SHARED``):
 
-- ``T91/``: the 91 T91 images;
-- ``BSD200/``: the first ``--bsd200`` (100) BSD200 images by name, never 302003 (Set5's "woman" at another
+- ``T91/``: the T91 images the recipe trains on: those whose shorter side holds its largest HR patch
+  (``conf/experiment/gpu_learn.yaml``: 48 x 4 = 192 px; the data module skips the smaller ones anyway);
+- ``BSD200/``: the first ``--bsd200`` (75) BSD200 images by name, never 302003 (Set5's "woman" at another
   size): all 199 with the repository would not fit the 64 MiB;
 - ``Set5/``: the five Set5 HR images (the test set; never trained or selected on);
 - ``wheels/``: pure-Python wheels of hydra-core, omegaconf and antlr4 (the versions installed here), which
@@ -38,6 +39,10 @@ MANIFEST = "MANIFEST.json"
 CARRY_LIMIT = 64 * 2**20
 #: BSD200's image that is Set5's "woman" at another size
 SET5_TWIN = "302003"
+#: the recipe gpu_learn.py trains with (its largest HR patch decides which T91 images travel)
+RECIPE = ROOT / "conf" / "experiment" / "gpu_learn.yaml"
+#: BSD200 images carried by default (with the repository, under the 64 MiB with room to grow)
+BSD200_DEFAULT = 75
 #: the packages the training entry point needs that the GPU image may lack (pure Python)
 WHEELS = ("hydra-core", "omegaconf", "antlr4-python3-runtime")
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -63,14 +68,32 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def selection(shared: Path, bsd200: int, t91: int | None = None) -> dict[str, list[Path]]:
-    """The files of each folder: T91 (the first ``t91``, default all), BSD200's first ``bsd200`` without
-    302003, Set5."""
+def recipe_min_side(recipe: Path = RECIPE) -> int:
+    """The shorter side an image needs to give the recipe's largest HR patch (LR patch x largest scale)."""
+    import yaml
+
+    cfg = yaml.safe_load(recipe.read_text())
+    return int(cfg["data"]["patch_size"]) * max(int(s) for s in cfg["model"]["net"]["scales"])
+
+
+def _min_side(path: Path) -> int:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return min(im.size)
+
+
+def selection(
+    shared: Path, bsd200: int = BSD200_DEFAULT, t91: int | None = None, min_side: int | None = None
+) -> dict[str, list[Path]]:
+    """The files of each folder: T91 (those at least ``min_side`` px, default the recipe's largest HR patch;
+    the first ``t91`` of them, default all), BSD200's first ``bsd200`` without 302003, Set5."""
     ds = shared / "datasets"
     bsd = [p for p in _images(ds / "BSD200") if p.stem != SET5_TWIN]
     if bsd200 > len(bsd):
         raise DataError(f"--bsd200 {bsd200}: {ds / 'BSD200'} holds {len(bsd)} images besides {SET5_TWIN}")
-    t91_files = _images(ds / "T91")
+    side = recipe_min_side() if min_side is None else min_side
+    t91_files = [p for p in _images(ds / "T91") if _min_side(p) >= side]
     return {
         "T91": t91_files[: t91 or len(t91_files)],
         "BSD200": bsd[:bsd200],
@@ -79,10 +102,17 @@ def selection(shared: Path, bsd200: int, t91: int | None = None) -> dict[str, li
 
 
 def build(
-    dest: Path = DEST, *, shared: Path, bsd200: int = 100, t91: int | None = None, wheels: bool = True
+    dest: Path = DEST,
+    *,
+    shared: Path,
+    bsd200: int = BSD200_DEFAULT,
+    t91: int | None = None,
+    min_side: int | None = None,
+    wheels: bool = True,
 ) -> dict:
     """Copy the selection into ``dest`` (replacing what was there), fetch the wheels, write the manifest."""
-    chosen = selection(shared, bsd200, t91)
+    side = recipe_min_side() if min_side is None else min_side
+    chosen = selection(shared, bsd200, t91, side)
     tmp = dest.with_name(dest.name + ".building")
     shutil.rmtree(tmp, ignore_errors=True)
     files = {}
@@ -96,7 +126,8 @@ def build(
         if p.is_file():
             files[p.relative_to(tmp).as_posix()] = {"bytes": p.stat().st_size, "sha256": sha256(p)}
     manifest = {
-        "rule": f"T91: {'all' if not t91 else f'the first {t91}'} of ../shared/datasets/T91; BSD200: the "
+        "rule": f"T91: {'all' if not t91 else f'the first {t91}'} of ../shared/datasets/T91 at least "
+        f"{side} px on the shorter side (the recipe's largest HR patch); BSD200: the "
         f"first {bsd200} by name without {SET5_TWIN} (Set5's woman); Set5: all five (test only)",
         "shared": str(shared),
         "counts": {k: len(v) for k, v in chosen.items()},
@@ -177,8 +208,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dest", type=Path, default=DEST, help=f"folder to write (default {DEST})")
     shared = Path(os.environ.get("MDRN_SHARED", ROOT.parent / "shared"))
     ap.add_argument("--shared", type=Path, default=shared, help=f"reference data (default {shared})")
-    ap.add_argument("--bsd200", type=int, default=100, help="BSD200 images to carry (first by name)")
-    ap.add_argument("--t91", type=int, default=None, help="T91 images to carry (default all 91)")
+    ap.add_argument(
+        "--bsd200", type=int, default=BSD200_DEFAULT, help="BSD200 images to carry (first by name)"
+    )
+    ap.add_argument("--t91", type=int, default=None, help="T91 images to carry (default all large enough)")
     ap.add_argument("--no-wheels", action="store_true", help="no hydra/omegaconf/antlr4 wheels")
     ap.add_argument("--check", action="store_true", help="only verify the folder against its manifest")
     args = ap.parse_args(argv)

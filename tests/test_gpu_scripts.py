@@ -25,16 +25,37 @@ def small_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return dest
 
 
+def test_the_default_gpu_data_and_the_repository_fit_one_device_call(tmp_path: Path) -> None:
+    """`make gpu-data` must leave room under the 64 MiB a device call carries (2 MiB kept for the wheels and
+    the manifest): fails when the repository grows past it, before a GPU session finds out."""
+    shared = shared_path("datasets", "BSD200").parents[1]
+    sizes = gpu_data.carried_bytes(ROOT, tmp_path / "none")
+    if sizes is None:
+        pytest.skip("not a git checkout: what a device call carries cannot be listed")
+    data = sum(p.stat().st_size for files in gpu_data.selection(shared).values() for p in files)
+    room = gpu_data.CARRY_LIMIT - 2 * 2**20 - sizes["total"] - data
+    assert room >= 0, (
+        f"repository {sizes['total'] / 2**20:.1f} MiB + default .gpu_data {data / 2**20:.1f} MiB leave "
+        f"{room / 2**20:.1f} MiB of the 64 (2 kept for wheels): lower gpu_data.BSD200_DEFAULT in a recipe "
+        "change made before any GPU run, or carry less"
+    )
+
+
 def test_gpu_data_selection_manifest_and_checks(small_data: Path, tmp_path: Path) -> None:
     shared = shared_path("datasets", "BSD200").parents[1]
-    chosen = gpu_data.selection(shared, 199)
+    chosen = gpu_data.selection(shared, 199, min_side=1)
     assert len(chosen["BSD200"]) == 199 and gpu_data.SET5_TWIN not in {p.stem for p in chosen["BSD200"]}
     assert len(chosen["T91"]) == 91 and len(chosen["Set5"]) == 5
+    # by default only the T91 images the recipe can cut its largest HR patch from (48 x 4 = 192 px)
+    assert gpu_data.recipe_min_side() == 192
+    usable = gpu_data.selection(shared)["T91"]
+    assert 0 < len(usable) < 91 and all(gpu_data._min_side(p) >= 192 for p in usable)
     with pytest.raises(gpu_data.DataError, match="holds 199 images besides 302003"):
         gpu_data.selection(shared, 200)
     manifest = gpu_data.verify(small_data)
     assert manifest["counts"] == {"T91": 3, "BSD200": 2, "Set5": 5}
     assert len(manifest["files"]) == 10 and "BSD200: the first 2 by name without 302003" in manifest["rule"]
+    assert "at least 192 px on the shorter side" in manifest["rule"]
     # a changed or missing file is named; a folder without its manifest says how to make one
     copy = tmp_path / "copy"
     subprocess.run(["cp", "-r", str(small_data), str(copy)], check=True)
