@@ -164,3 +164,27 @@ def test_the_method_named_in_outputs_says_which_window_the_network_saw() -> None
     assert "window" not in describe_method("plain.safetensors", plain)
     assert describe_method("plain.safetensors", plain, "percentile").endswith(seen)
     assert describe_method("bicubic", None) == "bicubic interpolation (no network)"
+
+
+def test_a_slice_that_cannot_be_read_leaves_the_others_of_a_windowed_series_written(tmp_path) -> None:
+    """One truncated slice of a series: the series' window is fitted to the slices that can be read, so that
+    slice alone is reported (as with no window) instead of the whole series being lost."""
+    from mdrn.clinical.enlarge import enlarge_stack
+    from mdrn.io.dicom import Derivation
+
+    files = make_ct_series(tmp_path / "series", n=4)
+    data = files[2].read_bytes()
+    files[2].write_bytes(data[:-5000])  # cut short in transfer
+    (stack,) = open_inputs(tmp_path / "series")
+    opts = UpscaleOptions(scale=2, tile=None)
+    net = _net()
+    good = [f for f in files if f != files[2]]
+    win = stack_window(net, stack, opts)
+    assert win is not None
+    ref = WindowRule("percentile").fit_many([read_image(f).array for f in good], 16, count=4)
+    assert float(win.low) == pytest.approx(float(ref.low))
+    assert float(win.width) == pytest.approx(float(ref.width))
+    errors: list = []
+    written = enlarge_stack(net, stack, tmp_path / "out", opts, Derivation(2, "test", "t"), errors=errors)
+    assert len(written) == 3 and [f for f, _ in errors] == [files[2]]
+    assert "truncated" in str(errors[0][1])

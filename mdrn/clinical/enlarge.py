@@ -16,6 +16,7 @@ memory. Series and volumes are processed one slice at a time.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -170,14 +171,28 @@ def stack_window(net: nn.Module, stack: Stack, opts: UpscaleOptions) -> Intensit
     """One intensity window for a whole image, series, multi-frame image or volume (None: no window).
 
     Every slice is read once more for it (an even sample of its values), so the slices of a series keep
-    one mapping and stay comparable, and bands and tiles share it.
+    one mapping and stay comparable, and bands and tiles share it. A slice of a series that cannot be read
+    is left out of it (it is reported when it is enlarged; the others are still written); None if none can.
     """
     rule = _rule(net, opts)
     if not rule.active:
         return None
     n = stack.n_slices
-    first = stack.slice(0)
-    arrays = (first.array if i == 0 else stack.slice(i).array for i in range(n))
+    skip = (ValueError, OSError) if stack.kind == "series" else ()
+
+    def readable() -> Iterator[ImageData]:
+        for i in range(n):
+            try:
+                image = stack.slice(i)
+            except skip:
+                continue
+            yield image
+
+    images = readable()
+    first = next(images, None)
+    if first is None:
+        return None
+    arrays = (image.array for image in itertools.chain([first], images))
     return rule.fit_many(arrays, first.bit_depth, count=n)
 
 
