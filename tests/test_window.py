@@ -188,3 +188,23 @@ def test_a_slice_that_cannot_be_read_leaves_the_others_of_a_windowed_series_writ
     written = enlarge_stack(net, stack, tmp_path / "out", opts, Derivation(2, "test", "t"), errors=errors)
     assert len(written) == 3 and [f for f, _ in errors] == [files[2]]
     assert "truncated" in str(errors[0][1])
+
+
+def test_a_network_that_outputs_nan_writes_no_image(tmp_path) -> None:
+    """Weights broken by a diverged training run give NaN: one clear error, no file (it was written with the
+    NaN pixels quantized to 0, for a signed CT -32768, and the run reported success)."""
+    from mdrn.clinical.enlarge import enlarge_stack
+    from mdrn.io.dicom import Derivation
+
+    net = _net()
+    with torch.no_grad():
+        net.tail.bias.fill_(float("nan"))
+    files = make_ct_series(tmp_path / "series", n=1)
+    (stack,) = open_inputs(files[0])
+    out = tmp_path / "out"
+    out.mkdir()
+    for window in ("auto", "none"):
+        opts = UpscaleOptions(scale=2, window=window)
+        with pytest.raises(ValueError, match="output holds NaN or infinite values"):
+            enlarge_stack(net, stack, out, opts, Derivation(2, "test", "t"))
+    assert list(out.iterdir()) == []  # no output, no temporary file left

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from mdrn.clinical.inputs import Stack
@@ -208,7 +209,15 @@ def _enlarge_rows(
         window=window,  # the whole image's (or series') window, never the band's own
     )  # fmt: skip
     step = max(1, _QUANTIZE_ROWS // (y.shape[0] * y.shape[2]))
-    parts = [tensor_to_array(y[:, r : r + step], bit_depth) for r in range(0, y.shape[1], step)]
+    parts = []
+    for r in range(0, y.shape[1], step):
+        part = y[:, r : r + step]
+        if not bool(torch.isfinite(part).all()):  # quantized, NaN would be 0 and infinity black or white
+            raise ValueError(
+                "the network's output holds NaN or infinite values (its weights are broken, e.g. from a "
+                "training run that diverged); nothing written for this image"
+            )
+        parts.append(tensor_to_array(part, bit_depth))
     return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
 
