@@ -208,3 +208,23 @@ def test_a_network_that_outputs_nan_writes_no_image(tmp_path) -> None:
         with pytest.raises(ValueError, match="output holds NaN or infinite values"):
             enlarge_stack(net, stack, out, opts, Derivation(2, "test", "t"))
     assert list(out.iterdir()) == []  # no output, no temporary file left
+
+
+def test_a_large_rgb_image_is_windowed_on_all_its_colours() -> None:
+    """Over MAX_SAMPLES values an image is sampled with a stride; for an RGB (H, W, 3) array a stride that is
+    a multiple of 3 sampled the red values alone (a 1700x1700 photo: 150..255 where its values span 0..255),
+    and the command line's window differed from upscale()'s."""
+    g = np.random.default_rng(0)
+    h = w = 1700  # 8.67 M values: a stride of 3
+    a = np.empty((h, w, 3), np.uint8)
+    a[..., 0] = g.integers(150, 256, (h, w))
+    a[..., 1] = g.integers(60, 200, (h, w))
+    a[..., 2] = g.integers(0, 100, (h, w))
+    rule = WindowRule("percentile")
+    many = rule.fit_many([a], 8)
+    assert float(many.low) * 255 < 1  # the blue values are in it
+    one = rule.fit(image_to_tensor(ImageData(a, 8))[None])  # what upscale() fits to the same image
+    assert float(many.low) == pytest.approx(float(one.low), abs=1 / 255)
+    assert float(many.width) == pytest.approx(float(one.width), abs=1 / 255)
+    # a series of such images, sampled again after they are put together: still every colour
+    assert float(rule.fit_many([a[:200, :200]] * 3000, 8, count=3000).low) * 255 < 1
