@@ -145,7 +145,7 @@ def single_scale(net: SRNet, scale: int) -> SRNet:
     if len(net.scales) == 1:
         return net
     spec = model_spec(net)
-    one = build_model({"arch": spec["arch"], "args": {**spec["args"], "scales": [int(scale)]}})
+    one = build_model({**spec, "args": {**spec["args"], "scales": [int(scale)]}})  # input window kept
     state = net.state_dict()
     one.load_state_dict({k: state[k] for k in one.state_dict()}, strict=True)
     return one.eval()

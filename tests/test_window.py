@@ -164,3 +164,67 @@ def test_the_method_named_in_outputs_says_which_window_the_network_saw() -> None
     assert "window" not in describe_method("plain.safetensors", plain)
     assert describe_method("plain.safetensors", plain, "percentile").endswith(seen)
     assert describe_method("bicubic", None) == "bicubic interpolation (no network)"
+
+
+def test_a_slice_that_cannot_be_read_leaves_the_others_of_a_windowed_series_written(tmp_path) -> None:
+    """One truncated slice of a series: the series' window is fitted to the slices that can be read, so that
+    slice alone is reported (as with no window) instead of the whole series being lost."""
+    from mdrn.clinical.enlarge import enlarge_stack
+    from mdrn.io.dicom import Derivation
+
+    files = make_ct_series(tmp_path / "series", n=4)
+    data = files[2].read_bytes()
+    files[2].write_bytes(data[:-5000])  # cut short in transfer
+    (stack,) = open_inputs(tmp_path / "series")
+    opts = UpscaleOptions(scale=2, tile=None)
+    net = _net()
+    good = [f for f in files if f != files[2]]
+    win = stack_window(net, stack, opts)
+    assert win is not None
+    ref = WindowRule("percentile").fit_many([read_image(f).array for f in good], 16, count=4)
+    assert float(win.low) == pytest.approx(float(ref.low))
+    assert float(win.width) == pytest.approx(float(ref.width))
+    errors: list = []
+    written = enlarge_stack(net, stack, tmp_path / "out", opts, Derivation(2, "test", "t"), errors=errors)
+    assert len(written) == 3 and [f for f, _ in errors] == [files[2]]
+    assert "truncated" in str(errors[0][1])
+
+
+def test_a_network_that_outputs_nan_writes_no_image(tmp_path) -> None:
+    """Weights broken by a diverged training run give NaN: one clear error, no file (it was written with the
+    NaN pixels quantized to 0, for a signed CT -32768, and the run reported success)."""
+    from mdrn.clinical.enlarge import enlarge_stack
+    from mdrn.io.dicom import Derivation
+
+    net = _net()
+    with torch.no_grad():
+        net.tail.bias.fill_(float("nan"))
+    files = make_ct_series(tmp_path / "series", n=1)
+    (stack,) = open_inputs(files[0])
+    out = tmp_path / "out"
+    out.mkdir()
+    for window in ("auto", "none"):
+        opts = UpscaleOptions(scale=2, window=window)
+        with pytest.raises(ValueError, match="output holds NaN or infinite values"):
+            enlarge_stack(net, stack, out, opts, Derivation(2, "test", "t"))
+    assert list(out.iterdir()) == []  # no output, no temporary file left
+
+
+def test_a_large_rgb_image_is_windowed_on_all_its_colours() -> None:
+    """Over MAX_SAMPLES values an image is sampled with a stride; for an RGB (H, W, 3) array a stride that is
+    a multiple of 3 sampled the red values alone (a 1700x1700 photo: 150..255 where its values span 0..255),
+    and the command line's window differed from upscale()'s."""
+    g = np.random.default_rng(0)
+    h = w = 1700  # 8.67 M values: a stride of 3
+    a = np.empty((h, w, 3), np.uint8)
+    a[..., 0] = g.integers(150, 256, (h, w))
+    a[..., 1] = g.integers(60, 200, (h, w))
+    a[..., 2] = g.integers(0, 100, (h, w))
+    rule = WindowRule("percentile")
+    many = rule.fit_many([a], 8)
+    assert float(many.low) * 255 < 1  # the blue values are in it
+    one = rule.fit(image_to_tensor(ImageData(a, 8))[None])  # what upscale() fits to the same image
+    assert float(many.low) == pytest.approx(float(one.low), abs=1 / 255)
+    assert float(many.width) == pytest.approx(float(one.width), abs=1 / 255)
+    # a series of such images, sampled again after they are put together: still every colour
+    assert float(rule.fit_many([a[:200, :200]] * 3000, 8, count=3000).low) * 255 < 1

@@ -16,6 +16,7 @@ memory. Series and volumes are processed one slice at a time.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from mdrn.clinical.inputs import Stack
@@ -170,14 +172,28 @@ def stack_window(net: nn.Module, stack: Stack, opts: UpscaleOptions) -> Intensit
     """One intensity window for a whole image, series, multi-frame image or volume (None: no window).
 
     Every slice is read once more for it (an even sample of its values), so the slices of a series keep
-    one mapping and stay comparable, and bands and tiles share it.
+    one mapping and stay comparable, and bands and tiles share it. A slice of a series that cannot be read
+    is left out of it (it is reported when it is enlarged; the others are still written); None if none can.
     """
     rule = _rule(net, opts)
     if not rule.active:
         return None
     n = stack.n_slices
-    first = stack.slice(0)
-    arrays = (first.array if i == 0 else stack.slice(i).array for i in range(n))
+    skip = (ValueError, OSError) if stack.kind == "series" else ()
+
+    def readable() -> Iterator[ImageData]:
+        for i in range(n):
+            try:
+                image = stack.slice(i)
+            except skip:
+                continue
+            yield image
+
+    images = readable()
+    first = next(images, None)
+    if first is None:
+        return None
+    arrays = (image.array for image in itertools.chain([first], images))
     return rule.fit_many(arrays, first.bit_depth, count=n)
 
 
@@ -193,7 +209,15 @@ def _enlarge_rows(
         window=window,  # the whole image's (or series') window, never the band's own
     )  # fmt: skip
     step = max(1, _QUANTIZE_ROWS // (y.shape[0] * y.shape[2]))
-    parts = [tensor_to_array(y[:, r : r + step], bit_depth) for r in range(0, y.shape[1], step)]
+    parts = []
+    for r in range(0, y.shape[1], step):
+        part = y[:, r : r + step]
+        if not bool(torch.isfinite(part).all()):  # quantized, NaN would be 0 and infinity black or white
+            raise ValueError(
+                "the network's output holds NaN or infinite values (its weights are broken, e.g. from a "
+                "training run that diverged); nothing written for this image"
+            )
+        parts.append(tensor_to_array(part, bit_depth))
     return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
 

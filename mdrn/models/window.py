@@ -180,8 +180,12 @@ class WindowRule:
         per = max(1 << 12, MAX_SAMPLES // max(1, int(count or 1)))
         parts = []
         for a in arrays:
-            flat = np.asarray(a).reshape(-1)
-            parts.append(flat[:: max(1, -(-flat.size // per))].astype(np.float64))
+            a = np.asarray(a)
+            pixels = a.reshape(-1, a.shape[-1]) if a.ndim == 3 else a.reshape(-1, 1)
+            # whole pixels, then channel after channel (as a (C, H, W) tensor): a stride over the interleaved
+            # values of an RGB image that is a multiple of 3 would sample one colour alone
+            sample = pixels[:: max(1, -(-a.size // per))].T.reshape(-1)
+            parts.append(sample.astype(np.float64))
         if not parts:
             raise ValueError("no image to fit an intensity window to")
         values = np.concatenate(parts)
