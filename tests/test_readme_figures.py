@@ -176,3 +176,22 @@ def test_prose_figures_are_in_the_recorded_results(doc: str) -> None:
         values = [_value(n) for f in sources for n in NUMBER.findall(f.read_text(errors="ignore"))]
         missing += [(f, para[:60]) for f in figures if not any(_agrees(f, v) for v in values)]
     assert not missing, f"{doc}: figures not found in the recorded results their paragraph names: {missing}"
+
+
+# ------------------------------------------------------------------------------------------ counts
+def test_fig8_counts_are_the_recorded_ones() -> None:
+    """'ahead in PSNR on N of the M 8-bit (set, scale) pairs and in SSIM on K' counts fig8.csv's rows."""
+    from mdrn.reproduce.results import read_csv
+
+    para = next(p for p in _prose("experiments/README.md") if p.startswith("**Fig. 8**"))
+    text = " ".join(para.split())
+    counts = r"ahead in PSNR on (\d+) of the (\d+) 8-bit \(set, scale\) pairs and in SSIM on (\d+)"
+    found = re.search(counts, text)
+    assert found, f"experiments/README.md: the Fig. 8 paragraph states no counts the test can read: {para!r}"
+    rows = [r for r in read_csv(RESULTS / "fig8.csv") if not r["image"]]  # the 8-bit sets' means
+    recorded = (
+        sum(float(r["diff_psnr"]) > 0 for r in rows),
+        len(rows),
+        sum(float(r["diff_ssim"]) > 0 for r in rows),
+    )
+    assert tuple(int(g) for g in found.groups()) == recorded, (found.group(0), "fig8.csv:", recorded)
