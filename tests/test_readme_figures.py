@@ -5,7 +5,7 @@ re-recorded or the text is rewritten:
 - Table 1 rows (README "What has been measured", experiments/README "Measured here"): every PSNR equals
   the mean over the recorded per-image CSVs of its method (``mdrn.reproduce.table1.TABLE1_SOURCES``), rounded
   as printed; "published"/"reference" figures equal the published/reference values;
-- every other figure of those sections (a decimal, a percentage or a count with thousands separators) is
+- every other figure of those sections and of README's "For clinicians" (a decimal, a percentage or a count with thousands separators) is
   found, to its printed precision, in the recorded files its paragraph (or, if it names none, the one
   before) names: linked results (``results/x.md`` with ``x.csv`` and ``x/``), presets or files in
   backticks (``results/**/<preset>*``), scripts (``scripts/check_x.py`` -> ``results/checks/check_x.txt``).
@@ -31,14 +31,16 @@ SECTIONS = {
     "README.md": ("## What has been measured", "\n## "),
     "experiments/README.md": ("## Measured here", "\n## "),
 }
+#: the sections whose prose figures are checked: those above and the shipped model's paragraphs
+PROSE_SECTIONS = [(doc, start) for doc, (start, _) in SECTIONS.items()] + [("README.md", "## For clinicians")]
 #: a printed figure: 12.34, 1,234,567, 3.5e-7, 0.008%; not an order of magnitude such as 1e-4 (a bound or
 #: a setting), a version such as 2.13.0, nor part of a name
 FIGURE = re.compile(r"(?<![\w.\-/=])(\d+(?:,\d{3})+|\d+\.\d+(?:e-?\d+)?)(%?)(?![\w.]*\d)(?!\.\w)")
 NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?(?:e[-+]?\d+)?%?")
 
 
-def _section(doc: str) -> str:
-    start, end = SECTIONS[doc]
+def _section(doc: str, start: str | None = None) -> str:
+    start, end = (start or SECTIONS[doc][0]), "\n## "
     text = (ROOT / doc).read_text()
     assert start in text, f"{doc}: section {start!r} not found (update SECTIONS in {Path(__file__).name})"
     body = text[text.index(start) + len(start) :]
@@ -150,21 +152,21 @@ def _sources(paragraph: str, doc: str) -> list[Path]:
     return [f for f in files if f.is_file() and f.suffix in (".md", ".csv", ".txt", ".json", ".yaml")]
 
 
-def _prose(doc: str) -> list[str]:
+def _prose(doc: str, start: str | None = None) -> list[str]:
     """The section's paragraphs without its tables and images."""
     paragraphs = []
-    for para in re.split(r"\n\s*\n", _section(doc)):
+    for para in re.split(r"\n\s*\n", _section(doc, start)):
         lines = [ln for ln in para.splitlines() if not ln.startswith(("|", "!["))]
         if lines:
             paragraphs.append("\n".join(lines))
     return paragraphs
 
 
-@pytest.mark.parametrize("doc", sorted(SECTIONS))
-def test_prose_figures_are_in_the_recorded_results(doc: str) -> None:
+@pytest.mark.parametrize(("doc", "start"), PROSE_SECTIONS)
+def test_prose_figures_are_in_the_recorded_results(doc: str, start: str) -> None:
     missing: list[tuple[str, str]] = []
     sources: list[Path] = []
-    for para in _prose(doc):
+    for para in _prose(doc, start):
         # a paragraph naming no recorded file continues the previous one (e.g. a list under its heading)
         sources = _sources(para, doc) or sources
         # a step number is a position in a run, not a figure measured by it
