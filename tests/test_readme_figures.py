@@ -5,11 +5,14 @@ re-recorded or the text is rewritten:
 - Table 1 rows (README "What has been measured", experiments/README "Measured here"): every PSNR equals
   the mean over the recorded per-image CSVs of its method (``mdrn.reproduce.table1.TABLE1_SOURCES``), rounded
   as printed; "published"/"reference" figures equal the published/reference values;
-- every other figure of those sections and of README's "For clinicians" (a decimal, a percentage or a count with thousands separators) is
-  found, to its printed precision, in the recorded files its paragraph (or, if it names none, the one
-  before) names: linked results (``results/x.md`` with ``x.csv`` and ``x/``), presets or files in
-  backticks (``results/**/<preset>*``), scripts (``scripts/check_x.py`` -> ``results/checks/check_x.txt``).
-  A weak check (a figure may match an unrelated number of those files); the tables are checked exactly.
+- every other figure of those sections and of README's "For clinicians" (a decimal, a percentage or a
+  count with thousands separators) is found, to its printed precision, in the recorded files its paragraph
+  (or, if it names none, the one before) names: linked results (``results/x.md`` with ``x.csv`` and
+  ``x/``), presets or files in backticks (``results/**/<preset>*``), scripts (``scripts/check_x.py`` ->
+  ``results/checks/check_x.txt``). A weak check (a figure may match an unrelated number of those files);
+  the tables are checked exactly;
+- the counts of the Fig. 8 paragraph are those of ``fig8.csv``; README's quickstart output shows the test
+  table of the preset's recorded run.
 """
 
 from __future__ import annotations
@@ -197,3 +200,21 @@ def test_fig8_counts_are_the_recorded_ones() -> None:
         sum(float(r["diff_ssim"]) > 0 for r in rows),
     )
     assert tuple(int(g) for g in found.groups()) == recorded, (found.group(0), "fig8.csv:", recorded)
+
+
+# ------------------------------------------------------------------------------------------ quickstart
+def test_quickstart_transcript_has_the_recorded_scores() -> None:
+    """README's quickstart output shows the test table of the preset's recorded run."""
+    readme = (ROOT / "README.md").read_text()
+    recorded = (RESULTS / "train" / "quickstart_test_results.txt").read_text()
+
+    def rows(text: str) -> dict[tuple[str, str], list[str]]:
+        cells = (line.strip("│ ").split("│") for line in text.splitlines() if line.startswith("│ sample_"))
+        return {(c[0].strip(), c[1].strip()): [v.strip() for v in c[2:]] for c in cells}
+
+    ours, theirs = rows(readme), rows(recorded)
+    assert ours and ours.keys() == theirs.keys(), (sorted(ours), sorted(theirs))
+    for key, figures in ours.items():
+        for figure, value in zip(figures, theirs[key], strict=True):
+            # one unit of the last digit: the transcript's run rounds a mean of ...x5 the other way
+            assert abs(float(figure) - float(value)) <= 2 * _half_unit(figure), (key, figure, value)
