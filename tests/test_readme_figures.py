@@ -5,11 +5,14 @@ re-recorded or the text is rewritten:
 - Table 1 rows (README "What has been measured", experiments/README "Measured here"): every PSNR equals
   the mean over the recorded per-image CSVs of its method (``mdrn.reproduce.table1.TABLE1_SOURCES``), rounded
   as printed; "published"/"reference" figures equal the published/reference values;
-- every other figure of those sections (a decimal, a percentage or a count with thousands separators) is
-  found, to its printed precision, in the recorded files its paragraph (or, if it names none, the one
-  before) names: linked results (``results/x.md`` with ``x.csv`` and ``x/``), presets or files in
-  backticks (``results/**/<preset>*``), scripts (``scripts/check_x.py`` -> ``results/checks/check_x.txt``).
-  A weak check (a figure may match an unrelated number of those files); the tables are checked exactly.
+- every other figure of those sections and of README's "For clinicians" (a decimal, a percentage or a
+  count with thousands separators) is found, to its printed precision, in the recorded files its paragraph
+  (or, if it names none, the one before) names: linked results (``results/x.md`` with ``x.csv`` and
+  ``x/``), presets or files in backticks (``results/**/<preset>*``), scripts (``scripts/check_x.py`` ->
+  ``results/checks/check_x.txt``). A weak check (a figure may match an unrelated number of those files);
+  the tables are checked exactly;
+- the counts of the Fig. 8 paragraph are those of ``fig8.csv``; README's quickstart output shows the test
+  table of the preset's recorded run.
 """
 
 from __future__ import annotations
@@ -31,14 +34,16 @@ SECTIONS = {
     "README.md": ("## What has been measured", "\n## "),
     "experiments/README.md": ("## Measured here", "\n## "),
 }
+#: the sections whose prose figures are checked: those above and the shipped model's paragraphs
+PROSE_SECTIONS = [(doc, start) for doc, (start, _) in SECTIONS.items()] + [("README.md", "## For clinicians")]
 #: a printed figure: 12.34, 1,234,567, 3.5e-7, 0.008%; not an order of magnitude such as 1e-4 (a bound or
 #: a setting), a version such as 2.13.0, nor part of a name
 FIGURE = re.compile(r"(?<![\w.\-/=])(\d+(?:,\d{3})+|\d+\.\d+(?:e-?\d+)?)(%?)(?![\w.]*\d)(?!\.\w)")
 NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?(?:e[-+]?\d+)?%?")
 
 
-def _section(doc: str) -> str:
-    start, end = SECTIONS[doc]
+def _section(doc: str, start: str | None = None) -> str:
+    start, end = (start or SECTIONS[doc][0]), "\n## "
     text = (ROOT / doc).read_text()
     assert start in text, f"{doc}: section {start!r} not found (update SECTIONS in {Path(__file__).name})"
     body = text[text.index(start) + len(start) :]
@@ -150,21 +155,21 @@ def _sources(paragraph: str, doc: str) -> list[Path]:
     return [f for f in files if f.is_file() and f.suffix in (".md", ".csv", ".txt", ".json", ".yaml")]
 
 
-def _prose(doc: str) -> list[str]:
+def _prose(doc: str, start: str | None = None) -> list[str]:
     """The section's paragraphs without its tables and images."""
     paragraphs = []
-    for para in re.split(r"\n\s*\n", _section(doc)):
+    for para in re.split(r"\n\s*\n", _section(doc, start)):
         lines = [ln for ln in para.splitlines() if not ln.startswith(("|", "!["))]
         if lines:
             paragraphs.append("\n".join(lines))
     return paragraphs
 
 
-@pytest.mark.parametrize("doc", sorted(SECTIONS))
-def test_prose_figures_are_in_the_recorded_results(doc: str) -> None:
+@pytest.mark.parametrize(("doc", "start"), PROSE_SECTIONS)
+def test_prose_figures_are_in_the_recorded_results(doc: str, start: str) -> None:
     missing: list[tuple[str, str]] = []
     sources: list[Path] = []
-    for para in _prose(doc):
+    for para in _prose(doc, start):
         # a paragraph naming no recorded file continues the previous one (e.g. a list under its heading)
         sources = _sources(para, doc) or sources
         # a step number is a position in a run, not a figure measured by it
@@ -176,3 +181,40 @@ def test_prose_figures_are_in_the_recorded_results(doc: str) -> None:
         values = [_value(n) for f in sources for n in NUMBER.findall(f.read_text(errors="ignore"))]
         missing += [(f, para[:60]) for f in figures if not any(_agrees(f, v) for v in values)]
     assert not missing, f"{doc}: figures not found in the recorded results their paragraph names: {missing}"
+
+
+# ------------------------------------------------------------------------------------------ counts
+def test_fig8_counts_are_the_recorded_ones() -> None:
+    """'ahead in PSNR on N of the M 8-bit (set, scale) pairs and in SSIM on K' counts fig8.csv's rows."""
+    from mdrn.reproduce.results import read_csv
+
+    para = next(p for p in _prose("experiments/README.md") if p.startswith("**Fig. 8**"))
+    text = " ".join(para.split())
+    counts = r"ahead in PSNR on (\d+) of the (\d+) 8-bit \(set, scale\) pairs and in SSIM on (\d+)"
+    found = re.search(counts, text)
+    assert found, f"experiments/README.md: the Fig. 8 paragraph states no counts the test can read: {para!r}"
+    rows = [r for r in read_csv(RESULTS / "fig8.csv") if not r["image"]]  # the 8-bit sets' means
+    recorded = (
+        sum(float(r["diff_psnr"]) > 0 for r in rows),
+        len(rows),
+        sum(float(r["diff_ssim"]) > 0 for r in rows),
+    )
+    assert tuple(int(g) for g in found.groups()) == recorded, (found.group(0), "fig8.csv:", recorded)
+
+
+# ------------------------------------------------------------------------------------------ quickstart
+def test_quickstart_transcript_has_the_recorded_scores() -> None:
+    """README's quickstart output shows the test table of the preset's recorded run."""
+    readme = (ROOT / "README.md").read_text()
+    recorded = (RESULTS / "train" / "quickstart_test_results.txt").read_text()
+
+    def rows(text: str) -> dict[tuple[str, str], list[str]]:
+        cells = (line.strip("│ ").split("│") for line in text.splitlines() if line.startswith("│ sample_"))
+        return {(c[0].strip(), c[1].strip()): [v.strip() for v in c[2:]] for c in cells}
+
+    ours, theirs = rows(readme), rows(recorded)
+    assert ours and ours.keys() == theirs.keys(), (sorted(ours), sorted(theirs))
+    for key, figures in ours.items():
+        for figure, value in zip(figures, theirs[key], strict=True):
+            # one unit of the last digit: the transcript's run rounds a mean of ...x5 the other way
+            assert abs(float(figure) - float(value)) <= 2 * _half_unit(figure), (key, figure, value)

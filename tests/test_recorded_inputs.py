@@ -67,3 +67,23 @@ def test_the_recorded_figures_of_the_shipped_model_name_its_file() -> None:
         "Figs. 10-14 were recorded without the weights' SHA-256: make figs10_14 after removing "
         "experiments/results/figs10_14/panels.csv"
     )
+
+
+def test_the_records_without_inputs_are_those_the_readme_says() -> None:
+    """experiments/README's 'Records made before T carry no inputs': every record since T whose command
+    names weights carries them (a record that does not is judged by nothing, whatever the README says)."""
+    import re
+    import shlex
+
+    from conftest import ROOT
+
+    text = " ".join((ROOT / "experiments" / "README.md").read_text().split())
+    stated = re.search(r"Records made before (\d{4}-\d\d-\d\d(?:T[\d:]+)?)", text)
+    assert stated, "experiments/README.md no longer says which records carry no inputs"
+    unjudged = []
+    for path in sorted(RESULTS.rglob("*.run.json")):
+        info = json.loads(path.read_text())
+        if info["started_utc"] >= stated.group(1) and "inputs" not in info:
+            if weight_inputs(shlex.split(info["command"])):
+                unjudged.append(path.relative_to(RESULTS).as_posix())
+    assert not unjudged, f"made since {stated.group(1)} from weights, with no inputs recorded: {unjudged[:5]}"

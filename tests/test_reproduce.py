@@ -245,3 +245,14 @@ def test_recorded_commands_are_shown_without_machine_paths() -> None:
         public_command("python -m mdrn.evaluate 'eval.sets=[Set5]'")
         == "python -m mdrn.evaluate 'eval.sets=[Set5]'"
     )
+
+
+def test_help_lists_every_command(capsys) -> None:
+    """``python -m mdrn.reproduce --help`` names the commands the READMEs quote, not only the renderers."""
+    from mdrn.reproduce.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for command in ("record OUT", "train PRESET", "note OUT", "peers", "inputs", "params"):
+        assert f"python -m mdrn.reproduce {command}" in out, command

@@ -148,7 +148,8 @@ def _upsampler_line(args: dict) -> str:
     return """
 - Balanced sub-pixel upsamplers (`mdrn.models.blocks.Upsampler(balanced=True)`): started as nearest
   neighbour (ICNR) and kept, after every optimizer step, answering a flat input alike in all s x s phases,
-  so they cannot paint a grid into flat tissue (`scripts/check_artefacts.py` measures it)."""
+  so they paint far less of a grid into flat tissue than plain ones, though not none: the lattice left is
+  measured by `scripts/check_artefacts.py` (recorded in `experiments/results/checks/check_artefacts.txt`)."""
 
 
 def _selection_line(run: dict, d: Any) -> str:

@@ -11,6 +11,7 @@ Commands::
 
     python -m mdrn.reproduce table1            # or table2, fig8, figs10_14, figs15_16, claims, all
     python -m mdrn.reproduce record OUT -- CMD  # run CMD; command/machine/date/duration -> OUT.run.json
+    python -m mdrn.reproduce train PRESET [OVERRIDES]   # record python -m mdrn.train experiment=PRESET
     python -m mdrn.reproduce params             # the parameter-count claim (exact counts from the models)
     python -m mdrn.reproduce note OUT [--selection PRESET] -- TEXT   # a dated note added to OUT.run.json
     python -m mdrn.reproduce peers [OPTIONS]    # the peers table: scores what is missing, then renders
@@ -93,7 +94,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("usage: python -m mdrn.reproduce train EXPERIMENT [HYDRA_OVERRIDES...]", file=sys.stderr)
             return 2
         return train_preset(argv[1], argv[2:])
-    parser = argparse.ArgumentParser(prog="python -m mdrn.reproduce", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m mdrn.reproduce",
+        description=__doc__.replace("::", ":").replace("``", "`"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("artefact", choices=sorted(RENDERERS) + ["all"])
     parser.add_argument("--results", type=Path, default=RESULTS, help="results folder (default: %(default)s)")
     args = parser.parse_args(argv)
