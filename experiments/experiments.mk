@@ -13,7 +13,7 @@
 #   make peers         mdrn's models beside bicubic and the public lightweight models (CARN-M, IMDN, RLFN),
 #                      natural and medical sets, one protocol (PEERS_DIR=folder: its model files as rows too;
 #                      PEERS_EXTRA="name ...": more weights names or files)
-#   make checks        the protocol, official-model, train/test content-overlap and peer-model checks
+#   make checks        the artefact, protocol, official-model, train/test content-overlap and peer-model checks
 #                      (scripts/check_*.py), their reports recorded; then every recorded output whose
 #                      weights (SHA-256 in its .run.json) have changed since it was made
 #   make notebooks     execute notebooks/*.ipynb (as CI does)
@@ -140,7 +140,11 @@ notebooks:  ## execute the notebooks (reads experiments/results/)
 $(R)/checks/%.txt:
 	$(REC) bash -o pipefail -c '$(PY) scripts/$*.py | tee $@'
 
-checks: $(R)/checks/check_protocol.txt $(R)/checks/check_official.txt $(R)/checks/check_overlap.txt $(R)/checks/check_peers.txt  ## protocol, official, train/test overlap and peer-model checks; recorded outputs whose weights changed
+# the artefact check names its models, so that its record carries their SHA-256 (python -m mdrn.reproduce inputs)
+$(R)/checks/check_artefacts.txt:
+	$(REC) bash -o pipefail -c '$(PY) scripts/check_artefacts.py --models mdrn_small_v1 mdrn_small | tee $@'
+
+checks: $(R)/checks/check_artefacts.txt $(R)/checks/check_protocol.txt $(R)/checks/check_official.txt $(R)/checks/check_overlap.txt $(R)/checks/check_peers.txt  ## artefact, protocol, official, train/test overlap and peer-model checks; recorded outputs whose weights changed
 	$(PY) -m mdrn.reproduce inputs
 
 reproduce: shipped table1 table2 fig8 figs10_14 figs15_16 claims peers checks notebooks  ## every artefact

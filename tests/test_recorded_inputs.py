@@ -26,6 +26,15 @@ def test_shipped_names_count_only_where_a_command_takes_weights(tmp_path: Path) 
     assert [i["arg"] for i in by_option] == ["mdrn_small"]
     init = weight_inputs(["python", "x.py", "--name", "mdrn_small", "model.init_from=mdrn_small"])
     assert [i["arg"] for i in init] == ["mdrn_small"]
+    # every name after --models (nargs), --weights=NAME, and the words of a `bash -c '...'` string
+    shell = "python scripts/check_artefacts.py --models mdrn_small_v1 mdrn_small --scales 2 | tee out.txt"
+    assert [i["arg"] for i in weight_inputs(["bash", "-o", "pipefail", "-c", shell])] == [
+        "mdrn_small_v1",
+        "mdrn_small",
+    ]
+    assert [i["arg"] for i in weight_inputs(["python", "x.py", "--weights=mdrn_small_v1", "--scale=2"])] == [
+        "mdrn_small_v1"
+    ]
     out = tmp_path / "net.onnx"
     out.write_bytes(b"old output")
     assert weight_inputs(["mdrn-export", "--weights", shipped, "-o", str(out)], output=out) == [

@@ -82,10 +82,22 @@ def weight_inputs(
     skip = Path(output).resolve() if output is not None else None
     words = list(command)
     found: list[dict[str, str]] = []
-    for i in range(1, len(words)):
-        word = words[i]
-        key, value = word.split("=", 1) if "=" in word and not word.startswith("-") else ("", word)
-        takes_weights = key.rsplit(".", 1)[-1] in WEIGHT_KEYS or words[i - 1] in WEIGHT_OPTIONS
+    option = ""  # the last option seen: the words after a WEIGHT_OPTIONS one name weights (nargs)
+    for word in words[1:]:
+        if any(c.isspace() for c in word):  # a shell string (bash -c '...'): its own words
+            try:
+                found += weight_inputs(["sh", *shlex.split(word)], output)
+            except ValueError:
+                pass
+            continue
+        if word.startswith("-") and "=" not in word:
+            option = word
+            continue
+        key, value = word.split("=", 1) if "=" in word else ("", word)
+        if key.startswith("-"):  # --weights=FILE
+            takes_weights, option = key in WEIGHT_OPTIONS, ""
+        else:
+            takes_weights = key.rsplit(".", 1)[-1] in WEIGHT_KEYS or (not key and option in WEIGHT_OPTIONS)
         path = Path(value)
         if takes_weights and not path.exists() and value in SHIPPED_MODELS:
             path = PRETRAINED_DIR / f"{value}.safetensors"
