@@ -316,6 +316,12 @@ def connect(
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise PacsError(f"{url}: not an http(s) URL of a DICOMweb root (e.g. https://pacs:8042/dicom-web)")
+    if parts.username is not None or parts.password is not None:  # it would be in every message and in ps
+        bare = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+        raise PacsError(
+            f"{bare}: credentials in the URL are refused (they would show in every message and in the "
+            f"process list): set {ENV_USER} and {ENV_PASSWORD}, {ENV_TOKEN}, or use --auth-file"
+        )
     auth = credentials(auth_file)
     if auth and parts.scheme == "http" and not _is_loopback(parts.hostname) and not insecure_http:
         raise PacsError(
