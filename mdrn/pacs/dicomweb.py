@@ -182,6 +182,8 @@ class PacsClient:
                 404: ": not found (is the URL the DICOMweb root, e.g. http://host:8042/dicom-web?)",
             }.get(code, "")
             raise PacsError(f"{self.url}: HTTP {code} while {what}{hint}") from err
+        except requests.RequestException as err:  # an answer cut off or not what was asked (a broken proxy)
+            raise PacsError(f"{self.url}: broken answer of the PACS while {what} ({_reason(err)})") from err
 
     def studies(self, *, limit: int = 100, with_initials: bool = False) -> list[StudyInfo]:
         """The PACS's studies (QIDO-RS), newest first; patient initials only if asked for."""
@@ -249,14 +251,23 @@ class PacsClient:
 
     def read(self, study: str, series: str, sop: str, dest: Path) -> None:
         """Read one instance (WADO-RS, in the transfer syntax the PACS holds) into the file ``dest``."""
-        ds = self._call(
-            f"reading instance {sop}",
-            self.client.retrieve_instance,
-            study,
-            series,
-            sop,
-            media_types=(("application/dicom", "*"),),
-        )
+        from pydicom.errors import InvalidDicomError
+
+        try:
+            ds = self._call(
+                f"reading instance {sop}",
+                self.client.retrieve_instance,
+                study,
+                series,
+                sop,
+                media_types=(("application/dicom", "*"),),
+            )
+        except InvalidDicomError as err:
+            raise PacsError(f"{self.url}: instance {sop}: the PACS's answer is not a DICOM instance") from err
+        except (ValueError, KeyError, IndexError, EOFError) as err:  # a multipart answer that does not parse
+            raise PacsError(
+                f"{self.url}: instance {sop}: unreadable answer of the PACS ({_reason(err)})"
+            ) from err
         ds.save_as(dest, enforce_file_format=True)
 
     def store(self, paths: Sequence[Path]) -> list[tuple[Path, str]]:
