@@ -197,3 +197,15 @@ def test_a_broken_wado_answer_is_one_line_and_the_other_series_are_stored(fake_p
     assert len(fake_pacs.instances) == 3  # the second series' derived series, nothing of the first
     assert_private(out + err)
     assert list((tmp_path / "tmp").iterdir()) == []  # no patient data left behind
+
+
+def test_a_stow_answer_that_confirms_nothing_is_not_taken_as_stored(fake_pacs, capsys):
+    """200 with an empty status report while nothing was stored: each instance is checked (QIDO-RS)."""
+    fake_pacs.stow_silent = True
+    assert main(_enlarge(fake_pacs)) == 1
+    out, err = capsys.readouterr()
+    assert "0 instance(s) stored; 3 NOT stored (the PACS's answer did not confirm it" in err, out + err
+    assert "6 instance(s) of 2 series NOT stored; run the same command again" in err
+    fake_pacs.stow_silent = False
+    assert main(_enlarge(fake_pacs)) == 0  # the rerun stores them
+    assert len(fake_pacs.instances) == 4 and all(len(v) == 3 for v in fake_pacs.instances.values())

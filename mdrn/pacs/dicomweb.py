@@ -292,7 +292,31 @@ class PacsClient:
                 refused.append(
                     (by_uid[uid], f"refused by the PACS (failure reason {item.get('FailureReason', '?')})")
                 )
+        answered = {
+            str(i.get("ReferencedSOPInstanceUID", "")) for i in answer.get("ReferencedSOPSequence", [])
+        }
+        answered |= {str(i.get("ReferencedSOPInstanceUID", "")) for i in answer.get("FailedSOPSequence", [])}
+        unconfirmed = [ds for ds in datasets if str(ds.SOPInstanceUID) not in answered]
+        if unconfirmed:  # an answer naming neither (empty, or one the client could not read): ask the PACS
+            refused += self._not_held(unconfirmed, by_uid)
         return refused
+
+    def _not_held(self, datasets: Sequence[Any], by_uid: dict[str, Path]) -> list[tuple[Path, str]]:
+        """The files of ``datasets`` the PACS does not list (QIDO-RS) after a store that did not say."""
+        series: dict[tuple[str, str], list[str]] = {}
+        for ds in datasets:
+            series.setdefault((str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID)), []).append(
+                str(ds.SOPInstanceUID)
+            )
+        missing = []
+        for (study, uid), sops in series.items():
+            try:
+                held = {sop for sop, _ in self.instances(study, uid)}
+            except PacsError:
+                held = set()
+            why = "the PACS's answer did not confirm it and the PACS does not list it"
+            missing += [(by_uid[sop], why) for sop in sops if sop not in held]
+        return missing
 
 
 def _raise(err: BaseException) -> None:
