@@ -209,3 +209,28 @@ def test_a_stow_answer_that_confirms_nothing_is_not_taken_as_stored(fake_pacs, c
     fake_pacs.stow_silent = False
     assert main(_enlarge(fake_pacs)) == 0  # the rerun stores them
     assert len(fake_pacs.instances) == 4 and all(len(v) == 3 for v in fake_pacs.instances.values())
+
+
+def test_the_app_panel_keeps_a_hostile_series_uid_inside_the_session_folder(tmp_path):
+    """A series UID listed by the PACS names a folder of the app: ``../..`` must not lead out of it."""
+    gr = pytest.importorskip("gradio")
+    from types import SimpleNamespace
+
+    from mdrn.pacs.app_panel import pacs_panel
+
+    class Listing:
+        url = "http://127.0.0.1:1/dicom-web"
+
+        def instances(self, study: str, series: str) -> list[tuple[str, str]]:
+            return []
+
+    session = SimpleNamespace(folder=tmp_path / "app" / "session", uploads=set())
+    with gr.Blocks() as page:
+        files = gr.File(file_count="multiple")
+        pacs_panel(Listing(), files=files, session_of=lambda request: session)
+    (on_open,) = [f.fn for f in page.fns.values() if f.fn.__name__ == "on_open"]
+    _, status = on_open("1.2.3", "../../../../escaped", None)
+    assert status.startswith("error: not a valid") and "escaped" in status, status
+    assert not (tmp_path / "escaped").exists() and not (tmp_path / "app" / "escaped").exists()
+    assert on_open("1.2.3", "1.2.3.4", None)[1] == "opened series 1.2.3.4: 0 instance(s); now Enlarge"
+    assert (session.folder / "pacs" / "0-1.2.3.4").is_dir()
