@@ -234,3 +234,41 @@ def test_the_app_panel_keeps_a_hostile_series_uid_inside_the_session_folder(tmp_
     assert not (tmp_path / "escaped").exists() and not (tmp_path / "app" / "escaped").exists()
     assert on_open("1.2.3", "1.2.3.4", None)[1] == "opened series 1.2.3.4: 0 instance(s); now Enlarge"
     assert (session.folder / "pacs" / "0-1.2.3.4").is_dir()
+
+
+def test_a_malformed_patient_value_is_not_printed(tmp_path):
+    """pydicom's warning about a value it cannot validate quotes the value: a birth date written
+    1945-08-17 (a PACS's non-conformant data) must not reach mdrn-pacs's output (a node's journal)."""
+    import os
+    import subprocess
+    import sys
+
+    from pydicom import config
+
+    study = make_study(tmp_path / "ct", 2)
+    writing = config.settings.writing_validation_mode
+    config.settings.writing_validation_mode = config.IGNORE
+    try:
+        for path in study.files:
+            ds = pydicom.dcmread(path)
+            ds.PatientBirthDate, ds.PatientName = "1945-08-17", "Doe^Jane\x01"
+            ds.save_as(path)
+    finally:
+        config.settings.writing_validation_mode = writing
+    pacs = FakePacs()
+    pacs.add(study.files)
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MDRN_PACS_")}
+    env["PYTHONPATH"] = f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
+    try:
+        res = subprocess.run(
+            [sys.executable, "-m", "mdrn.pacs", *_enlarge(pacs)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        pacs.close()
+    assert res.returncode == 0, res.stderr
+    assert "1945-08-17" not in res.stdout + res.stderr and "Doe" not in res.stdout + res.stderr, res.stderr
