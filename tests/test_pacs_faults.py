@@ -236,6 +236,7 @@ def test_the_app_panel_keeps_a_hostile_series_uid_inside_the_session_folder(tmp_
     assert (session.folder / "pacs" / "0-1.2.3.4").is_dir()
 
 
+@pytest.mark.filterwarnings("ignore:Invalid value for VR DA")  # this process's own reading of the test files
 def test_a_malformed_patient_value_is_not_printed(tmp_path):
     """pydicom's warning about a value it cannot validate quotes the value: a birth date written
     1945-08-17 (a PACS's non-conformant data) must not reach mdrn-pacs's output (a node's journal)."""
