@@ -338,6 +338,15 @@ def test_credentials_come_from_the_environment_or_a_private_file(
         main([*listing, "--password", PASSWORD])  # there is no such option: never on the command line
 
 
+def test_credentials_in_the_url_are_refused_without_being_repeated(capsys) -> None:
+    """``http://user:password@host`` would send the password unchecked and print it in every message."""
+    for url in ("http://admin:s3cret-pw@pacs.example.org/dicom-web", "https://admin:s3cret-pw@127.0.0.1:1/x"):
+        assert main(["list", "--dicomweb", url]) == 2  # refused before connecting
+        err = capsys.readouterr().err
+        assert "credentials in the URL are refused" in err and "MDRN_PACS_USER" in err, err
+        assert "s3cret-pw" not in err and "admin" not in err and len(err.strip().splitlines()) == 1
+
+
 def test_https_with_a_ca_file(orthanc, tmp_path, creds, capsys) -> None:
     """The PACS behind HTTPS (a TLS front, as hospitals put nginx before Orthanc): its CA must be given."""
     pytest.importorskip("cryptography")

@@ -256,3 +256,57 @@ def test_dicom_tls_both_ways(tmp_path) -> None:
         pacs_server.shutdown()
     assert len(received) == 2, lines
     assert "(TLS)" in lines[0]
+
+
+def test_stopping_mid_series_leaves_no_patient_data(tmp_path) -> None:
+    """SIGTERM or Ctrl-C while a long series is enlarged: the node stops after the slice in hand (not a
+    minute later, when a container manager has long killed it, leaving the received series on disk), says
+    which series was not finished, and its temporary folder is gone."""
+    from pydicom.uid import ExplicitVRLittleEndian
+    from pynetdicom import AE, evt
+    from pynetdicom.sop_class import CTImageStorage
+
+    from mdrn.pacs.node import Destination, Node
+    from mdrn.pacs.sandbox import free_port
+    from mdrn.pacs.series import Enlarger
+
+    received = []
+    pacs = AE(ae_title="PACS")  # receives the derived series
+    pacs.add_supported_context(CTImageStorage, [ExplicitVRLittleEndian])
+    pacs_server = pacs.start_server(
+        ("127.0.0.1", 0),
+        block=False,
+        evt_handlers=[(evt.EVT_C_STORE, lambda event: received.append(event.dataset.SOPInstanceUID) or 0)],
+    )
+    enlarger = Enlarger.create("bicubic", 2, device="cpu")
+    forward = enlarger.net.forward
+    enlarger.net.forward = lambda *a, **k: (time.sleep(2.0), forward(*a, **k))[1]  # 40 slices: 80 s
+    study = make_study(tmp_path / "ct", 40)
+    work = tmp_path / "work"
+    work.mkdir()
+    lines: list[str] = []
+    node = Node(
+        enlarger,
+        send_to=Destination("PACS", "127.0.0.1", pacs_server.server_address[1]),
+        port=free_port(),
+        stable_after=0.2,
+        work_dir=work,
+        say=lines.append,
+    ).start()
+    try:
+        assoc = _associate(node.port, "PACS", [(CTImageStorage, [ExplicitVRLittleEndian])])
+        for path in study.files:
+            assert assoc.send_c_store(path).Status == 0
+        assoc.release()
+        deadline = time.monotonic() + 60
+        while not received and time.monotonic() < deadline:  # a derived slice is out: mid-series
+            time.sleep(0.1)
+        assert received, lines
+    finally:
+        node.stop()
+        pacs_server.shutdown()
+    assert node._worker is not None and not node._worker.is_alive()  # nothing runs on after stop()
+    time.sleep(1)
+    assert list(work.iterdir()) == [], lines
+    assert any(f"series {study.series}: not finished" in line for line in lines), lines
+    assert len(received) < 40

@@ -19,7 +19,7 @@ from typing import Any
 import gradio as gr
 
 from mdrn.pacs.dicomweb import PacsClient, PacsError, add_connection_arguments, connect_args, read_series
-from mdrn.pacs.series import SEND_BATCH
+from mdrn.pacs.series import SEND_BATCH, instance_file
 
 __all__ = ["PacsError", "add_arguments", "connect_from_args", "pacs_panel", "send_results"]
 
@@ -101,9 +101,11 @@ def pacs_panel(pacs: PacsClient, *, files: Any, session_of: Callable[[Any], Any]
             gr.Warning("Choose a study and a series first.")
             return gr.update(), "Choose a study and a series first."
         session = session_of(request)
-        folder = session.folder / "pacs" / f"{len(session.uploads)}-{series}"[:80]
         try:
-            paths = read_series(pacs, study, series, folder)
+            uid = instance_file(session.folder, series).stem  # a UID, never a path of the PACS's choosing
+            paths = read_series(
+                pacs, study, series, session.folder / "pacs" / f"{len(session.uploads)}-{uid}"
+            )
         except (PacsError, ValueError) as err:
             return gr.update(), f"error: {err}"
         session.uploads.update(paths)

@@ -182,6 +182,8 @@ class PacsClient:
                 404: ": not found (is the URL the DICOMweb root, e.g. http://host:8042/dicom-web?)",
             }.get(code, "")
             raise PacsError(f"{self.url}: HTTP {code} while {what}{hint}") from err
+        except requests.RequestException as err:  # an answer cut off or not what was asked (a broken proxy)
+            raise PacsError(f"{self.url}: broken answer of the PACS while {what} ({_reason(err)})") from err
 
     def studies(self, *, limit: int = 100, with_initials: bool = False) -> list[StudyInfo]:
         """The PACS's studies (QIDO-RS), newest first; patient initials only if asked for."""
@@ -249,14 +251,23 @@ class PacsClient:
 
     def read(self, study: str, series: str, sop: str, dest: Path) -> None:
         """Read one instance (WADO-RS, in the transfer syntax the PACS holds) into the file ``dest``."""
-        ds = self._call(
-            f"reading instance {sop}",
-            self.client.retrieve_instance,
-            study,
-            series,
-            sop,
-            media_types=(("application/dicom", "*"),),
-        )
+        from pydicom.errors import InvalidDicomError
+
+        try:
+            ds = self._call(
+                f"reading instance {sop}",
+                self.client.retrieve_instance,
+                study,
+                series,
+                sop,
+                media_types=(("application/dicom", "*"),),
+            )
+        except InvalidDicomError as err:
+            raise PacsError(f"{self.url}: instance {sop}: the PACS's answer is not a DICOM instance") from err
+        except (ValueError, KeyError, IndexError, EOFError) as err:  # a multipart answer that does not parse
+            raise PacsError(
+                f"{self.url}: instance {sop}: unreadable answer of the PACS ({_reason(err)})"
+            ) from err
         ds.save_as(dest, enforce_file_format=True)
 
     def store(self, paths: Sequence[Path]) -> list[tuple[Path, str]]:
@@ -281,7 +292,31 @@ class PacsClient:
                 refused.append(
                     (by_uid[uid], f"refused by the PACS (failure reason {item.get('FailureReason', '?')})")
                 )
+        answered = {
+            str(i.get("ReferencedSOPInstanceUID", "")) for i in answer.get("ReferencedSOPSequence", [])
+        }
+        answered |= {str(i.get("ReferencedSOPInstanceUID", "")) for i in answer.get("FailedSOPSequence", [])}
+        unconfirmed = [ds for ds in datasets if str(ds.SOPInstanceUID) not in answered]
+        if unconfirmed:  # an answer naming neither (empty, or one the client could not read): ask the PACS
+            refused += self._not_held(unconfirmed, by_uid)
         return refused
+
+    def _not_held(self, datasets: Sequence[Any], by_uid: dict[str, Path]) -> list[tuple[Path, str]]:
+        """The files of ``datasets`` the PACS does not list (QIDO-RS) after a store that did not say."""
+        series: dict[tuple[str, str], list[str]] = {}
+        for ds in datasets:
+            series.setdefault((str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID)), []).append(
+                str(ds.SOPInstanceUID)
+            )
+        missing = []
+        for (study, uid), sops in series.items():
+            try:
+                held = {sop for sop, _ in self.instances(study, uid)}
+            except PacsError:
+                held = set()
+            why = "the PACS's answer did not confirm it and the PACS does not list it"
+            missing += [(by_uid[sop], why) for sop in sops if sop not in held]
+        return missing
 
 
 def _raise(err: BaseException) -> None:
@@ -316,6 +351,12 @@ def connect(
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise PacsError(f"{url}: not an http(s) URL of a DICOMweb root (e.g. https://pacs:8042/dicom-web)")
+    if parts.username is not None or parts.password is not None:  # it would be in every message and in ps
+        bare = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+        raise PacsError(
+            f"{bare}: credentials in the URL are refused (they would show in every message and in the "
+            f"process list): set {ENV_USER} and {ENV_PASSWORD}, {ENV_TOKEN}, or use --auth-file"
+        )
     auth = credentials(auth_file)
     if auth and parts.scheme == "http" and not _is_loopback(parts.hostname) and not insecure_http:
         raise PacsError(

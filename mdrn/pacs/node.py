@@ -107,6 +107,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+class _Stopping(Exception):
+    """The node is stopping: the series in hand is left unfinished."""
+
+
 @dataclass
 class _Incoming:
     folder: Path
@@ -260,8 +264,16 @@ class Node:
         """Enlarge one received series and send it back; any failure is one line, never the end."""
         self.say(f"series {series}: {inc.count} instance(s) received from {inc.calling}, enlarging")
         sender = _CStore(self, inc.classes)
+
+        def check(done: int, total: int) -> None:
+            if self._stop.is_set():
+                raise _Stopping
+
         try:
-            result = enlarge_series(inc.folder, self.enlarger, sender, source_series=series)
+            result = enlarge_series(inc.folder, self.enlarger, sender, source_series=series, progress=check)
+        except _Stopping:
+            self.say(f"series {series}: not finished (the node is stopping); send it again")
+            return
         except SeriesError as err:
             self.say(f"error: {err}")
             return
@@ -324,13 +336,17 @@ class Node:
         return self
 
     def stop(self) -> None:
-        """Stop listening, finish nothing more, and delete the temporary folder."""
+        """Stop listening, leave the series in hand after its current slice, delete the temporary folder."""
         self._stop.set()
         if self._server is not None:
             self._server.shutdown()
             self._server = None
         if self._worker is not None:
-            self._worker.join(timeout=60)
+            self._worker.join()  # one slice at most: then nothing writes in the folder any more
+        with self._lock:
+            for series, inc in self._incoming.items():
+                self.say(f"series {series}: {inc.count} instance(s) received, not enlarged; send it again")
+            self._incoming.clear()
         shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> Node:
