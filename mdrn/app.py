@@ -50,6 +50,7 @@ from mdrn.clinical.results import (  # noqa: E402
 )
 from mdrn.clinical.runtime import BACKENDS, PRECISIONS, precision_problem  # noqa: E402
 from mdrn.clinical.viewer import ZOOMS, detail_overlay  # noqa: E402
+from mdrn.io.dicom import quiet_value_warnings  # noqa: E402
 from mdrn.io.images import DEFAULT_MAX_PIXELS  # noqa: E402
 from mdrn.perf import set_malloc_reuse  # noqa: E402
 
@@ -480,6 +481,7 @@ def _private_temp() -> Path:
     return root
 
 
+@quiet_value_warnings()  # pydicom's warnings quote a patient's values
 def main(argv: Sequence[str] | None = None) -> int:
     """Start the app on 127.0.0.1 (or ``--host``) with an upload size limit; never a share link."""
     from mdrn.upscale import parse_pixel_limit

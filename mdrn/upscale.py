@@ -35,6 +35,7 @@ from mdrn.clinical.enlarge import (
 )
 from mdrn.clinical.inputs import Stack, job_pixels, open_inputs
 from mdrn.clinical.runtime import BACKENDS, PRECISIONS, prepare_network
+from mdrn.io.dicom import quiet_value_warnings
 from mdrn.io.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, ImageReadError
 from mdrn.io.nifti import PLANES
 from mdrn.models.inference import DEFAULT_OVERLAP
@@ -178,6 +179,7 @@ def _prepare_output(out: Path) -> str | None:
     return None
 
 
+@quiet_value_warnings()  # pydicom's warnings quote a patient's values
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return 0 if every input was written, 1 if any failed, 2 on a setup error."""
     args = _parser().parse_args(argv)

@@ -291,3 +291,27 @@ def test_derived_series_number() -> None:
     assert derived_series_number(3, 2) == 2003 and derived_series_number("7", 4) == 4007
     assert derived_series_number(None, 2) == 2000 and derived_series_number("", 3) == 3000
     assert derived_series_number(-1, 2) == 2000 and derived_series_number(2**31 - 5, 2) == 2**31 - 1
+
+
+def test_a_malformed_patient_value_is_not_printed_by_mdrn_upscale(tmp_path) -> None:
+    """pydicom's validation warning quotes the value ("Invalid value for VR DA: '1945-08-17'"): mdrn-upscale
+    (and mdrn-app, mdrn-pacs: the same quiet_value_warnings) must not put a patient's data on stderr."""
+    import subprocess
+    import sys
+
+    from pydicom import config
+
+    from mdrn.io.dicom import quiet_value_warnings
+
+    with quiet_value_warnings():
+        ds = pydicom.dcmread(dicom_file("CT_small.dcm"))
+        ds.PatientBirthDate = "1945-08-17"  # not a DA: pydicom warns, quoting it
+        ds.save_as(tmp_path / "bd.dcm")
+    assert config.settings.reading_validation_mode == config.WARN  # restored after the block
+    cmd = [sys.executable, "-m", "mdrn.upscale", str(tmp_path / "bd.dcm"), "--scale", "2"]
+    proc = subprocess.run(
+        [*cmd, "--weights", "bicubic", "-o", str(tmp_path / "out"), "-q"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "1945-08-17" not in proc.stdout + proc.stderr
+    assert pydicom.dcmread(next((tmp_path / "out").iterdir())).PatientBirthDate == "1945-08-17"

@@ -23,9 +23,10 @@ explicit VR little endian, pixels streamed band by band after the header (nothin
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -86,6 +87,22 @@ def is_dicom_file(path: str | Path) -> bool:
             return fh.read(132)[128:132] == b"DICM"
     except OSError:
         return False
+
+
+@contextlib.contextmanager
+def quiet_value_warnings() -> Iterator[None]:
+    """Within it, pydicom does not warn about values it cannot validate: its warning quotes the value
+    ("Invalid value for VR DA: '1945-08-17'"), a patient's data on stderr or in a journal. Values are read
+    and written the same; usable as a decorator (the command-line entry points)."""
+    from pydicom import config
+
+    before = (config.settings.reading_validation_mode, config.settings.writing_validation_mode)
+    config.settings.reading_validation_mode = config.IGNORE
+    config.settings.writing_validation_mode = config.IGNORE
+    try:
+        yield
+    finally:
+        config.settings.reading_validation_mode, config.settings.writing_validation_mode = before
 
 
 def read_header(path: str | Path) -> Any:

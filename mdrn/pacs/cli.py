@@ -23,6 +23,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from mdrn.io.dicom import quiet_value_warnings
+
 __all__ = ["main"]
 
 
@@ -155,17 +157,12 @@ class _SetupError(Exception):
     """Nothing could start (exit code 2)."""
 
 
+@quiet_value_warnings()  # pydicom's warnings quote a patient's values
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``mdrn-pacs``; 0: all stored, 1: something was not stored (named), 2: nothing could start."""
-    from pydicom import config
-
     from mdrn.pacs.dicomweb import PacsError
 
     args = _parser().parse_args(argv)
-    # pydicom's warning about a value it cannot validate quotes it ("Invalid value for VR DA: '1945-08-17'"):
-    # a patient's data in the output (the values are read the same, only the warning goes)
-    validation = config.settings.reading_validation_mode
-    config.settings.reading_validation_mode = config.IGNORE
     try:
         if args.command == "list":
             return _list(args)
@@ -180,8 +177,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    finally:
-        config.settings.reading_validation_mode = validation
 
 
 if __name__ == "__main__":
