@@ -146,8 +146,9 @@ def _enlarger(args: argparse.Namespace):  # noqa: ANN202
 
     try:
         return Enlarger.create(
-            args.model, args.scale, device=args.device, ensemble=args.ensemble, tile=args.tile or None
-        )
+            args.model, args.scale, device=args.device, ensemble=args.ensemble, tile=args.tile or None,
+            reuse_memory=args.command == "enlarge",  # a run that ends with its study, as mdrn-upscale
+        )  # fmt: skip
     except Exception as err:  # noqa: BLE001 - one clear line for any unusable model
         text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise _SetupError(text if args.model in text else f"{args.model}: {text}") from err

@@ -118,8 +118,13 @@ class Enlarger:
         ensemble: bool = False,
         tile: int | None = DEFAULT_TILE,
         overlap: int | None = DEFAULT_OVERLAP,
+        reuse_memory: bool = False,
     ) -> Enlarger:
-        """Load ``weights`` (a name, a file or ``bicubic``) for ``scale``, as ``mdrn-upscale`` does."""
+        """Load ``weights`` (a name, a file or ``bicubic``) for ``scale``, as ``mdrn-upscale`` does.
+
+        ``reuse_memory``: glibc keeps freed memory while a series runs (``UpscaleOptions.reuse_memory``),
+        as ``mdrn-upscale`` does: for a process that ends with its study (``mdrn-pacs enlarge``), not for a
+        node that runs for days."""
         import torch
 
         from mdrn import __version__
@@ -133,11 +138,12 @@ class Enlarger:
         key = f"x{scale}|{model_name(weights)}|{_weights_digest(net)}|ensemble={ensemble}|mdrn {__version__}"
         how = StableDerivation(scale, describe_method(weights, net), model_name(weights), key=key)
         net = prepare_for_inference(net, device)
-        # reuse_memory off: a PACS series streams through a long-lived process (a node runs for days) and
-        # its slices are handed to a sender thread, so glibc's kept heap would grow with the series
+        # reuse_memory off by default: in a long-lived process (a node runs for days) whose slices are handed
+        # to a sender thread, glibc's kept heap would grow with the series
         opts = UpscaleOptions(
-            scale=scale, tile=tile, overlap=overlap, ensemble=ensemble, device=device, reuse_memory=False
-        )
+            scale=scale, tile=tile, overlap=overlap, ensemble=ensemble, device=device,
+            reuse_memory=reuse_memory,
+        )  # fmt: skip
         return cls(net, opts, how)
 
     def output_file(self, source_instance_uid: str) -> str:
