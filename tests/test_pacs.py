@@ -347,10 +347,12 @@ def test_credentials_in_the_url_are_refused_without_being_repeated(capsys) -> No
         assert "s3cret-pw" not in err and "admin" not in err and len(err.strip().splitlines()) == 1
 
 
-def test_https_with_a_ca_file(orthanc, tmp_path, creds, capsys) -> None:
+def test_https_with_a_ca_file(orthanc, tmp_path, creds, capsys, monkeypatch) -> None:
     """The PACS behind HTTPS (a TLS front, as hospitals put nginx before Orthanc): its CA must be given."""
     pytest.importorskip("cryptography")
     from pacs_data import TlsProxy, certificate
+
+    from mdrn.pacs.dicomweb import connect
 
     cert, key = certificate(tmp_path)
     proxy = TlsProxy(orthanc.http_port, cert, key)
@@ -361,6 +363,13 @@ def test_https_with_a_ca_file(orthanc, tmp_path, creds, capsys) -> None:
         assert "TLS certificate is not trusted" in err and "--ca-file" in err
         assert len(err.strip().splitlines()) == 1
         assert main(["list", "--dicomweb", url, "--ca-file", str(cert)]) == 0
+        # an instance is read (streamed) over the same TLS, the CA file winning over REQUESTS_CA_BUNDLE
+        study = make_study(tmp_path / "ct", 1)
+        upload(orthanc, study.files)
+        sop = str(pydicom.dcmread(study.files[0]).SOPInstanceUID)
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "no-such-bundle.pem"))
+        connect(url, ca_file=cert).read(study.study, study.series, sop, tmp_path / "read.dcm")
+        assert (tmp_path / "read.dcm").read_bytes() == study.files[0].read_bytes()
         assert main(["list", "--dicomweb", orthanc.dicomweb, "--ca-file", str(cert)]) == 2
         assert "--ca-file is for https URLs" in capsys.readouterr().err
     finally:

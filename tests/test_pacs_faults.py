@@ -30,8 +30,10 @@ BOUNDARY = "mdrn-test-boundary"
 
 class FakePacs:
     """A DICOMweb server holding some series; ``broken`` maps a SOP Instance UID to how its WADO-RS
-    answer is broken (``cut``: the connection closes mid-instance; ``garbage``: a part holding no DICOM);
-    ``stow_silent``: STOW-RS answers 200 with an empty status report and stores nothing."""
+    answer is sent or broken (``cut``: the connection closes mid-instance; ``cut-unsized``: the same
+    without a Content-Length; ``garbage``: a part holding no DICOM; ``unsized``: whole, without a
+    Content-Length; ``bare``: the file as ``application/dicom``, not multipart); ``stow_silent``:
+    STOW-RS answers 200 with an empty status report and stores nothing."""
 
     def __init__(self) -> None:
         self.instances: dict[str, dict[str, bytes]] = {}  # series -> SOP UID -> file
@@ -90,7 +92,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json([{"00080018": {"vr": "UI", "Value": [uid]}} for uid in held])
         if len(parts) == 6 and parts[4] == "instances":
             data = self.pacs.instances[parts[3]][parts[5]]
-            how = self.pacs.broken.get(parts[5])
+            how = self.pacs.broken.get(parts[5], "")
             if how == "garbage":
                 data = b"\x00 not a DICOM instance " * 64
             body = (
@@ -99,15 +101,16 @@ class _Handler(BaseHTTPRequestHandler):
                 + f"\r\n--{BOUNDARY}--".encode()
             )
             content_type = f'multipart/related; type="application/dicom"; boundary={BOUNDARY}'
-            if how == "cut":
-                self.send_response(200)
-                self.send_header("Content-Type", content_type)
+            if how == "bare":
+                body, content_type = data, "application/dicom"
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            if how in ("cut", "garbage", "bare", ""):
                 self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body[: len(body) // 2])
-                self.close_connection = True
-                return None
-            return self._send(body, content_type)
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2] if how.startswith("cut") else body)
+            self.close_connection = how in ("cut", "cut-unsized", "unsized")  # the end of the body
+            return None
         self._send(b"", "text/plain", 404)
         return None
 
@@ -183,7 +186,7 @@ def _sources(pacs: FakePacs) -> list[str]:
     return sorted(pacs.instances)
 
 
-@pytest.mark.parametrize("how", ["cut", "garbage"])
+@pytest.mark.parametrize("how", ["cut", "cut-unsized", "garbage"])
 def test_a_broken_wado_answer_is_one_line_and_the_other_series_are_stored(fake_pacs, tmp_path, capsys, how):
     first, second = _sources(fake_pacs)
     bad = sorted(fake_pacs.instances[first])[1]
@@ -192,11 +195,138 @@ def test_a_broken_wado_answer_is_one_line_and_the_other_series_are_stored(fake_p
     out, err = capsys.readouterr()
     errors = [line for line in err.splitlines() if line.startswith("error")]
     assert len(errors) == 1 and f"series {first}" in errors[0] and bad in errors[0], err
+    what = {"cut": "broken answer", "cut-unsized": "answer cut off", "garbage": "not a DICOM instance"}[how]
+    assert what in errors[0], errors[0]
     assert "Traceback" not in err
     assert f"series {second} -> derived series" in out and "3 instance(s) stored" in out, out
     assert len(fake_pacs.instances) == 3  # the second series' derived series, nothing of the first
     assert_private(out + err)
     assert list((tmp_path / "tmp").iterdir()) == []  # no patient data left behind
+
+
+#: run in a fresh process, so that what earlier tests left in this one's heap does not move the figure
+_READ_PEAK_RSS_SCRIPT = """
+import sys
+from pathlib import Path
+from mdrn.pacs.dicomweb import connect
+from mdrn.perf import set_malloc_reuse
+
+def kib(field):
+    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith(field + ":"))
+    return int(line.split()[1])
+
+url, study, series, small, large, folder = sys.argv[1:]
+set_malloc_reuse(False)  # as the commands do: freed buffers go back
+pacs = connect(url)
+pacs.read(study, series, small, Path(folder) / "small.dcm")  # warms up: imports, the connection
+Path("/proc/self/clear_refs").write_text("5")  # the peak (VmHWM) restarts from the current size
+start = kib("VmRSS")
+pacs.read(study, series, large, Path(folder) / "large.dcm")
+print((kib("VmHWM") - start) * 1024)
+"""
+
+
+@pytest.mark.parametrize("how", ["", "unsized", "bare"])
+def test_a_large_wado_answer_is_streamed_to_its_file(fake_pacs, tmp_path, how):
+    """A 64 MiB instance (multipart with or without a Content-Length, or bare application/dicom) is
+    written as the PACS sent it, while the reading process's peak resident memory (Linux: VmHWM reset
+    through /proc/self/clear_refs) grows by less than a quarter of it: the answer is never held whole."""
+    import os
+    import subprocess
+    import sys
+
+    import numpy as np
+    from pydicom.uid import generate_uid
+
+    if not Path("/proc/self/clear_refs").exists():
+        pytest.skip("needs Linux's /proc/self/clear_refs to measure the peak resident memory")
+    series = _sources(fake_pacs)[0]
+    small = sorted(fake_pacs.instances[series])[0]
+    ds = pydicom.dcmread(io.BytesIO(fake_pacs.instances[series][small]))
+    ds.Rows, ds.Columns = 4096, 8192  # 16 bit: 64 MiB of pixel data
+    ds.PixelData = (np.arange(4096 * 8192, dtype=np.uint32) % 4093).astype(np.uint16).tobytes()
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.save_as(tmp_path / "large.dcm", enforce_file_format=True)
+    del ds
+    fake_pacs.add([tmp_path / "large.dcm"])
+    large = str(pydicom.dcmread(tmp_path / "large.dcm", stop_before_pixels=True).SOPInstanceUID)
+    size = len(fake_pacs.instances[series][large])
+    assert size > 64 * 2**20
+    if how:
+        fake_pacs.broken[large] = how
+    folder = tmp_path / "in"
+    folder.mkdir()
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MDRN_PACS_")}
+    env["PYTHONPATH"] = f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
+    args = [fake_pacs.url, fake_pacs.study, series, small, large, str(folder)]
+    res = subprocess.run(
+        [sys.executable, "-c", _READ_PEAK_RSS_SCRIPT, *args], env=env, capture_output=True, text=True
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    growth = int(res.stdout.strip().splitlines()[-1])
+    print(f"peak RSS growth reading a {size / 2**20:.1f} MiB answer ({how or 'multipart'}): "
+          f"{growth / 2**20:.1f} MiB")  # fmt: skip
+    assert growth < size / 4, (growth, size)
+    assert (folder / "large.dcm").read_bytes() == fake_pacs.instances[series][large]
+    assert sorted(p.name for p in folder.iterdir()) == ["large.dcm", "small.dcm"]
+
+
+@pytest.mark.parametrize("how", ["", "unsized", "bare"])
+def test_a_wado_answer_over_the_size_cap_is_one_line_and_leaves_no_file(fake_pacs, tmp_path, how):
+    """An answer larger than the cap (``max_bytes``, lowered here; declared in its Content-Length or
+    not) is refused naming the instance and the cap, and nothing of it is left; at the cap it is read."""
+    from mdrn.pacs.dicomweb import PacsError, connect
+
+    series = _sources(fake_pacs)[0]
+    sop = sorted(fake_pacs.instances[series])[0]
+    held = fake_pacs.instances[series][sop]
+    if how:
+        fake_pacs.broken[sop] = how
+    folder = tmp_path / "in"
+    folder.mkdir()
+    pacs = connect(fake_pacs.url)
+    with pytest.raises(PacsError) as caught:
+        pacs.read(fake_pacs.study, series, sop, folder / f"{sop}.dcm", max_bytes=len(held) - 1)
+    line = str(caught.value)
+    assert len(line.splitlines()) == 1 and sop in line and f"{len(held) - 1:,} bytes" in line, line
+    assert list(folder.iterdir()) == []  # no partial file
+    pacs.read(fake_pacs.study, series, sop, folder / f"{sop}.dcm", max_bytes=len(held))
+    assert (folder / f"{sop}.dcm").read_bytes() == held  # the PACS's bytes, not re-encoded
+    assert list(folder.iterdir()) == [folder / f"{sop}.dcm"]
+
+
+def test_the_multipart_parser_finds_the_part_however_the_answer_is_cut_into_chunks():
+    """A boundary may straddle chunks (down to one byte each); the framing around the one part is skipped
+    (preamble, headers or none, a quoted boundary, an epilogue); what is not one complete part is refused."""
+    from mdrn.pacs.multipart import AnswerError, TooLarge, write_answer
+
+    data = b"DICM\r\n--c\r\n-b--b\r\n" * 50 + b"\r\n-"  # near-boundaries inside the body, and at its end
+    framed = b"preamble\r\n--b \r\nContent-Type: application/dicom\r\n\r\n" + data + b"\r\n--b--\r\nend"
+    for body, content_type in [
+        (framed, 'multipart/related; type="application/dicom"; boundary="b"'),
+        (b"--b\r\n\r\n" + data + b"\r\n--b--", "Multipart/Related; boundary=b"),
+        (data, "application/dicom"),
+    ]:
+        for n in (1, 7, len(body)):
+            out = io.BytesIO()
+            chunks = (body[i : i + n] for i in range(0, len(body), n))
+            assert write_answer(chunks, content_type, out, len(data)) == len(data)
+            assert out.getvalue() == data, (content_type, n)
+    multipart = "multipart/related; boundary=b"
+    for body, why in [
+        (framed[:-9], "cut off"),
+        (b"--b\r\n\r\nx\r\n--b\r\n\r\ny\r\n--b--", "more than one instance"),
+        (b"--b--", "no instance"),
+        (b"x" * 70000, "no multipart boundary"),
+        (b"--b\r\n" + b"x" * 70000, "headers never end"),
+    ]:
+        with pytest.raises(AnswerError, match=why):
+            write_answer([body], multipart, io.BytesIO(), 2**20)
+    with pytest.raises(AnswerError, match="media type 'text/html'"):
+        write_answer([b"<html>"], "text/html", io.BytesIO(), 2**20)
+    with pytest.raises(TooLarge, match="limit of 1,000 bytes"):
+        write_answer([], multipart, io.BytesIO(), 1000, declared=10**9)  # before a byte is read
 
 
 def test_a_stow_answer_that_confirms_nothing_is_not_taken_as_stored(fake_pacs, capsys):

@@ -4,9 +4,11 @@
 or a file (:func:`credentials`; never from the command line), TLS checked against the system's CAs or a
 CA file, and refuses to send credentials unencrypted to another computer. :func:`enlarge_study` enlarges
 each image series of a study (or the series asked for) with :func:`mdrn.pacs.series.enlarge_series`:
-instances are read one at a time into a private folder (0700) and deleted once the series is done, so
-memory holds one instance, whatever the length of the series. Because derived UIDs are stable, a rerun
-asks the PACS which derived instances it already has and enlarges and stores only the others.
+instances are read a few at a time into a private folder (0700), each WADO-RS answer streamed to its file
+as the PACS sent it (never held in memory whole; one over :data:`MAX_INSTANCE_BYTES` is refused), and
+deleted once the series is done, so memory holds one instance, whatever the length of the series.
+Because derived UIDs are stable, a rerun asks the PACS which derived instances it already has and
+enlarges and stores only the others.
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 import requests
 from urllib3.util.retry import Retry
 
+from mdrn.pacs.multipart import AnswerError, TooLarge, write_answer
 from mdrn.pacs.series import (
     Enlarger,
     SendFailed,
@@ -44,6 +47,7 @@ __all__ = [
     "ENV_PASSWORD",
     "ENV_TOKEN",
     "ENV_USER",
+    "MAX_INSTANCE_BYTES",
     "PacsClient",
     "PacsError",
     "SeriesInfo",
@@ -58,6 +62,10 @@ __all__ = [
 ENV_TOKEN, ENV_USER, ENV_PASSWORD = "MDRN_PACS_TOKEN", "MDRN_PACS_USER", "MDRN_PACS_PASSWORD"
 #: Instances read at once (WADO-RS requests in flight).
 READ_THREADS = 4
+#: The largest instance read from a PACS (bytes of one WADO-RS answer's DICOM file); a larger one is refused.
+MAX_INSTANCE_BYTES = 2 * 2**30
+_READ_CHUNK = 2**20
+_ACCEPT_INSTANCE = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 _LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
 
 
@@ -249,26 +257,51 @@ class PacsClient:
             return self._call(f"listing series {series}", _raise, err)
         return [(str(_value(i, "00080018")), str(_value(i, "00080016"))) for i in found]
 
-    def read(self, study: str, series: str, sop: str, dest: Path) -> None:
-        """Read one instance (WADO-RS, in the transfer syntax the PACS holds) into the file ``dest``."""
+    def read(
+        self, study: str, series: str, sop: str, dest: Path, *, max_bytes: int = MAX_INSTANCE_BYTES
+    ) -> None:
+        """Read one instance (WADO-RS, in the transfer syntax the PACS holds) into the file ``dest``, as the
+        PACS sent it: streamed through a temporary file beside ``dest``, at most ``max_bytes`` bytes."""
+        import pydicom
+        from dicomweb_client import URI
         from pydicom.errors import InvalidDicomError
 
+        prefix = getattr(self.client, "wado_url_prefix", None)
         try:
-            ds = self._call(
-                f"reading instance {sop}",
-                self.client.retrieve_instance,
-                study,
-                series,
-                sop,
-                media_types=(("application/dicom", "*"),),
-            )
+            url = str(URI(self.client.base_url + (f"/{prefix}" if prefix else ""), study, series, sop))
+        except ValueError as err:
+            raise PacsError(f"{self.url}: instance {sop}: cannot be asked for ({_reason(err)})") from err
+        fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+        part = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                self._call(f"reading instance {sop}", self._stream, url, out, max_bytes)
+            pydicom.dcmread(part, stop_before_pixels=True)
+            part.replace(dest)
+        except TooLarge as err:
+            raise PacsError(f"{self.url}: instance {sop}: the PACS's answer is {err}") from err
         except InvalidDicomError as err:
             raise PacsError(f"{self.url}: instance {sop}: the PACS's answer is not a DICOM instance") from err
-        except (ValueError, KeyError, IndexError, EOFError) as err:  # a multipart answer that does not parse
+        except (AnswerError, ValueError, KeyError, IndexError, EOFError) as err:  # framing or header broken
             raise PacsError(
                 f"{self.url}: instance {sop}: unreadable answer of the PACS ({_reason(err)})"
             ) from err
-        ds.save_as(dest, enforce_file_format=True)
+        finally:
+            part.unlink(missing_ok=True)
+
+    def _stream(self, url: str, out: BinaryIO, limit: int) -> int:
+        """GET a WADO-RS instance through the client's session (its credentials, CA file, retries) into
+        ``out``; returns the bytes written."""
+        # dicomweb-client has no public accessor of the session connect() gave it, nor of its timeout
+        session, timeout = self.client._session, self.client._timeout
+        headers = {"Accept": _ACCEPT_INSTANCE}
+        with session.get(url, headers=headers, stream=True, timeout=timeout) as answer:
+            answer.raise_for_status()
+            length = answer.headers.get("Content-Length", "")
+            plain = answer.headers.get("Content-Encoding", "identity").lower() == "identity"
+            declared = int(length) if length.isdigit() and plain else None
+            chunks = answer.iter_content(_READ_CHUNK)
+            return write_answer(chunks, answer.headers.get("Content-Type", ""), out, limit, declared)
 
     def store(self, paths: Sequence[Path]) -> list[tuple[Path, str]]:
         """Store files (STOW-RS, one request); returns the files the PACS refused, with its reason.
