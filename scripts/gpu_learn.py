@@ -4,7 +4,8 @@ Trains MDRN B=80 F=64 (x2/x3/x4, the bicubic path) with the recipe of ``conf/exp
 (written before any GPU run: 8,000 steps of batch 32, 48x48 LR patches, lr 2e-4 cosine, bf16-mixed with the
 GPU training preset; the last step is the model) on ``.gpu_data/`` (``make gpu-data``: T91's 40 images of
 at least 192 px, 75 BSD200 images, Set5; checked against its manifest first), through ``python -m
-mdrn.train`` in a subprocess, and scores Set5 x2/x3/x4 with the protocol in fp32 (bicubic beside). Goal: Set5 x2 >= 37.6 dB (VDSR: 37.53).
+mdrn.train`` in a subprocess, and scores Set5 x2/x3/x4 with the protocol in fp32 (bicubic beside).
+Goal: Set5 x2 >= 37.6 dB (VDSR: 37.53).
 Where the time budget allows (``--fp32 auto``: once the bf16 run is done, only if 1.5x its time is left),
 the same recipe in fp32 (``32-true``; cuDNN may use TF32, PyTorch's default) beside it, capped to the
 budget (its summary says if the cap cut it short of equal steps).
