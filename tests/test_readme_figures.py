@@ -35,7 +35,10 @@ SECTIONS = {
     "experiments/README.md": ("## Measured here", "\n## "),
 }
 #: the sections whose prose figures are checked: those above and the shipped model's paragraphs
-PROSE_SECTIONS = [(doc, start) for doc, (start, _) in SECTIONS.items()] + [("README.md", "## For clinicians")]
+PROSE_SECTIONS = [(doc, start) for doc, (start, _) in SECTIONS.items()] + [
+    ("README.md", "## For clinicians"),
+    ("README.md", "## Connect to a PACS"),
+]
 #: a printed figure: 12.34, 1,234,567, 3.5e-7, 0.008%; not an order of magnitude such as 1e-4 (a bound or
 #: a setting), a version such as 2.13.0, nor part of a name
 FIGURE = re.compile(r"(?<![\w.\-/=])(\d+(?:,\d{3})+|\d+\.\d+(?:e-?\d+)?)(%?)(?![\w.]*\d)(?!\.\w)")
@@ -142,6 +145,9 @@ def _sources(paragraph: str, doc: str) -> list[Path]:
     files: list[Path] = []
     for link in re.findall(r"\]\(([^)]*results/[^)]*)\)", paragraph):
         target = (base / link).resolve()
+        if target.suffix in (".txt", ".csv", ".json"):  # a recorded output: itself and its run record
+            files += [target, target.with_name(target.name + ".run.json")]
+            continue
         stem = (
             target.with_suffix("") if target.suffix == ".md" and target.name != "README.md" else target.parent
         )
