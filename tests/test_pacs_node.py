@@ -325,3 +325,27 @@ def test_only_a_run_that_ends_with_its_study_keeps_freed_memory_for_reuse() -> N
     )
     assert _enlarger(enlarge).opts.reuse_memory is True
     assert _enlarger(listen).opts.reuse_memory is False
+
+
+def test_an_instance_refused_for_its_uid_opens_no_series(tmp_path: Path) -> None:
+    """A C-STORE whose SOP Instance UID cannot name a file is refused (0xC210) before its series is opened:
+    no empty series is later processed and logged as '0 instance(s) sent'."""
+    from types import SimpleNamespace
+
+    from mdrn.pacs.node import Destination, Node
+    from mdrn.pacs.series import Enlarger
+
+    node = Node(Enlarger.create("bicubic", 2), send_to=Destination("PACS", "127.0.0.1", 1), work_dir=tmp_path)
+    try:
+        from mdrn.io.dicom import quiet_value_warnings
+
+        bad = pydicom.Dataset()
+        with quiet_value_warnings():  # a hostile UID is what is tested; pydicom need not warn about it
+            bad.SeriesInstanceUID, bad.SOPInstanceUID = "1.2.3", "../../x"
+        event = SimpleNamespace(
+            dataset=bad, assoc=SimpleNamespace(requestor=SimpleNamespace(ae_title="PACS"))
+        )
+        assert node._on_store(event) == 0xC210
+        assert node._incoming == {} and not any(node.root.iterdir())
+    finally:
+        node.stop()

@@ -211,7 +211,8 @@ class Node:
         try:
             ds = event.dataset
             series, sop = str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)
-            instance_file(self.root, series)  # a valid UID (it names a folder)
+            instance_file(self.root, series)  # valid UIDs (they name a folder and a file), checked before
+            instance_file(self.root, sop)  # the series is opened: no empty series from a refused instance
         except Exception:  # noqa: BLE001 - a dataset we cannot file: refused, the sender is told
             return 0xC210
         calling = str(event.assoc.requestor.ae_title).strip()
