@@ -9,7 +9,8 @@ a user runs on the same slices, each in a fresh process (x2):
 ``mdrn-upscale FOLDER --scale 2 --weights M -o OUT`` (files in, files out) and
 ``mdrn-pacs enlarge --dicomweb URL --study UID --scale 2 --model M`` (QIDO-RS, WADO-RS, enlarge, STOW-RS;
 the derived series is deleted from Orthanc between runs so that each run stores all of it). Prints the
-median and the fastest wall time of each and the PACS path's overhead (issue 24's goal: at most 15%).
+median and the fastest wall time of each and the PACS path's overhead (issue 24's goal: at most 15%; a row
+that misses it says so; ``--strict``: exit 1 then).
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def _delete_derived(pacs: object, study: str, source: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the comparison; print one row per model; exit 1 if a row misses the goal."""
+    """Run the comparison; print one row per model; with ``--strict``, exit 1 if a row misses the goal."""
     import pydicom
     import torch
 
@@ -94,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--models", nargs="+", default=["bicubic", "mdrn_small"])
+    ap.add_argument("--strict", action="store_true", help="exit 1 if a row misses the 15%% goal")
     args = ap.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="mdrn-bench-pacs-"))
@@ -163,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return 1 if missed else 0
+    return 1 if missed and args.strict else 0
 
 
 if __name__ == "__main__":
