@@ -93,3 +93,20 @@ def test_bad_volumes_give_one_clear_error(tmp_path) -> None:
         NiftiVolume(tmp_path / "v.nii", max_pixels=100)
     assert _enlarge(cut, tmp_path / "out") == 1
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_qform_and_sform_are_each_enlarged_from_their_own_matrix(tmp_path) -> None:
+    # a scanner qform and an sform registered elsewhere (e.g. to a template): both stay, each enlarged
+    data = np.arange(6 * 5 * 4, dtype=np.int16).reshape(6, 5, 4)
+    sform = np.array([[0.8, 0, 0, -10], [0, -0.9, 0, 20], [0, 0, 3.0, 5], [0, 0, 0, 1]])
+    qform = np.array([[-0.8, 0, 0, 10], [0, 0.9, 0, -20], [0, 0, 3.0, 7], [0, 0, 0, 1]])
+    img = nib.Nifti1Image(data, sform)
+    img.header.set_qform(qform, code=1)
+    img.header.set_sform(sform, code=2)
+    nib.save(img, tmp_path / "v.nii")
+    assert _enlarge(tmp_path / "v.nii", tmp_path / "out") == 0
+    got = nib.load(tmp_path / "out" / "v_x2_bicubic.nii").header
+    for before, after in [(qform, got.get_qform()), (sform, got.get_sform())]:
+        # the outer corners of the voxel grid are the same world points
+        for old, new in [((-0.5, -0.5, -0.5), (-0.5, -0.5, -0.5)), ((5.5, 4.5, 3.5), (11.5, 9.5, 3.5))]:
+            np.testing.assert_allclose(_voxel_centre(after, new), _voxel_centre(before, old), atol=1e-4)

@@ -228,25 +228,33 @@ class NiftiVolume:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _enlarged_affine(self, affine: np.ndarray, scale: int) -> np.ndarray:
+        """``affine`` with the plane's voxels ``scale`` times smaller, the first voxel's centre moved."""
+        affine = np.array(affine, dtype=np.float64)
+        shift = -(scale - 1) / (2 * scale)
+        for axis in self.axes:
+            affine[:3, 3] += affine[:3, axis] * shift
+            affine[:3, axis] /= scale
+        return affine
+
     def enlarged_header(self, scale: int, description: str) -> tuple[Any, tuple[int, ...]]:
         """The header and shape of the volume enlarged ``scale`` times in its plane."""
         shape = list(self.shape)
-        affine = self.affine.copy()
-        shift = -(scale - 1) / (2 * scale)
         for axis in self.axes:
             shape[axis] *= scale
-            affine[:3, 3] += affine[:3, axis] * shift
-            affine[:3, axis] /= scale
         header = self.header.copy()
         header.set_data_shape(shape)
         zooms = list(header.get_zooms())
         for axis in self.axes:
             zooms[axis] /= scale
         header.set_zooms(zooms)
-        for code_name, setter in (("qform_code", header.set_qform), ("sform_code", header.set_sform)):
+        for code_name, getter, setter in (
+            ("qform_code", self.header.get_qform, header.set_qform),
+            ("sform_code", self.header.get_sform, header.set_sform),
+        ):
             code = int(header[code_name])
-            if code:
-                setter(affine, code=code)
+            if code:  # each from its own matrix: a qform (scanner) and an sform (e.g. a template) may differ
+                setter(self._enlarged_affine(getter(), scale), code=code)
         header["descrip"] = description.encode("ascii", "replace")[:79]
         return header, tuple(shape)
 
