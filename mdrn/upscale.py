@@ -20,6 +20,7 @@ import os
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -61,6 +62,24 @@ def expand_inputs(
     cannot be opened gives one line naming it.
     """
     found: list[tuple[Stack | str, Path]] = []
+    try:
+        _expand(inputs, out_dir, folder_suffix, opts, found)
+    except BaseException:  # e.g. Ctrl-C while a volume is opened: close the ones already open
+        for stack, _ in found:
+            if isinstance(stack, Stack):
+                stack.close()
+        raise
+    return found
+
+
+def _expand(
+    inputs: Iterable[str | os.PathLike[str]],
+    out_dir: Path,
+    folder_suffix: str,
+    opts: UpscaleOptions,
+    found: list[tuple[Stack | str, Path]],
+) -> None:
+    """Append to ``found`` what :func:`expand_inputs` returns."""
     for item in inputs:
         path = Path(item)
         dest = out_dir / f"{path.name}{folder_suffix}" if path.is_dir() else out_dir
@@ -74,7 +93,6 @@ def expand_inputs(
         found += [(stack, dest) for stack in stacks]
         if path.is_dir() and not stacks and not problems:
             found.append((f"{path}: no images, DICOM series or NIfTI volumes in this folder", dest))
-    return found
 
 
 def _message(src: Path, err: BaseException) -> str:
@@ -225,6 +243,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not items:
         print("error: no input images found", file=sys.stderr)
         return 2
+    try:  # every input was opened above: close them all however the run ends (a volume's copy in /tmp)
+        return _run(args, items, net, how, opts, device)
+    finally:
+        for stack, _ in items:
+            if isinstance(stack, Stack):
+                stack.close()
+
+
+def _run(
+    args: argparse.Namespace,
+    items: list[tuple[Stack | str, Path]],
+    net: torch.nn.Module,
+    how: Any,
+    opts: UpscaleOptions,
+    device: str,
+) -> int:
+    """Enlarge the opened inputs one after the other; the exit code of :func:`main`."""
     try:  # the device's fast path, or ONNX Runtime (exported once); prepared once for every input
         net, runs_on = prepare_network(
             net, device, backend=args.backend, precision=args.precision, scales=(args.scale,),

@@ -110,3 +110,29 @@ def test_qform_and_sform_are_each_enlarged_from_their_own_matrix(tmp_path) -> No
         # the outer corners of the voxel grid are the same world points
         for old, new in [((-0.5, -0.5, -0.5), (-0.5, -0.5, -0.5)), ((5.5, 4.5, 3.5), (11.5, 9.5, 3.5))]:
             np.testing.assert_allclose(_voxel_centre(after, new), _voxel_centre(before, old), atol=1e-4)
+
+
+@pytest.mark.parametrize("where", ["enlarging", "opening"])
+def test_ctrl_c_leaves_no_decompressed_volume_in_the_temporary_folder(tmp_path, monkeypatch, where) -> None:
+    import tempfile
+
+    import mdrn.upscale
+
+    for name in ("a.nii.gz", "b.nii.gz"):
+        make_nifti(tmp_path / name, np.float32)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    if where == "enlarging":  # while the first volume is enlarged, the second already open
+        monkeypatch.setattr(mdrn.upscale, "enlarge_stack", interrupt)
+    else:  # while the second volume's values are read, the first already open
+        calls = iter([NiftiVolume._value_mapping, interrupt])
+        monkeypatch.setattr(NiftiVolume, "_value_mapping", lambda self: next(calls)(self))
+    with pytest.raises(KeyboardInterrupt):
+        main([str(tmp_path / "a.nii.gz"), str(tmp_path / "b.nii.gz"), "--scale", "2", "--weights", "bicubic",
+              "-o", str(tmp_path / "out"), "-q"])  # fmt: skip
+    assert list(scratch.iterdir()) == []

@@ -136,13 +136,17 @@ class NiftiVolume:
         nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
         if self.path.name.lower().endswith(".gz"):
             data_file = self._scratch = self._decompress(nbytes + offset)
-        if data_file.stat().st_size < offset + nbytes:
+        try:  # whatever stops the opening (Ctrl-C included) leaves no decompressed copy behind
+            if data_file.stat().st_size < offset + nbytes:
+                raise ImageReadError(
+                    self.path,
+                    f"truncated file: {self.shape} {self.dtype} voxels need {offset + nbytes} bytes",
+                )
+            self._data = _Mapped(data_file, self.shape, self.dtype, offset, write=False)
+            self.bit_depth, self.signed_offset, self.range = self._value_mapping()
+        except BaseException:
             self.close()
-            raise ImageReadError(
-                self.path, f"truncated file: {self.shape} {self.dtype} voxels need {offset + nbytes} bytes"
-            )
-        self._data = _Mapped(data_file, self.shape, self.dtype, offset, write=False)
-        self.bit_depth, self.signed_offset, self.range = self._value_mapping()
+            raise
 
     def _decompress(self, limit: int) -> Path:
         fd, name = tempfile.mkstemp(prefix="mdrn-nifti-", suffix=".nii")
@@ -156,6 +160,9 @@ class NiftiVolume:
         except (OSError, EOFError, gzip.BadGzipFile) as exc:
             scratch.unlink(missing_ok=True)
             raise ImageReadError(self.path, f"truncated or corrupt gzip data ({exc})") from exc
+        except BaseException:  # Ctrl-C: no copy of the volume left in the temporary folder
+            scratch.unlink(missing_ok=True)
+            raise
         return scratch
 
     def _value_mapping(self) -> tuple[int, int, tuple[float, float] | None]:
