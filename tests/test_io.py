@@ -22,6 +22,7 @@ RNG = np.random.default_rng(0)
         (".png", (17, 23), np.uint16, 16),
         (".png", (17, 23, 3), np.uint16, 16),
         (".png", (17, 23), np.uint16, 12),
+        (".png", (17, 23, 3), np.uint16, 12),
         (".tif", (17, 23), np.uint16, 16),
         (".tif", (17, 23, 3), np.uint16, 16),
         (".tif", (17, 23, 3), np.uint8, 8),
@@ -35,6 +36,23 @@ def test_round_trip_keeps_pixels_channels_and_bit_depth(tmp_path: Path, suffix, 
     assert image.bit_depth == bits
     np.testing.assert_array_equal(image.array, array)
     assert image.channels == (1 if len(shape) == 2 else 3)
+
+
+@pytest.mark.parametrize("shape", [(17, 23), (17, 23, 3)])
+def test_png_of_fewer_significant_bits_scaled_as_the_standard_says(tmp_path: Path, shape) -> None:
+    import png
+
+    # pypng (as libpng) stores 12-bit samples scaled up to 16 bits, with an sBIT chunk of 12
+    array = RNG.integers(0, 1 << 12, size=shape).astype(np.uint16)
+    array.flat[0] = 4095
+    path = tmp_path / "twelve.png"
+    with path.open("wb") as fh:
+        png.Writer(shape[1], shape[0], greyscale=len(shape) == 2, bitdepth=12).write(
+            fh, array.reshape(shape[0], -1).tolist()
+        )
+    image = read_image(path)
+    assert image.bit_depth == 12
+    np.testing.assert_array_equal(image.array, array)
 
 
 def test_tensor_conversion_uses_the_n_bit_peak(tmp_path: Path) -> None:

@@ -157,7 +157,7 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT
             if png is not None:
                 significant = _png_significant_bits(path)
                 if significant and significant < image.bit_depth:
-                    image.bit_depth = significant
+                    _significant_bits(image, significant)
     except ImageReadError:
         raise
     except Exception as exc:  # decoder errors of PIL, tifffile, pydicom, png: one clear message
@@ -192,6 +192,21 @@ def _png_significant_bits(path: Path) -> int | None:
             if kind in (b"IDAT", b"IEND"):
                 return None
             fh.seek(length + 4, os.SEEK_CUR)
+
+
+def _significant_bits(image: ImageData, bits: int) -> None:
+    """Make ``image`` one of ``bits`` bits (a PNG's ``sBIT``), whichever way its samples were stored.
+
+    The PNG standard scales the samples up to the container's depth (values above ``2**bits - 1``: shifted
+    back down here); mdrn's own files keep the values as they are (:mod:`mdrn.io.writers`).
+    """
+    peak = (1 << bits) - 1
+    planes = [image.array] if image.alpha is None else [image.array, image.alpha]
+    if any(int(plane.max()) > peak for plane in planes):
+        shift = image.bit_depth - bits
+        image.array = image.array >> shift
+        image.alpha = None if image.alpha is None else image.alpha >> shift
+    image.bit_depth = bits
 
 
 def _read_pillow(path: Path, max_pixels: int | None) -> ImageData:
@@ -247,7 +262,10 @@ def _read_pillow(path: Path, max_pixels: int | None) -> ImageData:
 def _read_png16(path: Path) -> ImageData:
     import png  # pypng: Pillow reduces 16-bit colour and gray + alpha PNGs to 8 bits
 
-    width, height, rows, info = png.Reader(filename=str(path)).asDirect()
+    reader = png.Reader(filename=str(path))
+    reader.preamble()
+    reader.sbit = None  # pypng would shift every file's samples by sBIT: read_image applies it (mdrn's too)
+    width, height, rows, info = reader.asDirect()
     planes = info["planes"]
     array = np.empty((height, width * planes), np.uint16)
     n = 0
