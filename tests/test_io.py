@@ -55,6 +55,28 @@ def test_png_of_fewer_significant_bits_scaled_as_the_standard_says(tmp_path: Pat
     np.testing.assert_array_equal(image.array, array)
 
 
+def test_tiff_pages_and_photometric_interpretations(tmp_path: Path) -> None:
+    import tifffile
+    from PIL import Image
+
+    gray = RNG.integers(0, 256, (12, 20)).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "pages.tif", np.stack([gray, gray]))  # two pages, not gray + alpha
+    with pytest.raises(ImageReadError, match="pages.tif: multi-page TIFF"):
+        read_image(tmp_path / "pages.tif")
+    tifffile.imwrite(tmp_path / "white.tif", gray, photometric="miniswhite")  # 0 is white
+    white = read_image(tmp_path / "white.tif")
+    np.testing.assert_array_equal(white.array, 255 - gray)
+    rgb = np.dstack([gray, 255 - gray, gray // 2])
+    palette = Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    palette.save(tmp_path / "palette.tif")
+    got = read_image(tmp_path / "palette.tif")  # colours, not the palette's indices
+    np.testing.assert_array_equal(got.array, np.asarray(palette.convert("RGB")))
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "cmyk.tif")
+    got = read_image(tmp_path / "cmyk.tif")  # RGB, not C, M, Y as RGB and K as alpha
+    assert got.alpha is None and got.meta["format"] == "TIFF"
+    np.testing.assert_array_equal(got.array, np.asarray(Image.open(tmp_path / "cmyk.tif").convert("RGB")))
+
+
 def test_tensor_conversion_uses_the_n_bit_peak(tmp_path: Path) -> None:
     array = np.array([[0, 4095], [2048, 1]], dtype=np.uint16)
     path = write_image(tmp_path / "a.png", array, bit_depth=12)

@@ -281,6 +281,12 @@ def _read_png16(path: Path) -> ImageData:
     return ImageData(pixels, 16, photometric=photometric, meta={"format": "PNG"}, alpha=alpha)
 
 
+#: TIFF photometric interpretations read as they are: MINISWHITE (inverted), MINISBLACK, RGB, YCbCr (JPEG)
+_TIFF_PHOTOMETRIC = (0, 1, 2, 6)
+#: PALETTE and SEPARATED (CMYK) of up to 8 bits: read by Pillow, which converts them to RGB
+_TIFF_VIA_PILLOW = (3, 5)
+
+
 def _read_tiff(path: Path, max_pixels: int | None) -> ImageData:
     import tifffile
 
@@ -289,9 +295,19 @@ def _read_tiff(path: Path, max_pixels: int | None) -> ImageData:
             raise ImageReadError(path, "TIFF file has no image")
         page = tif.pages[0]
         check_pixel_count(path, int(page.imagewidth), int(page.imagelength), max_pixels)
-        array = tif.asarray()
-    if array.ndim == 3 and array.shape[0] in (1, 2, 3, 4) and array.shape[2] not in (1, 2, 3, 4):
-        array = np.moveaxis(array, 0, -1)  # planar configuration
+        images = 1 + sum(not getattr(tif.pages[i], "is_reduced", False) for i in range(1, len(tif.pages)))
+        if images > 1:  # thumbnails (reduced-resolution pages) aside
+            raise ImageReadError(
+                path, f"multi-page TIFF ({images} images) is not supported: one image a file"
+            )
+        photometric = int(page.photometric)
+        if photometric in _TIFF_VIA_PILLOW and int(page.bitspersample) <= 8:
+            return _read_pillow(path, max_pixels)  # palette and CMYK: Pillow's colour conversion
+        if photometric not in _TIFF_PHOTOMETRIC:
+            raise ImageReadError(path, f"TIFF photometric interpretation {photometric} is not supported")
+        array = page.asarray()
+        if array.ndim == 3 and page.axes.startswith("S"):
+            array = np.moveaxis(array, 0, -1)  # planar configuration
     alpha = None
     if array.ndim == 3 and array.shape[2] in (2, 4):
         array, alpha = array[..., :-1], np.ascontiguousarray(array[..., -1])
@@ -301,6 +317,8 @@ def _read_tiff(path: Path, max_pixels: int | None) -> ImageData:
         raise ImageReadError(path, f"multi-page or volumetric TIFF {array.shape} is not supported")
     if array.dtype == np.bool_:
         array = array.astype(np.uint8) * 255
+    if photometric == 0 and array.dtype.kind == "u":  # MINISWHITE: 0 is white; mdrn's pixels say black
+        array = np.iinfo(array.dtype).max - array
     if array.dtype.kind == "f":
         raise ImageReadError(
             path, f"floating-point TIFF ({array.dtype}) is not supported (expected 8-16 bit)"
