@@ -77,6 +77,22 @@ def test_tiff_pages_and_photometric_interpretations(tmp_path: Path) -> None:
     np.testing.assert_array_equal(got.array, np.asarray(Image.open(tmp_path / "cmyk.tif").convert("RGB")))
 
 
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_as_viewers_show_the_image(tmp_path: Path, orientation: int) -> None:
+    import tifffile
+    from PIL import Image, ImageOps
+
+    rgb = RNG.integers(0, 256, (6, 10, 3)).astype(np.uint8)  # a phone's photo: stored sideways, tagged
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(rgb).save(tmp_path / "photo.png", exif=exif)
+    tifffile.imwrite(tmp_path / "photo.tif", rgb, extratags=[(0x0112, 3, 1, orientation, True)])
+    for name in ("photo.png", "photo.tif"):
+        with Image.open(tmp_path / name) as im:
+            upright = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+        np.testing.assert_array_equal(read_image(tmp_path / name).array, upright)
+
+
 def test_tensor_conversion_uses_the_n_bit_peak(tmp_path: Path) -> None:
     array = np.array([[0, 4095], [2048, 1]], dtype=np.uint16)
     path = write_image(tmp_path / "a.png", array, bit_depth=12)

@@ -225,6 +225,7 @@ def _read_pillow(path: Path, max_pixels: int | None) -> ImageData:
         with im:
             check_pixel_count(path, im.width, im.height, max_pixels)
             im.load()
+            im = _exif_upright(im)
             mode = im.mode
             meta = {"format": im.format}
             if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
@@ -257,6 +258,26 @@ def _read_pillow(path: Path, max_pixels: int | None) -> ImageData:
         raise ImageReadError(path, "not a recognised image file (PNG, JPEG, TIFF, BMP or DICOM)") from exc
     except OSError as exc:
         raise ImageReadError(path, f"truncated or corrupt image data ({exc})") from exc
+
+
+def _exif_upright(im: Any) -> Any:
+    """The image as viewers show it: its EXIF orientation (a phone's photo, a TIFF tag) applied."""
+    from PIL import ImageOps
+
+    return ImageOps.exif_transpose(im) if im.getexif().get(_ORIENTATION, 1) != 1 else im
+
+
+#: TIFF/EXIF Orientation tag, and the numpy steps that make each value upright (as Pillow's exif_transpose)
+_ORIENTATION = 0x0112
+_UPRIGHT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
+    8: lambda a: np.rot90(a, 1),
+}
 
 
 def _read_png16(path: Path) -> ImageData:
@@ -308,6 +329,9 @@ def _read_tiff(path: Path, max_pixels: int | None) -> ImageData:
         array = page.asarray()
         if array.ndim == 3 and page.axes.startswith("S"):
             array = np.moveaxis(array, 0, -1)  # planar configuration
+        tag = page.tags.get(_ORIENTATION)
+        upright = _UPRIGHT.get(int(tag.value) if tag is not None else 1)
+        array = upright(array) if upright is not None and array.ndim in (2, 3) else array
     alpha = None
     if array.ndim == 3 and array.shape[2] in (2, 4):
         array, alpha = array[..., :-1], np.ascontiguousarray(array[..., -1])
