@@ -238,6 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_pixels=args.max_pixels or None,
         plane=args.plane,
         window=args.window,
+        taken=set(),
     )
     items = expand_inputs(args.inputs, args.output, f"_x{args.scale}_{how.model}", opts)
     if not items:

@@ -175,6 +175,17 @@ def test_existing_output_kept_unless_overwrite(tmp_path, capsys) -> None:
     assert read_image(dest).height == 36
 
 
+def test_two_inputs_of_one_name_never_replace_each_others_output(tmp_path, capsys) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, second = _make(tmp_path / "a" / "scan.png", "gray8"), _make(tmp_path / "b" / "scan.png", "rgb8")
+    out = tmp_path / "out"
+    args = [str(first), str(second), "--scale", "2", "--weights", "bicubic", "-o", str(out), "-q"]
+    assert main([*args, "--overwrite"]) == 1  # replaces last run's file, not this run's first output
+    assert "another input of the same name" in capsys.readouterr().err
+    assert read_image(out / "scan_x2_bicubic.png").channels == 1  # the first input's result
+
+
 def test_module_entry_point(tmp_path) -> None:
     src = _make(tmp_path / "g.tif", "gray16")
     res = subprocess.run(

@@ -98,6 +98,7 @@ class UpscaleOptions:
     memory: int | None = ACTIVATION_MEMORY
     window: str = "auto"  # intensity window: the model's own (auto), none, or percentile (mdrn.models.window)
     reuse_memory: bool = True  # glibc keeps freed memory while a small band runs (REUSE_MAX_PIXELS)
+    taken: set[Path] | None = None  # outputs of this run so far: a second input never replaces one
 
 
 def load_network(weights: str | os.PathLike[str], scale: int | None = None) -> nn.Module:
@@ -277,6 +278,13 @@ def _write_image(
 
 
 def _check_free(dest: Path, opts: UpscaleOptions) -> None:
+    if opts.taken is not None:
+        if dest.resolve() in opts.taken:
+            raise FileExistsError(
+                f"{dest}: the output of another input of the same name in this run; not replaced "
+                "(enlarge them into separate output folders)"
+            )
+        opts.taken.add(dest.resolve())
     if dest.exists() and not opts.overwrite:
         raise FileExistsError(f"{dest}: already exists (use --overwrite to replace it)")
 
