@@ -157,7 +157,7 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT
             if png is not None:
                 significant = _png_significant_bits(path)
                 if significant and significant < image.bit_depth:
-                    image.bit_depth = significant
+                    _unscale(image, significant)
     except ImageReadError:
         raise
     except Exception as exc:  # decoder errors of PIL, tifffile, pydicom, png: one clear message
@@ -176,6 +176,16 @@ def _check_shape(path: Path, array: np.ndarray, alpha: np.ndarray | None = None)
         raise ImageReadError(path, f"unsupported sample type {array.dtype} (expected 8 to 16-bit integers)")
     if min(array.shape[:2]) < 1:
         raise ImageReadError(path, f"image has no pixels (shape {array.shape})")
+
+
+def _unscale(image: ImageData, significant: int) -> None:
+    """Make ``image`` ``significant``-bit; values scaled to the full range (the PNG standard) shifted back."""
+    peak, shift = (1 << significant) - 1, image.bit_depth - significant
+    for name in ("array", "alpha"):
+        values = getattr(image, name)
+        if values is not None and values.size and int(values.max()) > peak:
+            setattr(image, name, values >> shift)
+    image.bit_depth = significant
 
 
 def _png_significant_bits(path: Path) -> int | None:
