@@ -204,3 +204,17 @@ def _cache_shapes(files: list[Path], root: Path) -> list[tuple[int, ...]]:
 def test_impossible_loader_settings_are_named_before_any_image_is_read(tmp_path, key, value, message) -> None:
     with pytest.raises(ValueError, match=message):
         SRDataModule(data_dir=str(tmp_path), **{key: value})
+
+
+def test_folder_source_finds_dicom_files_without_suffix(tmp_path: Path) -> None:
+    # a PACS export names its slices IM0001 or by UID (suffix ".504"): a folder source of DICOM files finds
+    # them by their DICM header (as mdrn-upscale does); before, "no PNG/JPEG/TIFF/BMP/DICOM images"
+    from medical_data import make_ct_series
+
+    from mdrn.data import list_images
+
+    slices = make_ct_series(tmp_path / "export" / "series1", 3)
+    (tmp_path / "export" / "DICOMDIR").write_bytes(slices[0].read_bytes())  # a DICOM file, no image
+    (tmp_path / "export" / "notes.txt").write_text("not an image")
+    assert all(p.suffix == "" for p in slices)
+    assert list_images(tmp_path / "export") == sorted(slices)

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from mdrn.data.catalog import BENCHMARK_URL, BSDS300_SHA256, BSDS300_URL, FACTS, DataNotFoundError
+from mdrn.io.dicom import is_dicom_file
 from mdrn.io.download import NetworkUnavailableError, download_file, safe_extract
 from mdrn.io.images import is_image_file, read_image, write_image
 
@@ -50,11 +51,21 @@ BENCHMARK_SETS = ("Set5", "Set14", "B100", "Urban100")
 
 
 def list_images(folder: str | os.PathLike[str]) -> list[Path]:
-    """All image files (PNG/JPEG/TIFF/BMP/DICOM) under ``folder``, recursively, sorted."""
+    """All image files (PNG/JPEG/TIFF/BMP/DICOM) under ``folder``, recursively, sorted.
+
+    DICOM files are recognised by their ``DICM`` header too (a scanner's or PACS export names them
+    ``IM0001`` or by UID), as :func:`mdrn.clinical.inputs.open_inputs` does; a ``DICOMDIR`` is no image.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise DataNotFoundError(f"image folder {folder} does not exist")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and is_image_file(p) and ".part" not in p.name)
+    files = sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and ".part" not in p.name
+        and (is_image_file(p) or (p.name.upper() != "DICOMDIR" and is_dicom_file(p)))
+    )
     if not files:
         raise DataNotFoundError(f"no PNG/JPEG/TIFF/BMP/DICOM images under {folder}")
     return files
