@@ -81,6 +81,14 @@ def test_sampler_one_scale_per_batch_reproducible() -> None:
     assert list(c) == ba[20:]
     c.set_epoch(1)
     assert list(c)[0] == ScaleBatchSampler(**kw).batch(50)
+    # a run that ended at batch 20 (max_steps mid-epoch) and is continued: the trainer counts that epoch as
+    # done and starts its epoch 1 there; the batches go on from 20, then 50, as in an uninterrupted run
+    d = ScaleBatchSampler(**kw)
+    d.start_batch = 20
+    d.set_epoch(1)
+    assert list(d) == ba[20:]
+    d.set_epoch(2)
+    assert list(d) == [ScaleBatchSampler(**kw).batch(b) for b in range(50, 100)]
     # weights: a zero-weight scale is never drawn
     w = ScaleBatchSampler(**{**kw, "batches_per_epoch": 200}, scale_weights=[1, 0, 1])
     assert {bt[0][1] for bt in w} == {2, 4}
