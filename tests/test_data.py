@@ -40,6 +40,13 @@ def test_cache_roundtrip_and_lr(images: list[Path], tmp_path: Path) -> None:
     assert ims[0].lr[2].shape == (60, 72, 3) and ims[1].lr[3].shape == (43, 33)
 
 
+def test_image_smaller_than_the_scale_is_named(images: list[Path], tmp_path: Path) -> None:
+    # before: "modcrop: image 3x50 is smaller than the scale 4", no file named, from deep in the LR resize
+    tiny = write_image(tmp_path / "src" / "scout.png", np.zeros((3, 50), np.uint8), bit_depth=8)
+    with pytest.raises(ValueError, match=r"^\S+scout\.png: image 3x50 is smaller than the scale x4$"):
+        ImageCache([*images, tiny], tmp_path / "cache", scales=(2, 4)).build()
+
+
 def test_interrupted_build_is_rebuilt(images: list[Path], tmp_path: Path) -> None:
     cache = ImageCache(images, tmp_path / "cache", scales=(2,))
     cache.build()
