@@ -203,15 +203,22 @@ def prepare_benchmarks(
     tmp = Path(downloads) / "benchmark_extract"
     safe_extract(dest, tmp)
     src_root = tmp / "benchmark" if (tmp / "benchmark").is_dir() else tmp
-    for s in missing:
-        if (src_root / s).is_dir():
-            shutil.move(str(src_root / s), str(root / s))
-        unverified = verify_benchmark(root, s)
-        if unverified:
-            warnings.warn(
-                f"{s}: {len(unverified)} images have no known pixel hash: {unverified[:5]}", stacklevel=2
-            )
-    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        for s in missing:
+            # verified where extracted: a set whose pixels differ never reaches root (where it would be used)
+            found = (src_root / s).is_dir()
+            try:
+                unverified = verify_benchmark(src_root if found else root, s)
+            except ValueError as exc:  # named in the archive: the extracted copy is removed
+                raise ValueError(str(exc).replace(f"{src_root}{os.sep}", f"{dest}: ")) from None
+            if found:
+                shutil.move(str(src_root / s), str(root / s))
+            if unverified:
+                warnings.warn(
+                    f"{s}: {len(unverified)} images have no known pixel hash: {unverified[:5]}", stacklevel=2
+                )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _has_set(root: Path, name: str) -> bool:
