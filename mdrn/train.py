@@ -9,6 +9,7 @@ validation, the test table and its run folder's contents; the log file there kee
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -19,7 +20,7 @@ from typing import Any
 import hydra
 import lightning as L
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mdrn.data import DataNotFoundError
@@ -145,7 +146,7 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     if not trainable:
         log.info("mdrn: %s has no trainable parameters: nothing to train, evaluating it.", type(net).__name__)
 
-    data_cfg = cfg.data
+    data_cfg = _datamodule_config(cfg.data)
     dm = instantiate(
         data_cfg,
         scales=list(data_cfg.scales) if data_cfg.get("scales") else list(net.scales),
@@ -217,6 +218,21 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             "\n".join(lines),
         )
     return results
+
+
+def _datamodule_config(data_cfg: DictConfig) -> DictConfig:
+    """``cfg.data`` resolved, without the values a data config only interpolates into its sources.
+
+    ``data=folder`` asks for ``data.train_dir``, ``data=div2k_medical`` for ``data.medical_dir``: they
+    fill the sources' paths and are no argument of the datamodule.
+    """
+    params = inspect.signature(get_class(data_cfg._target_)).parameters
+    raw = OmegaConf.to_yaml(data_cfg, resolve=False)
+    resolved = OmegaConf.create(OmegaConf.to_container(data_cfg, resolve=True))
+    for key in [str(k) for k in resolved]:
+        if key not in params and "${data." + key + "}" in raw:
+            del resolved[key]
+    return resolved
 
 
 def _log_interval(cfg: DictConfig, dm: L.LightningDataModule) -> int:

@@ -40,6 +40,13 @@ def test_cache_roundtrip_and_lr(images: list[Path], tmp_path: Path) -> None:
     assert ims[0].lr[2].shape == (60, 72, 3) and ims[1].lr[3].shape == (43, 33)
 
 
+def test_image_smaller_than_the_scale_is_named(images: list[Path], tmp_path: Path) -> None:
+    # before: "modcrop: image 3x50 is smaller than the scale 4", no file named, from deep in the LR resize
+    tiny = write_image(tmp_path / "src" / "scout.png", np.zeros((3, 50), np.uint8), bit_depth=8)
+    with pytest.raises(ValueError, match=r"^\S+scout\.png: image 3x50 is smaller than the scale x4$"):
+        ImageCache([*images, tiny], tmp_path / "cache", scales=(2, 4)).build()
+
+
 def test_interrupted_build_is_rebuilt(images: list[Path], tmp_path: Path) -> None:
     cache = ImageCache(images, tmp_path / "cache", scales=(2,))
     cache.build()
@@ -81,6 +88,14 @@ def test_sampler_one_scale_per_batch_reproducible() -> None:
     assert list(c) == ba[20:]
     c.set_epoch(1)
     assert list(c)[0] == ScaleBatchSampler(**kw).batch(50)
+    # a run that ended at batch 20 (max_steps mid-epoch) and is continued: the trainer counts that epoch as
+    # done and starts its epoch 1 there; the batches go on from 20, then 50, as in an uninterrupted run
+    d = ScaleBatchSampler(**kw)
+    d.start_batch = 20
+    d.set_epoch(1)
+    assert list(d) == ba[20:]
+    d.set_epoch(2)
+    assert list(d) == [ScaleBatchSampler(**kw).batch(b) for b in range(50, 100)]
     # weights: a zero-weight scale is never drawn
     w = ScaleBatchSampler(**{**kw, "batches_per_epoch": 200}, scale_weights=[1, 0, 1])
     assert {bt[0][1] for bt in w} == {2, 4}
@@ -204,3 +219,17 @@ def _cache_shapes(files: list[Path], root: Path) -> list[tuple[int, ...]]:
 def test_impossible_loader_settings_are_named_before_any_image_is_read(tmp_path, key, value, message) -> None:
     with pytest.raises(ValueError, match=message):
         SRDataModule(data_dir=str(tmp_path), **{key: value})
+
+
+def test_folder_source_finds_dicom_files_without_suffix(tmp_path: Path) -> None:
+    # a PACS export names its slices IM0001 or by UID (suffix ".504"): a folder source of DICOM files finds
+    # them by their DICM header (as mdrn-upscale does); before, "no PNG/JPEG/TIFF/BMP/DICOM images"
+    from medical_data import make_ct_series
+
+    from mdrn.data import list_images
+
+    slices = make_ct_series(tmp_path / "export" / "series1", 3)
+    (tmp_path / "export" / "DICOMDIR").write_bytes(slices[0].read_bytes())  # a DICOM file, no image
+    (tmp_path / "export" / "notes.txt").write_text("not an image")
+    assert all(p.suffix == "" for p in slices)
+    assert list_images(tmp_path / "export") == sorted(slices)

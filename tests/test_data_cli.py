@@ -118,6 +118,24 @@ def test_archive_put_by_hand_needs_no_network(tmp_path: Path, monkeypatch) -> No
     assert len(sources.div2k_files(root, "valid")) == 100
 
 
+def test_benchmark_archive_with_altered_pixels_is_never_used(tmp_path: Path) -> None:
+    # before: the first call raised, but left the altered Set5 in data/benchmark, and the next call (the
+    # next training run) found it "present" and used it without a word
+    src = tmp_path / "altered" / "baby.png"
+    src.parent.mkdir()
+    Image.fromarray(np.zeros((512, 512, 3), np.uint8)).save(src)
+    root = tmp_path / "data"
+    (root / "downloads").mkdir(parents=True)
+    archive = root / "downloads" / "benchmark.tar"
+    with tarfile.open(archive, "w") as tf:
+        tf.add(src, arcname="benchmark/Set5/HR/baby.png")
+    for _ in range(2):
+        with pytest.raises(ValueError, match=r"benchmark\.tar: Set5/HR/baby\.png: decoded pixels differ"):
+            sources.prepare_benchmarks(root / "benchmark", ["Set5"])
+    assert not (root / "benchmark" / "Set5").exists()
+    assert sorted(p.name for p in (root / "downloads").iterdir()) == ["benchmark.tar"]
+
+
 def test_offline_download_names_every_archive_once(tmp_path: Path, monkeypatch, capsys) -> None:
     _point_at(monkeypatch, _dead_address())
     root = tmp_path / "data"

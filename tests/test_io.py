@@ -104,6 +104,27 @@ def test_tensor_conversion_uses_the_n_bit_peak(tmp_path: Path) -> None:
     np.testing.assert_array_equal(tensor_to_array(tensor, 12), array)
 
 
+def test_png_sbit_scaled_values_are_shifted(tmp_path: Path) -> None:
+    # a 12-bit PNG written the PNG standard's way (sBIT 12, values scaled to the 16-bit range, as libpng's
+    # png_set_shift writes them) reads as its 12-bit values; before, 65520 stayed with a 4095 peak (16.0)
+    import struct
+    import zlib
+
+    import png
+
+    array = np.array([[0, 4095], [2048, 1]], dtype=np.uint16)
+    path = tmp_path / "shifted.png"
+    with path.open("wb") as fh:
+        png.Writer(2, 2, greyscale=True, bitdepth=16).write(fh, (array << 4).tolist())
+    data, chunk = path.read_bytes(), b"sBIT" + bytes([12])
+    sbit = struct.pack(">I", 1) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    at = data.index(b"IDAT") - 4
+    path.write_bytes(data[:at] + sbit + data[at:])
+    image = read_image(path)
+    assert image.bit_depth == 12
+    np.testing.assert_array_equal(image.array, array)
+
+
 def test_dicom_round_trip_keeps_tags_and_divides_spacing(tmp_path: Path) -> None:
     pydicom = pytest.importorskip("pydicom")
     from pydicom.data import get_testdata_file

@@ -68,3 +68,72 @@ def test_fast_dev_run(model: str, tmp_path: Path, sample_dir: Path) -> None:
     assert any(k.endswith("/psnr") for k in results["test"])
     if model == "mdrn_x4_from_x2":
         assert "copied" in (tmp_path / "run" / "init_report.txt").read_text()
+
+
+def _folder_overrides(tmp_path: Path) -> list[str]:
+    """``data=folder`` on tiny random train (2 images), val and test (1 each) folders; a tiny MDRN x2."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "val", "test"):
+        (tmp_path / split).mkdir(exist_ok=True)
+        for i in range(2 if split == "train" else 1):
+            pixels = rng.integers(0, 256, (40, 44, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / split / f"{i}.png")
+    dirs = [f"data.{s}_dir={tmp_path / s}" for s in ("train", "val", "test")]
+    return ["data=folder", *dirs, "model=mdrn_x2", *TINY["mdrn_x2"], "trainer=cpu", "data.batch_size=2",
+            "data.patch_size=8", "data.num_workers=0", "print_config=false", "logger=csv",
+            "model.save_images=0", "threads=1", f"paths.data_dir={tmp_path}",
+            "~callbacks.rich_progress_bar"]  # fmt: skip
+
+
+def test_folder_data_config_trains(tmp_path: Path) -> None:
+    # data=folder fills its sources' paths from data.train_dir, data.val_dir, data.test_dir: values of the
+    # config, no arguments of SRDataModule (which refused them: "unexpected keyword argument 'train_dir'")
+    results = train(_cfg(tmp_path, [*_folder_overrides(tmp_path), "trainer.max_steps=2"]))
+    assert results["global_step"] == 2
+    assert "test/test_x2/psnr" in results["test"]
+
+
+def test_continuing_a_finished_run_draws_the_uninterrupted_batches(tmp_path: Path) -> None:
+    # a run that reached max_steps mid-epoch, continued with a larger max_steps from its last.ckpt, trains
+    # on the batches (and learning rates) of one uninterrupted run; before, Lightning counted the cut epoch
+    # as done and the sampler jumped to the next epoch's batches (steps 5-7 skipped batches 4-6)
+    import torch
+    from train_helpers import read_steps
+
+    common = [*_folder_overrides(tmp_path), "data.batches_per_epoch=7", "model.lr_step=3", "model.lr=1e-2",
+              "test=false", "+callbacks.steplog._target_=train_helpers.StepLog"]  # fmt: skip
+
+    def run(name: str, steps: int, *extra: str) -> dict:
+        out = tmp_path / name
+        train(_cfg(out, [*common, f"trainer.max_steps={steps}", f"+callbacks.steplog.folder={out}", *extra]))
+        return read_steps(out / "steps_rank0.txt")
+
+    full = run("full", 10)
+    assert run("part", 4) == {s: full[s] for s in range(1, 5)}
+    last = tmp_path / "part" / "run" / "checkpoints" / "last.ckpt"
+    continued = run("continued", 10, f"ckpt_path={last}")
+    assert sorted(continued) == list(range(5, 11))
+    for step in range(5, 11):
+        assert continued[step][0] == full[step][0]
+        assert continued[step][1] == pytest.approx(full[step][1], abs=1e-6), step
+    final = {n: torch.load(tmp_path / n / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+             for n in ("full", "continued")}  # fmt: skip
+    assert final["continued"]["lr_schedulers"] == final["full"]["lr_schedulers"]
+
+
+def test_medical_data_config_instantiates(tmp_path: Path) -> None:
+    # data=div2k_medical (the paper's mix): data.medical_dir is the medical source's path, not an argument
+    from hydra.utils import instantiate
+
+    from mdrn.train import _datamodule_config
+
+    medical = tmp_path / "medical"
+    cfg = _cfg(
+        tmp_path, ["data=div2k_medical", f"data.medical_dir={medical}", f"paths.data_dir={tmp_path / 'd'}"]
+    )
+    dm = instantiate(_datamodule_config(cfg.data), n_colors=3)
+    assert [(s["name"], s.get("path"), s["weight"]) for s in dm.train_sources] == [
+        ("DIV2K", None, 0.8), ("medical", str(medical), 0.2)]  # fmt: skip

@@ -115,6 +115,9 @@ def build_cache(
     for i, f in enumerate(files):
         img = read_image(f)
         hr = img.array
+        if min(hr.shape[:2]) < max(scales, default=1):
+            size = f"{hr.shape[0]}x{hr.shape[1]}"
+            raise ValueError(f"{f}: image {size} is smaller than the scale x{max(scales)}")
         entry = {
             "name": Path(f).stem,
             "source": str(f),

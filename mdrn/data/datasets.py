@@ -88,6 +88,7 @@ class ScaleBatchSampler(Sampler[list[tuple[int, int, int]]]):
         self._rank, self._world = rank, world_size
         self.epoch = 0
         self.start_batch = 0  # global batch index to resume from (0: none)
+        self._epoch_shift = 0  # sampler epoch - trainer epoch (a continued run that had ended mid-epoch)
         self.sampler = self  # Lightning calls dataloader.batch_sampler.sampler.set_epoch(epoch)
 
     def set_epoch(self, epoch: int) -> None:
@@ -118,7 +119,11 @@ class ScaleBatchSampler(Sampler[list[tuple[int, int, int]]]):
 
     def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
         rank, _ = self._dist()
-        first = self.epoch * self.batches_per_epoch
+        if self.start_batch:
+            # a run that ended mid-epoch (max_steps) and is continued starts a new epoch of the trainer's at
+            # ``start_batch``: the rest of that sampler epoch comes first, later epochs follow on from it
+            self._epoch_shift = self.start_batch // self.batches_per_epoch - self.epoch
+        first = (self.epoch + self._epoch_shift) * self.batches_per_epoch
         last = first + self.batches_per_epoch
         start = max(first, self.start_batch)
         self.start_batch = 0  # skipping applies once, to the resumed epoch

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from mdrn.data.catalog import BENCHMARK_URL, BSDS300_SHA256, BSDS300_URL, FACTS, DataNotFoundError
+from mdrn.io.dicom import is_dicom_file
 from mdrn.io.download import NetworkUnavailableError, download_file, safe_extract
 from mdrn.io.images import is_image_file, read_image, write_image
 
@@ -50,11 +51,21 @@ BENCHMARK_SETS = ("Set5", "Set14", "B100", "Urban100")
 
 
 def list_images(folder: str | os.PathLike[str]) -> list[Path]:
-    """All image files (PNG/JPEG/TIFF/BMP/DICOM) under ``folder``, recursively, sorted."""
+    """All image files (PNG/JPEG/TIFF/BMP/DICOM) under ``folder``, recursively, sorted.
+
+    DICOM files are recognised by their ``DICM`` header too (a scanner's or PACS export names them
+    ``IM0001`` or by UID), as :func:`mdrn.clinical.inputs.open_inputs` does; a ``DICOMDIR`` is no image.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise DataNotFoundError(f"image folder {folder} does not exist")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and is_image_file(p) and ".part" not in p.name)
+    files = sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and ".part" not in p.name
+        and (is_image_file(p) or (p.name.upper() != "DICOMDIR" and is_dicom_file(p)))
+    )
     if not files:
         raise DataNotFoundError(f"no PNG/JPEG/TIFF/BMP/DICOM images under {folder}")
     return files
@@ -192,15 +203,22 @@ def prepare_benchmarks(
     tmp = Path(downloads) / "benchmark_extract"
     safe_extract(dest, tmp)
     src_root = tmp / "benchmark" if (tmp / "benchmark").is_dir() else tmp
-    for s in missing:
-        if (src_root / s).is_dir():
-            shutil.move(str(src_root / s), str(root / s))
-        unverified = verify_benchmark(root, s)
-        if unverified:
-            warnings.warn(
-                f"{s}: {len(unverified)} images have no known pixel hash: {unverified[:5]}", stacklevel=2
-            )
-    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        for s in missing:
+            # verified where extracted: a set whose pixels differ never reaches root (where it would be used)
+            found = (src_root / s).is_dir()
+            try:
+                unverified = verify_benchmark(src_root if found else root, s)
+            except ValueError as exc:  # named in the archive: the extracted copy is removed
+                raise ValueError(str(exc).replace(f"{src_root}{os.sep}", f"{dest}: ")) from None
+            if found:
+                shutil.move(str(src_root / s), str(root / s))
+            if unverified:
+                warnings.warn(
+                    f"{s}: {len(unverified)} images have no known pixel hash: {unverified[:5]}", stacklevel=2
+                )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _has_set(root: Path, name: str) -> bool:

@@ -202,7 +202,7 @@ def _significant_bits(image: ImageData, bits: int) -> None:
     """
     peak = (1 << bits) - 1
     planes = [image.array] if image.alpha is None else [image.array, image.alpha]
-    if any(int(plane.max()) > peak for plane in planes):
+    if any(plane.size and int(plane.max()) > peak for plane in planes):
         shift = image.bit_depth - bits
         image.array = image.array >> shift
         image.alpha = None if image.alpha is None else image.alpha >> shift
