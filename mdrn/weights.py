@@ -46,7 +46,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mdrn.io.download import NetworkUnavailableError, download_file
+from mdrn.io.download import ChecksumError, NetworkUnavailableError, download_file
 from mdrn.io.images import atomic_write
 from mdrn.models import build_model, model_spec
 from mdrn.models.blocks import DIV2K_RGB_MEAN
@@ -683,7 +683,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(
                 f"arch: {spec['arch']}\nargs: {json.dumps(spec['args'])}\nparameters: {_count_params(net):,}"
             )
-    except (CheckpointError, FileNotFoundError, FileExistsError, NetworkUnavailableError) as exc:
+    except (
+        CheckpointError,
+        FileNotFoundError,
+        FileExistsError,
+        NetworkUnavailableError,
+        ChecksumError,
+    ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -295,3 +295,13 @@ def test_transfer_refuses_other_architectures():
         init_from_pretrained(
             MDRN(n_resblocks=1, n_feats=8, scales=(4,), n_colors=1), MDRN(n_resblocks=1, n_feats=16)
         )
+
+
+def test_cli_checksum_mismatch_is_one_error_line(fake_official, monkeypatch, capsys):
+    _, served = fake_official
+    bad = served.with_name("edsr_baseline_x2-00000000.pt")
+    shutil.copy(served, bad)
+    monkeypatch.setitem(weights.OFFICIAL_URLS, "edsr_baseline_x2", bad.as_uri())
+    assert main(["info", "edsr_baseline_x2"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and "does not start with 00000000" in err[-1]
