@@ -683,13 +683,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(
                 f"arch: {spec['arch']}\nargs: {json.dumps(spec['args'])}\nparameters: {_count_params(net):,}"
             )
-    except (
-        CheckpointError,
-        FileNotFoundError,
-        FileExistsError,
-        NetworkUnavailableError,
-        ChecksumError,
-    ) as exc:
+    except (CheckpointError, OSError, NetworkUnavailableError, ChecksumError) as exc:  # one line each
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
