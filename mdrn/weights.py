@@ -509,7 +509,9 @@ def _named_weights(name: str) -> Path:
         download_file(url, raw, sha256_prefix=match.group(1) if match else None)
     except NetworkUnavailableError as exc:
         raise NetworkUnavailableError(
-            url, raw, f"needed for weights {name!r}; once the file is there, the next call converts it"
+            url,
+            raw,
+            f"{exc.reason}; needed for weights {name!r}; once the file is there, the next call converts it",
         ) from exc
     spec, state = read_checkpoint(raw)
     net = build_model(spec)
@@ -525,7 +527,9 @@ def _peer_weights(name: str) -> Path:
         return download_file(peer.url, raw, sha256=peer.sha256)
     except NetworkUnavailableError as exc:
         raise NetworkUnavailableError(
-            peer.url, raw, f"needed for weights {name!r} ({peer.model}, {peer.repo}; licence: {peer.licence})"
+            peer.url,
+            raw,
+            f"{exc.reason}; needed for weights {name!r} ({peer.model}, {peer.repo}; licence: {peer.licence})",
         ) from exc
 
 

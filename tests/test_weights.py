@@ -305,3 +305,16 @@ def test_cli_checksum_mismatch_is_one_error_line(fake_official, monkeypatch, cap
     assert main(["info", "edsr_baseline_x2"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: ") and "does not start with 00000000" in err[-1]
+
+
+def test_placed_file_failing_its_checksum_is_named_when_offline(tmp_path, fake_official, monkeypatch):
+    # offline: the user puts a file where the message says, but a wrong one; the next error says so
+    _, served = fake_official
+    url = "http://127.0.0.1:9/models/" + served.name  # nothing listens on the discard port
+    monkeypatch.setitem(weights.OFFICIAL_URLS, "edsr_baseline_x2", url)
+    dest = tmp_path / "cache" / "official" / served.name
+    dest.parent.mkdir(parents=True)
+    dest.write_bytes(b"not the checkpoint")
+    with pytest.raises(NetworkUnavailableError) as info:
+        load_model("edsr_baseline_x2")
+    assert "failed its check" in str(info.value) and "does not start with" in str(info.value)
