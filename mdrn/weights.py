@@ -614,7 +614,8 @@ def init_from_pretrained(target: nn.Module, source: nn.Module) -> TransferReport
 
     Shared tensors (head, body, tail) are copied by name; a target branch the source lacks takes the
     source's smallest-scale branch (x2) where shapes match: its pre-processing, and its upsampler stage
-    into the first x4 stage. Tensors without a compatible counterpart keep their initialisation.
+    into the first x4 stage. Tensors without a compatible counterpart keep their initialisation (the tail
+    too where ``bicubic_skip`` differs: it makes the whole image in one, the high frequencies in the other).
     """
     if type(target) is not type(source):
         raise ValueError(f"cannot transfer {type(source).__name__} weights into a {type(target).__name__}")
@@ -623,9 +624,11 @@ def init_from_pretrained(target: nn.Module, source: nn.Module) -> TransferReport
     report = TransferReport()
     used: set[str] = set()
     new = dict(tgt)
-    for key, value in tgt.items():
-        reasons = []
-        for cand in _source_candidates(key, getattr(source, "scales", (2,))):
+    skip = getattr(source, "bicubic_skip", False), getattr(target, "bicubic_skip", False)
+    for key, value in tgt.items():  # a tail makes the whole image, or with bicubic_skip the high frequencies
+        tail = key.startswith("tail.") and skip[0] != skip[1]
+        reasons = [f"source bicubic_skip={skip[0]}, target {skip[1]}"] if tail else []
+        for cand in [] if reasons else _source_candidates(key, getattr(source, "scales", (2,))):
             if cand not in src:
                 reasons.append(f"no '{cand}' in source")
             elif src[cand].shape != value.shape:

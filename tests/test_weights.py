@@ -318,3 +318,20 @@ def test_placed_file_failing_its_checksum_is_named_when_offline(tmp_path, fake_o
     with pytest.raises(NetworkUnavailableError) as info:
         load_model("edsr_baseline_x2")
     assert "failed its check" in str(info.value) and "does not start with" in str(info.value)
+
+
+def test_transfer_keeps_the_tail_fresh_where_bicubic_skip_differs():
+    # official MDSR (tail = the whole image) into the paper's bicubic-skip MDRN (tail = high frequencies,
+    # starting at zero): a copied tail would add a second image onto the bicubic one
+    source = perturbed(MDRN(n_resblocks=1, n_feats=8, scales=(2,)))
+    target = MDRN(n_resblocks=1, n_feats=8, scales=(4,), bicubic_skip=True)
+    report = init_from_pretrained(target, source)
+    assert {k for k, _ in report.fresh} >= {"tail.weight", "tail.bias"}
+    assert "bicubic_skip" in dict(report.fresh)["tail.weight"]
+    assert not target.tail.weight.any() and not target.tail.bias.any()  # still exactly bicubic
+    assert ("head.weight", "head.weight") in report.copied
+    x = torch.rand(1, 3, 6, 7)
+    with torch.no_grad():
+        torch.testing.assert_close(target(x, 4), target.low_frequency(x, 4))
+    same = MDRN(n_resblocks=1, n_feats=8, scales=(4,))
+    assert ("tail.weight", "tail.weight") in init_from_pretrained(same, source).copied
