@@ -46,7 +46,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mdrn.io.download import NetworkUnavailableError, download_file
+from mdrn.io.download import ChecksumError, NetworkUnavailableError, download_file
 from mdrn.io.images import atomic_write
 from mdrn.models import build_model, model_spec
 from mdrn.models.blocks import DIV2K_RGB_MEAN
@@ -509,7 +509,9 @@ def _named_weights(name: str) -> Path:
         download_file(url, raw, sha256_prefix=match.group(1) if match else None)
     except NetworkUnavailableError as exc:
         raise NetworkUnavailableError(
-            url, raw, f"needed for weights {name!r}; once the file is there, the next call converts it"
+            url,
+            raw,
+            f"{exc.reason}; needed for weights {name!r}; once the file is there, the next call converts it",
         ) from exc
     spec, state = read_checkpoint(raw)
     net = build_model(spec)
@@ -525,7 +527,9 @@ def _peer_weights(name: str) -> Path:
         return download_file(peer.url, raw, sha256=peer.sha256)
     except NetworkUnavailableError as exc:
         raise NetworkUnavailableError(
-            peer.url, raw, f"needed for weights {name!r} ({peer.model}, {peer.repo}; licence: {peer.licence})"
+            peer.url,
+            raw,
+            f"{exc.reason}; needed for weights {name!r} ({peer.model}, {peer.repo}; licence: {peer.licence})",
         ) from exc
 
 
@@ -610,7 +614,8 @@ def init_from_pretrained(target: nn.Module, source: nn.Module) -> TransferReport
 
     Shared tensors (head, body, tail) are copied by name; a target branch the source lacks takes the
     source's smallest-scale branch (x2) where shapes match: its pre-processing, and its upsampler stage
-    into the first x4 stage. Tensors without a compatible counterpart keep their initialisation.
+    into the first x4 stage. Tensors without a compatible counterpart keep their initialisation (the tail
+    too where ``bicubic_skip`` differs: it makes the whole image in one, the high frequencies in the other).
     """
     if type(target) is not type(source):
         raise ValueError(f"cannot transfer {type(source).__name__} weights into a {type(target).__name__}")
@@ -619,9 +624,11 @@ def init_from_pretrained(target: nn.Module, source: nn.Module) -> TransferReport
     report = TransferReport()
     used: set[str] = set()
     new = dict(tgt)
-    for key, value in tgt.items():
-        reasons = []
-        for cand in _source_candidates(key, getattr(source, "scales", (2,))):
+    skip = getattr(source, "bicubic_skip", False), getattr(target, "bicubic_skip", False)
+    for key, value in tgt.items():  # a tail makes the whole image, or with bicubic_skip the high frequencies
+        tail = key.startswith("tail.") and skip[0] != skip[1]
+        reasons = [f"source bicubic_skip={skip[0]}, target {skip[1]}"] if tail else []
+        for cand in [] if reasons else _source_candidates(key, getattr(source, "scales", (2,))):
             if cand not in src:
                 reasons.append(f"no '{cand}' in source")
             elif src[cand].shape != value.shape:
@@ -683,7 +690,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(
                 f"arch: {spec['arch']}\nargs: {json.dumps(spec['args'])}\nparameters: {_count_params(net):,}"
             )
-    except (CheckpointError, FileNotFoundError, FileExistsError, NetworkUnavailableError) as exc:
+    except (CheckpointError, OSError, NetworkUnavailableError, ChecksumError) as exc:  # one line each
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -79,3 +79,21 @@ def test_the_shipped_model_exports_with_dynamic_height_and_width(tmp_path, capsy
             ref = net(x, scale).numpy()
         assert got.shape == ref.shape == (shape[0], 3, shape[2] * scale, shape[3] * scale)
         assert np.abs(got - ref).max() <= 1e-5
+
+
+def test_y_channel_networks_export_rgb_at_odd_sizes(tmp_path, capsys) -> None:
+    """VDSR/SRCNN on RGB go back from YCbCr inside the graph: the colour inverse must be exportable."""
+    from mdrn.models import VDSR
+
+    torch.manual_seed(0)
+    net = VDSR(depth=3, n_feats=8).eval()
+    weights = save_model(net, tmp_path / "vdsr.safetensors")
+    out = tmp_path / "vdsr_x3.onnx"
+    assert main(["--weights", str(weights), "--scale", "3", str(out)]) == 0, capsys.readouterr().err
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    x = torch.rand(1, 3, 17, 23)
+    got = session.run(["sr"], {"lr": x.numpy()})[0]
+    with torch.no_grad():
+        ref = net(x, 3).numpy()
+    assert got.shape == ref.shape == (1, 3, 51, 69)
+    assert np.abs(got - ref).max() <= 1e-5

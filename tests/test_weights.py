@@ -295,3 +295,43 @@ def test_transfer_refuses_other_architectures():
         init_from_pretrained(
             MDRN(n_resblocks=1, n_feats=8, scales=(4,), n_colors=1), MDRN(n_resblocks=1, n_feats=16)
         )
+
+
+def test_cli_checksum_mismatch_is_one_error_line(fake_official, monkeypatch, capsys):
+    _, served = fake_official
+    bad = served.with_name("edsr_baseline_x2-00000000.pt")
+    shutil.copy(served, bad)
+    monkeypatch.setitem(weights.OFFICIAL_URLS, "edsr_baseline_x2", bad.as_uri())
+    assert main(["info", "edsr_baseline_x2"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and "does not start with 00000000" in err[-1]
+
+
+def test_placed_file_failing_its_checksum_is_named_when_offline(tmp_path, fake_official, monkeypatch):
+    # offline: the user puts a file where the message says, but a wrong one; the next error says so
+    _, served = fake_official
+    url = "http://127.0.0.1:9/models/" + served.name  # nothing listens on the discard port
+    monkeypatch.setitem(weights.OFFICIAL_URLS, "edsr_baseline_x2", url)
+    dest = tmp_path / "cache" / "official" / served.name
+    dest.parent.mkdir(parents=True)
+    dest.write_bytes(b"not the checkpoint")
+    with pytest.raises(NetworkUnavailableError) as info:
+        load_model("edsr_baseline_x2")
+    assert "failed its check" in str(info.value) and "does not start with" in str(info.value)
+
+
+def test_transfer_keeps_the_tail_fresh_where_bicubic_skip_differs():
+    # official MDSR (tail = the whole image) into the paper's bicubic-skip MDRN (tail = high frequencies,
+    # starting at zero): a copied tail would add a second image onto the bicubic one
+    source = perturbed(MDRN(n_resblocks=1, n_feats=8, scales=(2,)))
+    target = MDRN(n_resblocks=1, n_feats=8, scales=(4,), bicubic_skip=True)
+    report = init_from_pretrained(target, source)
+    assert {k for k, _ in report.fresh} >= {"tail.weight", "tail.bias"}
+    assert "bicubic_skip" in dict(report.fresh)["tail.weight"]
+    assert not target.tail.weight.any() and not target.tail.bias.any()  # still exactly bicubic
+    assert ("head.weight", "head.weight") in report.copied
+    x = torch.rand(1, 3, 6, 7)
+    with torch.no_grad():
+        torch.testing.assert_close(target(x, 4), target.low_frequency(x, 4))
+    same = MDRN(n_resblocks=1, n_feats=8, scales=(4,))
+    assert ("tail.weight", "tail.weight") in init_from_pretrained(same, source).copied

@@ -31,6 +31,7 @@ class NetworkUnavailableError(RuntimeError):
     def __init__(self, url: str, dest: Path, reason: str = "") -> None:
         self.url = url
         self.dest = Path(dest)
+        self.reason = reason
         msg = (
             f"could not download {url}"
             + (f" ({reason})" if reason else "")
@@ -98,12 +99,16 @@ def download_file(
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    stale = ""  # said when offline: a file put there by hand that failed its check is gone
     if dest.exists():
         try:
             _check(dest, sha256, sha256_prefix, expected_bytes)
             return dest
-        except ChecksumError:
+        except ChecksumError as exc:
             dest.unlink()
+            stale = (
+                f"; the file that was there failed its check and was removed: {str(exc).split(': ', 1)[-1]}"
+            )
     part = dest.with_name(dest.name + ".part")
     if not resume and part.exists():
         part.unlink()
@@ -122,10 +127,10 @@ def download_file(
             if exc.code == 416 and offset:  # range not satisfiable: the part is probably complete
                 resp = None
             else:
-                raise NetworkUnavailableError(url, dest, f"HTTP {exc.code} {exc.reason}") from exc
+                raise NetworkUnavailableError(url, dest, f"HTTP {exc.code} {exc.reason}{stale}") from exc
         except Exception as exc:
             if _is_network_error(exc):
-                raise NetworkUnavailableError(url, dest, str(getattr(exc, "reason", exc))) from exc
+                raise NetworkUnavailableError(url, dest, f"{getattr(exc, 'reason', exc)}{stale}") from exc
             raise
         if resp is not None:
             with resp:

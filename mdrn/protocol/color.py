@@ -42,13 +42,21 @@ def _check(x: torch.Tensor, name: str) -> None:
         )
 
 
-def _matrix(x: torch.Tensor, inverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return the (3, 3) matrix and (3,) offset of the [0, 1]-scale transform, in x's dtype/device."""
+def _transforms() -> dict[bool, tuple[torch.Tensor, torch.Tensor]]:
+    """The forward and inverse (matrix, offset) on the [0, 1] scale in float64, computed once at import:
+    no ``linalg.inv`` in a traced graph (ONNX has none; VDSR and SRCNN export through ``ycbcr_to_rgb``)."""
     mat = torch.tensor(RGB_TO_YCBCR, dtype=torch.float64) / 255.0
     off = torch.tensor(YCBCR_OFFSET, dtype=torch.float64) / 255.0
-    if inverse:
-        mat = torch.linalg.inv(mat)
-        off = -(mat @ off)
+    inv = torch.linalg.inv(mat)
+    return {False: (mat, off), True: (inv, -(inv @ off))}
+
+
+_TRANSFORMS = _transforms()
+
+
+def _matrix(x: torch.Tensor, inverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return the (3, 3) matrix and (3,) offset of the [0, 1]-scale transform, in x's dtype/device."""
+    mat, off = _TRANSFORMS[inverse]
     return mat.to(device=x.device, dtype=x.dtype), off.to(device=x.device, dtype=x.dtype)
 
 
