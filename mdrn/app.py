@@ -99,9 +99,12 @@ class Session:
     runs: int = 0
     views: int = 0
     shown: tuple[Any, ...] | None = None  # (result, slice index, centre, width, zoom, cx, cy) last shown
+    closed: threading.Event = field(default_factory=threading.Event)  # the tab closed: a run stops
 
     def clear(self) -> None:
-        """Close the results and delete every file of the session (uploads included)."""
+        """Close the results and delete every file of the session (uploads included); a run in progress
+        stops after its current slice and deletes what it wrote (:func:`enlarge_in_background`)."""
+        self.closed.set()
         for r in self.results:
             r.close()
         self.results = []
@@ -110,6 +113,42 @@ class Session:
             _remove_empty(path.parent)
         self.uploads.clear()
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class TabClosed(Exception):
+    """The session's tab closed while its run was enlarging (raised from the run's progress report)."""
+
+
+def enlarge_in_background(session: Session, events: queue.Queue, **run: Any) -> threading.Thread:
+    """Start :func:`process_files` (keyword arguments ``run``) in a thread that reports to ``events``:
+    ("progress", text), ("result", Result), ("done", (results, errors)) or ("error", exception). If the
+    session's tab closes meanwhile, the run stops after its current slice and its files are deleted."""
+
+    def progress(_value: Any, desc: str = "") -> None:
+        if session.closed.is_set():
+            raise TabClosed
+        events.put(("progress", desc))
+
+    def on_result(result: Result) -> None:
+        if session.closed.is_set():
+            result.close()
+            raise TabClosed
+        events.put(("result", result))
+
+    def work() -> None:
+        try:
+            events.put(("done", process_files(**run, progress=progress, on_result=on_result)))
+        except TabClosed:
+            pass
+        except Exception as err:  # noqa: BLE001 - any model problem is shown in the page
+            events.put(("error", err))
+        finally:
+            if session.closed.is_set():  # what the run wrote after the tab's files were deleted
+                shutil.rmtree(session.folder, ignore_errors=True)
+
+    thread = threading.Thread(target=work, daemon=True, name="mdrn-enlarge")
+    thread.start()
+    return thread
 
 
 def _remove_empty(folder: Path) -> None:
@@ -276,20 +315,12 @@ def build_app(
         out_dir = session.folder / f"run-{session.runs}"
         events: queue.Queue[tuple[str, Any]] = queue.Queue()
 
-        def work() -> None:
-            try:
-                done = process_files(
-                    paths, scale, model or BICUBIC, out_dir, ensemble=bool(ensemble), device=device,
-                    max_pixels=max_pixels, backend=backend, precision="bf16" if bf16 else precision,
-                    series_name=(series_name or None) if _paths(folder) else None,
-                    progress=lambda _value, desc="": events.put(("progress", desc)),
-                    on_result=lambda r: events.put(("result", r)),
-                )  # fmt: skip
-                events.put(("done", done))
-            except Exception as err:  # noqa: BLE001 - any model problem is shown in the page
-                events.put(("error", err))
-
-        threading.Thread(target=work, daemon=True, name="mdrn-enlarge").start()
+        enlarge_in_background(
+            session, events, paths=paths, scale=scale, weights=model or BICUBIC, out_dir=out_dir,
+            ensemble=bool(ensemble), device=device, max_pixels=max_pixels, backend=backend,
+            precision="bf16" if bf16 else precision,
+            series_name=(series_name or None) if _paths(folder) else None,
+        )  # fmt: skip
         head = f"Enlarging x{scale} with {model}"
         yield None, None, f"{head}: starting", empty, no_slices, "", *reset
         while True:

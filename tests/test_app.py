@@ -243,3 +243,42 @@ def test_bomb_upload_is_refused_and_alpha_is_kept(tmp_path) -> None:
     assert "alpha kept (enlarged with bicubic)" in _describe(results[0])
     save_results(results, tmp_path / "saved")
     assert read_image(tmp_path / "saved" / "overlay_x2_bicubic.png").alpha.shape == (24, 20)
+
+
+def test_closing_the_tab_mid_run_stops_it_and_leaves_none_of_its_files(tmp_path) -> None:
+    """The tab closes while a series is being enlarged: the run stops after its current slice, its
+    stacks are closed and the session's folder (what it wrote after the tab's files were deleted) is gone."""
+    import queue
+    import threading
+
+    from mdrn.app import Session, enlarge_in_background
+
+    files = make_ct_series(tmp_path / "CT", 12)
+    session = Session(tmp_path / "session")
+    events: queue.Queue = queue.Queue()
+    gate = threading.Event()
+    real_put = events.put
+
+    def put(item, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        real_put(item, *args, **kwargs)
+        if item[0] == "progress" and "slice 2 of 12" in item[1]:
+            gate.wait(30)  # the run waits here until the tab has closed
+
+    events.put = put  # type: ignore[method-assign]
+    thread = enlarge_in_background(
+        session, events, paths=files, scale=2, weights="bicubic", out_dir=session.folder / "run-1"
+    )
+    while True:
+        kind, value = events.get(timeout=60)
+        if kind == "progress" and "slice 2 of 12" in value:
+            break
+    assert any((session.folder / "run-1").rglob("*.dcm"))  # slices were written
+    session.clear()  # the tab closes (Sessions.close)
+    gate.set()
+    thread.join(60)
+    assert not thread.is_alive()
+    assert not session.folder.exists(), sorted(session.folder.rglob("*"))
+    left = []
+    while not events.empty():
+        left.append(events.get()[0])
+    assert "done" not in left and "error" not in left, left

@@ -162,46 +162,53 @@ def process_files(
         if progress is not None:
             progress(None, desc=line)
 
-    net, _ = network(str(weights), int(scale), device=device, backend=backend, precision=precision,
-                     job_pixels=input_pixels(stacks), note=note)  # fmt: skip
     results: list[Result] = []
-    for i, stack in enumerate(stacks):
-        dest = out_dir / f"{stack.name}_x{scale}_{model}" if stack.kind == "series" else out_dir
-        shown_name = stack.name if stack.kind == "series" else stack.path.name
-        where_text = f"file {i + 1} of {len(stacks)}: {shown_name}"
+    try:  # stopped part way (the caller's progress raised, Ctrl-C): nothing stays open
+        net, _ = network(str(weights), int(scale), device=device, backend=backend, precision=precision,
+                         job_pixels=input_pixels(stacks), note=note)  # fmt: skip
+        for i, stack in enumerate(stacks):
+            dest = out_dir / f"{stack.name}_x{scale}_{model}" if stack.kind == "series" else out_dir
+            shown_name = stack.name if stack.kind == "series" else stack.path.name
+            where_text = f"file {i + 1} of {len(stacks)}: {shown_name}"
 
-        def report(done: int, total: int, where_text: str = where_text) -> None:
+            def report(done: int, total: int, where_text: str = where_text) -> None:
+                if progress is not None:
+                    text = f"{where_text}, slice {done} of {total}" if total > 1 else f"{where_text} done"
+                    progress((done, total), desc=text)
+
             if progress is not None:
-                text = f"{where_text}, slice {done} of {total}" if total > 1 else f"{where_text} done"
-                progress((done, total), desc=text)
-
-        if progress is not None:
-            first = f", slice 1 of {stack.n_slices}" if stack.n_slices > 1 else ""
-            progress((0, stack.n_slices), desc=where_text + first)
-        slice_errors: list[tuple[Path, Exception]] = []
-        try:
-            files = enlarge_stack(net, stack, dest, opts, how, progress=report, errors=slice_errors)
-            if not files:
-                raise slice_errors[0][1] if slice_errors else ValueError("nothing was written")
-            where = dest if stack.kind == "series" else files[0]
-            output = open_inputs(where, plane=plane, max_pixels=None)[0]
-        except (ValueError, OSError, RuntimeError) as err:
+                first = f", slice 1 of {stack.n_slices}" if stack.n_slices > 1 else ""
+                progress((0, stack.n_slices), desc=where_text + first)
+            slice_errors: list[tuple[Path, Exception]] = []
+            try:
+                files = enlarge_stack(net, stack, dest, opts, how, progress=report, errors=slice_errors)
+                if not files:
+                    raise slice_errors[0][1] if slice_errors else ValueError("nothing was written")
+                where = dest if stack.kind == "series" else files[0]
+                output = open_inputs(where, plane=plane, max_pixels=None)[0]
+            except (ValueError, OSError, RuntimeError) as err:
+                stack.close()
+                errors.append(error_line(stack.path, err))
+                continue
+            errors += [error_line(file, err) for file, err in slice_errors]
+            if stack.kind == "volume":  # show the output in the input's value mapping
+                volume = output.volume
+                volume.bit_depth, volume.signed_offset, volume.range = (
+                    stack.volume.bit_depth,
+                    stack.volume.signed_offset,
+                    stack.volume.range,
+                )
+            name = stack.name if stack.kind == "series" else stack.path.name
+            result = Result(name, stack, output, files, out_dir, int(scale), model)
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+    except BaseException:
+        for r in results:
+            r.close()
+        for stack in stacks:
             stack.close()
-            errors.append(error_line(stack.path, err))
-            continue
-        errors += [error_line(file, err) for file, err in slice_errors]
-        if stack.kind == "volume":  # show the output in the input's value mapping
-            volume = output.volume
-            volume.bit_depth, volume.signed_offset, volume.range = (
-                stack.volume.bit_depth,
-                stack.volume.signed_offset,
-                stack.volume.range,
-            )
-        name = stack.name if stack.kind == "series" else stack.path.name
-        result = Result(name, stack, output, files, out_dir, int(scale), model)
-        results.append(result)
-        if on_result is not None:
-            on_result(result)
+        raise
     return results, errors
 
 
