@@ -233,3 +233,19 @@ def test_folder_source_finds_dicom_files_without_suffix(tmp_path: Path) -> None:
     (tmp_path / "export" / "notes.txt").write_text("not an image")
     assert all(p.suffix == "" for p in slices)
     assert list_images(tmp_path / "export") == sorted(slices)
+
+
+def test_a_low_resolution_image_of_another_bit_depth_is_named(tmp_path) -> None:
+    """An LR folder image (DIV2K-style LR_bicubic/X2) of another bit depth than its HR image is refused,
+    naming it: its values would otherwise be taken on the HR's scale (an 8-bit LR as 1/256 of a 16-bit HR)."""
+    from mdrn.data.cache import build_cache
+    from mdrn.io.images import ImageReadError
+
+    hr = tmp_path / "HR" / "0001.png"
+    hr.parent.mkdir()
+    write_image(hr, (np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16), bit_depth=16)
+    lr_dir = tmp_path / "LR" / "X2"
+    lr_dir.mkdir(parents=True)
+    write_image(lr_dir / "0001x2.png", np.zeros((32, 32), np.uint8), bit_depth=8)
+    with pytest.raises(ImageReadError, match=r"0001x2.png.*8-bit low-resolution image of a 16-bit"):
+        build_cache([hr], tmp_path / "cache", scales=(2,), lr_dirs={2: tmp_path / "LR" / "X2"}, log=None)
