@@ -78,7 +78,9 @@ def export_onnx(
     dims = {0: Dim("batch"), 2: Dim("height", min=2), 3: Dim("width", min=2)}
 
     def write(tmp: Path) -> None:
-        with torch.no_grad():
+        from mdrn.clinical.runtime import quiet_exporter
+
+        with torch.no_grad(), quiet_exporter():  # the exporter's progress lines and warnings
             torch.onnx.export(
                 model,
                 (example,),
@@ -152,7 +154,7 @@ def check_onnx(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: load weights (any format ``mdrn.upscale`` accepts) and export one scale to ONNX."""
-    from mdrn.upscale import load_network
+    from mdrn.upscale import _message, load_network
 
     p = argparse.ArgumentParser(prog="mdrn-export", description="Export a super-resolution network to ONNX.")
     p.add_argument("output", type=Path, help="the .onnx file to write")
@@ -167,8 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         net = load_network(args.weights, args.scale)
         dest = export_onnx(net, args.scale, args.output, overwrite=args.overwrite)
-    except (ValueError, OSError, RuntimeError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except Exception as err:  # noqa: BLE001 - the exporter raises many kinds, with pages of text: one line
+        print(f"error: {_message(Path(args.weights), err)}", file=sys.stderr)
         return 1
     print(f"wrote {dest}")
     note = window_note(net)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -97,7 +98,8 @@ def _expand(
 
 def _message(src: Path, err: BaseException) -> str:
     """One line naming the file and the problem (errors of writing name the output file themselves)."""
-    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip()  # no terminal colour codes (torch's exporter)
+    text = text.splitlines()[0] if text else type(err).__name__
     return text if str(src) in text or isinstance(err, OSError) else f"{src}: {text}"
 
 

@@ -97,3 +97,26 @@ def test_y_channel_networks_export_rgb_at_odd_sizes(tmp_path, capsys) -> None:
         ref = net(x, 3).numpy()
     assert got.shape == ref.shape == (1, 3, 51, 69)
     assert np.abs(got - ref).max() <= 1e-5
+
+
+def test_a_network_the_exporter_cannot_convert_is_one_line(tmp_path, capsys, monkeypatch) -> None:
+    """The exporter's failure (pages of text, terminal colour codes, progress lines) is one error line
+    naming the weights; nothing is written."""
+
+    class Inverts(torch.nn.Module):
+        scales = (2,)
+        n_colors = 1
+
+        def forward(self, x: torch.Tensor, scale: int) -> torch.Tensor:
+            m = x[0, 0, :2, :2] + torch.eye(2)
+            return torch.nn.functional.interpolate(x, scale_factor=scale) * torch.linalg.inv(m)[0, 0]
+
+    import mdrn.upscale
+
+    monkeypatch.setattr(mdrn.upscale, "load_network", lambda weights, scale: Inverts())
+    out = tmp_path / "net.onnx"
+    assert main([str(out), "--weights", "made_up.pt", "--scale", "2"]) == 1
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: made_up.pt: ") and "\x1b[" not in err[0], err
+    assert captured.out == "" and not out.exists()

@@ -173,7 +173,7 @@ def _weights_key(net: nn.Module) -> str:
 
 
 @contextlib.contextmanager
-def _quiet() -> Iterator[None]:
+def quiet_exporter() -> Iterator[None]:
     """Silence the exporter's progress lines, warnings and log records (one line is printed instead)."""
     loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
     levels = [lg.level for lg in loggers]
@@ -241,7 +241,7 @@ class OnnxNetwork(_Delegate):
         module = _Stage(self._cpu, part, scale).eval()
 
         def write(tmp: Path) -> None:
-            with torch.no_grad(), _quiet():
+            with torch.no_grad(), quiet_exporter():
                 torch.onnx.export(
                     module, (example,), str(tmp), input_names=["x"], output_names=["y"],
                     dynamic_shapes={"x": dims}, opset_version=_OPSET, dynamo=True, external_data=False,
