@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mdrn.io.images import ImageData, image_to_tensor, read_image, tensor_to_array
+from mdrn.io.images import ImageData, ImageReadError, image_to_tensor, read_image, tensor_to_array
 from mdrn.protocol.metrics import quantize
 from mdrn.protocol.resize import degrade, modcrop
 
@@ -130,6 +130,10 @@ def build_cache(
             lr_arr = None
             if lr_dirs and s in lr_dirs and (lr_path := _lr_file(Path(lr_dirs[s]), Path(f), s)) is not None:
                 lr_img = read_image(lr_path)
+                if lr_img.bit_depth != img.bit_depth:  # its values would be taken on the HR's scale
+                    raise ImageReadError(
+                        lr_path, f"{lr_img.bit_depth}-bit low-resolution image of a {img.bit_depth}-bit {f}"
+                    )
                 mc = modcrop(hr, s)
                 if (
                     lr_img.array.shape[:2] == (mc.shape[0] // s, mc.shape[1] // s)
