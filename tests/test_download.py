@@ -99,6 +99,47 @@ def test_resume_with_range(tmp_path: Path, server: str) -> None:
     assert _RangeHandler.sent == [len(PAYLOAD) - half]
 
 
+class _DroppingHandler(_RangeHandler):
+    """Like _RangeHandler, but the first answer declares the whole length and closes after a third of it."""
+
+    dropped = False
+
+    def do_GET(self) -> None:  # noqa: N802
+        if type(self).dropped:
+            return super().do_GET()
+        type(self).dropped = True
+        type(self).ranges.append(self.headers.get("Range"))
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(PAYLOAD)))
+        self.end_headers()
+        self.wfile.write(PAYLOAD[: len(PAYLOAD) // 3])
+        self.wfile.flush()
+        self.connection.shutdown(socket.SHUT_RDWR)
+        self.close_connection = True
+
+
+@pytest.mark.parametrize("expected_bytes", [None, len(PAYLOAD)])
+def test_connection_lost_midway_keeps_the_part_and_resumes(
+    tmp_path: Path, expected_bytes: int | None
+) -> None:
+    _DroppingHandler.dropped = False
+    _DroppingHandler.ranges = []
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _DroppingHandler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/file.bin"
+        dest, digest = tmp_path / "file.bin", hashlib.sha256(PAYLOAD).hexdigest()
+        with pytest.raises(NetworkUnavailableError, match="connection lost after .* rerun to resume"):
+            download_file(url, dest, sha256=digest, expected_bytes=expected_bytes, progress=False)
+        assert (tmp_path / "file.bin.part").stat().st_size == len(PAYLOAD) // 3
+        out = download_file(url, dest, sha256=digest, expected_bytes=expected_bytes, progress=False)
+        assert out.read_bytes() == PAYLOAD
+        assert _DroppingHandler.ranges == [None, f"bytes={len(PAYLOAD) // 3}-"]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
 def test_no_resume_restarts(tmp_path: Path, server: str) -> None:
     (tmp_path / "file.bin.part").write_bytes(b"garbage")
     out = download_file(f"{server}/file.bin", tmp_path / "file.bin", resume=False)

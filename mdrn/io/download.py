@@ -154,6 +154,11 @@ def download_file(
                 finally:
                     if bar is not None:
                         bar.close()
+                got = part.stat().st_size
+                if total_i is not None and got < total_i:  # the server closed the connection early
+                    raise NetworkUnavailableError(
+                        url, dest, f"connection lost after {got} of {total_i} bytes; rerun to resume"
+                    )
     try:
         _check(part, sha256, sha256_prefix, expected_bytes)
     except ChecksumError:
