@@ -206,3 +206,23 @@ def test_safe_extract_tar(tmp_path: Path) -> None:
     assert [p.read_bytes() for p in files] == [b"hello"]
     with pytest.raises(ValueError, match="not a zip or tar"):
         safe_extract(tmp_path / "out" / "benchmark" / "Set5" / "HR" / "baby.png", tmp_path / "o2")
+
+
+def test_safe_extract_damaged_archive_is_one_error_naming_it(tmp_path: Path) -> None:
+    tar = tmp_path / "benchmark.tar"
+    with tarfile.open(tar, "w") as tf:
+        for i in range(3):
+            info = tarfile.TarInfo(f"benchmark/Set5/HR/{i}.png")
+            info.size = len(PAYLOAD)
+            tf.addfile(info, io.BytesIO(PAYLOAD))
+    tar.write_bytes(tar.read_bytes()[: 2 * len(PAYLOAD)])  # cut inside the second member
+    zf = _zip(tmp_path / "d.zip", {"a.bin": PAYLOAD})
+    raw = bytearray(zf.read_bytes())
+    raw[100] ^= 0xFF  # inside the (stored) member's data: its CRC check fails while it is written
+    zf.write_bytes(bytes(raw))
+    for arc in (tar, zf):
+        out = tmp_path / f"out_{arc.suffix[1:]}"
+        with pytest.raises(ValueError, match=f"{arc.name}: damaged or truncated archive") as ei:
+            safe_extract(arc, out)
+        assert "\n" not in str(ei.value)
+        assert not [p for p in out.rglob("*") if p.is_file()]  # no .part left behind

@@ -9,6 +9,7 @@ import tarfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import IO
@@ -210,8 +211,12 @@ def _write_members(archive: Path, dest: Path, members: list[_Member]) -> list[Pa
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(target.name + ".part")
-        with open_member() as src, open(tmp, "wb") as dst:
-            shutil.copyfileobj(src, dst, _CHUNK)
+        try:
+            with open_member() as src, open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst, _CHUNK)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         os.replace(tmp, target)
         out.append(target)
     return out
@@ -220,12 +225,23 @@ def _write_members(archive: Path, dest: Path, members: list[_Member]) -> list[Pa
 def safe_extract(archive: str | os.PathLike[str], dest: str | os.PathLike[str]) -> list[Path]:
     """Extract a zip or tar archive under ``dest``; refuse members escaping it, links, and devices.
 
-    Every member is checked before anything is written; returns the extracted file paths.
+    Every member is checked before anything is written; returns the extracted file paths. A damaged
+    or truncated archive is one ValueError naming it (the member being written is removed).
     """
     archive = Path(archive)
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     dest = dest.resolve()
+    try:
+        return _extract(archive, dest)
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
+        raise ValueError(
+            f"{archive}: damaged or truncated archive ({exc}); delete it and download it again"
+        ) from exc
+
+
+def _extract(archive: Path, dest: Path) -> list[Path]:
+    """safe_extract's work, ``dest`` resolved."""
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
             zmembers = []
