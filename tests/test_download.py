@@ -226,3 +226,21 @@ def test_safe_extract_damaged_archive_is_one_error_naming_it(tmp_path: Path) -> 
             safe_extract(arc, out)
         assert "\n" not in str(ei.value)
         assert not [p for p in out.rglob("*") if p.is_file()]  # no .part left behind
+
+
+def test_safe_extract_refuses_more_than_the_free_space_before_writing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mdrn.io.download as download
+
+    arc = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(arc, "w", zipfile.ZIP_DEFLATED) as zf:  # 20 MB of zeros in a few kB
+        zf.writestr("small.txt", b"ok")
+        zf.writestr("zeros.bin", bytes(20 << 20))
+    usage = download.shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(download.shutil, "disk_usage", lambda p: usage._replace(free=10 << 20))
+    with pytest.raises(
+        UnsafeArchiveError, match=r"bomb.zip: its files need 20,971,522 bytes, .* 10,485,760 free"
+    ):
+        safe_extract(arc, tmp_path / "out")
+    assert not [p for p in (tmp_path / "out").rglob("*")]  # refused before anything was written
