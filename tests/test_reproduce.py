@@ -47,6 +47,26 @@ def test_mean_scores_per_image_and_averaged(tmp_path):
         mean_scores([bad])
 
 
+def test_mean_scores_refuses_an_image_scored_twice(tmp_path):
+    # e.g. table1/bicubic_Set5.csv and a later table1/bicubic_Set5_Set14.csv, both matched by the glob
+    a = _scores(
+        tmp_path / "bicubic_Set5.csv",
+        [("Set5", 2, "baby.png", 30.0, 0.9), ("Set5", 2, "bird.png", 32.0, 0.8)],
+    )
+    b = _scores(tmp_path / "bicubic_Set5_Set14.csv", [("Set5", 2, "baby.png", 40.0, 0.9)])
+    with pytest.raises(
+        ValueError,
+        match=r"Set5_Set14.csv: image baby.png of Set5 x2 is scored again \(also in .*bicubic_Set5.csv\)",
+    ):
+        mean_scores([a, b])
+    avg = ["set", "scale", "psnr", "ssim"]
+    c, d = tmp_path / "c.csv", tmp_path / "d.csv"
+    write_csv(c, [{"set": "Set5", "scale": 3, "psnr": 30.5, "ssim": 0.9}], avg)
+    write_csv(d, [{"set": "Set5", "scale": 3, "psnr": 31.5, "ssim": 0.9}], avg)
+    with pytest.raises(ValueError, match=r"d.csv: Set5 x3 is scored again"):
+        mean_scores([c, d])
+
+
 def test_table1_renders_ours_beside_published(tmp_path):
     res = tmp_path / "results"
     rows = [("Set5", s, f"im{i}", 30.0 + s + i, 0.8 + 0.01 * i) for s in (2, 3, 4) for i in range(2)]
