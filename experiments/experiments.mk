@@ -94,8 +94,10 @@ table2: $(R)/table2/bicubic.csv $(R)/table2/mdrn_cpu.csv  ## Table 2: medical im
 FIG8_MODELS := mdrn_cpu fig8_x2 fig8_x3 fig8_x4
 $(MEDICAL)/Set5:
 	mkdir -p $(MEDICAL) && ln -sfn $(abspath $(DATASETS))/Set5 $@
-$(R)/fig8/%.csv: $(R)/models/%.safetensors | $(MEDICAL)/images.json $(MEDICAL)/Set5
-	$(REC) $(EVAL_OWN) weights=$< eval.root=$(MEDICAL) 'eval.sets=[Set5,$(MEDICAL_SETS)]'
+# the weights are order-only: a clone writes results/fig8/ before results/models/, so their times say
+# nothing (changed weights: python -m mdrn.reproduce inputs, by SHA-256)
+$(R)/fig8/%.csv: | $(R)/models/%.safetensors $(MEDICAL)/images.json $(MEDICAL)/Set5
+	$(REC) $(EVAL_OWN) weights=$(R)/models/$*.safetensors eval.root=$(MEDICAL) 'eval.sets=[Set5,$(MEDICAL_SETS)]'
 
 fig8: $(foreach m,$(FIG8_MODELS),$(R)/fig8/$(m).csv)  ## Fig. 8: single- vs multi-scale
 	$(PY) -m mdrn.reproduce fig8

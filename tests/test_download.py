@@ -99,6 +99,47 @@ def test_resume_with_range(tmp_path: Path, server: str) -> None:
     assert _RangeHandler.sent == [len(PAYLOAD) - half]
 
 
+class _DroppingHandler(_RangeHandler):
+    """Like _RangeHandler, but the first answer declares the whole length and closes after a third of it."""
+
+    dropped = False
+
+    def do_GET(self) -> None:  # noqa: N802
+        if type(self).dropped:
+            return super().do_GET()
+        type(self).dropped = True
+        type(self).ranges.append(self.headers.get("Range"))
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(PAYLOAD)))
+        self.end_headers()
+        self.wfile.write(PAYLOAD[: len(PAYLOAD) // 3])
+        self.wfile.flush()
+        self.connection.shutdown(socket.SHUT_RDWR)
+        self.close_connection = True
+
+
+@pytest.mark.parametrize("expected_bytes", [None, len(PAYLOAD)])
+def test_connection_lost_midway_keeps_the_part_and_resumes(
+    tmp_path: Path, expected_bytes: int | None
+) -> None:
+    _DroppingHandler.dropped = False
+    _DroppingHandler.ranges = []
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _DroppingHandler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/file.bin"
+        dest, digest = tmp_path / "file.bin", hashlib.sha256(PAYLOAD).hexdigest()
+        with pytest.raises(NetworkUnavailableError, match="connection lost after .* rerun to resume"):
+            download_file(url, dest, sha256=digest, expected_bytes=expected_bytes, progress=False)
+        assert (tmp_path / "file.bin.part").stat().st_size == len(PAYLOAD) // 3
+        out = download_file(url, dest, sha256=digest, expected_bytes=expected_bytes, progress=False)
+        assert out.read_bytes() == PAYLOAD
+        assert _DroppingHandler.ranges == [None, f"bytes={len(PAYLOAD) // 3}-"]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
 def test_no_resume_restarts(tmp_path: Path, server: str) -> None:
     (tmp_path / "file.bin.part").write_bytes(b"garbage")
     out = download_file(f"{server}/file.bin", tmp_path / "file.bin", resume=False)
@@ -165,3 +206,41 @@ def test_safe_extract_tar(tmp_path: Path) -> None:
     assert [p.read_bytes() for p in files] == [b"hello"]
     with pytest.raises(ValueError, match="not a zip or tar"):
         safe_extract(tmp_path / "out" / "benchmark" / "Set5" / "HR" / "baby.png", tmp_path / "o2")
+
+
+def test_safe_extract_damaged_archive_is_one_error_naming_it(tmp_path: Path) -> None:
+    tar = tmp_path / "benchmark.tar"
+    with tarfile.open(tar, "w") as tf:
+        for i in range(3):
+            info = tarfile.TarInfo(f"benchmark/Set5/HR/{i}.png")
+            info.size = len(PAYLOAD)
+            tf.addfile(info, io.BytesIO(PAYLOAD))
+    tar.write_bytes(tar.read_bytes()[: 2 * len(PAYLOAD)])  # cut inside the second member
+    zf = _zip(tmp_path / "d.zip", {"a.bin": PAYLOAD})
+    raw = bytearray(zf.read_bytes())
+    raw[100] ^= 0xFF  # inside the (stored) member's data: its CRC check fails while it is written
+    zf.write_bytes(bytes(raw))
+    for arc in (tar, zf):
+        out = tmp_path / f"out_{arc.suffix[1:]}"
+        with pytest.raises(ValueError, match=f"{arc.name}: damaged or truncated archive") as ei:
+            safe_extract(arc, out)
+        assert "\n" not in str(ei.value)
+        assert not [p for p in out.rglob("*") if p.is_file()]  # no .part left behind
+
+
+def test_safe_extract_refuses_more_than_the_free_space_before_writing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mdrn.io.download as download
+
+    arc = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(arc, "w", zipfile.ZIP_DEFLATED) as zf:  # 20 MB of zeros in a few kB
+        zf.writestr("small.txt", b"ok")
+        zf.writestr("zeros.bin", bytes(20 << 20))
+    usage = download.shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(download.shutil, "disk_usage", lambda p: usage._replace(free=10 << 20))
+    with pytest.raises(
+        UnsafeArchiveError, match=r"bomb.zip: its files need 20,971,522 bytes, .* 10,485,760 free"
+    ):
+        safe_extract(arc, tmp_path / "out")
+    assert not [p for p in (tmp_path / "out").rglob("*")]  # refused before anything was written

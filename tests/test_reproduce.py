@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -45,6 +48,26 @@ def test_mean_scores_per_image_and_averaged(tmp_path):
     bad.write_text("foo,bar\n1,2\n")
     with pytest.raises(ValueError, match="missing columns"):
         mean_scores([bad])
+
+
+def test_mean_scores_refuses_an_image_scored_twice(tmp_path):
+    # e.g. table1/bicubic_Set5.csv and a later table1/bicubic_Set5_Set14.csv, both matched by the glob
+    a = _scores(
+        tmp_path / "bicubic_Set5.csv",
+        [("Set5", 2, "baby.png", 30.0, 0.9), ("Set5", 2, "bird.png", 32.0, 0.8)],
+    )
+    b = _scores(tmp_path / "bicubic_Set5_Set14.csv", [("Set5", 2, "baby.png", 40.0, 0.9)])
+    with pytest.raises(
+        ValueError,
+        match=r"Set5_Set14.csv: image baby.png of Set5 x2 is scored again \(also in .*bicubic_Set5.csv\)",
+    ):
+        mean_scores([a, b])
+    avg = ["set", "scale", "psnr", "ssim"]
+    c, d = tmp_path / "c.csv", tmp_path / "d.csv"
+    write_csv(c, [{"set": "Set5", "scale": 3, "psnr": 30.5, "ssim": 0.9}], avg)
+    write_csv(d, [{"set": "Set5", "scale": 3, "psnr": 31.5, "ssim": 0.9}], avg)
+    with pytest.raises(ValueError, match=r"d.csv: Set5 x3 is scored again"):
+        mean_scores([c, d])
 
 
 def test_table1_renders_ours_beside_published(tmp_path):
@@ -256,3 +279,29 @@ def test_help_lists_every_command(capsys) -> None:
     out = capsys.readouterr().out
     for command in ("record OUT", "train PRESET", "note OUT", "peers", "inputs", "params"):
         assert f"python -m mdrn.reproduce {command}" in out, command
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_fig8_keeps_recorded_runs_whose_weights_a_clone_wrote_later(tmp_path):
+    # git writes experiments/results/fig8/ before experiments/results/models/ on a fresh clone
+    res = tmp_path / "results"
+    for m in ("mdrn_cpu", "fig8_x2", "fig8_x3", "fig8_x4"):
+        (res / "fig8").mkdir(parents=True, exist_ok=True)
+        (res / "models").mkdir(parents=True, exist_ok=True)
+        (res / "fig8" / f"{m}.csv").write_text("set,scale,image,psnr,ssim\n")
+        (res / "models" / f"{m}.safetensors").write_bytes(b"w")
+        os.utime(res / "fig8" / f"{m}.csv", (1_000_000, 1_000_000))
+    medical = tmp_path / "medical"
+    (medical / "Set5").mkdir(parents=True)
+    (medical / "images.json").write_text("{}")
+    mk = ROOT / "experiments" / "experiments.mk"
+    cmd = ["make", "-n", "-f", str(mk), "fig8", f"R={res}", f"MEDICAL={medical}"]
+
+    def dry_run() -> str:
+        return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=True).stdout
+
+    out = dry_run()
+    assert "mdrn.evaluate" not in out and "mdrn.reproduce fig8" in out
+    (res / "fig8" / "fig8_x3.csv").unlink()  # a missing output is still run, with its weights
+    out = dry_run()
+    assert out.count("mdrn.evaluate") == 1 and f"weights={res}/models/fig8_x3.safetensors" in out

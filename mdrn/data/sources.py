@@ -201,9 +201,9 @@ def prepare_benchmarks(
         reason = str(exc).split("\n")[0]
         raise DataNotFoundError.merge([_missing_set(root, s, reason) for s in missing]) from exc
     tmp = Path(downloads) / "benchmark_extract"
-    safe_extract(dest, tmp)
-    src_root = tmp / "benchmark" if (tmp / "benchmark").is_dir() else tmp
     try:
+        safe_extract(dest, tmp)
+        src_root = tmp / "benchmark" if (tmp / "benchmark").is_dir() else tmp
         for s in missing:
             # verified where extracted: a set whose pixels differ never reaches root (where it would be used)
             found = (src_root / s).is_dir()

@@ -9,6 +9,7 @@ import tarfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import IO
@@ -45,7 +46,8 @@ class ChecksumError(RuntimeError):
 
 
 class UnsafeArchiveError(RuntimeError):
-    """An archive member would be written outside the extraction folder (or is a link/device)."""
+    """An archive member would be written outside the extraction folder (or is a link/device), or the
+    archive's declared sizes exceed the free space there."""
 
 
 def sha256_file(path: str | os.PathLike[str], progress: Callable[[int], None] | None = None) -> str:
@@ -188,7 +190,7 @@ def _safe_target(dest: Path, name: str, archive: Path) -> Path:
     return target
 
 
-_Member = tuple[str, bool, Callable[[], IO[bytes]]]  # (name, is a folder, opener of its bytes)
+_Member = tuple[str, bool, int, Callable[[], IO[bytes]]]  # (name, is a folder, declared size, opener)
 
 
 def _tar_member(tf: tarfile.TarFile, member: tarfile.TarInfo, archive: Path) -> IO[bytes]:
@@ -200,18 +202,27 @@ def _tar_member(tf: tarfile.TarFile, member: tarfile.TarInfo, archive: Path) -> 
 
 def _write_members(archive: Path, dest: Path, members: list[_Member]) -> list[Path]:
     """Check every member's target first, then write each file via a .part file renamed into place."""
-    for name, _, _ in members:
+    for name, _, _, _ in members:
         _safe_target(dest, name, archive)
+    need, free = sum(size for _, _, size, _ in members), shutil.disk_usage(dest).free
+    if need > free:  # the declared sizes bound what is written (zipfile and tarfile read no further)
+        raise UnsafeArchiveError(
+            f"{archive}: its files need {need:,} bytes, {dest} has {free:,} free; nothing was extracted"
+        )
     out: list[Path] = []
-    for name, is_dir, open_member in members:
+    for name, is_dir, _, open_member in members:
         target = _safe_target(dest, name, archive)
         if is_dir:
             target.mkdir(parents=True, exist_ok=True)
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(target.name + ".part")
-        with open_member() as src, open(tmp, "wb") as dst:
-            shutil.copyfileobj(src, dst, _CHUNK)
+        try:
+            with open_member() as src, open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst, _CHUNK)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         os.replace(tmp, target)
         out.append(target)
     return out
@@ -220,19 +231,32 @@ def _write_members(archive: Path, dest: Path, members: list[_Member]) -> list[Pa
 def safe_extract(archive: str | os.PathLike[str], dest: str | os.PathLike[str]) -> list[Path]:
     """Extract a zip or tar archive under ``dest``; refuse members escaping it, links, and devices.
 
-    Every member is checked before anything is written; returns the extracted file paths.
+    Every member is checked before anything is written; returns the extracted file paths. A damaged
+    or truncated archive is one ValueError naming it (the member being written is removed).
     """
     archive = Path(archive)
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     dest = dest.resolve()
+    try:
+        return _extract(archive, dest)
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
+        raise ValueError(
+            f"{archive}: damaged or truncated archive ({exc}); delete it and download it again"
+        ) from exc
+
+
+def _extract(archive: Path, dest: Path) -> list[Path]:
+    """safe_extract's work, ``dest`` resolved."""
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
             zmembers = []
             for info in zf.infolist():
                 if (info.external_attr >> 16) & 0o170000 == 0o120000:
                     raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is a symbolic link")
-                zmembers.append((info.filename, info.is_dir(), lambda info=info: zf.open(info)))
+                zmembers.append(
+                    (info.filename, info.is_dir(), info.file_size, lambda info=info: zf.open(info))
+                )
             return _write_members(archive, dest, zmembers)
     if tarfile.is_tarfile(archive):
         with tarfile.open(archive) as tf:
@@ -242,6 +266,6 @@ def safe_extract(archive: str | os.PathLike[str], dest: str | os.PathLike[str]) 
                     raise UnsafeArchiveError(f"{archive}: member {m.name!r} is a link ({m.linkname!r})")
                 if not (m.isfile() or m.isdir()):
                     raise UnsafeArchiveError(f"{archive}: member {m.name!r} is not a regular file or folder")
-                tmembers.append((m.name, m.isdir(), lambda m=m: _tar_member(tf, m, archive)))
+                tmembers.append((m.name, m.isdir(), m.size, lambda m=m: _tar_member(tf, m, archive)))
             return _write_members(archive, dest, tmembers)
     raise ValueError(f"{archive}: not a zip or tar archive")

@@ -81,12 +81,18 @@ def mean_scores(paths: Iterable[str | os.PathLike[str]]) -> dict[tuple[str, int]
     """
     acc: dict[tuple[str, int], list[tuple[float, float]]] = {}
     means: dict[tuple[str, int], tuple[float, float, int]] = {}
+    seen: dict[tuple, str | os.PathLike[str]] = {}  # a row's key -> the file it came from
     for path in paths:
         for row in read_csv(path):
             missing = {"set", "scale", "psnr", "ssim"} - set(row)
             if missing:
                 raise ValueError(f"{path}: not a score CSV (missing columns {sorted(missing)})")
             key = (row["set"], int(row["scale"]))
+            where = (*key, row["image"]) if "image" in row else key
+            if where in seen:  # counted twice, the mean would silently change
+                what = f"image {where[2]} of " if len(where) == 3 else ""
+                raise ValueError(f"{path}: {what}{key[0]} x{key[1]} is scored again (also in {seen[where]})")
+            seen[where] = path
             if "image" in row:
                 acc.setdefault(key, []).append((float(row["psnr"]), float(row["ssim"])))
             else:
