@@ -119,12 +119,15 @@ def _evaluate(cfg: DictConfig, out_dir: Path | None) -> list[dict[str, Any]]:
             img = read_image(f)
             hr_full = image_to_tensor(img, torch.float64)[None]
             for s in scales:
-                hr = modcrop(hr_full, s)
-                lr = make_lr(hr, s, img.bit_depth).float().to(cfg.get("device", "cpu"))
-                sr = upscale(
-                    net, lr, s, tile=ev.get("tile"), ensemble=bool(ev.get("self_ensemble")), window=window
-                )
-                p, q = score(sr.cpu(), hr, scale=s, bit_depth=img.bit_depth, y_channel=bool(ev.y_channel))
+                try:  # an image too small for the scale or the SSIM window, an SR with NaN: named
+                    hr = modcrop(hr_full, s)
+                    lr = make_lr(hr, s, img.bit_depth).float().to(cfg.get("device", "cpu"))
+                    sr = upscale(
+                        net, lr, s, tile=ev.get("tile"), ensemble=bool(ev.get("self_ensemble")), window=window
+                    )
+                    p, q = score(sr.cpu(), hr, scale=s, bit_depth=img.bit_depth, y_channel=bool(ev.y_channel))
+                except ValueError as exc:
+                    raise ValueError(f"{f} (x{s}): {exc}") from None
                 rows.append(
                     {"set": str(set_name), "scale": s, "image": f.name, "psnr": float(p), "ssim": float(q)}
                 )
