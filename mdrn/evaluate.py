@@ -136,7 +136,7 @@ def _evaluate(cfg: DictConfig, out_dir: Path | None) -> list[dict[str, Any]]:
         text = [{**r, "psnr": f"{r['psnr']:.6f}", "ssim": f"{r['ssim']:.8f}"} for r in rows]
         write_csv(csv_path, text, ["set", "scale", "image", "psnr", "ssim"])
     means = []
-    for set_name in ev.sets:
+    for set_name in files:  # the sets' names as strings (a set named 2023 is the int 2023 in ev.sets)
         for s in scales:
             sel = [r for r in rows if r["set"] == set_name and r["scale"] == s]
             if sel:

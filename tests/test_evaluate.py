@@ -102,3 +102,15 @@ def test_evaluate_too_small_image_names_the_file(tmp_path: Path) -> None:
     msg = str(ei.value.code)
     assert msg.startswith("mdrn.evaluate: ") and "\n" not in msg
     assert str(tmp_path / "data" / "Tiny" / "small.png") in msg and "(x3)" in msg and "too small" in msg
+
+
+def test_evaluate_set_with_a_numeric_name_has_its_means(tmp_path: Path) -> None:
+    from mdrn.evaluate import evaluate
+
+    _write_set(tmp_path / "data", "2023", {"a.png": (40, 40)})
+    cfg = _eval_cfg(tmp_path, "model=bicubic", f"eval.root={tmp_path / 'data'}", "eval.sets=[2023]",
+                    "eval.scales=[2]")  # fmt: skip
+    rows = evaluate(cfg)
+    means = list(csv.DictReader((tmp_path / "run" / "means.csv").open()))
+    assert [(m["set"], m["scale"], m["images"]) for m in means] == [("2023", "2", "1")]
+    assert float(means[0]["PSNR"]) == pytest.approx(rows[0]["psnr"])
