@@ -119,12 +119,15 @@ def _evaluate(cfg: DictConfig, out_dir: Path | None) -> list[dict[str, Any]]:
             img = read_image(f)
             hr_full = image_to_tensor(img, torch.float64)[None]
             for s in scales:
-                hr = modcrop(hr_full, s)
-                lr = make_lr(hr, s, img.bit_depth).float().to(cfg.get("device", "cpu"))
-                sr = upscale(
-                    net, lr, s, tile=ev.get("tile"), ensemble=bool(ev.get("self_ensemble")), window=window
-                )
-                p, q = score(sr.cpu(), hr, scale=s, bit_depth=img.bit_depth, y_channel=bool(ev.y_channel))
+                try:  # an image too small for the scale or the SSIM window, an SR with NaN: named
+                    hr = modcrop(hr_full, s)
+                    lr = make_lr(hr, s, img.bit_depth).float().to(cfg.get("device", "cpu"))
+                    sr = upscale(
+                        net, lr, s, tile=ev.get("tile"), ensemble=bool(ev.get("self_ensemble")), window=window
+                    )
+                    p, q = score(sr.cpu(), hr, scale=s, bit_depth=img.bit_depth, y_channel=bool(ev.y_channel))
+                except ValueError as exc:
+                    raise ValueError(f"{f} (x{s}): {exc}") from None
                 rows.append(
                     {"set": str(set_name), "scale": s, "image": f.name, "psnr": float(p), "ssim": float(q)}
                 )
@@ -133,7 +136,7 @@ def _evaluate(cfg: DictConfig, out_dir: Path | None) -> list[dict[str, Any]]:
         text = [{**r, "psnr": f"{r['psnr']:.6f}", "ssim": f"{r['ssim']:.8f}"} for r in rows]
         write_csv(csv_path, text, ["set", "scale", "image", "psnr", "ssim"])
     means = []
-    for set_name in ev.sets:
+    for set_name in files:  # the sets' names as strings (a set named 2023 is the int 2023 in ev.sets)
         for s in scales:
             sel = [r for r in rows if r["set"] == set_name and r["scale"] == s]
             if sel:

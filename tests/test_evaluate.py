@@ -75,3 +75,42 @@ def test_evaluate_untrained_model_refused(tmp_path: Path) -> None:
            "eval.sets=[Set5]", f"hydra.run.dir={tmp_path / 'run'}"]  # fmt: skip
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and "weights=PATH" in proc.stderr
+
+
+def _write_set(root: Path, name: str, images: dict[str, tuple[int, int]]) -> None:
+    """A set folder of 8-bit gray images (file name: (height, width)) with smooth content."""
+    import numpy as np
+
+    from mdrn.io.images import write_image
+
+    (root / name).mkdir(parents=True)
+    for fname, (h, w) in images.items():
+        y, x = np.mgrid[0:h, 0:w]
+        write_image(
+            root / name / fname, (100 + 50 * np.sin(x / 5.0) * np.cos(y / 7.0)).astype(np.uint8), bit_depth=8
+        )
+
+
+def test_evaluate_too_small_image_names_the_file(tmp_path: Path) -> None:
+    from mdrn.evaluate import evaluate
+
+    _write_set(tmp_path / "data", "Tiny", {"ok.png": (40, 40), "small.png": (16, 16)})
+    cfg = _eval_cfg(tmp_path, "model=bicubic", f"eval.root={tmp_path / 'data'}", "eval.sets=[Tiny]",
+                    "eval.scales=[3]")  # fmt: skip
+    with pytest.raises(SystemExit) as ei:
+        evaluate(cfg)
+    msg = str(ei.value.code)
+    assert msg.startswith("mdrn.evaluate: ") and "\n" not in msg
+    assert str(tmp_path / "data" / "Tiny" / "small.png") in msg and "(x3)" in msg and "too small" in msg
+
+
+def test_evaluate_set_with_a_numeric_name_has_its_means(tmp_path: Path) -> None:
+    from mdrn.evaluate import evaluate
+
+    _write_set(tmp_path / "data", "2023", {"a.png": (40, 40)})
+    cfg = _eval_cfg(tmp_path, "model=bicubic", f"eval.root={tmp_path / 'data'}", "eval.sets=[2023]",
+                    "eval.scales=[2]")  # fmt: skip
+    rows = evaluate(cfg)
+    means = list(csv.DictReader((tmp_path / "run" / "means.csv").open()))
+    assert [(m["set"], m["scale"], m["images"]) for m in means] == [("2023", "2", "1")]
+    assert float(means[0]["PSNR"]) == pytest.approx(rows[0]["psnr"])
