@@ -18,7 +18,7 @@ import pytest
 import torch
 from conftest import ROOT, shared_path
 
-from mdrn.data.overlap import DEFAULT_THRESHOLD, find_overlaps, working_image
+from mdrn.data.overlap import DEFAULT_THRESHOLD, correlation, find_overlaps, working_image
 from mdrn.io.images import read_image, write_image
 from mdrn.protocol.resize import imresize
 from mdrn.reproduce.leakage import check_leakage, preset_data
@@ -103,6 +103,35 @@ def test_crops_and_resizes_of_a_test_image_are_found(tmp_path: Path) -> None:
     inside = _crop_resize(t91[3], tmp_path / "e.png", (0.1, 0.2, 0.6, 0.6), (0.8, 0.8))
     report = find_overlaps(t91, [inside])
     assert [m.inside for m in report.matches] == [t91[3]] or [m.whole for m in report.matches] == [t91[3]]
+
+
+def test_turned_flipped_gray_and_16_bit_copies_of_a_test_image_are_found(tmp_path: Path) -> None:
+    """A test image turned by a quarter turn (alone, upside down, transposed), as gray, or as 16-bit gray
+    (a slice read in another orientation is the same picture) is flagged, with its orientation."""
+    from PIL import Image
+
+    bird = shared_path("datasets", "Set5", "bird.png")
+    rgb = Image.open(bird).convert("RGB").resize((200, 160))  # not square: a quarter turn changes the shape
+    copies = {
+        "rot90.png": rgb.transpose(Image.Transpose.ROTATE_90),
+        "rot180.png": rgb.transpose(Image.Transpose.ROTATE_180),
+        "upside_down.png": rgb.transpose(Image.Transpose.FLIP_TOP_BOTTOM),
+        "transposed.png": rgb.transpose(Image.Transpose.TRANSPOSE),
+        "gray.png": rgb.convert("L"),
+    }
+    for name, im in copies.items():
+        im.save(tmp_path / name)
+    gray16 = np.asarray(rgb.convert("L")).astype(np.uint16) * 257
+    write_image(tmp_path / "gray16.png", gray16, bit_depth=16, overwrite=True)
+    copies["gray16.png"] = None
+    for name in copies:
+        report = find_overlaps([tmp_path / name], [bird])
+        assert len(report.matches) == 1 and report.matches[0].score >= 0.98, f"{name}: {report.describe()}"
+        m = report.matches[0]
+        # the orientation found turns the copy back onto the test image
+        back = np.rot90(read_image(tmp_path / name).array, m.turns)
+        back = back[:, ::-1] if m.mirrored else back
+        assert correlation(back, np.asarray(rgb)) >= 0.98, f"{name}: {m.describe()}"
 
 
 def test_working_images_are_cached(tmp_path: Path) -> None:

@@ -9,14 +9,16 @@ so :func:`find_overlaps` compares content:
 - a thumbnail is the area mean of a box of it on a square grid, normalised to zero mean and unit norm, so
   that the dot product of two thumbnails is their correlation (brightness, contrast and bit depth do not
   matter, and an image enlarged or reduced keeps its thumbnail);
-- crops: each whole image (and its mirror image) is compared with windows of every image of the other
+- crops: each whole image (in its 8 orientations: turned by quarter turns, and each mirrored; turned ones
+  only in windows of at least :data:`TURNED_SIZE`) is compared with windows of every image of the other
   set, whose sides are :data:`SIZES` of the image's sides (independently, so a crop may change the aspect
-  ratio) at every :data:`STEP` of its height and width, first on coarse thumbnails (:data:`COARSE`
-  px); pairs at or above :data:`CANDIDATE` are refined (the window's position and size moved in shrinking
+  ratio) at every :data:`STEP` of its height and width, first on coarse thumbnails (:data:`COARSE` px);
+  pairs at or above :data:`CANDIDATE` are refined (the window's position and size moved in shrinking
   steps) on :data:`THUMB`-px thumbnails, and a pair is flagged at or above ``threshold``.
 
 What it does not find: crops smaller than the smallest window (:data:`SIZES`, about half of each side),
-rotations other than the mirror image, two crops that only partly overlap, and strong filtering.
+turned crops smaller than :data:`TURNED_SIZE`, rotations other than quarter turns, two crops that only
+partly overlap, and strong filtering.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ __all__ = [
     "SIZES",
     "STEP",
     "THUMB",
+    "TURNED_SIZE",
     "WORK",
     "Match",
     "OverlapReport",
@@ -63,6 +66,10 @@ STEP = 0.05
 ASPECT = 1.25
 #: a refined window's sides stay at least this fraction of the image's
 MIN_SIDE = 0.45
+#: turned (quarter turns, upside down) images are sought only in windows whose sides are at least this
+#: fraction of the image's: smaller turned windows of unrelated images come too close to the threshold
+#: (BSD200's 55067 turned 270 degrees in a 0.45 window of Set5's head: 0.94)
+TURNED_SIZE = 0.75
 #: coarse correlation from which a pair is refined
 CANDIDATE = 0.85
 #: refined correlation from which a pair is flagged as the same content
@@ -76,7 +83,7 @@ class Match:
     """A pair of images and how alike they are: ``window`` is the box of ``inside`` that ``whole`` matches.
 
     ``window`` = (top, left, height, width) as fractions of ``inside``'s height and width; ``mirrored``
-    when ``whole`` matches it left-right flipped.
+    when ``whole`` matches it left-right flipped, after ``turns`` quarter turns counterclockwise.
     """
 
     whole: Path
@@ -85,12 +92,15 @@ class Match:
     window: tuple[float, float, float, float]
     mirrored: bool = False
     refined: bool = True  # False: the coarse score of the window search (the pair was not refined)
+    turns: int = 0  # quarter turns counterclockwise of ``whole`` (``np.rot90``), before the mirroring
 
     def describe(self, show: Callable[[Path], str] = str) -> str:
         """``a.png ~ b.png: correlation 0.988 (whole b; window ...)``; ``show`` prints a path."""
         top, left, h, w = self.window
         box = "whole" if min(h, w) >= 0.999 else f"window top {top:.2f} left {left:.2f} size {h:.2f}x{w:.2f}"
-        flip = ", mirrored" if self.mirrored else ""
+        flip = (f", turned {90 * self.turns} degrees" if self.turns else "") + (
+            ", mirrored" if self.mirrored else ""
+        )
         k = THUMB if self.refined else COARSE
         where = f"{box} of the second{flip}"
         return f"{show(self.whole)} ~ {show(self.inside)}: correlation {self.score:.4f} at {k} px ({where})"
@@ -269,6 +279,11 @@ def _whole(img: np.ndarray, k: int) -> np.ndarray:
     return _normalize(np.concatenate([t, t[:, :, ::-1]]))
 
 
+def _orientations(img: np.ndarray) -> list[np.ndarray]:
+    """``img`` turned by 0-3 quarter turns counterclockwise, each plain, then mirrored."""
+    return [v for k in range(4) for r in [np.rot90(img, k)] for v in (r, r[:, ::-1])]
+
+
 def correlation(a: np.ndarray, b: np.ndarray, k: int = THUMB) -> float:
     """The correlation of two whole images' ``k x k`` thumbnails (gray or RGB arrays, any size or depth)."""
     ta = _whole(_gray(a), k)[0]
@@ -340,10 +355,13 @@ def find_overlaps(
     if not a_paths or not b_paths:
         return report
     fractions = _window_fractions()
+    small_windows = fractions[:, 2:].min(axis=1) < TURNED_SIZE
     best: dict[tuple[Path, Path], Match] = {}
     for wholes, insides, swap in ((a_paths, b_paths, False), (b_paths, a_paths, True)):
-        coarse = np.concatenate([_whole(images[p], COARSE) for p in wholes]).astype(np.float32)
-        aspect = np.log(np.repeat([images[p].shape[0] / images[p].shape[1] for p in wholes], 2))
+        turned = [_orientations(images[p]) for p in wholes]
+        coarse = np.concatenate([_whole(v, COARSE)[:1] for vs in turned for v in vs]).astype(np.float32)
+        aspect = np.log([v.shape[0] / v.shape[1] for vs in turned for v in vs])
+        turned_rows = np.tile(np.arange(8) >= 2, len(wholes))  # not the plain or the mirrored image
         for q in insides:
             img = images[q]
             h, w = img.shape
@@ -353,15 +371,17 @@ def find_overlaps(
             # a window of another shape than the whole image would stretch it more than ASPECT
             stretch = np.abs(aspect[:, None] - np.log(boxes[:, 2] / boxes[:, 3])[None, :])
             scores[stretch > np.log(ASPECT)] = -1.0
+            scores[np.ix_(turned_rows, small_windows)] = -1.0
             top = scores.argmax(axis=1)
-            top_score = scores[np.arange(len(top)), top].reshape(-1, 2)  # (wholes, plain / mirrored)
+            top_score = scores[np.arange(len(top)), top].reshape(len(wholes), -1)  # (wholes, orientations)
             for i, p in enumerate(wholes):
-                mirrored = bool(top_score[i, 1] > top_score[i, 0])
-                s, box = float(top_score[i, int(mirrored)]), boxes[top[2 * i + int(mirrored)]]
+                o = int(top_score[i].argmax())
+                s, box = float(top_score[i, o]), boxes[top[top_score.shape[1] * i + o]]
                 refined = s >= CANDIDATE
                 if refined:
-                    s, box = _refine(images[p][:, ::-1] if mirrored else images[p], table, box)
-                m = Match(p, q, s, (box[0] / h, box[1] / w, box[2] / h, box[3] / w), mirrored, refined)
+                    s, box = _refine(turned[i][o], table, box)
+                window = (box[0] / h, box[1] / w, box[2] / h, box[3] / w)
+                m = Match(p, q, s, window, bool(o % 2), refined, o // 2)
                 pair = (q, p) if swap else (p, q)
                 if pair not in best or m.score > best[pair].score:
                     best[pair] = m
