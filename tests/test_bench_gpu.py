@@ -127,3 +127,15 @@ def test_kernel_kinds():
     )
     assert kernel_kind("void at::native::(anonymous namespace)::multi_tensor_apply_kernel") == "optimizer"
     assert kernel_kind("Memcpy DtoD (Device -> Device)") == "copies, layout"
+
+
+def test_readme_gpu_section_comes_from_a_cuda_run_only(gpu_result):
+    """A later run of section gpu on a CPU (``--only gpu``, for tests) claims nothing in the GPU section:
+    its rows and its 'N such steps take x h on one cpu' stay out; the CUDA run's figures stay in."""
+    result, _ = gpu_result
+    run = {**_as_cuda(result), "_source": "h100-x.json", "quick": False}
+    cpu = {**copy.deepcopy(result), "_source": "cpu-later.json", "quick": False}
+    readme = readme_markdown(run, [run, cpu])
+    gpu_part = readme[readme.index("## GPU: section gpu") :]
+    assert "(latest: `h100-x.json`)" in gpu_part and "cpu-later.json" not in gpu_part
+    assert " h on one NVIDIA H100 80GB HBM3" in gpu_part and " h on one cpu" not in readme

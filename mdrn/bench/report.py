@@ -329,9 +329,14 @@ def _budget_cases(gpu_run: dict[str, Any]) -> list[tuple[str, float]]:
     return out
 
 
+def _measured(run: dict[str, Any], fact: str) -> bool:
+    """Whether ``run`` measured the opt-in section ``fact`` (section gpu: only on a CUDA device)."""
+    return bool(run["facts"].get(fact)) and (fact != "gpu" or is_cuda(run))
+
+
 def _latest_rows_markdown(runs: list[dict[str, Any]], fact: str, needle: str, title: str) -> list[str]:
     """The rows (and profiles) of the latest run that measured an opt-in section, as Markdown lines."""
-    run = next((r for r in reversed(runs) if r["facts"].get(fact)), None)
+    run = next((r for r in reversed(runs) if _measured(r, fact)), None)
     if run is None:
         return []
     lines = ["", f"## {title} (latest: `{run['_source']}`)", ""]
@@ -512,7 +517,7 @@ def readme_markdown(result: dict[str, Any], runs: list[dict[str, Any]] | None = 
     result = _projection_source(result, runs)
     opt_in = []
     for fact in ("tiling_full", "profiles", "clinical", "gpu"):
-        run = next((r for r in reversed(runs) if r["facts"].get(fact)), None)
+        run = next((r for r in reversed(runs) if _measured(r, fact)), None)
         if run is not None and run is not result and run.get("_source") != result.get("_source"):
             opt_in += [r for r in run["rows"] if r not in result["rows"] and r not in opt_in]
     gpu_run = next((r for r in reversed(runs) if r["facts"].get("gpu") and is_cuda(r)), None)
