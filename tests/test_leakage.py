@@ -1,6 +1,7 @@
 """No image a preset trained or validated on is, by content, an image the project reports a score on.
 
-``mdrn.data.overlap`` compares content (resized, cropped, mirrored copies are found: BSD200's 302003 is
+``mdrn.data.overlap`` compares content (resized, cropped, mirrored, turned copies are found: BSD200's 302003
+is
 Set5's "woman" at another size); ``mdrn.reproduce.leakage`` gathers every seen image of every recipe and
 recorded run, and every image of every reported evaluation set (benchmarks on this machine, the medical
 images of Table 2 and the figures, the sample data's test split of the model card, the presets' test sets).

@@ -6,7 +6,8 @@ images of Table 2 and Figs. 8-16 (``experiments/scripts/medical_images.py``), th
 splits (the model card) and every preset's own test sources. :func:`check_leakage` compares every seen
 image of every preset (every recipe in ``conf/experiment``, every recorded run's config in
 ``results/train/``, and so every shipped model) with every reported image by content
-(:func:`mdrn.data.overlap.find_overlaps`: robust to resizing, cropping and mirroring), not by name.
+(:func:`mdrn.data.overlap.find_overlaps`: robust to resizing, cropping, mirroring and quarter
+turns), not by name.
 Sources that are not on this machine (DIV2K, Set14, ...) are listed as not checked.
 """
 
