@@ -72,7 +72,7 @@ def test_mean_scores_refuses_an_image_scored_twice(tmp_path):
 
 def test_table1_renders_ours_beside_published(tmp_path):
     res = tmp_path / "results"
-    rows = [("Set5", s, f"im{i}", 30.0 + s + i, 0.8 + 0.01 * i) for s in (2, 3, 4) for i in range(2)]
+    rows = [("Set5", s, f"im{i}", 30.0 + s + i, 0.8 + 0.01 * i) for s in (2, 3, 4) for i in range(5)]
     _scores(res / "table1" / "bicubic_Set5.csv", rows)
     out = render_table1(res)
     rows = _read(out["csv"])
@@ -81,7 +81,7 @@ def test_table1_renders_ours_beside_published(tmp_path):
     assert len(rows) == 5 * 4 * 3  # one row per (method, set, scale)
     pub = load_published()
     bic = {(r["set"], int(r["scale"])): r for r in rows if r["method"] == "Bicubic"}
-    assert float(bic[("Set5", 3)]["psnr"]) == pytest.approx(33.5)
+    assert float(bic[("Set5", 3)]["psnr"]) == pytest.approx(35.0)
     assert float(bic[("Set5", 3)]["published_psnr"]) == pub["mdrn_paper_table1"]["Set5"]["3"][0][0]
     assert bic[("Set5", 3)]["status"] == "measured"
     assert bic[("Set14", 2)]["psnr"] == "" and bic[("Set14", 2)]["status"] == NOT_RUN_DATA
@@ -89,10 +89,27 @@ def test_table1_renders_ours_beside_published(tmp_path):
     vdsr = [r for r in rows if r["method"] == "VDSR" and r["set"] == "Set5"]
     assert all(r["psnr"] == "" for r in vdsr)
     md = out["md"].read_text()
-    assert f"| 33.50 | {pub['mdrn_paper_table1']['Set5']['3'][0][0]:.2f} | +3.14 |" in md  # ours, pub, diff
+    p3 = pub["mdrn_paper_table1"]["Set5"]["3"][0][0]
+    assert f"| 35.00 | {p3:.2f} | {35.0 - p3:+.2f} |" in md  # ours, pub, diff
     assert "eval.root=DIR 'eval.sets=[Set14,B100,Urban100]'" in md  # the command that fills the gaps
     assert "weights=mdsr" in md and "not yet run" in md
     assert out["png_Set5"].is_file() and "png_Set14" not in out
+
+
+def test_table1_marks_a_set_scored_on_part_of_its_images(tmp_path):
+    """A mean over 2 of Set5's 5 images is labelled partial, not compared with the paper, and not charted."""
+    res = tmp_path / "results"
+    rows = [("Set5", s, f"im{i}", 30.0 + s + i, 0.8 + 0.01 * i) for s in (2, 3, 4) for i in range(2)]
+    _scores(res / "table1" / "bicubic_Set5.csv", rows)
+    out = render_table1(res)
+    bic = {(r["set"], int(r["scale"])): r for r in _read(out["csv"]) if r["method"] == "Bicubic"}
+    assert bic[("Set5", 3)]["status"] == "partial: 2 of 5 images"
+    assert float(bic[("Set5", 3)]["psnr"]) == pytest.approx(33.5)  # the figure is kept, labelled
+    md = out["md"].read_text()
+    p3 = load_published()["mdrn_paper_table1"]["Set5"]["3"][0][0]
+    assert f"| 33.50 | {p3:.2f} | — |" in md and "partial: 2 of 5 images |" in md
+    assert "png_Set5" not in out  # no bar of a part beside the paper's whole-set figure
+    assert "eval.root=DIR 'eval.sets=[Set5,Set14,B100,Urban100]'" in md  # the command that completes it
 
 
 def test_recorded_table1_bicubic_matches_protocol():

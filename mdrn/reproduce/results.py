@@ -107,6 +107,20 @@ def mean_scores(paths: Iterable[str | os.PathLike[str]]) -> dict[tuple[str, int]
     return {**out, **means}
 
 
+def partial_set(dataset: str, images: int) -> str | None:
+    """Why a set's mean is not the set's: ``"partial: 3 of 5 images"``, or None (whole, or size unknown).
+
+    The expected counts are the catalog's (:data:`mdrn.data.catalog.DATASETS`: Set5 5, Set14 14, B100 100,
+    Urban100 100); a mean over an unknown number of images (``images`` 0, an averaged CSV) is not judged.
+    """
+    from mdrn.data.catalog import DATASETS
+
+    known = DATASETS.get(dataset)
+    if known is None or not known.images or not images or images == known.images:
+        return None
+    return f"partial: {images} of {known.images} images"
+
+
 def load_published(path: str | os.PathLike[str] = PUBLISHED) -> dict[str, Any]:
     """Return the published figures (``experiments/published.json``)."""
     return json.loads(Path(path).read_text())

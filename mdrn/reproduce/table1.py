@@ -21,6 +21,7 @@ from mdrn.reproduce.results import (
     load_published,
     markdown_table,
     mean_scores,
+    partial_set,
     write_csv,
     write_text,
 )
@@ -113,9 +114,9 @@ def _checkpoints(files: Sequence[Path]) -> dict[tuple[str, int], str]:
 
 
 def _status(source: Table1Source, found: Mapping, dataset: str, scale: int) -> str:
-    """'measured', or why the cell is empty."""
+    """'measured', why the cell is empty, or that its mean is over part of the set ('partial: ...')."""
     if (dataset, scale) in found:
-        return "measured"
+        return partial_set(dataset, found[(dataset, scale)][2]) or "measured"
     if not found:
         return source.pending or NOT_YET_RUN
     return NOT_RUN_DATA
@@ -172,13 +173,13 @@ def render_table1(results: Path = RESULTS, pub: Mapping[str, Any] | None = None)
                 status = _status(src, found, dataset, s)
                 if ours is None and src in TABLE1_EXTRA and status == NOT_RUN_DATA:
                     continue
+                whole = ours if status == "measured" else None  # a part of a set is not compared
                 body.append(
                     [f"{src.method}", src.variant, f"x{s}",
                      fmt_num(ours[0] if ours else None, 2), fmt_num(ps, 2),
-                     fmt_diff(ours[0] if ours else None, ps, 2),
+                     fmt_diff(whole[0] if whole else None, ps, 2),
                      fmt_num(ours[1] if ours else None, 4), fmt_num(ss, 3),
-                     fmt_diff(ours[1] if ours else None, ss, 4),
-                     "measured" if ours else status]
+                     fmt_diff(whole[1] if whole else None, ss, 4), status]
                 )  # fmt: skip
         md.append(
             markdown_table(
@@ -197,7 +198,12 @@ def render_table1(results: Path = RESULTS, pub: Mapping[str, Any] | None = None)
                 body,
             )  # fmt: skip
         )
-        measured = [(src, s) for src in TABLE1_SOURCES for s in SCALES if (dataset, s) in found_by[id(src)]]
+        measured = [
+            (src, s)
+            for src in TABLE1_SOURCES
+            for s in SCALES
+            if _status(src, found_by[id(src)], dataset, s) == "measured"
+        ]
         if measured:
             cats = [f"{src.method}{'*' if 'CPU preset' in src.variant else ''}\nx{s}" for src, s in measured]
             series = {
@@ -211,7 +217,7 @@ def render_table1(results: Path = RESULTS, pub: Mapping[str, Any] | None = None)
     md.append("\n## How to fill the empty cells\n")
     for src in TABLE1_SOURCES + TABLE1_EXTRA:
         found = found_by[id(src)]
-        missing = [d for d in SETS if any((d, s) not in found for s in SCALES)]
+        missing = [d for d in SETS if any(_status(src, found, d, s) != "measured" for s in SCALES)]
         if missing:
             if src.output:
                 out_file = "experiments/results/" + src.output.replace("{sets}", "_".join(missing))
