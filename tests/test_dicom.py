@@ -315,3 +315,14 @@ def test_a_malformed_patient_value_is_not_printed_by_mdrn_upscale(tmp_path) -> N
     assert proc.returncode == 0, proc.stderr
     assert "1945-08-17" not in proc.stdout + proc.stderr
     assert pydicom.dcmread(next((tmp_path / "out").iterdir())).PatientBirthDate == "1945-08-17"
+
+
+def test_uncompressed_ybr_full_422_is_read_as_rgb(tmp_path) -> None:
+    # YBR_FULL_422 stores 2 bytes a pixel (two pixels share Cb and Cr): a valid file, not a short one
+    src = dicom_file("SC_ybr_full_422_uncompressed.dcm")
+    image = read_image(src)
+    assert image.array.shape == (100, 100, 3) and image.photometric == "RGB"
+    assert _enlarge(src, tmp_path) == 0
+    got = pydicom.dcmread(tmp_path / "SC_ybr_full_422_uncompressed_x2_bicubic.dcm")
+    assert got.PhotometricInterpretation == "RGB" and got.pixel_array.shape == (200, 200, 3)
+    np.testing.assert_allclose(got.pixel_array[::2, ::2].mean(), image.array.mean(), atol=2)

@@ -161,6 +161,8 @@ def _check_native_length(path: Path, ds: Any, raw: Any) -> None:
         frames, samples = frame_count(ds), int(ds.get("SamplesPerPixel", 1) or 1)
     except (AttributeError, TypeError, ValueError):
         return  # a header without these is named by the decoder
+    if samples == 3 and str(ds.get("PhotometricInterpretation", "")) == "YBR_FULL_422":
+        samples = 2  # two pixels share one Cb and one Cr: Y Y Cb Cr (PS3.3 C.7.6.3.1.2)
     need = (rows * cols * frames * samples * bits + 7) // 8
     if stored < need:
         layout = f"{frames} frame(s) of {cols}x{rows}" + (f" x {samples} samples" if samples > 1 else "")
