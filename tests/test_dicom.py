@@ -326,3 +326,13 @@ def test_uncompressed_ybr_full_422_is_read_as_rgb(tmp_path) -> None:
     got = pydicom.dcmread(tmp_path / "SC_ybr_full_422_uncompressed_x2_bicubic.dcm")
     assert got.PhotometricInterpretation == "RGB" and got.pixel_array.shape == (200, 200, 3)
     np.testing.assert_allclose(got.pixel_array[::2, ::2].mean(), image.array.mean(), atol=2)
+
+
+def test_a_segmentation_is_refused_not_written_with_an_invalid_bit_depth(tmp_path, capsys) -> None:
+    # a 1-bit BINARY segmentation came out as 8 bits allocated, 1 stored: invalid for the SEG IOD
+    src = dicom_file("liver_1frame.dcm")
+    assert pydicom.dcmread(src, stop_before_pixels=True).SOPClassUID.name == "Segmentation Storage"
+    assert _enlarge(src, tmp_path / "out") == 1
+    (line,) = [e for e in capsys.readouterr().err.splitlines() if e.startswith("error:")]
+    assert src.name in line and "Segmentation" in line
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -75,6 +75,8 @@ _DROPPED = {
     0x00082112,  # Source Image Sequence (replaced: it references our source)
     0xFFFCFFFC,  # Data Set Trailing Padding
 }
+#: Segmentation SOP classes: label maps (1-bit BINARY or 8-bit FRACTIONAL/LABELMAP), not images to enlarge
+_SEGMENTATIONS = ("1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7")
 _SWAP_WIDTH = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
 _SPATIAL_RESAMPLING = ("113085", "DCM", "Spatial resampling")
 _SOURCE_FOR_PROCESSING = ("121322", "DCM", "Source image for image processing operation")
@@ -135,6 +137,8 @@ def _check_image_header(path: Path, ds: Any, max_pixels: int | None) -> None:
         kind = getattr(getattr(ds.get("SOPClassUID"), "name", None), "strip", lambda: "")()
         what = f"a DICOM {kind} object" if kind else "a DICOM file"
         raise ImageReadError(path, f"{what} with no pixel data (not an image)")
+    if str(ds.get("SOPClassUID", "")) in _SEGMENTATIONS:
+        raise ImageReadError(path, "a DICOM Segmentation is a label map, not an image: it is not enlarged")
     bits_stored = int(ds.get("BitsStored", ds.get("BitsAllocated", 8)) or 8)
     if bits_stored > 16:
         raise ImageReadError(path, f"{bits_stored}-bit DICOM pixel data is not supported (at most 16 bit)")
