@@ -336,3 +336,16 @@ def test_a_segmentation_is_refused_not_written_with_an_invalid_bit_depth(tmp_pat
     (line,) = [e for e in capsys.readouterr().err.splitlines() if e.startswith("error:")]
     assert src.name in line and "Segmentation" in line
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_12_bit_jpeg_that_pillow_cannot_decode_names_the_decoder_to_install(tmp_path, capsys) -> None:
+    # JPEG Extended with 12-bit samples (older CT/MR archives): Pillow is installed but reads 8 bits only
+    src = dicom_file("JPGExtended.dcm")
+    try:
+        import pylibjpeg  # noqa: F401
+    except ImportError:
+        assert _enlarge(src, tmp_path) == 1
+        (line,) = [e for e in capsys.readouterr().err.splitlines() if e.startswith("error:")]
+        assert src.name in line and "JPEG Extended" in line and "pip install 'pylibjpeg" in line
+    else:
+        assert _enlarge(src, tmp_path) == 0
