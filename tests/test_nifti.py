@@ -153,3 +153,15 @@ def test_nan_and_infinite_voxels_of_a_float_map_stay_where_they_were(tmp_path) -
     assert np.isfinite(got[finite]).all()
     assert got[finite].min() >= np.nanmin(data[np.isfinite(data)]) - 1e-3
     assert got[finite].max() <= np.nanmax(data[np.isfinite(data)]) + 1e-3
+
+
+def test_a_label_map_is_refused_not_interpolated_into_other_labels(tmp_path) -> None:
+    # labels 0..3 came back with 4 and in-between labels (bicubic), a silently wrong segmentation
+    labels = np.random.default_rng(0).integers(0, 4, (6, 5, 2)).astype(np.int16)
+    img = nib.Nifti1Image(labels, np.eye(4))
+    img.header.set_intent("label")
+    nib.save(img, tmp_path / "seg.nii")
+    with pytest.raises(ImageReadError, match="seg.nii: a NIfTI label map"):
+        NiftiVolume(tmp_path / "seg.nii")
+    assert _enlarge(tmp_path / "seg.nii", tmp_path / "out") == 1
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -16,6 +16,9 @@ NaN and infinite voxels (a map's "outside") are left out of the range; they are 
 (NaN, -inf) or the highest (+inf) and written back as they were, each over the ``s x s`` voxels it became
 (nearest neighbour), so the enlarged volume has NaN/inf where the input had them.
 
+A label map (intent code ``NIFTI_INTENT_LABEL`` or ``NEURONAME``) is refused: interpolating labels makes
+other labels, not a finer map.
+
 Memory stays bounded: the data are memory-mapped (a ``.nii.gz`` is first decompressed into a private
 temporary file) and the pages of each slice are released once it has been read or written.
 """
@@ -41,6 +44,8 @@ NIFTI_SUFFIXES = (".nii", ".nii.gz")
 PLANES = ("ij", "ik", "jk", "axial", "coronal", "sagittal")
 _ANATOMY = {"axial": ("LR", "AP"), "coronal": ("LR", "SI"), "sagittal": ("AP", "SI")}
 _CHUNK = 1 << 24
+#: NIFTI_INTENT_LABEL, NIFTI_INTENT_NEURONAME: voxels are labels, which interpolation would turn into others
+_LABEL_INTENTS = (1002, 1003)
 
 
 def is_nifti(path: str | os.PathLike[str]) -> bool:
@@ -124,6 +129,10 @@ class NiftiVolume:
             raise ImageReadError(self.path, f"NIfTI of shape {self.shape} is not a volume (3 or more axes)")
         if self.dtype.fields is not None or self.dtype.kind not in "uif":
             raise ImageReadError(self.path, f"NIfTI data type {self.dtype} is not supported")
+        if int(self.header["intent_code"]) in _LABEL_INTENTS:
+            raise ImageReadError(
+                self.path, "a NIfTI label map (intent label/neuroname), not an image: it is not enlarged"
+            )
         self.affine = np.asarray(img.affine, dtype=np.float64)
         try:
             self.axes = _plane_axes(plane, self.affine)
