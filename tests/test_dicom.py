@@ -315,3 +315,37 @@ def test_a_malformed_patient_value_is_not_printed_by_mdrn_upscale(tmp_path) -> N
     assert proc.returncode == 0, proc.stderr
     assert "1945-08-17" not in proc.stdout + proc.stderr
     assert pydicom.dcmread(next((tmp_path / "out").iterdir())).PatientBirthDate == "1945-08-17"
+
+
+def test_uncompressed_ybr_full_422_is_read_as_rgb(tmp_path) -> None:
+    # YBR_FULL_422 stores 2 bytes a pixel (two pixels share Cb and Cr): a valid file, not a short one
+    src = dicom_file("SC_ybr_full_422_uncompressed.dcm")
+    image = read_image(src)
+    assert image.array.shape == (100, 100, 3) and image.photometric == "RGB"
+    assert _enlarge(src, tmp_path) == 0
+    got = pydicom.dcmread(tmp_path / "SC_ybr_full_422_uncompressed_x2_bicubic.dcm")
+    assert got.PhotometricInterpretation == "RGB" and got.pixel_array.shape == (200, 200, 3)
+    np.testing.assert_allclose(got.pixel_array[::2, ::2].mean(), image.array.mean(), atol=2)
+
+
+def test_a_segmentation_is_refused_not_written_with_an_invalid_bit_depth(tmp_path, capsys) -> None:
+    # a 1-bit BINARY segmentation came out as 8 bits allocated, 1 stored: invalid for the SEG IOD
+    src = dicom_file("liver_1frame.dcm")
+    assert pydicom.dcmread(src, stop_before_pixels=True).SOPClassUID.name == "Segmentation Storage"
+    assert _enlarge(src, tmp_path / "out") == 1
+    (line,) = [e for e in capsys.readouterr().err.splitlines() if e.startswith("error:")]
+    assert src.name in line and "Segmentation" in line
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_12_bit_jpeg_that_pillow_cannot_decode_names_the_decoder_to_install(tmp_path, capsys) -> None:
+    # JPEG Extended with 12-bit samples (older CT/MR archives): Pillow is installed but reads 8 bits only
+    src = dicom_file("JPGExtended.dcm")
+    try:
+        import pylibjpeg  # noqa: F401
+    except ImportError:
+        assert _enlarge(src, tmp_path) == 1
+        (line,) = [e for e in capsys.readouterr().err.splitlines() if e.startswith("error:")]
+        assert src.name in line and "JPEG Extended" in line and "pip install 'pylibjpeg" in line
+    else:
+        assert _enlarge(src, tmp_path) == 0

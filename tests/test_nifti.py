@@ -136,3 +136,32 @@ def test_ctrl_c_leaves_no_decompressed_volume_in_the_temporary_folder(tmp_path, 
         main([str(tmp_path / "a.nii.gz"), str(tmp_path / "b.nii.gz"), "--scale", "2", "--weights", "bicubic",
               "-o", str(tmp_path / "out"), "-q"])  # fmt: skip
     assert list(scratch.iterdir()) == []
+
+
+def test_nan_and_infinite_voxels_of_a_float_map_stay_where_they_were(tmp_path) -> None:
+    # a researcher's map marks "outside" with NaN; +-inf are kept too, each over the s x s voxels it became
+    data = np.random.default_rng(0).normal(100, 10, (8, 6, 2)).astype(np.float32)
+    data[:3, :2, 0] = np.nan
+    data[5, 4, 1], data[6, 1, 1] = np.inf, -np.inf
+    nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "map.nii")
+    assert _enlarge(tmp_path / "map.nii", tmp_path / "out") == 0
+    got = np.asarray(nib.load(tmp_path / "out" / "map_x2_bicubic.nii").dataobj)
+    big = np.repeat(np.repeat(data, 2, axis=0), 2, axis=1)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(big))
+    np.testing.assert_array_equal(got[np.isinf(big)], big[np.isinf(big)])
+    finite = np.isfinite(big)
+    assert np.isfinite(got[finite]).all()
+    assert got[finite].min() >= np.nanmin(data[np.isfinite(data)]) - 1e-3
+    assert got[finite].max() <= np.nanmax(data[np.isfinite(data)]) + 1e-3
+
+
+def test_a_label_map_is_refused_not_interpolated_into_other_labels(tmp_path) -> None:
+    # labels 0..3 came back with 4 and in-between labels (bicubic), a silently wrong segmentation
+    labels = np.random.default_rng(0).integers(0, 4, (6, 5, 2)).astype(np.int16)
+    img = nib.Nifti1Image(labels, np.eye(4))
+    img.header.set_intent("label")
+    nib.save(img, tmp_path / "seg.nii")
+    with pytest.raises(ImageReadError, match="seg.nii: a NIfTI label map"):
+        NiftiVolume(tmp_path / "seg.nii")
+    assert _enlarge(tmp_path / "seg.nii", tmp_path / "out") == 1
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -1,7 +1,8 @@
 """DICOM in and out: pixels in mdrn's convention, enlarged images as derived instances true to PS3.3.
 
-Reading: any transfer syntax pydicom can decode (big endian, RLE, JPEG baseline and JPEG 2000 through
-Pillow; other compressed syntaxes where a decoder package such as pylibjpeg is installed); the header is
+Reading: any transfer syntax pydicom can decode (big endian, RLE, 8-bit JPEG and JPEG 2000 through
+Pillow; 12-bit JPEG and other compressed syntaxes where a decoder package such as pylibjpeg is installed,
+the error naming the packages otherwise); the header is
 read first, so the pixel limit is checked before any pixel is decoded; multi-frame files are read one
 frame at a time. Signed pixels are offset to unsigned (``ImageData.signed_offset``), colour (RGB, YBR) is
 RGB.
@@ -75,6 +76,8 @@ _DROPPED = {
     0x00082112,  # Source Image Sequence (replaced: it references our source)
     0xFFFCFFFC,  # Data Set Trailing Padding
 }
+#: Segmentation SOP classes: label maps (1-bit BINARY or 8-bit FRACTIONAL/LABELMAP), not images to enlarge
+_SEGMENTATIONS = ("1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7")
 _SWAP_WIDTH = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
 _SPATIAL_RESAMPLING = ("113085", "DCM", "Spatial resampling")
 _SOURCE_FOR_PROCESSING = ("121322", "DCM", "Source image for image processing operation")
@@ -135,6 +138,8 @@ def _check_image_header(path: Path, ds: Any, max_pixels: int | None) -> None:
         kind = getattr(getattr(ds.get("SOPClassUID"), "name", None), "strip", lambda: "")()
         what = f"a DICOM {kind} object" if kind else "a DICOM file"
         raise ImageReadError(path, f"{what} with no pixel data (not an image)")
+    if str(ds.get("SOPClassUID", "")) in _SEGMENTATIONS:
+        raise ImageReadError(path, "a DICOM Segmentation is a label map, not an image: it is not enlarged")
     bits_stored = int(ds.get("BitsStored", ds.get("BitsAllocated", 8)) or 8)
     if bits_stored > 16:
         raise ImageReadError(path, f"{bits_stored}-bit DICOM pixel data is not supported (at most 16 bit)")
@@ -161,6 +166,8 @@ def _check_native_length(path: Path, ds: Any, raw: Any) -> None:
         frames, samples = frame_count(ds), int(ds.get("SamplesPerPixel", 1) or 1)
     except (AttributeError, TypeError, ValueError):
         return  # a header without these is named by the decoder
+    if samples == 3 and str(ds.get("PhotometricInterpretation", "")) == "YBR_FULL_422":
+        samples = 2  # two pixels share one Cb and one Cr: Y Y Cb Cr (PS3.3 C.7.6.3.1.2)
     need = (rows * cols * frames * samples * bits + 7) // 8
     if stored < need:
         layout = f"{frames} frame(s) of {cols}x{rows}" + (f" x {samples} samples" if samples > 1 else "")
@@ -200,8 +207,6 @@ def missing_decoder(transfer_syntax: str) -> str | None:
 
     None when a decoder is available.
     """
-    import re
-
     from pydicom.pixels import get_decoder
     from pydicom.uid import UID
 
@@ -213,14 +218,23 @@ def missing_decoder(transfer_syntax: str) -> str | None:
         return f"{name}: pydicom has no decoder for this transfer syntax"
     if decoder.is_available:
         return None
+    return f"{name} pixel data cannot be decoded here: install a decoder, e.g. {_install_hint(decoder)}"
+
+
+def _install_hint(decoder: Any) -> str:
+    """``pip install ...`` for the decoder's plugins that are not installed ('' if none is missing)."""
+    import re
+
     options = []
     for line in (
         decoder.missing_dependencies
     ):  # e.g. "pylibjpeg - requires pylibjpeg>=2.0 and pylibjpeg-libjpeg>=2.1"
         needs = [p.strip() for p in re.split(r"\band\b|,", line.split("requires", 1)[-1])]
         options.append(" ".join(f"'{p}'" for p in needs if p and p != "numpy"))
+    if not options:
+        return ""
     options.sort(key=lambda o: "pylibjpeg" not in o)  # pip-installable wheels first
-    text = f"{name} pixel data cannot be decoded here: install a decoder, e.g. pip install {options[0]}"
+    text = f"pip install {options[0]}"
     return text + (f" (or {'; or '.join(options[1:])})" if len(options) > 1 else "")
 
 
@@ -233,7 +247,19 @@ def read_frame(path: str | Path, ds: Any, index: int | None = None) -> ImageData
         array = pixel_array(path, index=index)
     except Exception as exc:  # decoder errors: missing plugin, truncated or corrupt data
         text = " ".join(str(exc).split())  # pydicom lists the decoder packages to install on further lines
-        raise ImageReadError(path, f"cannot decode DICOM pixel data ({type(exc).__name__}: {text})") from exc
+        problem = f"cannot decode DICOM pixel data ({type(exc).__name__}: {text})"
+        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        if syntax is not None and syntax.is_compressed:
+            with contextlib.suppress(Exception):  # no decoder installed, or the installed one failed
+                from pydicom.pixels import get_decoder
+
+                decoder = get_decoder(syntax)
+                hint = _install_hint(decoder)
+                if not decoder.is_available:
+                    problem = missing_decoder(syntax) or problem
+                elif hint:  # e.g. Pillow on 12-bit JPEG Extended: another decoder may read it
+                    problem += f"; another decoder may read {syntax.name}: {hint}"
+        raise ImageReadError(path, problem) from exc
     return _to_image(path, ds, array)
 
 

@@ -11,7 +11,13 @@ along each in-plane axis), as for DICOM in :mod:`mdrn.io.dicom`.
 
 Values: ``uint8``/``uint16`` are used as they are (8/16 bit), ``int8``/``int16`` offset to unsigned as
 signed DICOM is; other types (``int32``, floats...) are mapped linearly from the volume's range onto 16 bits
-and back, so the result has the input's type with a precision of 1/65535 of its range.
+and back, so the result has the input's type with a precision of 1/65535 of its range. In a float volume,
+NaN and infinite voxels (a map's "outside") are left out of the range; they are enlarged as the lowest value
+(NaN, -inf) or the highest (+inf) and written back as they were, each over the ``s x s`` voxels it became
+(nearest neighbour), so the enlarged volume has NaN/inf where the input had them.
+
+A label map (intent code ``NIFTI_INTENT_LABEL`` or ``NEURONAME``) is refused: interpolating labels makes
+other labels, not a finer map.
 
 Memory stays bounded: the data are memory-mapped (a ``.nii.gz`` is first decompressed into a private
 temporary file) and the pages of each slice are released once it has been read or written.
@@ -38,6 +44,8 @@ NIFTI_SUFFIXES = (".nii", ".nii.gz")
 PLANES = ("ij", "ik", "jk", "axial", "coronal", "sagittal")
 _ANATOMY = {"axial": ("LR", "AP"), "coronal": ("LR", "SI"), "sagittal": ("AP", "SI")}
 _CHUNK = 1 << 24
+#: NIFTI_INTENT_LABEL, NIFTI_INTENT_NEURONAME: voxels are labels, which interpolation would turn into others
+_LABEL_INTENTS = (1002, 1003)
 
 
 def is_nifti(path: str | os.PathLike[str]) -> bool:
@@ -121,6 +129,10 @@ class NiftiVolume:
             raise ImageReadError(self.path, f"NIfTI of shape {self.shape} is not a volume (3 or more axes)")
         if self.dtype.fields is not None or self.dtype.kind not in "uif":
             raise ImageReadError(self.path, f"NIfTI data type {self.dtype} is not supported")
+        if int(self.header["intent_code"]) in _LABEL_INTENTS:
+            raise ImageReadError(
+                self.path, "a NIfTI label map (intent label/neuroname), not an image: it is not enlarged"
+            )
         self.affine = np.asarray(img.affine, dtype=np.float64)
         try:
             self.axes = _plane_axes(plane, self.affine)
@@ -131,6 +143,7 @@ class NiftiVolume:
         self._others = [a for a in range(len(self.shape)) if a not in self.axes]
         self.n_slices = int(np.prod([self.shape[a] for a in self._others]))
         self._scratch: Path | None = None
+        self._nonfinite: set[int] = set()  # the slices with NaN or infinite voxels (float volumes)
         data_file = self.path
         offset = int(self.header.get_data_offset())
         nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
@@ -173,7 +186,11 @@ class NiftiVolume:
         lo, hi = np.inf, -np.inf
         for i in range(self.n_slices):
             values = self._raw(i)
-            values = values[np.isfinite(values)] if kind == "f" else values
+            if kind == "f":
+                finite = np.isfinite(values)
+                if not finite.all():
+                    self._nonfinite.add(i)
+                values = values[finite]
             if values.size:
                 lo, hi = min(lo, float(values.min())), max(hi, float(values.max()))
         if not np.isfinite(lo):
@@ -201,15 +218,19 @@ class NiftiVolume:
         raw = self._raw(i).T.astype(np.float64 if self.range else np.int64)
         if self.range is not None:
             lo, hi = self.range
-            raw = np.rint((np.nan_to_num(raw, nan=lo) - lo) / (hi - lo) * 65535).clip(0, 65535)
+            raw = np.nan_to_num(raw, nan=lo, posinf=hi, neginf=lo)
+            raw = np.rint((raw - lo) / (hi - lo) * 65535).clip(0, 65535)
         pixels = (raw + self.signed_offset).astype(np.uint8 if self.bit_depth <= 8 else np.uint16)
         return ImageData(
             np.ascontiguousarray(pixels), self.bit_depth, path=self.path, signed_offset=self.signed_offset,
             meta={"format": "NIfTI", "slice": i},
         )  # fmt: skip
 
-    def to_raw(self, pixels: np.ndarray) -> np.ndarray:
-        """An enlarged slice's pixels back in the volume's type and axis order (inverse of :meth:`slice`)."""
+    def to_raw(self, pixels: np.ndarray, index: int | None = None) -> np.ndarray:
+        """An enlarged slice's pixels back in the volume's type and axis order (inverse of :meth:`slice`).
+
+        With the slice's ``index``, its NaN and infinite voxels are put back, each over the voxels it became.
+        """
         values = pixels.astype(np.float64 if self.range else np.int64) - self.signed_offset
         if self.range is not None:
             lo, hi = self.range
@@ -218,6 +239,11 @@ class NiftiVolume:
                 info = np.iinfo(self.dtype)
                 values = np.rint(values).clip(info.min, info.max)
         values = values.astype(self.dtype).T
+        if index in self._nonfinite:
+            raw = self._raw(index)
+            scale = values.shape[0] // raw.shape[0]
+            big = np.repeat(np.repeat(raw, scale, axis=0), scale, axis=1)
+            values[~np.isfinite(big)] = big[~np.isfinite(big)]
         return values if self.axes[0] < self.axes[1] else values.T
 
     def close(self) -> None:
@@ -289,7 +315,7 @@ def write_nifti(path: Path, volume: NiftiVolume, scale: int, description: str, s
         seen = np.zeros(volume.n_slices, bool)
         try:
             for index, pixels in slices:
-                out.array[volume._index(index)] = volume.to_raw(pixels)
+                out.array[volume._index(index)] = volume.to_raw(pixels, index)
                 out.release()
                 seen[index] = True
         finally:
