@@ -91,9 +91,26 @@ def _expand(
             found.append((_message(path, err), dest))
             continue
         found += [(_message(e.path, e), dest) for e in problems]
-        found += [(stack, dest) for stack in stacks]
+        found += [(stack, dest / _subfolder(stack, path)) for stack in stacks]
         if path.is_dir() and not stacks and not problems:
-            found.append((f"{path}: no images, DICOM series or NIfTI volumes in this folder", dest))
+            nested = any(p.is_dir() and not p.name.startswith(".") for p in path.iterdir())
+            hint = " (its subfolders are not searched: give them, or a CD's folder with its DICOMDIR)"
+            found.append(
+                (f"{path}: no images, DICOM series or NIfTI volumes in this folder{hint * nested}", dest)
+            )
+
+
+def _subfolder(stack: Stack, root: Path) -> Path:
+    """Where below a folder input's output folder a stack goes: its own folder's place below ``root``.
+
+    ``.`` for a plain folder; in a media export (subfolders searched) the export's folder tree is kept,
+    so that slices of the same name in two series (``SER1/IMG1``, ``SER2/IMG1``) do not collide.
+    """
+    first = stack.files[0] if stack.files else stack.path
+    try:
+        return first.parent.relative_to(root) if root.is_dir() else Path()
+    except ValueError:
+        return Path()
 
 
 def _message(src: Path, err: BaseException) -> str:

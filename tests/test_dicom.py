@@ -349,3 +349,38 @@ def test_a_12_bit_jpeg_that_pillow_cannot_decode_names_the_decoder_to_install(tm
         assert src.name in line and "JPEG Extended" in line and "pip install 'pylibjpeg" in line
     else:
         assert _enlarge(src, tmp_path) == 0
+
+
+def test_a_patient_cd_export_is_searched_below_its_dicomdir(tmp_path, capsys) -> None:
+    """A media export (DICOMDIR, slices in PT*/ST*/SE* folders with equal names): each series enlarged into
+    the same folder tree, none lost to a name collision; a plain folder's subfolders are not searched."""
+    from pydicom.fileset import FileSet
+
+    fs = FileSet()
+    for name in ("a", "b"):
+        for f in make_ct_series(tmp_path / "staging" / name, 3):
+            fs.add(f)
+    cd = tmp_path / "cd"
+    fs.write(cd)
+    assert (cd / "DICOMDIR").is_file()
+    assert _enlarge(cd, tmp_path / "out") == 0
+    outputs = sorted((tmp_path / "out" / "cd_x2_bicubic").rglob("*.dcm"))
+    assert len(outputs) == 6
+    assert len({f.relative_to(tmp_path / "out" / "cd_x2_bicubic").parent for f in outputs}) == 2
+    series = {pydicom.dcmread(f).SeriesInstanceUID for f in outputs}
+    assert len(series) == 2
+    for f in outputs:  # each output beside its place in the export's tree, from the slice of that name
+        src = (
+            cd
+            / f.relative_to(tmp_path / "out" / "cd_x2_bicubic").parent
+            / f.name.replace("_x2_bicubic.dcm", "")
+        )
+        assert (
+            pydicom.dcmread(f).SourceImageSequence[0].ReferencedSOPInstanceUID
+            == pydicom.dcmread(src).SOPInstanceUID
+        )
+    plain = tmp_path / "plain"
+    make_ct_series(plain / "sub", 2)
+    capsys.readouterr()
+    assert _enlarge(plain, tmp_path / "out2") != 0
+    assert "its subfolders are not searched" in capsys.readouterr().err

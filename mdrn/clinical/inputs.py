@@ -3,7 +3,9 @@
 :func:`open_inputs` turns a path into :class:`Stack` objects: an image file is one slice; a multi-frame
 DICOM file its frames; a folder its DICOM series (grouped by Series Instance UID, each sorted along the
 slice normal, see :func:`mdrn.io.dicom.sort_series`) and each other image in it; a NIfTI file its slices in
-the chosen plane (:mod:`mdrn.io.nifti`). DICOM files are recognised by their ``DICM`` header too, so series
+the chosen plane (:mod:`mdrn.io.nifti`). Subfolders are searched only in a DICOM media export (a folder
+with a ``DICOMDIR``, as on a patient CD/DVD: ``DICOM/PAT1/STU1/SER1/IMG1``...); elsewhere they may hold
+earlier outputs. DICOM files are recognised by their ``DICM`` header too, so series
 exported without a file suffix are found. A stack reads one slice at a time (:meth:`Stack.slice`), so a
 series or a volume of any length is processed in bounded memory.
 """
@@ -25,7 +27,7 @@ from mdrn.io.images import (
     read_image,
 )
 
-__all__ = ["KINDS", "Stack", "job_pixels", "open_inputs", "stack_name"]
+__all__ = ["KINDS", "Stack", "is_media_export", "job_pixels", "open_inputs", "stack_name"]
 
 #: What a stack is: one image, the frames of one DICOM file, a DICOM series (files), a NIfTI volume.
 KINDS = ("image", "frames", "series", "volume")
@@ -146,7 +148,7 @@ def open_files(
     Series are named after ``folder`` when the files are that folder's, else after their description.
     Files that cannot be opened are appended to ``errors``.
     """
-    from mdrn.io.dicom import is_dicom_file, read_header, sort_series
+    from mdrn.io.dicom import frame_count, is_dicom_file, read_header, sort_series
     from mdrn.io.nifti import is_nifti
 
     headers, stacks = [], []
@@ -156,7 +158,7 @@ def open_files(
                 ds = read_header(path)
                 if "PixelData" not in ds:
                     continue  # DICOMDIR, structured reports, presentation states: not slices
-                if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+                if frame_count(ds) > 1:
                     stacks.append(_dicom_stack(path, max_pixels))
                 else:
                     headers.append((path, _sort_keys(ds)))
@@ -186,6 +188,25 @@ def _maybe_volume_or_dicom(path: Path) -> bool:
     return is_nifti(path) or is_dicom_file(path)
 
 
+def is_media_export(folder: Path) -> bool:
+    """True if ``folder`` is a DICOM media export (it holds a ``DICOMDIR``, any letter case)."""
+    try:
+        return any(p.name.upper() == "DICOMDIR" and p.is_file() for p in folder.iterdir())
+    except OSError:
+        return False
+
+
+def _folder_files(folder: Path, recursive: bool) -> list[Path]:
+    """The visible files of ``folder`` (and of its visible subfolders if ``recursive``), sorted."""
+    if not recursive:
+        return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    found = []
+    for root, dirs, names in os.walk(folder):  # symbolic links to folders are not followed (no loops)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [Path(root, n) for n in names if not n.startswith(".") and Path(root, n).is_file()]
+    return sorted(found)
+
+
 def open_inputs(
     path: str | os.PathLike[str],
     *,
@@ -195,6 +216,8 @@ def open_inputs(
 ) -> list[Stack]:
     """The stacks in ``path`` (file or folder). Unreadable files of a folder go to ``errors`` if given.
 
+    A folder's subfolders are searched only where it is a DICOM media export (:func:`is_media_export`).
+
     A single file that cannot be used raises :class:`ImageReadError` naming it.
     """
     from mdrn.io.nifti import is_nifti
@@ -202,9 +225,11 @@ def open_inputs(
     path = Path(path)
     if path.is_dir():
         found: list[ImageReadError] = []
-        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-        files = [p for p in files if is_image_file(p) or _maybe_volume_or_dicom(p)]
-        stacks = open_files(files, plane=plane, max_pixels=max_pixels, errors=found, folder=path)
+        media = is_media_export(path)
+        files = [p for p in _folder_files(path, media) if is_image_file(p) or _maybe_volume_or_dicom(p)]
+        # a media export's series are named after their description, a plain folder's after the folder
+        where = None if media else path
+        stacks = open_files(files, plane=plane, max_pixels=max_pixels, errors=found, folder=where)
         if errors is not None:
             errors.extend(found)
         elif found:
