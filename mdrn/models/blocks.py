@@ -85,7 +85,7 @@ class SRNet(nn.Module):
         self.spec_args = dict(spec_args)
 
     def check_input(self, x: torch.Tensor, scale: int) -> None:
-        """Raise ``ValueError`` for a scale the model lacks, a wrong channel count or a non-4D tensor."""
+        """Raise ``ValueError`` for a scale the model lacks, wrong channels, a non-4D or an empty tensor."""
         if scale not in self.scales:
             raise ValueError(
                 f"{type(self).__name__} has no x{scale} branch: it serves scales {list(self.scales)}"
@@ -100,6 +100,8 @@ class SRNet(nn.Module):
             )
         if not x.is_floating_point():
             raise ValueError(f"{type(self).__name__} expects a float tensor in [0, 1], got dtype {x.dtype}")
+        if 0 in x.shape[-2:]:
+            raise ValueError(f"{type(self).__name__} got an empty image (input shape {tuple(x.shape)})")
 
 
 class MeanShift(nn.Module):
