@@ -210,6 +210,9 @@ def test_bad_inputs(tiny: MDRN) -> None:
         upscale(tiny, torch.rand(1, 2, 8, 8), 2)
     with pytest.raises(ValueError, match="float"):
         upscale(tiny, torch.zeros(1, 3, 8, 8, dtype=torch.uint8), 2)
+    for scale in (2.0, True):  # a float or a bool scale: one clear error (2.0 crashed in torch.empty)
+        with pytest.raises(ValueError, match="scale must be an integer"):
+            upscale(tiny, torch.rand(1, 3, 8, 8), scale)
 
 
 def test_out_memmap_and_oom_halving(tmp_path, tiny: MDRN) -> None:

@@ -183,6 +183,8 @@ def _check_input(net: nn.Module, x: Tensor, scale: int) -> Tensor:
     h, w = x.shape[-2:]
     if min(h, w) < MIN_SIDE:
         raise ValueError(f"image of {w}x{h} pixels is too small to upscale (at least {MIN_SIDE}x{MIN_SIDE})")
+    if isinstance(scale, bool) or not hasattr(scale, "__index__"):
+        raise ValueError(f"scale must be an integer, got {scale!r}")
     scales = getattr(net, "scales", None)
     if scales is not None and scale not in scales:
         raise ValueError(f"the model has no x{scale} branch; it serves scales {tuple(scales)}")
