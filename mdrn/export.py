@@ -154,7 +154,8 @@ def check_onnx(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: load weights (any format ``mdrn.upscale`` accepts) and export one scale to ONNX."""
-    from mdrn.upscale import _message, load_network
+    from mdrn.clinical.inputs import error_line
+    from mdrn.upscale import load_network
 
     p = argparse.ArgumentParser(prog="mdrn-export", description="Export a super-resolution network to ONNX.")
     p.add_argument("output", type=Path, help="the .onnx file to write")
@@ -170,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         net = load_network(args.weights, args.scale)
         dest = export_onnx(net, args.scale, args.output, overwrite=args.overwrite)
     except Exception as err:  # noqa: BLE001 - the exporter raises many kinds, with pages of text: one line
-        print(f"error: {_message(Path(args.weights), err)}", file=sys.stderr)
+        print(f"error: {error_line(Path(args.weights), err)}", file=sys.stderr)
         return 1
     print(f"wrote {dest}")
     note = window_note(net)

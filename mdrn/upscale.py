@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -35,7 +34,7 @@ from mdrn.clinical.enlarge import (
     load_network,
     model_name,
 )
-from mdrn.clinical.inputs import Stack, job_pixels, open_inputs
+from mdrn.clinical.inputs import Stack, error_line, job_pixels, open_inputs
 from mdrn.clinical.runtime import BACKENDS, PRECISIONS, prepare_network
 from mdrn.io.dicom import quiet_value_warnings
 from mdrn.io.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, ImageReadError
@@ -88,9 +87,9 @@ def _expand(
         try:
             stacks = open_inputs(path, plane=opts.plane, max_pixels=opts.max_pixels, errors=problems)
         except (ValueError, OSError) as err:
-            found.append((_message(path, err), dest))
+            found.append((error_line(path, err), dest))
             continue
-        found += [(_message(e.path, e), dest) for e in problems]
+        found += [(error_line(e.path, e), dest) for e in problems]
         found += [(stack, dest / _subfolder(stack, path)) for stack in stacks]
         if path.is_dir() and not stacks and not problems:
             nested = any(p.is_dir() and not p.name.startswith(".") for p in path.iterdir())
@@ -111,13 +110,6 @@ def _subfolder(stack: Stack, root: Path) -> Path:
         return first.parent.relative_to(root) if root.is_dir() else Path()
     except ValueError:
         return Path()
-
-
-def _message(src: Path, err: BaseException) -> str:
-    """One line naming the file and the problem (errors of writing name the output file themselves)."""
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip()  # no terminal colour codes (torch's exporter)
-    text = text.splitlines()[0] if text else type(err).__name__
-    return text if str(src) in text or isinstance(err, OSError) else f"{src}: {text}"
 
 
 def parse_pixel_limit(text: str) -> int:
@@ -232,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         net = load_network(args.weights, args.scale)
     except Exception as err:  # noqa: BLE001 - one clear line for any unusable weights
-        print(f"error: {_message(Path(args.weights), err)}", file=sys.stderr)
+        print(f"error: {error_line(Path(args.weights), err)}", file=sys.stderr)
         return 2
     scales = tuple(getattr(net, "scales", ()))
     if scales and args.scale not in scales:
@@ -312,13 +304,13 @@ def _run(
                 written = enlarge_stack(net, stack, dest, opts, how, progress=progress, errors=slice_errors)
         except (ValueError, OSError, RuntimeError) as err:
             failed += 1
-            tqdm.write(f"error: {_message(stack.path, err)}", file=sys.stderr)
+            tqdm.write(f"error: {error_line(stack.path, err)}", file=sys.stderr)
             continue
         finally:
             bar.update(base + stack.n_slices - bar.n)
         failed += len(slice_errors)
         for file, err in slice_errors:
-            tqdm.write(f"error: {_message(file, err)}", file=sys.stderr)
+            tqdm.write(f"error: {error_line(file, err)}", file=sys.stderr)
         if len(written) > 3:
             tqdm.write(f"wrote {len(written)} files of {stack.path} in {written[0].parent}", file=sys.stdout)
         else:

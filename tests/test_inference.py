@@ -210,6 +210,24 @@ def test_bad_inputs(tiny: MDRN) -> None:
         upscale(tiny, torch.rand(1, 2, 8, 8), 2)
     with pytest.raises(ValueError, match="float"):
         upscale(tiny, torch.zeros(1, 3, 8, 8, dtype=torch.uint8), 2)
+    for scale in (2.0, True):  # a float or a bool scale: one clear error (2.0 crashed in torch.empty)
+        with pytest.raises(ValueError, match="scale must be an integer"):
+            upscale(tiny, torch.rand(1, 3, 8, 8), scale)
+
+
+def test_an_image_of_another_float_dtype_runs_in_the_weights_dtype(tiny: MDRN) -> None:
+    """float64 (numpy's default) and float16 images: the network runs in float32, the result keeps x's dtype
+    (float64 failed inside the first convolution: 'Input type (double) and bias type (float)')."""
+    from mdrn.models import VDSR
+
+    x = torch.rand(1, 3, 9, 11, generator=torch.Generator().manual_seed(3))
+    for net in (tiny, VDSR(depth=3, n_feats=8, scales=(2,))):
+        ref = upscale(net, x, 2)
+        for dtype in (torch.float64, torch.float16):
+            for tile in (None, 4):
+                y = upscale(net, x.to(dtype), 2, tile=tile)
+                assert y.dtype == dtype
+                assert (y.float() - ref).abs().max() < (1e-6 if dtype == torch.float64 else 1e-2)
 
 
 def test_out_memmap_and_oom_halving(tmp_path, tiny: MDRN) -> None:

@@ -131,6 +131,9 @@ def test_wrong_channel_count_and_shape(net):
         net(torch.rand(3, 8, 8), net.scales[0])
     with pytest.raises(ValueError, match="float"):
         net(torch.zeros(1, net.n_colors, 8, 8, dtype=torch.uint8), net.scales[0])
+    for shape in [(1, net.n_colors, 0, 8), (1, net.n_colors, 8, 0)]:  # an empty image: not torch's conv error
+        with pytest.raises(ValueError, match=r"empty image .*\(input shape"):
+            net(torch.rand(*shape), net.scales[0])
 
 
 def test_rgb_model_rejects_gray_and_gray_model_rejects_rgb():

@@ -122,3 +122,41 @@ def test_onnxruntime_backend_keeps_the_networks_input_window(tmp_path, monkeypat
         ref, raw = upscale(net, x, 2), upscale(net, x, 2, window=None)
         assert (ref - raw).abs().max() > 10 * ONNX_TOLERANCE  # the window changes the output
         assert (upscale(onnx, x, 2, tile=16, memory=1 << 20) - ref).abs().max() <= ONNX_TOLERANCE
+
+
+def test_bf16_runs_only_the_body_of_a_y_channel_network_in_bf16(monkeypatch) -> None:
+    """VDSR/SRCNN: the bicubic, the colour conversions and the residual add stay fp32 under bf16 autocast.
+
+    CUDA autocast runs the colour conversion's einsum in bf16 (measured: VDSR Set5 butterfly x3 29.898 dB
+    against 29.920 with only the convolutions in bf16); CPU autocast leaves einsum alone, so this test checks
+    that autocast is off where the steps run, and that the output is the fp32 pipeline around a bf16 body.
+    """
+    import mdrn.models.blocks as blocks
+    from mdrn.models import VDSR
+
+    seen: dict[str, list[bool]] = {}
+
+    def spy(name: str):
+        fn = getattr(blocks, name)
+
+        def wrapped(*args, **kwargs):
+            seen.setdefault(name, []).append(torch.is_autocast_enabled("cpu"))
+            return fn(*args, **kwargs)
+
+        return wrapped
+
+    for name in ("imresize", "rgb_to_ycbcr", "ycbcr_to_rgb"):
+        monkeypatch.setattr(blocks, name, spy(name))
+    net = VDSR(depth=3, n_feats=8, scales=(2,)).eval()
+    bf16, _ = prepare_network(net, "cpu", backend="torch", precision="bf16", allow_slow=True)
+    x = _image(12, 10, c=3)
+    with torch.no_grad():
+        out = bf16(x, 2)
+    assert seen == {"imresize": [False], "rgb_to_ycbcr": [False], "ycbcr_to_rgb": [False]}
+    assert out.dtype == torch.float32
+    with torch.no_grad():  # the reference: everything fp32 but the body, the body under bf16 autocast
+        ycc = blocks.rgb_to_ycbcr(blocks.imresize(x, 2))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            body = net.net(ycc[:, :1]).float()
+        ref = blocks.ycbcr_to_rgb(torch.cat([ycc[:, :1] + body, ycc[:, 1:]], dim=1))
+    assert torch.equal(out, ref)

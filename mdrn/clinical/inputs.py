@@ -13,6 +13,7 @@ series or a volume of any length is processed in bounded memory.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,10 +28,18 @@ from mdrn.io.images import (
     read_image,
 )
 
-__all__ = ["KINDS", "Stack", "is_media_export", "job_pixels", "open_inputs", "stack_name"]
+__all__ = ["KINDS", "Stack", "error_line", "is_media_export", "job_pixels", "open_inputs", "stack_name"]
 
 #: What a stack is: one image, the frames of one DICOM file, a DICOM series (files), a NIfTI volume.
 KINDS = ("image", "frames", "series", "volume")
+
+
+def error_line(src: str | os.PathLike[str], err: BaseException) -> str:
+    """One line naming the file ``src`` and the problem (``err``'s first line; an ``OSError``, which
+    names its own file, and a message that already names ``src`` are not prefixed again)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip()  # no terminal colour codes (torch's exporter)
+    text = text.splitlines()[0] if text else type(err).__name__
+    return text if str(src) in text or isinstance(err, OSError) else f"{src}: {text}"
 
 
 def stack_name(path: str | os.PathLike[str]) -> str:

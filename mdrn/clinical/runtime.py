@@ -19,8 +19,9 @@ per process (the command line prepares it once for all its inputs, the app once 
 
 Precision ``bf16`` (opt-in) runs the network's convolutions under bf16 autocast, on a GPU or a CPU with AMX
 bf16 tiles (:func:`mdrn.perf.amx_bf16_available`; without them bf16 runs 10-500x slower, so it is refused);
-the low-frequency image and everything outside the network stay fp32. Its cost on the medical test sets
-is printed by ``python scripts/check_bf16.py``.
+the low-frequency image and everything outside the network stay fp32 (Y-channel networks, VDSR and
+SRCNN: their bicubic image, colour conversions and residual add too, :class:`mdrn.models.blocks.YChannelNet`).
+Its cost on the medical test sets is printed by ``python scripts/check_bf16.py``.
 """
 
 from __future__ import annotations

@@ -85,7 +85,7 @@ class SRNet(nn.Module):
         self.spec_args = dict(spec_args)
 
     def check_input(self, x: torch.Tensor, scale: int) -> None:
-        """Raise ``ValueError`` for a scale the model lacks, a wrong channel count or a non-4D tensor."""
+        """Raise ``ValueError`` for a scale the model lacks, wrong channels, a non-4D or an empty tensor."""
         if scale not in self.scales:
             raise ValueError(
                 f"{type(self).__name__} has no x{scale} branch: it serves scales {list(self.scales)}"
@@ -100,6 +100,8 @@ class SRNet(nn.Module):
             )
         if not x.is_floating_point():
             raise ValueError(f"{type(self).__name__} expects a float tensor in [0, 1], got dtype {x.dtype}")
+        if 0 in x.shape[-2:]:
+            raise ValueError(f"{type(self).__name__} got an empty image (input shape {tuple(x.shape)})")
 
 
 class MeanShift(nn.Module):
@@ -273,12 +275,19 @@ def project_(net: nn.Module) -> None:
             m.project_()
 
 
+def _no_autocast(x: torch.Tensor) -> torch.autocast:
+    """A context that disables autocast on ``x``'s device type (steps that stay in ``x``'s precision)."""
+    return torch.autocast(device_type=x.device.type, enabled=False)
+
+
 class YChannelNet(SRNet):
     """Pre-upsampling network on the Y channel: MATLAB-bicubic upscaling, ``net`` on Y, bicubic chroma.
 
     RGB input: bicubic up, convert to YCbCr (MATLAB ``rgb2ycbcr``, float), ``y + net(y)`` if
     ``residual`` else ``net(y)``, back to RGB with the bicubic Cb/Cr. Gray input: the gray values play
-    the part of Y. Serves any scale given in ``scales``.
+    the part of Y. Serves any scale given in ``scales``. Under autocast (bf16 inference) only ``net`` runs
+    in the lower precision: the interpolation, the colour conversions and the residual add stay in the
+    input's precision (CUDA autocast would run the colour conversion's ``einsum`` in bf16).
     """
 
     def __init__(
@@ -292,10 +301,13 @@ class YChannelNet(SRNet):
     def forward(self, x: torch.Tensor, scale: int) -> torch.Tensor:
         """Upscale ``x`` (N, 1|3, H, W) in [0, 1] by ``scale``; output not clamped."""
         self.check_input(x, scale)
-        up = imresize(x, scale)
-        ycc = rgb_to_ycbcr(up) if x.shape[1] == 3 else up
-        y = ycc[:, :1]
-        y = y + self.net(y) if self.residual else self.net(y)
-        if x.shape[1] == 1:
-            return y
-        return ycbcr_to_rgb(torch.cat([y, ycc[:, 1:]], dim=1))
+        with _no_autocast(x):
+            up = imresize(x, scale)
+            ycc = rgb_to_ycbcr(up) if x.shape[1] == 3 else up
+            y = ycc[:, :1]
+        body = self.net(y).to(y.dtype)  # only the body runs under an active autocast (bf16)
+        with _no_autocast(x):
+            y = y + body if self.residual else body
+            if x.shape[1] == 1:
+                return y
+            return ycbcr_to_rgb(torch.cat([y, ycc[:, 1:]], dim=1))

@@ -183,6 +183,8 @@ def _check_input(net: nn.Module, x: Tensor, scale: int) -> Tensor:
     h, w = x.shape[-2:]
     if min(h, w) < MIN_SIDE:
         raise ValueError(f"image of {w}x{h} pixels is too small to upscale (at least {MIN_SIDE}x{MIN_SIDE})")
+    if isinstance(scale, bool) or not hasattr(scale, "__index__"):
+        raise ValueError(f"scale must be an integer, got {scale!r}")
     scales = getattr(net, "scales", None)
     if scales is not None and scale not in scales:
         raise ValueError(f"the model has no x{scale} branch; it serves scales {tuple(scales)}")
@@ -421,6 +423,8 @@ def upscale(
     ``window`` maps the values the network sees and maps its output back exactly (see :func:`window_for`;
     default: the network's own rule, which is none for networks trained without one); give the window of
     the whole image when ``x`` is a band of it, so bands and tiles share one mapping.
+    An ``x`` of another float dtype than the network's weights (float64 from numpy) is run in the weights'
+    dtype; the result has ``x``'s dtype.
     """
     squeeze = x.dim() == 3
     x4 = _check_input(net, x, scale)
@@ -444,6 +448,9 @@ def upscale(
         dest = torch.from_numpy(out) if isinstance(out, np.ndarray) else out
         if tuple(dest.shape) != shape:
             raise ValueError(f"out has shape {tuple(dest.shape)}, expected {shape}")
+    weights = next((p for p in net.parameters() if p.is_floating_point()), None)
+    if weights is not None and x4.dtype != weights.dtype:  # float64 from numpy: run in the weights' dtype
+        x4 = x4.to(weights.dtype)
     two_stage = tile is not None and not ensemble and supports_two_stage(net)
 
     was_training = net.training
