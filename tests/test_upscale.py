@@ -395,3 +395,68 @@ def test_the_default_is_the_shipped_model_and_names_say_what_ran(tmp_path, capsy
     assert "bicubic interpolation (no network)" in bicubic.DerivationDescription
     assert model.SeriesInstanceUID != bicubic.SeriesInstanceUID
     assert not np.array_equal(model.pixel_array, bicubic.pixel_array)
+
+
+def _icc(space: bytes) -> bytes:
+    """An ICC profile of colour space ``space`` (Pillow's sRGB, the header's space changed for others)."""
+    from PIL import ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    return srgb[:16] + space + srgb[20:]
+
+
+def _profile_of(path: Path) -> bytes | None:
+    """The ICC profile of a PNG or TIFF as Pillow or tifffile (not mdrn) reads it."""
+    if path.suffix == ".tif":
+        with tifffile.TiffFile(path) as tif:
+            return tif.pages[0].iccprofile
+    with Image.open(path) as im:
+        return im.info.get("icc_profile")
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "out"),
+    [
+        ("rgb.png", "rgb8", "rgb_x2_bicubic.png"),
+        ("rgba.png", "rgba8", "rgba_x2_bicubic.png"),
+        ("rgb16.png", "rgb16", "rgb16_x2_bicubic.png"),
+        ("photo.jpg", "rgb8", "photo_x2_bicubic.png"),
+        ("rgb.tif", "rgb8", "rgb_x2_bicubic.tif"),
+        ("rgb16.tif", "rgb16", "rgb16_x2_bicubic.tif"),
+        ("gray.png", "gray8", "gray_x2_bicubic.png"),
+        ("gray16.tif", "gray16", "gray16_x2_bicubic.tif"),
+    ],
+)
+def test_the_icc_colour_profile_goes_to_the_output(tmp_path, name, kind, out) -> None:
+    # a dermoscopy photo in Display P3 shown in other colours once enlarged: the profile was dropped
+    rng = np.random.default_rng(2)
+    gray = kind.startswith("gray")
+    profile = _icc(b"GRAY" if gray else b"RGB ")
+    shape = (12, 15) if gray else (12, 15, 4 if kind == "rgba8" else 3)
+    bits = 16 if kind.endswith("16") else 8
+    pixels = rng.integers(0, 1 << bits, shape).astype(np.uint16 if bits == 16 else np.uint8)
+    src = tmp_path / name
+    if src.suffix == ".tif":
+        tifffile.imwrite(src, pixels, iccprofile=profile, photometric="minisblack" if gray else "rgb")
+    elif bits == 16:
+        from mdrn.io.images import write_image
+
+        write_image(src, pixels, bit_depth=16, icc_profile=profile)
+    else:
+        Image.fromarray(pixels).save(src, icc_profile=profile)
+    assert _profile_of(src) == profile
+    assert main([str(src), "--scale", "2", "--weights", "bicubic", "-o", str(tmp_path / "o"), "-q"]) == 0
+    dest = tmp_path / "o" / out
+    assert _profile_of(dest) == profile
+    assert read_image(dest).meta["icc_profile"] == profile
+
+
+def test_a_profile_of_another_colour_space_is_not_copied(tmp_path) -> None:
+    # a CMYK JPEG's pixels become RGB: its CMYK profile would misdescribe them; an RGB profile on gray too
+    cmyk = np.random.default_rng(3).integers(0, 256, (10, 12, 4), dtype=np.uint8)
+    Image.frombytes("CMYK", (12, 10), cmyk.tobytes()).save(tmp_path / "print.jpg", icc_profile=_icc(b"CMYK"))
+    Image.fromarray(cmyk[..., 0]).save(tmp_path / "gray.png", icc_profile=_icc(b"RGB "))
+    assert main([str(tmp_path / "print.jpg"), str(tmp_path / "gray.png"), "--scale", "2", "--weights",
+                 "bicubic", "-o", str(tmp_path / "o"), "-q"]) == 0  # fmt: skip
+    for out in ("print_x2_bicubic.png", "gray_x2_bicubic.png"):
+        assert _profile_of(tmp_path / "o" / out) is None

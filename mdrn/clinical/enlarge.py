@@ -274,6 +274,7 @@ def _write_image(
         dest, enlarge_bands(net, image, opts, window), height=image.height * opts.scale,
         width=image.width * opts.scale, channels=channels, bit_depth=image.bit_depth,
         reference=image if image.dicom is not None else None, derivation=how, overwrite=opts.overwrite,
+        icc_profile=image.meta.get("icc_profile"),  # the colours of a photo as other viewers show them
     )  # fmt: skip
 
 

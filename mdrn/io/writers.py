@@ -67,9 +67,17 @@ def _filter_rows(raw: np.ndarray, above: np.ndarray, bpp: int) -> np.ndarray:
 
 
 def write_png(
-    fh: BinaryIO, bands: Iterable[np.ndarray], *, height: int, width: int, channels: int, bit_depth: int
+    fh: BinaryIO,
+    bands: Iterable[np.ndarray],
+    *,
+    height: int,
+    width: int,
+    channels: int,
+    bit_depth: int,
+    icc_profile: bytes | None = None,
 ) -> None:
-    """Encode the bands as one PNG of ``height`` x ``width`` into ``fh`` (8-bit container up to 8 bits)."""
+    """Encode the bands as one PNG of ``height`` x ``width`` into ``fh`` (8-bit container up to 8 bits),
+    with ``icc_profile`` as its ``iCCP`` chunk when given."""
     if channels not in _PNG_COLOUR_TYPE:
         raise ValueError(f"PNG cannot hold {channels} channels")
     depth = 8 if bit_depth <= 8 else 16
@@ -77,6 +85,8 @@ def write_png(
     bpp = channels * depth // 8
     fh.write(_PNG_SIGNATURE)
     _chunk(fh, b"IHDR", struct.pack(">IIBBBBB", width, height, depth, _PNG_COLOUR_TYPE[channels], 0, 0, 0))
+    if icc_profile:
+        _chunk(fh, b"iCCP", b"ICC profile\0\0" + zlib.compress(icc_profile))  # name, method 0: zlib
     if bit_depth not in (8, 16):
         _chunk(fh, b"sBIT", bytes([bit_depth] * channels))
     compressor = zlib.compressobj(6, zlib.DEFLATED, 15, 8, zlib.Z_FILTERED)  # libpng's choice
@@ -130,9 +140,17 @@ def _tiles(
 
 
 def write_tiff(
-    path: Path, bands: Iterable[np.ndarray], *, height: int, width: int, channels: int, dtype: np.dtype
+    path: Path,
+    bands: Iterable[np.ndarray],
+    *,
+    height: int,
+    width: int,
+    channels: int,
+    dtype: np.dtype,
+    icc_profile: bytes | None = None,
 ) -> None:
-    """Encode the bands as one tiled, zlib-compressed TIFF (gray, gray + alpha, RGB or RGBA)."""
+    """Encode the bands as one tiled, zlib-compressed TIFF (gray, gray + alpha, RGB or RGBA), with
+    ``icc_profile`` in tag 34675 (InterColorProfile) when given."""
     import tifffile
 
     tile = (min(TIFF_TILE, -(-height // 16) * 16), min(TIFF_TILE, -(-width // 16) * 16))
@@ -153,5 +171,6 @@ def write_tiff(
         tile=tile,
         photometric=photometric,
         compression="zlib",
+        iccprofile=icc_profile or None,
         **extra,
     )
