@@ -279,3 +279,18 @@ def test_tensor_to_array_gives_the_protocols_grey_levels(bits: int) -> None:
     x[0] = halves.reshape(64, 80).float()
     expected = torch.round(quantize(x.double(), bits) * peak).numpy().astype(np.uint16).transpose(1, 2, 0)
     np.testing.assert_array_equal(tensor_to_array(x, bits).astype(np.uint16), expected)
+
+
+def test_tiff_outputs_past_4_gib_are_bigtiff(tmp_path: Path, monkeypatch) -> None:
+    # tifffile picks BigTIFF from the data's size, which bands do not tell: a 9 GB RGB output failed at 4 GiB
+    import tifffile
+
+    from mdrn.io import writers
+
+    monkeypatch.setattr(writers, "BIGTIFF_BYTES", 9 * 11 * 3 * 2 - 1)  # a small image stands for a huge one
+    array = RNG.integers(0, 1 << 16, (9, 11, 3)).astype(np.uint16)
+    big = write_image(tmp_path / "big.tif", array, bit_depth=16)
+    small = write_image(tmp_path / "small.tif", array[..., 0], bit_depth=16)
+    with tifffile.TiffFile(big) as a, tifffile.TiffFile(small) as b:
+        assert a.is_bigtiff and not b.is_bigtiff
+    np.testing.assert_array_equal(read_image(big).array, array)

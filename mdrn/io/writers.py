@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-__all__ = ["TIFF_TILE", "write_png", "write_tiff"]
+__all__ = ["BIGTIFF_BYTES", "TIFF_TILE", "write_png", "write_tiff"]
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_COLOUR_TYPE = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> gray, gray+alpha, RGB, RGBA
@@ -26,6 +26,8 @@ _PNG_COLOUR_TYPE = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> gray, gray+alpha, RGB
 _PNG_CHUNK_BYTES = 1 << 22
 #: Tile side of the TIFF files we write (a multiple of 16, as TIFF requires).
 TIFF_TILE = 256
+#: Pixel bytes above which a TIFF is written as BigTIFF (a classic TIFF's offsets end at 4 GiB).
+BIGTIFF_BYTES = 2**32 - 2**25
 
 
 def _channels(band: np.ndarray) -> int:
@@ -163,9 +165,13 @@ def write_tiff(
 
     photometric = "minisblack" if channels <= 2 else "rgb"
     extra = {"extrasamples": ("unassalpha",)} if channels in (2, 4) else {}
+    # a classic TIFF ends at 4 GiB: pixels that may not fit compressed go into a BigTIFF (tifffile's own
+    # threshold: it cannot tell from bands, and its classic TIFF fails once past 4 GiB, after all the work)
+    raw = height * width * channels * np.dtype(dtype).itemsize
     tifffile.imwrite(
         path,
         _tiles(checked(), height, width, tile),
+        bigtiff=raw > BIGTIFF_BYTES,
         shape=shape,
         dtype=dtype,
         tile=tile,
