@@ -81,8 +81,12 @@ def _expand(
     found: list[tuple[Stack | str, Path]],
 ) -> None:
     """Append to ``found`` what :func:`expand_inputs` returns."""
+    seen: set[Path] = set()
     for item in inputs:
         path = Path(item)
+        if path.exists() and path.resolve() in seen:
+            continue  # the same file or folder named twice (overlapping wildcards): enlarged once
+        seen.add(path.resolve())
         dest = out_dir / f"{path.name}{folder_suffix}" if path.is_dir() else out_dir
         problems: list[ImageReadError] = []
         try:

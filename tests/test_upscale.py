@@ -460,3 +460,17 @@ def test_a_profile_of_another_colour_space_is_not_copied(tmp_path) -> None:
                  "bicubic", "-o", str(tmp_path / "o"), "-q"]) == 0  # fmt: skip
     for out in ("print_x2_bicubic.png", "gray_x2_bicubic.png"):
         assert _profile_of(tmp_path / "o" / out) is None
+
+
+def test_an_input_named_twice_is_enlarged_once(tmp_path, capsys) -> None:
+    # overlapping wildcards (scans/*.png scans/a*.png): the second copy failed as "another input of the
+    # same name" and the run exited 1 although every image was enlarged
+    src = _make(tmp_path / "a.png", "rgb8")
+    other = tmp_path / "sub" / ".." / "a.png"
+    (tmp_path / "sub").mkdir()
+    out = tmp_path / "o"
+    assert main([str(src), str(other), str(tmp_path), "--scale", "2", "--weights", "bicubic", "-o", str(out),
+                 "-q"]) == 0  # fmt: skip
+    assert capsys.readouterr().err == ""
+    assert (out / "a_x2_bicubic.png").is_file()
+    assert (out / f"{tmp_path.name}_x2_bicubic" / "a_x2_bicubic.png").is_file()  # a folder is another job
