@@ -182,7 +182,9 @@ def test_two_inputs_of_one_name_never_replace_each_others_output(tmp_path, capsy
     out = tmp_path / "out"
     args = [str(first), str(second), "--scale", "2", "--weights", "bicubic", "-o", str(out), "-q"]
     assert main([*args, "--overwrite"]) == 1  # replaces last run's file, not this run's first output
-    assert "another input of the same name" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "another input of the same name" in err
+    assert f"{second} not enlarged" in err and str(first) not in err  # which input failed: the second
     assert read_image(out / "scan_x2_bicubic.png").channels == 1  # the first input's result
 
 
