@@ -227,6 +227,16 @@ def test_pixel_limit_is_checked_from_the_header(tmp_path: Path) -> None:
     with pytest.raises(ImageReadError, match="small.tif"):
         read_image(small, max_pixels=10_000)
     assert read_image(small, max_pixels=12_000).array.shape == (100, 120)
+    # a JPEG declaring 60000x60000 (3.6 gigapixels: past twice Pillow's own bomb limit) gets the same line
+    from PIL import Image
+
+    Image.new("L", (8, 8)).save(tmp_path / "huge.jpg")
+    data = bytearray((tmp_path / "huge.jpg").read_bytes())
+    sof = data.find(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = (60000).to_bytes(2, "big") * 2  # the frame header's height and width
+    (tmp_path / "huge.jpg").write_bytes(bytes(data))
+    with pytest.raises(ImageReadError, match=r"huge.jpg: 60000x60000 pixels \(3600.0 megapixels\) exceed"):
+        read_image(tmp_path / "huge.jpg")
 
 
 @pytest.mark.parametrize("suffix", [".png", ".tif"])

@@ -234,12 +234,12 @@ def _significant_bits(image: ImageData, bits: int) -> None:
 def _read_pillow(path: Path, max_pixels: int | None) -> ImageData:
     from PIL import Image, UnidentifiedImageError
 
-    # our limit replaces Pillow's bomb check (which would refuse images a user explicitly allowed)
-    limit = None if max_pixels is None else max(max_pixels, Image.MAX_IMAGE_PIXELS or 0)
+    # our limit replaces Pillow's bomb check (which would refuse images a user explicitly allowed, and
+    # refuse those over twice its limit in its own words, without --max-pixels): checked before load()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, limit
+            saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
             try:
                 im = Image.open(path)
             finally:
