@@ -304,3 +304,18 @@ def test_tiff_outputs_past_4_gib_are_bigtiff(tmp_path: Path, monkeypatch) -> Non
     with tifffile.TiffFile(big) as a, tifffile.TiffFile(small) as b:
         assert a.is_bigtiff and not b.is_bigtiff
     np.testing.assert_array_equal(read_image(big).array, array)
+
+
+def test_a_png_transparent_colour_is_read_as_alpha(tmp_path: Path) -> None:
+    # gray and RGB PNGs mark transparency by one key colour (tRNS): it was dropped, the output opaque
+    from PIL import Image
+
+    gray = RNG.integers(0, 256, (6, 7)).astype(np.uint8)
+    gray[2, 3] = 77
+    rgb = np.dstack([gray, gray, gray])
+    Image.fromarray(gray).save(tmp_path / "gray.png", transparency=77)
+    Image.fromarray(rgb).save(tmp_path / "rgb.png", transparency=(77, 77, 77))
+    for name, pixels in (("gray.png", gray), ("rgb.png", rgb)):
+        image = read_image(tmp_path / name)
+        np.testing.assert_array_equal(image.array, pixels)
+        np.testing.assert_array_equal(image.alpha, np.where(gray == 77, 0, 255).astype(np.uint8))

@@ -274,6 +274,9 @@ def _pillow_pixels(path: Path, im: Any) -> ImageData:
     if mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
         mode = im.mode
+    if mode in ("L", "RGB") and "transparency" in im.info:  # a PNG's tRNS key colour: transparent pixels
+        im = im.convert("LA" if mode == "L" else "RGBA")
+        mode = im.mode
     if mode in ("1", "L"):
         return ImageData(np.asarray(im.convert("L")).copy(), 8, meta=meta)
     if mode in ("LA", "La"):
