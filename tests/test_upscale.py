@@ -476,3 +476,39 @@ def test_an_input_named_twice_is_enlarged_once(tmp_path, capsys) -> None:
     assert capsys.readouterr().err == ""
     assert (out / "a_x2_bicubic.png").is_file()
     assert (out / f"{tmp_path.name}_x2_bicubic" / "a_x2_bicubic.png").is_file()  # a folder is another job
+
+
+def test_a_batch_of_images_is_decoded_one_at_a_time(tmp_path, monkeypatch) -> None:
+    # sizing the job (for the backend's choice) decoded every image of a batch up front, and each stack kept
+    # its pixels to the end of the run: a folder of 200 photos of 24 MP held 14 GB before the first was done
+    import gc
+    import weakref
+
+    import mdrn.clinical.inputs
+    import mdrn.upscale
+
+    for name in ("a.png", "b.tif", "c.jpg"):
+        Image.fromarray(np.random.default_rng(0).integers(0, 256, (18, 22, 3), dtype=np.uint8)).save(
+            tmp_path / name
+        )
+    decoded: list[weakref.ref] = []
+    real_read, real_enlarge = mdrn.clinical.inputs.read_image, mdrn.upscale.enlarge_stack
+    alive_at_start: list[int] = []
+
+    def read(*args, **kwargs):
+        image = real_read(*args, **kwargs)
+        decoded.append(weakref.ref(image.array))
+        return image
+
+    def enlarge(*args, **kwargs):
+        gc.collect()
+        alive_at_start.append(sum(ref() is not None for ref in decoded))
+        return real_enlarge(*args, **kwargs)
+
+    monkeypatch.setattr(mdrn.clinical.inputs, "read_image", read)
+    monkeypatch.setattr(mdrn.upscale, "enlarge_stack", enlarge)
+    assert main([str(tmp_path), "--scale", "2", "--weights", "bicubic", "-o", str(tmp_path / "o"), "-q"]) == 0
+    assert alive_at_start == [0, 0, 0] and len(decoded) == 3  # each decoded in its turn, once, then let go
+    from mdrn.clinical.inputs import job_pixels, open_inputs
+
+    assert job_pixels(open_inputs(tmp_path)) == 3 * 18 * 22

@@ -40,6 +40,7 @@ __all__ = [
     "ImageReadError",
     "atomic_write",
     "check_pixel_count",
+    "image_size",
     "image_to_tensor",
     "is_image_file",
     "os_error",
@@ -124,6 +125,35 @@ def check_pixel_count(path: str | os.PathLike[str], width: int, height: int, max
             f"{width}x{height} pixels ({width * height / 1e6:.1f} megapixels) exceed the limit of "
             f"{max_pixels / 1e6:g} megapixels (raise it with --max-pixels if the image is genuine)",
         )
+
+
+def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """(width, height) of an image file from its header, no pixel decoded (else :class:`ImageReadError`)."""
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(132)
+        if _looks_like_dicom(path, head):
+            from mdrn.io.dicom import read_header
+
+            ds = read_header(path)
+            return int(ds.Columns), int(ds.Rows)
+        if path.suffix.lower() in (".tif", ".tiff") or head[:4] in (b"II*\x00", b"MM\x00*"):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                return int(tif.pages[0].imagewidth), int(tif.pages[0].imagelength)
+        png = _png_header(head)
+        if png is not None:
+            return png[0], png[1]
+        from PIL import Image
+
+        with Image.open(path) as im:  # reads the header only
+            return int(im.width), int(im.height)
+    except ImageReadError:
+        raise
+    except Exception as exc:
+        raise ImageReadError(path, f"cannot read the image header ({type(exc).__name__}: {exc})") from exc
 
 
 def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageData:
