@@ -512,3 +512,31 @@ def test_a_batch_of_images_is_decoded_one_at_a_time(tmp_path, monkeypatch) -> No
     from mdrn.clinical.inputs import job_pixels, open_inputs
 
     assert job_pixels(open_inputs(tmp_path)) == 3 * 18 * 22
+
+
+def test_ctrl_c_stops_with_one_line_and_no_partial_file(tmp_path, monkeypatch, capsys) -> None:
+    # Ctrl-C printed a Python traceback; the outputs already written stay, the one in progress is not left
+    import mdrn.upscale
+
+    first, second = _make(tmp_path / "a.png", "rgb8"), _make(tmp_path / "b.png", "rgb8")
+    real = mdrn.upscale.enlarge_stack
+
+    def interrupted(net, stack, *args, **kwargs):
+        if stack.path.name == "b.png":
+            import mdrn.clinical.enlarge
+
+            def bands(*_args, **_kwargs):
+                yield np.zeros((2, 44, 3), np.uint8)
+                raise KeyboardInterrupt
+
+            monkeypatch.setattr(mdrn.clinical.enlarge, "enlarge_bands", bands)
+        return real(net, stack, *args, **kwargs)
+
+    monkeypatch.setattr(mdrn.upscale, "enlarge_stack", interrupted)
+    out = tmp_path / "o"
+    assert (
+        main([str(first), str(second), "--scale", "2", "--weights", "bicubic", "-o", str(out), "-q"]) == 130
+    )
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "Traceback" not in err
+    assert sorted(p.name for p in out.iterdir()) == ["a_x2_bicubic.png"]  # b's temporary file is gone
