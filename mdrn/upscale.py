@@ -10,7 +10,8 @@ cached, see :mod:`mdrn.weights`), or ``bicubic`` (interpolation, no network). An
 :mod:`mdrn.clinical.enlarge`): gray stays gray, 16-bit stays 16-bit, a 12-bit DICOM stays 12-bit, and a
 derived DICOM is true to PS3.3 (see :mod:`mdrn.io.dicom`). Images over ``--max-pixels`` are refused from their
 header. Inputs that fail print one line naming the file and the problem, leave no output behind, and
-make the exit code 1; the other inputs are still processed.
+make the exit code 1; the other inputs are still processed. Ctrl-C stops with exit code 130, the files
+written so far complete and no partial one left.
 """
 
 from __future__ import annotations
