@@ -319,3 +319,20 @@ def test_a_png_transparent_colour_is_read_as_alpha(tmp_path: Path) -> None:
         image = read_image(tmp_path / name)
         np.testing.assert_array_equal(image.array, pixels)
         np.testing.assert_array_equal(image.alpha, np.where(gray == 77, 0, 255).astype(np.uint8))
+
+
+def test_a_png_colour_profile_that_inflates_past_64_mib_is_not_kept(tmp_path: Path) -> None:
+    # an iCCP chunk of 100 kB inflating to 100 MB was inflated whole into memory (ICC profiles are kB-MB)
+    import struct
+    import zlib
+
+    from PIL import ImageCms
+
+    path = write_image(tmp_path / "a.png", np.zeros((4, 5, 3), np.uint16), bit_depth=16)  # read by pypng
+    data = path.read_bytes()
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    bomb = b"x\0\0" + zlib.compress(srgb + b"\0" * (1 << 26), 9)  # an RGB profile's header, 64 MiB more
+    chunk = struct.pack(">I", len(bomb)) + b"iCCP" + bomb + struct.pack(">I", zlib.crc32(b"iCCP" + bomb))
+    path.write_bytes(data[:33] + chunk + data[33:])  # after the signature and IHDR
+    image = read_image(path)
+    assert "icc_profile" not in image.meta and image.array.shape == (4, 5, 3)

@@ -55,6 +55,7 @@ DICOM_SUFFIXES = (".dcm", ".dicom")
 #: Largest input image (pixels per image or slice) read unless the caller raises it: about 100 megapixels.
 DEFAULT_MAX_PIXELS = 100_000_000
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_ICC_MAX_BYTES = 1 << 26  # an ICC profile is kilobytes, a few megabytes at most
 
 
 class ImageReadError(ValueError):
@@ -227,11 +228,13 @@ def _png_ancillary(path: Path) -> tuple[int | None, bytes | None]:
             if kind == b"sBIT":
                 significant = max(fh.read(length)[:3]) or None
             elif kind == b"iCCP":
-                name, _, rest = fh.read(length).partition(b"\0")
-                try:
-                    profile = zlib.decompress(rest[1:]) if rest[:1] == b"\0" else None
+                _name, _, rest = fh.read(length).partition(b"\0")
+                inflate = zlib.decompressobj()
+                try:  # at most _ICC_MAX_BYTES: a small chunk may inflate to gigabytes
+                    profile = inflate.decompress(rest[1:], _ICC_MAX_BYTES) if rest[:1] == b"\0" else None
                 except zlib.error:
                     profile = None
+                profile = None if inflate.unconsumed_tail else profile
             else:
                 fh.seek(length, os.SEEK_CUR)
             fh.seek(4, os.SEEK_CUR)  # the chunk's CRC
