@@ -88,7 +88,8 @@ def _expand(
         if path.exists() and path.resolve() in seen:
             continue  # the same file or folder named twice (overlapping wildcards): enlarged once
         seen.add(path.resolve())
-        dest = out_dir / f"{path.name}{folder_suffix}" if path.is_dir() else out_dir
+        folder = path.name if path.name not in ("", "..") else path.resolve().name or "root"  # ".", ".."
+        dest = out_dir / f"{folder}{folder_suffix}" if path.is_dir() else out_dir
         problems: list[ImageReadError] = []
         try:
             stacks = open_inputs(path, plane=opts.plane, max_pixels=opts.max_pixels, errors=problems)

@@ -540,3 +540,13 @@ def test_ctrl_c_stops_with_one_line_and_no_partial_file(tmp_path, monkeypatch, c
     err = capsys.readouterr().err
     assert "interrupted" in err and "Traceback" not in err
     assert sorted(p.name for p in out.iterdir()) == ["a_x2_bicubic.png"]  # b's temporary file is gone
+
+
+def test_the_current_folder_as_input_names_its_output_folder(tmp_path, monkeypatch) -> None:
+    # `mdrn-upscale . -o ../out` wrote into ../out/_x2_bicubic/ (the name of "." is empty)
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    _make(scans / "a.png", "gray8")
+    monkeypatch.chdir(scans)
+    assert main([".", "--scale", "2", "--weights", "bicubic", "-o", "../out", "-q"]) == 0
+    assert (tmp_path / "out" / "scans_x2_bicubic" / "a_x2_bicubic.png").is_file()
