@@ -10,7 +10,8 @@ cached, see :mod:`mdrn.weights`), or ``bicubic`` (interpolation, no network). An
 :mod:`mdrn.clinical.enlarge`): gray stays gray, 16-bit stays 16-bit, a 12-bit DICOM stays 12-bit, and a
 derived DICOM is true to PS3.3 (see :mod:`mdrn.io.dicom`). Images over ``--max-pixels`` are refused from their
 header. Inputs that fail print one line naming the file and the problem, leave no output behind, and
-make the exit code 1; the other inputs are still processed.
+make the exit code 1; the other inputs are still processed. Ctrl-C stops with exit code 130, the files
+written so far complete and no partial one left.
 """
 
 from __future__ import annotations
@@ -80,9 +81,14 @@ def _expand(
     found: list[tuple[Stack | str, Path]],
 ) -> None:
     """Append to ``found`` what :func:`expand_inputs` returns."""
+    seen: set[Path] = set()
     for item in inputs:
         path = Path(item)
-        dest = out_dir / f"{path.name}{folder_suffix}" if path.is_dir() else out_dir
+        if path.exists() and path.resolve() in seen:
+            continue  # the same file or folder named twice (overlapping wildcards): enlarged once
+        seen.add(path.resolve())
+        folder = path.name if path.name not in ("", "..") else path.resolve().name or "root"  # ".", ".."
+        dest = out_dir / f"{folder}{folder_suffix}" if path.is_dir() else out_dir
         problems: list[ImageReadError] = []
         try:
             stacks = open_inputs(path, plane=opts.plane, max_pixels=opts.max_pixels, errors=problems)
@@ -210,7 +216,8 @@ def _prepare_output(out: Path) -> str | None:
 
 @quiet_value_warnings()  # pydicom's warnings quote a patient's values
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return 0 if every input was written, 1 if any failed, 2 on a setup error."""
+    """Run the command line; return 0 if every input was written, 1 if any failed, 2 on a setup error,
+    130 if interrupted (Ctrl-C)."""
     args = _parser().parse_args(argv)
     set_malloc_reuse(False)  # large buffers go back to the system: bounded memory band after band
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -257,6 +264,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:  # every input was opened above: close them all however the run ends (a volume's copy in /tmp)
         return _run(args, items, net, how, opts, device)
+    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback; the file being written was not left
+        print("\ninterrupted: the files reported as written are complete; no other output", file=sys.stderr)
+        return 130
     finally:
         for stack, _ in items:
             if isinstance(stack, Stack):

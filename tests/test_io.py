@@ -227,6 +227,16 @@ def test_pixel_limit_is_checked_from_the_header(tmp_path: Path) -> None:
     with pytest.raises(ImageReadError, match="small.tif"):
         read_image(small, max_pixels=10_000)
     assert read_image(small, max_pixels=12_000).array.shape == (100, 120)
+    # a JPEG declaring 60000x60000 (3.6 gigapixels: past twice Pillow's own bomb limit) gets the same line
+    from PIL import Image
+
+    Image.new("L", (8, 8)).save(tmp_path / "huge.jpg")
+    data = bytearray((tmp_path / "huge.jpg").read_bytes())
+    sof = data.find(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = (60000).to_bytes(2, "big") * 2  # the frame header's height and width
+    (tmp_path / "huge.jpg").write_bytes(bytes(data))
+    with pytest.raises(ImageReadError, match=r"huge.jpg: 60000x60000 pixels \(3600.0 megapixels\) exceed"):
+        read_image(tmp_path / "huge.jpg")
 
 
 @pytest.mark.parametrize("suffix", [".png", ".tif"])
@@ -279,3 +289,50 @@ def test_tensor_to_array_gives_the_protocols_grey_levels(bits: int) -> None:
     x[0] = halves.reshape(64, 80).float()
     expected = torch.round(quantize(x.double(), bits) * peak).numpy().astype(np.uint16).transpose(1, 2, 0)
     np.testing.assert_array_equal(tensor_to_array(x, bits).astype(np.uint16), expected)
+
+
+def test_tiff_outputs_past_4_gib_are_bigtiff(tmp_path: Path, monkeypatch) -> None:
+    # tifffile picks BigTIFF from the data's size, which bands do not tell: a 9 GB RGB output failed at 4 GiB
+    import tifffile
+
+    from mdrn.io import writers
+
+    monkeypatch.setattr(writers, "BIGTIFF_BYTES", 9 * 11 * 3 * 2 - 1)  # a small image stands for a huge one
+    array = RNG.integers(0, 1 << 16, (9, 11, 3)).astype(np.uint16)
+    big = write_image(tmp_path / "big.tif", array, bit_depth=16)
+    small = write_image(tmp_path / "small.tif", array[..., 0], bit_depth=16)
+    with tifffile.TiffFile(big) as a, tifffile.TiffFile(small) as b:
+        assert a.is_bigtiff and not b.is_bigtiff
+    np.testing.assert_array_equal(read_image(big).array, array)
+
+
+def test_a_png_transparent_colour_is_read_as_alpha(tmp_path: Path) -> None:
+    # gray and RGB PNGs mark transparency by one key colour (tRNS): it was dropped, the output opaque
+    from PIL import Image
+
+    gray = RNG.integers(0, 256, (6, 7)).astype(np.uint8)
+    gray[2, 3] = 77
+    rgb = np.dstack([gray, gray, gray])
+    Image.fromarray(gray).save(tmp_path / "gray.png", transparency=77)
+    Image.fromarray(rgb).save(tmp_path / "rgb.png", transparency=(77, 77, 77))
+    for name, pixels in (("gray.png", gray), ("rgb.png", rgb)):
+        image = read_image(tmp_path / name)
+        np.testing.assert_array_equal(image.array, pixels)
+        np.testing.assert_array_equal(image.alpha, np.where(gray == 77, 0, 255).astype(np.uint8))
+
+
+def test_a_png_colour_profile_that_inflates_past_64_mib_is_not_kept(tmp_path: Path) -> None:
+    # an iCCP chunk of 100 kB inflating to 100 MB was inflated whole into memory (ICC profiles are kB-MB)
+    import struct
+    import zlib
+
+    from PIL import ImageCms
+
+    path = write_image(tmp_path / "a.png", np.zeros((4, 5, 3), np.uint16), bit_depth=16)  # read by pypng
+    data = path.read_bytes()
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    bomb = b"x\0\0" + zlib.compress(srgb + b"\0" * (1 << 26), 9)  # an RGB profile's header, 64 MiB more
+    chunk = struct.pack(">I", len(bomb)) + b"iCCP" + bomb + struct.pack(">I", zlib.crc32(b"iCCP" + bomb))
+    path.write_bytes(data[:33] + chunk + data[33:])  # after the signature and IHDR
+    image = read_image(path)
+    assert "icc_profile" not in image.meta and image.array.shape == (4, 5, 3)

@@ -182,7 +182,9 @@ def test_two_inputs_of_one_name_never_replace_each_others_output(tmp_path, capsy
     out = tmp_path / "out"
     args = [str(first), str(second), "--scale", "2", "--weights", "bicubic", "-o", str(out), "-q"]
     assert main([*args, "--overwrite"]) == 1  # replaces last run's file, not this run's first output
-    assert "another input of the same name" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "another input of the same name" in err
+    assert f"{second} not enlarged" in err and str(first) not in err  # which input failed: the second
     assert read_image(out / "scan_x2_bicubic.png").channels == 1  # the first input's result
 
 
@@ -395,3 +397,156 @@ def test_the_default_is_the_shipped_model_and_names_say_what_ran(tmp_path, capsy
     assert "bicubic interpolation (no network)" in bicubic.DerivationDescription
     assert model.SeriesInstanceUID != bicubic.SeriesInstanceUID
     assert not np.array_equal(model.pixel_array, bicubic.pixel_array)
+
+
+def _icc(space: bytes) -> bytes:
+    """An ICC profile of colour space ``space`` (Pillow's sRGB, the header's space changed for others)."""
+    from PIL import ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    return srgb[:16] + space + srgb[20:]
+
+
+def _profile_of(path: Path) -> bytes | None:
+    """The ICC profile of a PNG or TIFF as Pillow or tifffile (not mdrn) reads it."""
+    if path.suffix == ".tif":
+        with tifffile.TiffFile(path) as tif:
+            return tif.pages[0].iccprofile
+    with Image.open(path) as im:
+        return im.info.get("icc_profile")
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "out"),
+    [
+        ("rgb.png", "rgb8", "rgb_x2_bicubic.png"),
+        ("rgba.png", "rgba8", "rgba_x2_bicubic.png"),
+        ("rgb16.png", "rgb16", "rgb16_x2_bicubic.png"),
+        ("photo.jpg", "rgb8", "photo_x2_bicubic.png"),
+        ("rgb.tif", "rgb8", "rgb_x2_bicubic.tif"),
+        ("rgb16.tif", "rgb16", "rgb16_x2_bicubic.tif"),
+        ("gray.png", "gray8", "gray_x2_bicubic.png"),
+        ("gray16.tif", "gray16", "gray16_x2_bicubic.tif"),
+    ],
+)
+def test_the_icc_colour_profile_goes_to_the_output(tmp_path, name, kind, out) -> None:
+    # a dermoscopy photo in Display P3 shown in other colours once enlarged: the profile was dropped
+    rng = np.random.default_rng(2)
+    gray = kind.startswith("gray")
+    profile = _icc(b"GRAY" if gray else b"RGB ")
+    shape = (12, 15) if gray else (12, 15, 4 if kind == "rgba8" else 3)
+    bits = 16 if kind.endswith("16") else 8
+    pixels = rng.integers(0, 1 << bits, shape).astype(np.uint16 if bits == 16 else np.uint8)
+    src = tmp_path / name
+    if src.suffix == ".tif":
+        tifffile.imwrite(src, pixels, iccprofile=profile, photometric="minisblack" if gray else "rgb")
+    elif bits == 16:
+        from mdrn.io.images import write_image
+
+        write_image(src, pixels, bit_depth=16, icc_profile=profile)
+    else:
+        Image.fromarray(pixels).save(src, icc_profile=profile)
+    assert _profile_of(src) == profile
+    assert main([str(src), "--scale", "2", "--weights", "bicubic", "-o", str(tmp_path / "o"), "-q"]) == 0
+    dest = tmp_path / "o" / out
+    assert _profile_of(dest) == profile
+    assert read_image(dest).meta["icc_profile"] == profile
+
+
+def test_a_profile_of_another_colour_space_is_not_copied(tmp_path) -> None:
+    # a CMYK JPEG's pixels become RGB: its CMYK profile would misdescribe them; an RGB profile on gray too
+    cmyk = np.random.default_rng(3).integers(0, 256, (10, 12, 4), dtype=np.uint8)
+    Image.frombytes("CMYK", (12, 10), cmyk.tobytes()).save(tmp_path / "print.jpg", icc_profile=_icc(b"CMYK"))
+    Image.fromarray(cmyk[..., 0]).save(tmp_path / "gray.png", icc_profile=_icc(b"RGB "))
+    assert main([str(tmp_path / "print.jpg"), str(tmp_path / "gray.png"), "--scale", "2", "--weights",
+                 "bicubic", "-o", str(tmp_path / "o"), "-q"]) == 0  # fmt: skip
+    for out in ("print_x2_bicubic.png", "gray_x2_bicubic.png"):
+        assert _profile_of(tmp_path / "o" / out) is None
+
+
+def test_an_input_named_twice_is_enlarged_once(tmp_path, capsys) -> None:
+    # overlapping wildcards (scans/*.png scans/a*.png): the second copy failed as "another input of the
+    # same name" and the run exited 1 although every image was enlarged
+    src = _make(tmp_path / "a.png", "rgb8")
+    other = tmp_path / "sub" / ".." / "a.png"
+    (tmp_path / "sub").mkdir()
+    out = tmp_path / "o"
+    assert main([str(src), str(other), str(tmp_path), "--scale", "2", "--weights", "bicubic", "-o", str(out),
+                 "-q"]) == 0  # fmt: skip
+    assert capsys.readouterr().err == ""
+    assert (out / "a_x2_bicubic.png").is_file()
+    assert (out / f"{tmp_path.name}_x2_bicubic" / "a_x2_bicubic.png").is_file()  # a folder is another job
+
+
+def test_a_batch_of_images_is_decoded_one_at_a_time(tmp_path, monkeypatch) -> None:
+    # sizing the job (for the backend's choice) decoded every image of a batch up front, and each stack kept
+    # its pixels to the end of the run: a folder of 200 photos of 24 MP held 14 GB before the first was done
+    import gc
+    import weakref
+
+    import mdrn.clinical.inputs
+    import mdrn.upscale
+
+    for name in ("a.png", "b.tif", "c.jpg"):
+        Image.fromarray(np.random.default_rng(0).integers(0, 256, (18, 22, 3), dtype=np.uint8)).save(
+            tmp_path / name
+        )
+    decoded: list[weakref.ref] = []
+    real_read, real_enlarge = mdrn.clinical.inputs.read_image, mdrn.upscale.enlarge_stack
+    alive_at_start: list[int] = []
+
+    def read(*args, **kwargs):
+        image = real_read(*args, **kwargs)
+        decoded.append(weakref.ref(image.array))
+        return image
+
+    def enlarge(*args, **kwargs):
+        gc.collect()
+        alive_at_start.append(sum(ref() is not None for ref in decoded))
+        return real_enlarge(*args, **kwargs)
+
+    monkeypatch.setattr(mdrn.clinical.inputs, "read_image", read)
+    monkeypatch.setattr(mdrn.upscale, "enlarge_stack", enlarge)
+    assert main([str(tmp_path), "--scale", "2", "--weights", "bicubic", "-o", str(tmp_path / "o"), "-q"]) == 0
+    assert alive_at_start == [0, 0, 0] and len(decoded) == 3  # each decoded in its turn, once, then let go
+    from mdrn.clinical.inputs import job_pixels, open_inputs
+
+    assert job_pixels(open_inputs(tmp_path)) == 3 * 18 * 22
+
+
+def test_ctrl_c_stops_with_one_line_and_no_partial_file(tmp_path, monkeypatch, capsys) -> None:
+    # Ctrl-C printed a Python traceback; the outputs already written stay, the one in progress is not left
+    import mdrn.upscale
+
+    first, second = _make(tmp_path / "a.png", "rgb8"), _make(tmp_path / "b.png", "rgb8")
+    real = mdrn.upscale.enlarge_stack
+
+    def interrupted(net, stack, *args, **kwargs):
+        if stack.path.name == "b.png":
+            import mdrn.clinical.enlarge
+
+            def bands(*_args, **_kwargs):
+                yield np.zeros((2, 44, 3), np.uint8)
+                raise KeyboardInterrupt
+
+            monkeypatch.setattr(mdrn.clinical.enlarge, "enlarge_bands", bands)
+        return real(net, stack, *args, **kwargs)
+
+    monkeypatch.setattr(mdrn.upscale, "enlarge_stack", interrupted)
+    out = tmp_path / "o"
+    assert (
+        main([str(first), str(second), "--scale", "2", "--weights", "bicubic", "-o", str(out), "-q"]) == 130
+    )
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "Traceback" not in err
+    assert sorted(p.name for p in out.iterdir()) == ["a_x2_bicubic.png"]  # b's temporary file is gone
+
+
+def test_the_current_folder_as_input_names_its_output_folder(tmp_path, monkeypatch) -> None:
+    # `mdrn-upscale . -o ../out` wrote into ../out/_x2_bicubic/ (the name of "." is empty)
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    _make(scans / "a.png", "gray8")
+    monkeypatch.chdir(scans)
+    assert main([".", "--scale", "2", "--weights", "bicubic", "-o", "../out", "-q"]) == 0
+    assert (tmp_path / "out" / "scans_x2_bicubic" / "a_x2_bicubic.png").is_file()

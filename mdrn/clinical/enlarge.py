@@ -274,15 +274,16 @@ def _write_image(
         dest, enlarge_bands(net, image, opts, window), height=image.height * opts.scale,
         width=image.width * opts.scale, channels=channels, bit_depth=image.bit_depth,
         reference=image if image.dicom is not None else None, derivation=how, overwrite=opts.overwrite,
+        icc_profile=image.meta.get("icc_profile"),  # the colours of a photo as other viewers show them
     )  # fmt: skip
 
 
-def _check_free(dest: Path, opts: UpscaleOptions) -> None:
+def _check_free(dest: Path, opts: UpscaleOptions, source: Path) -> None:
     if opts.taken is not None:
         if dest.resolve() in opts.taken:
             raise FileExistsError(
-                f"{dest}: the output of another input of the same name in this run; not replaced "
-                "(enlarge them into separate output folders)"
+                f"{dest}: the output of another input of the same name in this run; not replaced, {source} "
+                "not enlarged (enlarge them into separate output folders)"
             )
         opts.taken.add(dest.resolve())
     if dest.exists() and not opts.overwrite:
@@ -327,7 +328,7 @@ def _series_slices(
             image = stack.slice(i)
             suffix = FORMATS[output_format(image, opts.fmt)]
             dest = out_dir / output_name(file.stem, opts.scale, how.model, suffix)
-            _check_free(dest, opts)
+            _check_free(dest, opts, file)
             written.append(_write_image(net, image, dest, opts, how, window))
         except (ValueError, OSError, RuntimeError) as err:
             if errors is None:
@@ -345,7 +346,7 @@ def _frames(
         raise ValueError(f"{stack.path}: a multi-frame DICOM is written as DICOM (leave out --format)")
     s, n = opts.scale, stack.n_slices
     dest = out_dir / output_name(stack.name, s, how.model, ".dcm")
-    _check_free(dest, opts)
+    _check_free(dest, opts, stack.path)
     first = stack.slice(0)
     window = stack_window(net, stack, opts)
 
@@ -371,7 +372,7 @@ def _volume(
     s, n = opts.scale, stack.n_slices
     suffix = ".nii.gz" if stack.path.name.lower().endswith(".gz") else ".nii"
     dest = out_dir / output_name(stack.name, s, how.model, suffix)
-    _check_free(dest, opts)
+    _check_free(dest, opts, stack.path)
     window = stack_window(net, stack, opts)
 
     def slices() -> Iterator[tuple[int, np.ndarray]]:
@@ -412,7 +413,7 @@ def enlarge_stack(
         return [_volume(net, stack, out_dir, opts, how, progress)]
     image = stack.slice(0)
     dest = out_dir / output_name(stack.name, opts.scale, how.model, FORMATS[output_format(image, opts.fmt)])
-    _check_free(dest, opts)
+    _check_free(dest, opts, stack.path)
     written = [_write_image(net, image, dest, opts, how)]
     if progress is not None:
         progress(1, 1)

@@ -24,6 +24,7 @@ from mdrn.io.images import (
     IMAGE_SUFFIXES,
     ImageData,
     ImageReadError,
+    image_size,
     is_image_file,
     read_image,
 )
@@ -91,7 +92,8 @@ class Stack:
             yield self.slice(i)
 
     def close(self) -> None:
-        """Release a volume's mapping and temporary copy."""
+        """Release a volume's mapping and temporary copy, and an image's decoded pixels."""
+        self.image = None
         if self.volume is not None:
             self.volume.close()
 
@@ -260,8 +262,12 @@ def job_pixels(stacks: list[Stack]) -> int:
     total = 0
     for stack in stacks:
         try:
-            first = stack.slice(0)
+            if stack.kind == "image" and stack.image is None:  # the header's size: nothing decoded and
+                width, height = image_size(stack.path)  # kept before its turn (a batch's photos at once)
+            else:
+                first = stack.slice(0)
+                width, height = first.width, first.height
         except (ValueError, OSError):
             continue
-        total += stack.n_slices * first.height * first.width
+        total += stack.n_slices * height * width
     return total

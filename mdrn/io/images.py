@@ -2,8 +2,9 @@
 
 One module owns image files: PNG, JPEG, TIFF, BMP and DICOM in; PNG, TIFF and DICOM out. Gray stays gray,
 16-bit stays 16-bit, a 12-bit DICOM keeps its 12 significant bits, an alpha channel is kept beside the
-pixels (``ImageData.alpha``). Every failure is one :class:`ImageReadError` that names the file and the
-problem. The pixel count is checked from the file header before anything is decoded (``max_pixels``,
+pixels (``ImageData.alpha``), an ICC colour profile goes from PNG, JPEG or TIFF input to PNG or TIFF output
+(``ImageData.meta["icc_profile"]``). Every failure is one :class:`ImageReadError` that names the file and
+the problem. The pixel count is checked from the file header before anything is decoded (``max_pixels``,
 default :data:`DEFAULT_MAX_PIXELS`), so a small file declaring a huge image is refused at no cost; a
 truncated file is an error, never a partial image. Writes are atomic (temporary file in the same folder,
 then ``os.replace``), never overwrite an existing file unless asked, and report a missing permission or a
@@ -22,6 +23,7 @@ import os
 import struct
 import tempfile
 import warnings
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +40,7 @@ __all__ = [
     "ImageReadError",
     "atomic_write",
     "check_pixel_count",
+    "image_size",
     "image_to_tensor",
     "is_image_file",
     "os_error",
@@ -52,6 +55,7 @@ DICOM_SUFFIXES = (".dcm", ".dicom")
 #: Largest input image (pixels per image or slice) read unless the caller raises it: about 100 megapixels.
 DEFAULT_MAX_PIXELS = 100_000_000
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_ICC_MAX_BYTES = 1 << 26  # an ICC profile is kilobytes, a few megabytes at most
 
 
 class ImageReadError(ValueError):
@@ -124,6 +128,35 @@ def check_pixel_count(path: str | os.PathLike[str], width: int, height: int, max
         )
 
 
+def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """(width, height) of an image file from its header, no pixel decoded (else :class:`ImageReadError`)."""
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(132)
+        if _looks_like_dicom(path, head):
+            from mdrn.io.dicom import read_header
+
+            ds = read_header(path)
+            return int(ds.Columns), int(ds.Rows)
+        if path.suffix.lower() in (".tif", ".tiff") or head[:4] in (b"II*\x00", b"MM\x00*"):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                return int(tif.pages[0].imagewidth), int(tif.pages[0].imagelength)
+        png = _png_header(head)
+        if png is not None:
+            return png[0], png[1]
+        from PIL import Image
+
+        with Image.open(path) as im:  # reads the header only
+            return int(im.width), int(im.height)
+    except ImageReadError:
+        raise
+    except Exception as exc:
+        raise ImageReadError(path, f"cannot read the image header ({type(exc).__name__}: {exc})") from exc
+
+
 def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageData:
     """Read a PNG, JPEG, TIFF, BMP or DICOM file into an :class:`ImageData` (no silent bit-depth change).
 
@@ -155,9 +188,10 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT
             else:
                 image = _read_pillow(path, max_pixels)
             if png is not None:
-                significant = _png_significant_bits(path)
+                significant, profile = _png_ancillary(path)
                 if significant and significant < image.bit_depth:
                     _significant_bits(image, significant)
+                _keep_icc(image, profile)
     except ImageReadError:
         raise
     except Exception as exc:  # decoder errors of PIL, tifffile, pydicom, png: one clear message
@@ -178,20 +212,41 @@ def _check_shape(path: Path, array: np.ndarray, alpha: np.ndarray | None = None)
         raise ImageReadError(path, f"image has no pixels (shape {array.shape})")
 
 
-def _png_significant_bits(path: Path) -> int | None:
-    """The sBIT chunk's significant bits (e.g. 12 in a 16-bit PNG), or None when absent."""
+def _png_ancillary(path: Path) -> tuple[int | None, bytes | None]:
+    """The sBIT chunk's significant bits (e.g. 12 in a 16-bit PNG) and the iCCP chunk's colour profile,
+    each None when absent (a profile that does not decompress counts as absent)."""
+    significant = profile = None
     with path.open("rb") as fh:
         fh.seek(8)
         while True:
             header = fh.read(8)
             if len(header) < 8:
-                return None
+                break
             length, kind = struct.unpack(">I4s", header)
-            if kind == b"sBIT":
-                return max(fh.read(length)[:3]) or None
             if kind in (b"IDAT", b"IEND"):
-                return None
-            fh.seek(length + 4, os.SEEK_CUR)
+                break
+            if kind == b"sBIT":
+                significant = max(fh.read(length)[:3]) or None
+            elif kind == b"iCCP":
+                _name, _, rest = fh.read(length).partition(b"\0")
+                inflate = zlib.decompressobj()
+                try:  # at most _ICC_MAX_BYTES: a small chunk may inflate to gigabytes
+                    profile = inflate.decompress(rest[1:], _ICC_MAX_BYTES) if rest[:1] == b"\0" else None
+                except zlib.error:
+                    profile = None
+                profile = None if inflate.unconsumed_tail else profile
+            else:
+                fh.seek(length, os.SEEK_CUR)
+            fh.seek(4, os.SEEK_CUR)  # the chunk's CRC
+    return significant, profile
+
+
+def _keep_icc(image: ImageData, profile: bytes | None) -> None:
+    """Keep the file's ICC colour profile (``meta["icc_profile"]``) when it describes the decoded pixels:
+    an RGB profile for RGB, a gray one for gray (a CMYK photo's profile says nothing of its RGB pixels)."""
+    space = {1: b"GRAY", 3: b"RGB "}.get(image.channels)
+    if profile and len(profile) >= 128 and profile[16:20] == space:
+        image.meta["icc_profile"] = bytes(profile)
 
 
 def _significant_bits(image: ImageData, bits: int) -> None:
@@ -212,12 +267,12 @@ def _significant_bits(image: ImageData, bits: int) -> None:
 def _read_pillow(path: Path, max_pixels: int | None) -> ImageData:
     from PIL import Image, UnidentifiedImageError
 
-    # our limit replaces Pillow's bomb check (which would refuse images a user explicitly allowed)
-    limit = None if max_pixels is None else max(max_pixels, Image.MAX_IMAGE_PIXELS or 0)
+    # our limit replaces Pillow's bomb check (which would refuse images a user explicitly allowed, and
+    # refuse those over twice its limit in its own words, without --max-pixels): checked before load()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, limit
+            saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
             try:
                 im = Image.open(path)
             finally:
@@ -225,39 +280,49 @@ def _read_pillow(path: Path, max_pixels: int | None) -> ImageData:
         with im:
             check_pixel_count(path, im.width, im.height, max_pixels)
             im.load()
-            im = _exif_upright(im)
-            mode = im.mode
-            meta = {"format": im.format}
-            if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
-                array = np.asarray(im, dtype=np.uint16).copy()
-                return ImageData(array, 16, meta=meta)
-            if mode == "I":
-                raw = np.asarray(im)
-                if raw.min() < 0 or raw.max() > 65535:
-                    raise ImageReadError(path, "32-bit integer pixels outside 0..65535 are not supported")
-                return ImageData(raw.astype(np.uint16), 16, meta=meta)
-            if mode == "F":
-                raise ImageReadError(path, "floating-point pixels are not supported (expected 8 to 16 bit)")
-            if mode == "P":
-                im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-                mode = im.mode
-            if mode in ("1", "L"):
-                return ImageData(np.asarray(im.convert("L")).copy(), 8, meta=meta)
-            if mode in ("LA", "La"):
-                la = np.asarray(im.convert("LA"))
-                return ImageData(la[..., 0].copy(), 8, meta=meta, alpha=la[..., 1].copy())
-            if mode in ("RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"):
-                if mode in ("RGBA", "RGBa"):
-                    rgba = np.asarray(im.convert("RGBA"))
-                    rgb, alpha = rgba[..., :3].copy(), rgba[..., 3].copy()
-                else:
-                    rgb, alpha = np.asarray(im.convert("RGB")).copy(), None
-                return ImageData(rgb, 8, photometric="RGB", meta=meta, alpha=alpha)
-            raise ImageReadError(path, f"unsupported image mode {mode!r}")
+            profile = im.info.get("icc_profile")
+            image = _pillow_pixels(path, _exif_upright(im))
+            _keep_icc(image, profile)
+            return image
     except UnidentifiedImageError as exc:
         raise ImageReadError(path, "not a recognised image file (PNG, JPEG, TIFF, BMP or DICOM)") from exc
     except OSError as exc:
         raise ImageReadError(path, f"truncated or corrupt image data ({exc})") from exc
+
+
+def _pillow_pixels(path: Path, im: Any) -> ImageData:
+    """The pixels of a loaded, upright Pillow image as mdrn keeps them (gray, RGB, 16-bit, alpha)."""
+    mode = im.mode
+    meta = {"format": im.format}
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        array = np.asarray(im, dtype=np.uint16).copy()
+        return ImageData(array, 16, meta=meta)
+    if mode == "I":
+        raw = np.asarray(im)
+        if raw.min() < 0 or raw.max() > 65535:
+            raise ImageReadError(path, "32-bit integer pixels outside 0..65535 are not supported")
+        return ImageData(raw.astype(np.uint16), 16, meta=meta)
+    if mode == "F":
+        raise ImageReadError(path, "floating-point pixels are not supported (expected 8 to 16 bit)")
+    if mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+        mode = im.mode
+    if mode in ("L", "RGB") and "transparency" in im.info:  # a PNG's tRNS key colour: transparent pixels
+        im = im.convert("LA" if mode == "L" else "RGBA")
+        mode = im.mode
+    if mode in ("1", "L"):
+        return ImageData(np.asarray(im.convert("L")).copy(), 8, meta=meta)
+    if mode in ("LA", "La"):
+        la = np.asarray(im.convert("LA"))
+        return ImageData(la[..., 0].copy(), 8, meta=meta, alpha=la[..., 1].copy())
+    if mode in ("RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"):
+        if mode in ("RGBA", "RGBa"):
+            rgba = np.asarray(im.convert("RGBA"))
+            rgb, alpha = rgba[..., :3].copy(), rgba[..., 3].copy()
+        else:
+            rgb, alpha = np.asarray(im.convert("RGB")).copy(), None
+        return ImageData(rgb, 8, photometric="RGB", meta=meta, alpha=alpha)
+    raise ImageReadError(path, f"unsupported image mode {mode!r}")
 
 
 def _exif_upright(im: Any) -> Any:
@@ -327,6 +392,7 @@ def _read_tiff(path: Path, max_pixels: int | None) -> ImageData:
         if photometric not in _TIFF_PHOTOMETRIC:
             raise ImageReadError(path, f"TIFF photometric interpretation {photometric} is not supported")
         array = page.asarray()
+        profile = page.iccprofile  # tag 34675 InterColorProfile
         if array.ndim == 3 and page.axes.startswith("S"):
             array = np.moveaxis(array, 0, -1)  # planar configuration
         tag = page.tags.get(_ORIENTATION)
@@ -353,9 +419,11 @@ def _read_tiff(path: Path, max_pixels: int | None) -> ImageData:
         raise ImageReadError(path, f"{8 * array.dtype.itemsize}-bit TIFF is not supported (at most 16 bit)")
     bit_depth = 8 * array.dtype.itemsize
     photometric = "RGB" if array.ndim == 3 else "MONOCHROME2"
-    return ImageData(
+    image = ImageData(
         np.ascontiguousarray(array), bit_depth, photometric=photometric, meta={"format": "TIFF"}, alpha=alpha
     )
+    _keep_icc(image, profile)
+    return image
 
 
 def image_to_tensor(image: ImageData, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -460,12 +528,14 @@ def write_bands(
     derivation: Any = None,
     frames: int = 1,
     overwrite: bool = False,
+    icc_profile: bytes | None = None,
 ) -> Path:
     """Write an image given band by band (rows top to bottom) as PNG, TIFF or DICOM, chosen by suffix.
 
     ``channels`` counts an alpha channel (2: gray + alpha, 4: RGBA; PNG and TIFF only). DICOM output needs
     ``reference`` (the DICOM source; see :func:`mdrn.io.dicom.derived_dataset`) and ``derivation`` (a
     :class:`mdrn.io.dicom.Derivation`); its bands run through all ``frames`` frames of ``height`` rows.
+    ``icc_profile``: the colour profile a PNG or TIFF carries (the input's ``meta["icc_profile"]``).
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -506,14 +576,20 @@ def write_bands(
             from mdrn.io.writers import write_png
 
             with tmp.open("wb") as fh:
-                write_png(fh, checked(), height=height, width=width, channels=channels, bit_depth=bit_depth)
+                write_png(
+                    fh, checked(), height=height, width=width, channels=channels, bit_depth=bit_depth,
+                    icc_profile=icc_profile,
+                )  # fmt: skip
 
     elif suffix in (".tif", ".tiff"):
 
         def writer(tmp: Path) -> None:
             from mdrn.io.writers import write_tiff
 
-            write_tiff(tmp, checked(), height=height, width=width, channels=channels, dtype=dtype)
+            write_tiff(
+                tmp, checked(), height=height, width=width, channels=channels, dtype=dtype,
+                icc_profile=icc_profile,
+            )  # fmt: skip
 
     else:
         raise ValueError(f"{path}: unsupported output format {suffix!r} (use .png, .tif or .dcm)")
@@ -529,11 +605,12 @@ def write_image(
     reference: ImageData | None = None,
     derivation: Any = None,
     overwrite: bool = False,
+    icc_profile: bytes | None = None,
 ) -> Path:
     """Write pixels (H, W[, 3]) (and an optional alpha (H, W)) as PNG, TIFF or DICOM, chosen by suffix.
 
     Gray/RGB and the bit depth are kept; DICOM output is a derived instance of ``reference`` described by
-    ``derivation`` (see :func:`write_bands`).
+    ``derivation``; a PNG or TIFF carries ``icc_profile`` (see :func:`write_bands`).
     """
     path = Path(path)
     array = np.ascontiguousarray(array)
@@ -546,5 +623,5 @@ def write_image(
     channels = 1 if array.ndim == 2 else array.shape[2]
     return write_bands(
         path, [array], height=array.shape[0], width=array.shape[1], channels=channels, bit_depth=bit_depth,
-        reference=reference, derivation=derivation, overwrite=overwrite,
+        reference=reference, derivation=derivation, overwrite=overwrite, icc_profile=icc_profile,
     )  # fmt: skip

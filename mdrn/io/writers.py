@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-__all__ = ["TIFF_TILE", "write_png", "write_tiff"]
+__all__ = ["BIGTIFF_BYTES", "TIFF_TILE", "write_png", "write_tiff"]
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_COLOUR_TYPE = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> gray, gray+alpha, RGB, RGBA
@@ -26,6 +26,8 @@ _PNG_COLOUR_TYPE = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> gray, gray+alpha, RGB
 _PNG_CHUNK_BYTES = 1 << 22
 #: Tile side of the TIFF files we write (a multiple of 16, as TIFF requires).
 TIFF_TILE = 256
+#: Pixel bytes above which a TIFF is written as BigTIFF (a classic TIFF's offsets end at 4 GiB).
+BIGTIFF_BYTES = 2**32 - 2**25
 
 
 def _channels(band: np.ndarray) -> int:
@@ -67,9 +69,17 @@ def _filter_rows(raw: np.ndarray, above: np.ndarray, bpp: int) -> np.ndarray:
 
 
 def write_png(
-    fh: BinaryIO, bands: Iterable[np.ndarray], *, height: int, width: int, channels: int, bit_depth: int
+    fh: BinaryIO,
+    bands: Iterable[np.ndarray],
+    *,
+    height: int,
+    width: int,
+    channels: int,
+    bit_depth: int,
+    icc_profile: bytes | None = None,
 ) -> None:
-    """Encode the bands as one PNG of ``height`` x ``width`` into ``fh`` (8-bit container up to 8 bits)."""
+    """Encode the bands as one PNG of ``height`` x ``width`` into ``fh`` (8-bit container up to 8 bits),
+    with ``icc_profile`` as its ``iCCP`` chunk when given."""
     if channels not in _PNG_COLOUR_TYPE:
         raise ValueError(f"PNG cannot hold {channels} channels")
     depth = 8 if bit_depth <= 8 else 16
@@ -77,6 +87,8 @@ def write_png(
     bpp = channels * depth // 8
     fh.write(_PNG_SIGNATURE)
     _chunk(fh, b"IHDR", struct.pack(">IIBBBBB", width, height, depth, _PNG_COLOUR_TYPE[channels], 0, 0, 0))
+    if icc_profile:
+        _chunk(fh, b"iCCP", b"ICC profile\0\0" + zlib.compress(icc_profile))  # name, method 0: zlib
     if bit_depth not in (8, 16):
         _chunk(fh, b"sBIT", bytes([bit_depth] * channels))
     compressor = zlib.compressobj(6, zlib.DEFLATED, 15, 8, zlib.Z_FILTERED)  # libpng's choice
@@ -130,9 +142,17 @@ def _tiles(
 
 
 def write_tiff(
-    path: Path, bands: Iterable[np.ndarray], *, height: int, width: int, channels: int, dtype: np.dtype
+    path: Path,
+    bands: Iterable[np.ndarray],
+    *,
+    height: int,
+    width: int,
+    channels: int,
+    dtype: np.dtype,
+    icc_profile: bytes | None = None,
 ) -> None:
-    """Encode the bands as one tiled, zlib-compressed TIFF (gray, gray + alpha, RGB or RGBA)."""
+    """Encode the bands as one tiled, zlib-compressed TIFF (gray, gray + alpha, RGB or RGBA), with
+    ``icc_profile`` in tag 34675 (InterColorProfile) when given."""
     import tifffile
 
     tile = (min(TIFF_TILE, -(-height // 16) * 16), min(TIFF_TILE, -(-width // 16) * 16))
@@ -145,13 +165,18 @@ def write_tiff(
 
     photometric = "minisblack" if channels <= 2 else "rgb"
     extra = {"extrasamples": ("unassalpha",)} if channels in (2, 4) else {}
+    # a classic TIFF ends at 4 GiB: pixels that may not fit compressed go into a BigTIFF (tifffile's own
+    # threshold: it cannot tell from bands, and its classic TIFF fails once past 4 GiB, after all the work)
+    raw = height * width * channels * np.dtype(dtype).itemsize
     tifffile.imwrite(
         path,
         _tiles(checked(), height, width, tile),
+        bigtiff=raw > BIGTIFF_BYTES,
         shape=shape,
         dtype=dtype,
         tile=tile,
         photometric=photometric,
         compression="zlib",
+        iccprofile=icc_profile or None,
         **extra,
     )
