@@ -217,7 +217,15 @@ def _prepare_output(out: Path) -> str | None:
 @quiet_value_warnings()  # pydicom's warnings quote a patient's values
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return 0 if every input was written, 1 if any failed, 2 on a setup error,
-    130 if interrupted (Ctrl-C)."""
+    130 if interrupted (Ctrl-C, at any step: loading, opening the inputs, enlarging)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # one line, not a traceback; the file being written was not left
+        print("\ninterrupted: the files reported as written are complete; no other output", file=sys.stderr)
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     set_malloc_reuse(False)  # large buffers go back to the system: bounded memory band after band
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -264,9 +272,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:  # every input was opened above: close them all however the run ends (a volume's copy in /tmp)
         return _run(args, items, net, how, opts, device)
-    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback; the file being written was not left
-        print("\ninterrupted: the files reported as written are complete; no other output", file=sys.stderr)
-        return 130
     finally:
         for stack, _ in items:
             if isinstance(stack, Stack):
