@@ -336,3 +336,18 @@ def test_a_png_colour_profile_that_inflates_past_64_mib_is_not_kept(tmp_path: Pa
     path.write_bytes(data[:33] + chunk + data[33:])  # after the signature and IHDR
     image = read_image(path)
     assert "icc_profile" not in image.meta and image.array.shape == (4, 5, 3)
+
+
+def test_a_16_bit_colour_png_is_read_without_leaving_its_file_open(tmp_path):
+    """pypng's own file object was left to the garbage collector (a ResourceWarning per 16-bit RGB PNG)."""
+    import gc
+    import warnings
+
+    path = tmp_path / "rgb16.png"
+    write_image(path, np.arange(4 * 5 * 3, dtype=np.uint16).reshape(4, 5, 3) * 1000, bit_depth=16)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        image = read_image(path)
+        gc.collect()
+    assert image.bit_depth == 16 and image.array.shape == (4, 5, 3)
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]

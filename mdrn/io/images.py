@@ -348,15 +348,16 @@ _UPRIGHT = {
 def _read_png16(path: Path) -> ImageData:
     import png  # pypng: Pillow reduces 16-bit colour and gray + alpha PNGs to 8 bits
 
-    reader = png.Reader(filename=str(path))
-    reader.preamble()
-    reader.sbit = None  # pypng would shift every file's samples by sBIT: read_image applies it (mdrn's too)
-    width, height, rows, info = reader.asDirect()
-    planes = info["planes"]
-    array = np.empty((height, width * planes), np.uint16)
-    n = 0
-    for n, row in enumerate(rows, start=1):  # noqa: B007 - n counts the rows decoded
-        array[n - 1] = row
+    with path.open("rb") as fh:  # closed here: pypng would leave its own file to the garbage collector
+        reader = png.Reader(file=fh)
+        reader.preamble()
+        reader.sbit = None  # pypng would shift the samples by sBIT: read_image applies it (mdrn's too)
+        width, height, rows, info = reader.asDirect()
+        planes = info["planes"]
+        array = np.empty((height, width * planes), np.uint16)
+        n = 0
+        for n, row in enumerate(rows, start=1):  # noqa: B007 - n counts the rows decoded
+            array[n - 1] = row
     if n != height:
         raise ImageReadError(path, f"truncated image data ({n} of {height} rows)")
     array = array.reshape(height, width, planes)
