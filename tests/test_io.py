@@ -351,3 +351,21 @@ def test_a_16_bit_colour_png_is_read_without_leaving_its_file_open(tmp_path):
         gc.collect()
     assert image.bit_depth == 16 and image.array.shape == (4, 5, 3)
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+
+
+def test_a_12_bit_image_saved_as_tiff_reads_back_as_12_bit(tmp_path: Path) -> None:
+    """Tag MaxSampleValue (281) keeps the bit depth (it read back as 16-bit: peak 65535, not 4095)."""
+    import tifffile
+
+    gray = np.array([[0, 4095], [2048, 1]], dtype=np.uint16)
+    rgb = np.stack([gray, gray // 2, gray // 3], axis=-1)
+    for name, array in (("gray.tif", gray), ("rgb.tif", rgb)):
+        image = read_image(write_image(tmp_path / name, array, bit_depth=12))
+        assert image.bit_depth == 12, name
+        np.testing.assert_array_equal(image.array, array)
+    with tifffile.TiffFile(tmp_path / "gray.tif") as tif:  # what other readers see: the baseline tag
+        assert tif.pages[0].tags[281].value == 4095
+    assert read_image(write_image(tmp_path / "sixteen.tif", gray * 16, bit_depth=16)).bit_depth == 16
+    # another writer's tag that the values break is not believed
+    tifffile.imwrite(tmp_path / "odd.tif", gray * 16, extratags=[(281, "H", 1, 4095, True)])
+    assert read_image(tmp_path / "odd.tif").bit_depth == 16

@@ -394,6 +394,8 @@ def _read_tiff(path: Path, max_pixels: int | None) -> ImageData:
             raise ImageReadError(path, f"TIFF photometric interpretation {photometric} is not supported")
         array = page.asarray()
         profile = page.iccprofile  # tag 34675 InterColorProfile
+        top = page.tags.get(281)  # MaxSampleValue: e.g. 4095 for 12-bit samples in 16 bits
+        top = top.value if top is not None else None
         if array.ndim == 3 and page.axes.startswith("S"):
             array = np.moveaxis(array, 0, -1)  # planar configuration
         tag = page.tags.get(_ORIENTATION)
@@ -418,13 +420,28 @@ def _read_tiff(path: Path, max_pixels: int | None) -> ImageData:
         raise ImageReadError(path, f"signed integer TIFF ({array.dtype}) is not supported")
     if array.dtype.itemsize > 2:
         raise ImageReadError(path, f"{8 * array.dtype.itemsize}-bit TIFF is not supported (at most 16 bit)")
-    bit_depth = 8 * array.dtype.itemsize
+    bit_depth = _tiff_bit_depth(array, alpha, top)
     photometric = "RGB" if array.ndim == 3 else "MONOCHROME2"
     image = ImageData(
         np.ascontiguousarray(array), bit_depth, photometric=photometric, meta={"format": "TIFF"}, alpha=alpha
     )
     _keep_icc(image, profile)
     return image
+
+
+def _tiff_bit_depth(array: np.ndarray, alpha: np.ndarray | None, top: Any) -> int:
+    """A TIFF's bit depth: its container's, or 9-15 where tag MaxSampleValue says so (all samples 2^n - 1)
+    and no sample exceeds it (mdrn writes 12-bit images so; other writers' values that break it: 16)."""
+    depth = 8 * array.dtype.itemsize
+    tops = {int(v) for v in (top if isinstance(top, (tuple, list)) else [top])} if top is not None else set()
+    if depth != 16 or len(tops) != 1:
+        return depth
+    (value,) = tops
+    bits = (value + 1).bit_length() - 1
+    if not 8 < bits < 16 or value != (1 << bits) - 1:
+        return depth
+    planes = [array] if alpha is None else [array, alpha]
+    return bits if all(not p.size or int(p.max()) <= value for p in planes) else depth
 
 
 def image_to_tensor(image: ImageData, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -589,7 +606,7 @@ def write_bands(
 
             write_tiff(
                 tmp, checked(), height=height, width=width, channels=channels, dtype=dtype,
-                icc_profile=icc_profile,
+                icc_profile=icc_profile, bit_depth=bit_depth,
             )  # fmt: skip
 
     else:

@@ -24,6 +24,8 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_COLOUR_TYPE = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> gray, gray+alpha, RGB, RGBA
 #: Largest number of rows filtered at once (bounds the filter's temporary arrays).
 _PNG_CHUNK_BYTES = 1 << 22
+#: TIFF tag MaxSampleValue: the top value of 12-bit samples in a 16-bit TIFF (TIFF 6.0, baseline).
+_MAX_SAMPLE_VALUE = 281
 #: Tile side of the TIFF files we write (a multiple of 16, as TIFF requires).
 TIFF_TILE = 256
 #: Pixel bytes above which a TIFF is written as BigTIFF (a classic TIFF's offsets end at 4 GiB).
@@ -150,9 +152,12 @@ def write_tiff(
     channels: int,
     dtype: np.dtype,
     icc_profile: bytes | None = None,
+    bit_depth: int | None = None,
 ) -> None:
     """Encode the bands as one tiled, zlib-compressed TIFF (gray, gray + alpha, RGB or RGBA), with
-    ``icc_profile`` in tag 34675 (InterColorProfile) when given."""
+    ``icc_profile`` in tag 34675 (InterColorProfile) when given, and for 9-15 significant bits in 16
+    (``bit_depth``) their top value in tag 281 (MaxSampleValue, e.g. 4095), as :mod:`mdrn.io.images`
+    reads it."""
     import tifffile
 
     tile = (min(TIFF_TILE, -(-height // 16) * 16), min(TIFF_TILE, -(-width // 16) * 16))
@@ -164,7 +169,9 @@ def write_tiff(
             yield band
 
     photometric = "minisblack" if channels <= 2 else "rgb"
-    extra = {"extrasamples": ("unassalpha",)} if channels in (2, 4) else {}
+    extra: dict = {"extrasamples": ("unassalpha",)} if channels in (2, 4) else {}
+    if bit_depth is not None and 8 < bit_depth < 16 and np.dtype(dtype) == np.uint16:
+        extra["extratags"] = [(_MAX_SAMPLE_VALUE, "H", channels, ((1 << bit_depth) - 1,) * channels, True)]
     # a classic TIFF ends at 4 GiB: pixels that may not fit compressed go into a BigTIFF (tifffile's own
     # threshold: it cannot tell from bands, and its classic TIFF fails once past 4 GiB, after all the work)
     raw = height * width * channels * np.dtype(dtype).itemsize
