@@ -94,7 +94,7 @@ DATASETS: dict[str, DataSet] = {
         DataSet("Urban100", "Urban100 HR", "benchmark/Urban100", 100, "benchmark.tar",
                 "data=div2k test, evaluate"),
         DataSet("BSD200", "BSDS300 train images (200; its 100 test images are B100)", "BSD200", 200,
-                "BSDS300-images.tgz", "experiment=mdrn_small_v2 train (kind: bsd200)"),
+                "BSDS300-images.tgz", "data source kind: bsd200"),
         DataSet("sample", "sample data: skimage photos, retina, pydicom CT/MR", "sample", 0, None,
                 "data=sample, quickstart"),
     ]
