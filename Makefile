@@ -5,7 +5,7 @@ PY ?= python
 help:  ## list targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
-install:  ## install mdrn with every extra (app, export, notebooks, slurm, dev)
+install:  ## install mdrn with the extras CI installs: all (app, medical, export, notebooks, slurm, pacs) and dev; spandrel apart (README)
 	$(PY) -m pip install -e ".[all,dev]"
 
 test:  ## run the test suite

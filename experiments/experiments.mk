@@ -103,9 +103,10 @@ fig8: $(foreach m,$(FIG8_MODELS),$(R)/fig8/$(m).csv)  ## Fig. 8: single- vs mult
 	$(PY) -m mdrn.reproduce fig8
 
 # ------------------------------------------------------------------------------------ Figs. 10-14
-# the shipped default model (its own low-frequency and high-frequency images)
-$(R)/figs10_14/panels.csv: $(SHIPPED) | $(MEDICAL)/images.json
-	$(REC) $(PY) experiments/scripts/panels.py --weights $< --name mdrn_small --images $(MEDICAL)/Medical_8bit $(MEDICAL)/Medical_10to16bit $(DATASETS)/Set5/butterfly.png \
+# the shipped default model (its own low-frequency and high-frequency images); order-only as in Fig. 8: a
+# clone writes experiments/ before mdrn/pretrained/ (changed weights: python -m mdrn.reproduce inputs)
+$(R)/figs10_14/panels.csv: | $(SHIPPED) $(MEDICAL)/images.json
+	$(REC) $(PY) experiments/scripts/panels.py --weights $(SHIPPED) --name mdrn_small --images $(MEDICAL)/Medical_8bit $(MEDICAL)/Medical_10to16bit $(DATASETS)/Set5/butterfly.png \
 		--out $(R)/figs10_14
 
 figs10_14: $(R)/figs10_14/panels.csv  ## Figs. 10-14: LR / bicubic / residual / SR / HR panels

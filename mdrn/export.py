@@ -171,7 +171,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         net = load_network(args.weights, args.scale)
         dest = export_onnx(net, args.scale, args.output, overwrite=args.overwrite)
     except Exception as err:  # noqa: BLE001 - the exporter raises many kinds, with pages of text: one line
-        print(f"error: {error_line(Path(args.weights), err)}", file=sys.stderr)
+        package = (err.name or "").partition(".")[0] if isinstance(err, ImportError) else ""
+        if package in ("onnx", "onnxscript"):  # the export extra is missing: not a problem of the weights
+            print(f"error: the ONNX export needs {err.name}, not installed here: pip install 'mdrn[export]'",
+                  file=sys.stderr)  # fmt: skip
+        else:
+            print(f"error: {error_line(Path(args.weights), err)}", file=sys.stderr)
         return 1
     print(f"wrote {dest}")
     note = window_note(net)

@@ -382,3 +382,14 @@ def test_quick_opt_in_sections_tiling_full_and_profile(tmp_path):
         assert sum(ms for _, ms in p["categories"]) == pytest.approx(p["profiled_ms_per_step"], rel=1e-6)
     md, _ = write_results(result, tmp_path, readme=False)
     assert "## Profiles" in md.read_text()
+
+
+def test_help_of_all_names_every_section_it_adds(capsys) -> None:
+    # --all runs every section: its help names each one the default run leaves out
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    out = out[out.index("options:") :]
+    text = out[out.index("--all") : out.index("--out")]
+    missing = [s for s in SECTIONS if s not in DEFAULT_SECTIONS and s not in text]
+    assert not missing, (missing, text)

@@ -211,3 +211,22 @@ def test_bsd200_from_the_bsds300_archive_without_its_test_images(tmp_path: Path,
     src = {"name": "BSD200", "kind": "bsd200", "path": str(tmp_path / "absent"), "exclude": ["5"]}
     got, _ = resolve_source(src, root, (2,))
     assert len(got) == 199 and got[0].parent == root / "BSD200"
+
+
+def test_status_says_which_stage_of_data_div2k_uses_each_set() -> None:
+    # the "used by" column of `python -m mdrn.data status` against conf/data/div2k.yaml: a benchmark set is a
+    # test set only (never validation), DIV2K 0801-0900 validates
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(ROOT / "conf" / "data" / "div2k.yaml")
+
+    def used(src: dict) -> str:
+        return f"div2k_{src['split']}" if src["kind"] == "div2k" else src["name"]
+
+    actual = {(used(src), stage) for stage in ("train", "val", "test") for src in cfg[stage]}
+    claimed = set()
+    for ds in catalog.DATASETS.values():
+        for use in ds.used_by.split(", "):
+            if use.startswith("data=div2k "):
+                claimed |= {(ds.name, stage) for stage in use.split(" ", 1)[1].split("/")}
+    assert claimed == actual

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from mdrn import export
 from mdrn.export import main
 from mdrn.models import MDRN
 from mdrn.weights import save_model
@@ -120,3 +121,17 @@ def test_a_network_the_exporter_cannot_convert_is_one_line(tmp_path, capsys, mon
     err = captured.err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: made_up.pt: ") and "\x1b[" not in err[0], err
     assert captured.out == "" and not out.exists()
+
+
+@pytest.mark.parametrize("package", ["onnx", "onnxscript"])
+def test_without_the_export_extra_the_error_names_what_to_install(tmp_path, capsys, monkeypatch, package):
+    # what torch.onnx raises where pip install 'mdrn[export]' never ran (sys.modules[package] = None does it
+    # in a fresh process; here an earlier test may have imported the package already)
+    def export_onnx(*args, **kwargs):
+        raise ModuleNotFoundError(f"No module named {package!r}", name=package)
+
+    monkeypatch.setattr(export, "export_onnx", export_onnx)
+    assert main(["--weights", "mdrn_small", "--scale", "2", str(tmp_path / "m.onnx")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: the ONNX export needs {package}, not installed here: pip install 'mdrn[export]'"
+    assert not list(tmp_path.iterdir())

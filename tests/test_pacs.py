@@ -347,6 +347,20 @@ def test_credentials_in_the_url_are_refused_without_being_repeated(capsys) -> No
         assert "s3cret-pw" not in err and "admin" not in err and len(err.strip().splitlines()) == 1
 
 
+def test_without_the_pacs_extra_each_command_names_what_to_install(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "dicomweb_client", None)  # as if pip install 'mdrn[pacs]' never ran
+    monkeypatch.setitem(sys.modules, "pynetdicom", None)
+    work = tmp_path / "work"
+    work.mkdir()
+    listen = ["listen", "--send-to", "ORTHANC@127.0.0.1:9", "--port", "0", "--work-dir", str(work)]
+    for argv in (["list", "--dicomweb", "http://127.0.0.1:9/dicom-web"], [*listen, "--scale", "2"]):
+        assert main(argv) == 2, argv
+        captured = capsys.readouterr()
+        err = (captured.err + captured.out).strip().splitlines()[-1]
+        assert err.startswith("error: ") and "pip install 'mdrn[pacs]'" in err, (argv, captured)
+    assert not list(work.iterdir())
+
+
 def test_https_with_a_ca_file(orthanc, tmp_path, creds, capsys, monkeypatch) -> None:
     """The PACS behind HTTPS (a TLS front, as hospitals put nginx before Orthanc): its CA must be given."""
     pytest.importorskip("cryptography")

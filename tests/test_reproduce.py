@@ -322,3 +322,28 @@ def test_make_fig8_keeps_recorded_runs_whose_weights_a_clone_wrote_later(tmp_pat
     (res / "fig8" / "fig8_x3.csv").unlink()  # a missing output is still run, with its weights
     out = dry_run()
     assert out.count("mdrn.evaluate") == 1 and f"weights={res}/models/fig8_x3.safetensors" in out
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_figs10_14_keeps_the_recorded_panels_whose_shipped_model_a_clone_wrote_later(tmp_path):
+    # git writes experiments/results/figs10_14/ before mdrn/pretrained/ on a fresh clone
+    res = tmp_path / "results"
+    (res / "figs10_14").mkdir(parents=True)
+    (res / "figs10_14" / "panels.csv").write_text("image,scale\n")
+    os.utime(res / "figs10_14" / "panels.csv", (1_000_000, 1_000_000))
+    shipped = tmp_path / "mdrn_small.safetensors"
+    shipped.write_bytes(b"w")
+    medical = tmp_path / "medical"
+    medical.mkdir()
+    (medical / "images.json").write_text("{}")
+    mk = ROOT / "experiments" / "experiments.mk"
+    cmd = ["make", "-n", "-f", str(mk), "figs10_14", f"R={res}", f"MEDICAL={medical}", f"SHIPPED={shipped}"]
+
+    def dry_run() -> str:
+        return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=True).stdout
+
+    out = dry_run()
+    assert "panels.py" not in out and "mdrn.reproduce figs10_14" in out
+    (res / "figs10_14" / "panels.csv").unlink()  # a missing output is still made, from the shipped model
+    out = dry_run()
+    assert out.count("panels.py") == 1 and f"--weights {shipped}" in out

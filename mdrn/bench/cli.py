@@ -12,7 +12,7 @@ import mdrn.bench as _package
 from mdrn.bench.core import RESULTS
 from mdrn.bench.goals import recorded_runs
 from mdrn.bench.report import readme_markdown, table_markdown, write_results
-from mdrn.bench.run import SECTIONS, default_sections, run_bench
+from mdrn.bench.run import OPT_IN_SECTIONS, SECTIONS, default_sections, run_bench
 from mdrn.perf import resolve_device
 
 
@@ -21,7 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mdrn-bench", description=(_package.__doc__ or "").split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes (seconds; for tests)")
     parser.add_argument("--only", default=None, help=f"comma-separated sections of {','.join(SECTIONS)}")
-    parser.add_argument("--all", action="store_true", help="also the opt-in sections (compile)")
+    opt_in = ", ".join(OPT_IN_SECTIONS)
+    parser.add_argument("--all", action="store_true", help=f"every section: also the opt-in ones ({opt_in})")
     parser.add_argument(
         "--out", default=None, help=f"output folder (default {RESULTS}; --quick: a temp folder)"
     )

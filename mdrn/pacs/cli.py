@@ -175,6 +175,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (PacsError, _SetupError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as err:  # the DICOM node without the pacs extra
+        if (err.name or "").partition(".")[0] != "pynetdicom":
+            raise
+        print(f"error: the DICOM node needs {err.name}, which is not installed: pip install 'mdrn[pacs]'",
+              file=sys.stderr)  # fmt: skip
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -377,7 +377,10 @@ def connect(
     timeout: float = 60.0,
 ) -> PacsClient:
     """A client of the DICOMweb root ``url``; checks the URL, the credentials and the CA file first."""
-    from dicomweb_client import DICOMwebClient
+    try:
+        from dicomweb_client import DICOMwebClient
+    except ModuleNotFoundError as exc:  # the pacs extra is not installed
+        raise PacsError(f"DICOMweb needs {exc.name}, not installed here: pip install 'mdrn[pacs]'") from exc
 
     for name in ("dicomweb_client", "urllib3", "requests"):
         logging.getLogger(name).setLevel(logging.WARNING)  # their debug lines carry headers and UIDs

@@ -302,8 +302,12 @@ class Node:
 
     def start(self) -> Node:
         """Start listening and the worker thread."""
-        from pynetdicom import AE, AllStoragePresentationContexts, evt
-        from pynetdicom.sop_class import Verification
+        try:
+            from pynetdicom import AE, AllStoragePresentationContexts, evt
+            from pynetdicom.sop_class import Verification
+        except ModuleNotFoundError:  # the pacs extra is not installed: mdrn-pacs names it
+            shutil.rmtree(self.root, ignore_errors=True)
+            raise
 
         logging.getLogger("pynetdicom").setLevel(logging.ERROR)  # its lines are not ours to print
         ae = AE(ae_title=self.ae_title)
