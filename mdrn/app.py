@@ -35,7 +35,13 @@ from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-import gradio as gr  # noqa: E402  (request annotations of the handlers must resolve at module level)
+try:  # request annotations of the handlers must resolve at module level
+    import gradio as gr
+except ImportError as _err:  # mdrn-app says what to install, in one line (main)
+    gr = None
+    _GRADIO_MISSING: str | None = f"the app needs gradio ({_err}): pip install 'mdrn[app]'"
+else:
+    _GRADIO_MISSING = None
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
@@ -515,6 +521,9 @@ def _private_temp() -> Path:
 @quiet_value_warnings()  # pydicom's warnings quote a patient's values
 def main(argv: Sequence[str] | None = None) -> int:
     """Start the app on 127.0.0.1 (or ``--host``) with an upload size limit; never a share link."""
+    if _GRADIO_MISSING:  # the app (and its PACS panel) cannot even list its options
+        print(f"error: {_GRADIO_MISSING}", file=sys.stderr)
+        return 2
     from mdrn.upscale import parse_pixel_limit
 
     p = argparse.ArgumentParser(prog="mdrn-app", description="Local web app to enlarge medical images.")

@@ -282,3 +282,15 @@ def test_closing_the_tab_mid_run_stops_it_and_leaves_none_of_its_files(tmp_path)
     while not events.empty():
         left.append(events.get()[0])
     assert "done" not in left and "error" not in left, left
+
+
+def test_without_gradio_the_app_names_what_to_install() -> None:
+    """Without the app extra: one line naming the package to install, exit 2 (was a traceback)."""
+    import subprocess
+    import sys
+
+    code = "import sys; sys.modules['gradio'] = None\nfrom mdrn.app import main\nsys.exit(main([]))\n"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2, run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and "pip install 'mdrn[app]'" in lines[0], run.stderr
