@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from mdrn.export import main
+from mdrn.export import check_onnx, export_onnx, main
+from mdrn.io.images import write_image
 from mdrn.models import MDRN
 from mdrn.weights import save_model
 
@@ -120,3 +121,15 @@ def test_a_network_the_exporter_cannot_convert_is_one_line(tmp_path, capsys, mon
     err = captured.err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: made_up.pt: ") and "\x1b[" not in err[0], err
     assert captured.out == "" and not out.exists()
+
+
+def test_check_onnx_refuses_an_image_the_network_refuses(tmp_path, capfd) -> None:
+    """RLFN's 15x15 minimum is not in the graph: the check says so in one line instead of ONNX Runtime."""
+    from mdrn.models import RLFN
+
+    net = RLFN(n_feats=8, n_blocks=1, esa_channels=4, scale=2).eval()
+    path = export_onnx(net, 2, tmp_path / "rlfn.onnx")
+    write_image(tmp_path / "tiny.png", np.zeros((3, 5, 3), np.uint8), bit_depth=8)
+    with pytest.raises(ValueError, match=r"^tiny\.png \(5x3\): RLFN needs at least 15x15"):
+        check_onnx(path, net, 2, [tmp_path / "tiny.png"])
+    assert "ONNXRuntimeError" not in capfd.readouterr().err

@@ -160,3 +160,18 @@ def test_bf16_runs_only_the_body_of_a_y_channel_network_in_bf16(monkeypatch) -> 
             body = net.net(ycc[:, :1]).float()
         ref = blocks.ycbcr_to_rgb(torch.cat([ycc[:, :1] + body, ycc[:, 1:]], dim=1))
     assert torch.equal(out, ref)
+
+
+def test_a_too_small_image_is_the_networks_one_line_error_on_onnxruntime_too(tmp_path, monkeypatch, capfd):
+    """RLFN needs 15x15 pixels: its exported graph lost that check, so ONNX Runtime failed in MaxPool."""
+    pytest.importorskip("onnxruntime")
+    from mdrn.models import RLFN
+
+    monkeypatch.setenv("MDRN_CACHE", str(tmp_path))
+    net = RLFN(n_feats=8, n_blocks=1, esa_channels=4, scale=2).eval()
+    small = _image(3, 5, c=3)
+    for backend in ("torch", "onnxruntime"):
+        prepared, _ = prepare_network(net, "cpu", backend=backend, scales=(2,))
+        with pytest.raises(ValueError, match=r"^RLFN needs at least 15x15 input pixels .*got 5x3$"):
+            upscale(prepared, small, 2)
+    assert "ONNXRuntimeError" not in capfd.readouterr().err  # nor ONNX Runtime's own log line

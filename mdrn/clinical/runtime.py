@@ -252,6 +252,9 @@ class OnnxNetwork(_Delegate):
         atomic_write(path, write, overwrite=True)
 
     def _run(self, part: str, x: Tensor, scale: int) -> Tensor:
+        check = getattr(self.net, "check_input", None)
+        if part != "reconstruct" and callable(check):
+            check(x, scale)  # the graph lost the network's checks: the same one-line error as PyTorch's
         array = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
         return torch.from_numpy(self.session(part, scale).run(None, {"x": array})[0])
 
