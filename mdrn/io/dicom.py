@@ -34,7 +34,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from mdrn.io.images import ImageData, ImageReadError, check_pixel_count
+from mdrn.io.images import ImageData, ImageReadError, _keep_icc, check_pixel_count
 
 __all__ = [
     "LOSSY_TRANSFER_SYNTAXES",
@@ -196,10 +196,12 @@ def _to_image(path: Path, ds: Any, array: np.ndarray) -> ImageData:
     else:
         raise ImageReadError(path, f"{photometric} DICOM images are not supported")
     out = np.ascontiguousarray(array.astype(np.uint8 if bits_stored <= 8 else np.uint16))
-    return ImageData(
+    image = ImageData(
         out, bits_stored, path=path, dicom=ds, photometric=photometric, signed_offset=signed_offset,
         meta={"format": "DICOM"},
     )  # fmt: skip
+    _keep_icc(image, ds.get("ICCProfile"))  # (0028,2000): a PNG or TIFF output carries it
+    return image
 
 
 #: JPEG Extended (Process 2 and 4): 8- or 12-bit JPEG
