@@ -143,6 +143,12 @@ def check_onnx(
     net.eval()
     try:
         for name, x in inputs:
+            check = getattr(net, "check_input", None)
+            try:
+                if callable(check):
+                    check(x, scale)  # the graph lost the network's checks (RLFN: at least 15x15 pixels)
+            except ValueError as err:
+                raise ValueError(f"{name}: {err}") from None
             got = session.run(["sr"], {"lr": x.numpy()})[0]
             with torch.inference_mode():
                 ref = net(x, scale).numpy()

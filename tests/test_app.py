@@ -89,6 +89,21 @@ def test_process_and_save_keep_bit_depth_format_and_name_the_model(tmp_path) -> 
     assert all(line.startswith("saved") for line in save_results(results, out, overwrite=True))
 
 
+def test_two_uploads_of_one_file_name_get_distinct_outputs(tmp_path) -> None:
+    """Two "scan.png" from two folders in one run: the second failed with "tick 'Overwrite ...'"."""
+    first, second = tmp_path / "a" / "scan.png", tmp_path / "b" / "scan.png"
+    for folder, value in ((first.parent, 10), (second.parent, 200)):
+        folder.mkdir()
+        Image.fromarray(np.full((12, 14), value, np.uint8)).save(folder / "scan.png")
+    results, errors = process_files([first, second], 2, "bicubic", tmp_path / "work")
+    assert errors == [] and [r.name for r in results] == ["scan.png", "scan.png"]
+    assert [f.name for r in results for f in r.files] == ["scan_x2_bicubic.png", "scan-2_x2_bicubic.png"]
+    lines = save_results(results, tmp_path / "saved")
+    assert all(line.startswith("saved") for line in lines), lines
+    assert read_image(tmp_path / "saved" / "scan_x2_bicubic.png").array.max() == 10
+    assert read_image(tmp_path / "saved" / "scan-2_x2_bicubic.png").array.min() == 200
+
+
 def test_series_and_volume_show_every_slice(tmp_path) -> None:
     files = make_ct_series(tmp_path / "CT", 4)
     make_nifti(tmp_path / "head.nii.gz")

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from mdrn import export
-from mdrn.export import main
+from mdrn.export import check_onnx, export_onnx, main
+from mdrn.io.images import write_image
 from mdrn.models import MDRN
 from mdrn.weights import save_model
 
@@ -135,3 +136,15 @@ def test_without_the_export_extra_the_error_names_what_to_install(tmp_path, caps
     err = capsys.readouterr().err.strip()
     assert err == f"error: the ONNX export needs {package}, not installed here: pip install 'mdrn[export]'"
     assert not list(tmp_path.iterdir())
+
+
+def test_check_onnx_refuses_an_image_the_network_refuses(tmp_path, capfd) -> None:
+    """RLFN's 15x15 minimum is not in the graph: the check says so in one line instead of ONNX Runtime."""
+    from mdrn.models import RLFN
+
+    net = RLFN(n_feats=8, n_blocks=1, esa_channels=4, scale=2).eval()
+    path = export_onnx(net, 2, tmp_path / "rlfn.onnx")
+    write_image(tmp_path / "tiny.png", np.zeros((3, 5, 3), np.uint8), bit_depth=8)
+    with pytest.raises(ValueError, match=r"^tiny\.png \(5x3\): RLFN needs at least 15x15"):
+        check_onnx(path, net, 2, [tmp_path / "tiny.png"])
+    assert "ONNXRuntimeError" not in capfd.readouterr().err

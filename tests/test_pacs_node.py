@@ -349,3 +349,32 @@ def test_an_instance_refused_for_its_uid_opens_no_series(tmp_path: Path) -> None
         assert node._incoming == {} and not any(node.root.iterdir())
     finally:
         node.stop()
+
+
+@pytest.mark.parametrize("plugins", [("pillow",), ("pillow", "pylibjpeg")])
+def test_jpeg_extended_is_accepted_only_with_a_12_bit_jpeg_decoder(monkeypatch, plugins) -> None:
+    """Pillow counts as a JPEG Extended decoder but reads only 8-bit JPEG: 12-bit images failed later."""
+    from types import SimpleNamespace
+
+    import pydicom.pixels
+    from pydicom.uid import ExplicitVRLittleEndian, JPEGExtended12Bit
+
+    from mdrn.io.dicom import missing_decoder
+    from mdrn.pacs.node import _syntaxes
+
+    decoder = SimpleNamespace(
+        is_available=True, available_plugins=plugins,
+        missing_dependencies=["pylibjpeg - requires pylibjpeg>=2.0 and pylibjpeg-libjpeg>=2.1"],
+    )  # fmt: skip
+    monkeypatch.setattr(pydicom.pixels, "get_decoder", lambda uid: decoder)
+    accepted = _syntaxes()
+    assert ExplicitVRLittleEndian in accepted
+    assert (JPEGExtended12Bit in accepted) == ("pylibjpeg" in plugins)  # else a PACS sends another syntax
+    assert missing_decoder(JPEGExtended12Bit) is None  # a file at hand: Pillow decodes the 8-bit ones
+    problem = missing_decoder(JPEGExtended12Bit, every_depth=True)  # what the node says when it refuses
+    expected = None if "pylibjpeg" in plugins else (
+        "JPEG Extended (Process 2 and 4) (1.2.840.10008.1.2.4.51) pixel data of 12 bits cannot be decoded "
+        "here (Pillow reads only 8-bit JPEG): install a decoder, e.g. pip install 'pylibjpeg>=2.0' "
+        "'pylibjpeg-libjpeg>=2.1'"
+    )  # fmt: skip
+    assert problem == expected

@@ -160,3 +160,41 @@ def test_bf16_runs_only_the_body_of_a_y_channel_network_in_bf16(monkeypatch) -> 
             body = net.net(ycc[:, :1]).float()
         ref = blocks.ycbcr_to_rgb(torch.cat([ycc[:, :1] + body, ycc[:, 1:]], dim=1))
     assert torch.equal(out, ref)
+
+
+def test_a_too_small_image_is_the_networks_one_line_error_on_onnxruntime_too(tmp_path, monkeypatch, capfd):
+    """RLFN needs 15x15 pixels: its exported graph lost that check, so ONNX Runtime failed in MaxPool."""
+    pytest.importorskip("onnxruntime")
+    from mdrn.models import RLFN
+
+    monkeypatch.setenv("MDRN_CACHE", str(tmp_path))
+    net = RLFN(n_feats=8, n_blocks=1, esa_channels=4, scale=2).eval()
+    small = _image(3, 5, c=3)
+    for backend in ("torch", "onnxruntime"):
+        prepared, _ = prepare_network(net, "cpu", backend=backend, scales=(2,))
+        with pytest.raises(ValueError, match=r"^RLFN needs at least 15x15 input pixels .*got 5x3$"):
+            upscale(prepared, small, 2)
+    assert "ONNXRuntimeError" not in capfd.readouterr().err  # nor ONNX Runtime's own log line
+
+
+def test_a_corrupt_cached_export_is_exported_again_once(tmp_path, monkeypatch) -> None:
+    """A cached file ORT cannot load was used as is: auto fell back to PyTorch, onnxruntime failed."""
+    pytest.importorskip("onnxruntime")
+    import mdrn.clinical.runtime as runtime
+
+    monkeypatch.setenv("MDRN_CACHE", str(tmp_path))
+    net = SRCNN(scales=(2,), n_colors=1).eval()
+    prepare_network(net, "cpu", backend="onnxruntime", scales=(2,))
+    (cached,) = (tmp_path / "onnx").iterdir()
+    good = cached.read_bytes()
+    monkeypatch.setattr(runtime, "onnxruntime_pays", lambda: True)
+    x = _image()
+    for backend in ("onnxruntime", "auto"):
+        cached.write_bytes(good[: len(good) // 2])  # a truncated cache entry (a full disk, a killed copy)
+        notes: list[str] = []
+        one, runs_on = prepare_network(net, "cpu", backend=backend, scales=(2,), note=notes.append)
+        assert runs_on == "ONNX Runtime (CPU, fp32)", notes
+        assert len(notes) == 1 and "preparing the model for ONNX Runtime at x2" in notes[0]  # exported once
+        assert cached.stat().st_size == len(good)
+        with torch.no_grad():
+            assert (upscale(one, x, 2) - upscale(net, x, 2)).abs().max() <= ONNX_TOLERANCE

@@ -453,6 +453,23 @@ def test_the_icc_colour_profile_goes_to_the_output(tmp_path, name, kind, out) ->
     assert read_image(dest).meta["icc_profile"] == profile
 
 
+@pytest.mark.parametrize("fmt", ["png", "tiff", "dcm"])
+def test_a_dicom_icc_profile_goes_to_the_output(tmp_path, fmt) -> None:
+    # an RGB DICOM (dermoscopy, photography: VL) with ICC Profile (0028,2000): PNG/TIFF outputs had none
+    profile = _icc(b"RGB ")
+    ds = pydicom.dcmread(get_testdata_file("SC_rgb.dcm"))
+    ds.ICCProfile = profile
+    ds.save_as(tmp_path / "photo.dcm")
+    args = ["--scale", "2", "--weights", "bicubic", "--format", fmt, "-o", str(tmp_path / "o"), "-q"]
+    assert main([str(tmp_path / "photo.dcm"), *args]) == 0
+    (dest,) = (tmp_path / "o").iterdir()
+    if fmt == "dcm":
+        assert pydicom.dcmread(dest).ICCProfile == profile  # the derived DICOM keeps its copy
+    else:
+        assert _profile_of(dest) == profile
+    assert read_image(dest).meta["icc_profile"] == profile
+
+
 def test_a_profile_of_another_colour_space_is_not_copied(tmp_path) -> None:
     # a CMYK JPEG's pixels become RGB: its CMYK profile would misdescribe them; an RGB profile on gray too
     cmyk = np.random.default_rng(3).integers(0, 256, (10, 12, 4), dtype=np.uint8)

@@ -135,8 +135,8 @@ def process_files(
 
     ``progress((done, total), desc=text)`` is called after each slice (``text``: file k of n, slice i of
     m); ``on_result`` receives each result as soon as its file is done. ``series_name`` names a DICOM
-    series opened as a folder (the folder's name; else the series' description). Returns the results
-    and one error line per input that failed (named).
+    series opened as a folder (the folder's name; else the series' description); a second input of the
+    same name is written as ``<name>-2``. Returns the results and one error line per input that failed.
     """
     plain = _loaded(str(weights), int(scale))
     scales = tuple(getattr(plain, "scales", ()))
@@ -153,9 +153,16 @@ def process_files(
     out_dir = Path(out_dir)
     problems: list[ImageReadError] = []
     stacks = open_files([Path(p) for p in paths], plane=plane, max_pixels=max_pixels, errors=problems)
+    taken: set[str] = set()
     for stack in stacks:
         if series_name and stack.kind == "series":
             stack.label = series_name
+        name, k = stack.name, 1
+        while name in taken:  # inputs of one name (uploads from two folders): distinct outputs
+            k += 1
+            name = f"{stack.name}-{k}"
+        stack.label = name if name != stack.name else stack.label
+        taken.add(name)
     errors = [error_line(e.path, e) for e in problems]
 
     def note(line: str) -> None:

@@ -192,7 +192,8 @@ def quiet_exporter() -> Iterator[None]:
 class OnnxNetwork(_Delegate):
     """A network run by ONNX Runtime on CPU, stage by stage; the wrapped PyTorch network answers the rest.
 
-    Sessions are made on first use of a scale from the cached export (exported then if missing).
+    Sessions are made on first use of a scale from the cached export (exported then if missing, or again
+    once if ONNX Runtime cannot load it).
     ``note(text)`` is told when an export starts (it takes seconds to a minute).
     """
 
@@ -217,17 +218,26 @@ class OnnxNetwork(_Delegate):
         """The ONNX Runtime session of a stage (exported and cached on first use)."""
         key = (part, int(scale))
         if key not in self._sessions:
-            import onnxruntime as ort
-
             path = self.path(part, scale)
             if not path.is_file():
                 self._export(part, int(scale), path)
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = self.threads
-            options.inter_op_num_threads = 1
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            self._sessions[key] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+                self._sessions[key] = self._load(path)
+            else:
+                try:
+                    self._sessions[key] = self._load(path)
+                except Exception:  # noqa: BLE001 - a cached file ONNX Runtime cannot load: exported again, once
+                    self._export(part, int(scale), path)
+                    self._sessions[key] = self._load(path)
         return self._sessions[key]
+
+    def _load(self, path: Path) -> Any:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def _export(self, part: str, scale: int, path: Path) -> None:
         from torch.export import Dim
@@ -252,6 +262,9 @@ class OnnxNetwork(_Delegate):
         atomic_write(path, write, overwrite=True)
 
     def _run(self, part: str, x: Tensor, scale: int) -> Tensor:
+        check = getattr(self.net, "check_input", None)
+        if part != "reconstruct" and callable(check):
+            check(x, scale)  # the graph lost the network's checks: the same one-line error as PyTorch's
         array = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
         return torch.from_numpy(self.session(part, scale).run(None, {"x": array})[0])
 

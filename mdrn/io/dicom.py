@@ -34,7 +34,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from mdrn.io.images import ImageData, ImageReadError, check_pixel_count
+from mdrn.io.images import ImageData, ImageReadError, _keep_icc, check_pixel_count
 
 __all__ = [
     "LOSSY_TRANSFER_SYNTAXES",
@@ -196,16 +196,23 @@ def _to_image(path: Path, ds: Any, array: np.ndarray) -> ImageData:
     else:
         raise ImageReadError(path, f"{photometric} DICOM images are not supported")
     out = np.ascontiguousarray(array.astype(np.uint8 if bits_stored <= 8 else np.uint16))
-    return ImageData(
+    image = ImageData(
         out, bits_stored, path=path, dicom=ds, photometric=photometric, signed_offset=signed_offset,
         meta={"format": "DICOM"},
     )  # fmt: skip
+    _keep_icc(image, ds.get("ICCProfile"))  # (0028,2000): a PNG or TIFF output carries it
+    return image
 
 
-def missing_decoder(transfer_syntax: str) -> str | None:
+#: JPEG Extended (Process 2 and 4): 8- or 12-bit JPEG
+_JPEG_12_BIT = "1.2.840.10008.1.2.4.51"
+
+
+def missing_decoder(transfer_syntax: str, *, every_depth: bool = False) -> str | None:
     """Why pixels in ``transfer_syntax`` cannot be decoded here (the syntax named, the packages to install).
 
-    None when a decoder is available.
+    None when a decoder is available. ``every_depth``: a decoder for every bit depth the syntax allows
+    (JPEG Extended: 12-bit too, which Pillow does not read; a node accepting data it has not seen yet).
     """
     from pydicom.pixels import get_decoder
     from pydicom.uid import UID
@@ -216,9 +223,14 @@ def missing_decoder(transfer_syntax: str) -> str | None:
         decoder = get_decoder(uid)
     except NotImplementedError:
         return f"{name}: pydicom has no decoder for this transfer syntax"
-    if decoder.is_available:
-        return None
-    return f"{name} pixel data cannot be decoded here: install a decoder, e.g. {_install_hint(decoder)}"
+    if not decoder.is_available:
+        return f"{name} pixel data cannot be decoded here: install a decoder, e.g. {_install_hint(decoder)}"
+    if every_depth and uid == _JPEG_12_BIT and not set(decoder.available_plugins) - {"pillow"}:
+        return (
+            f"{name} pixel data of 12 bits cannot be decoded here (Pillow reads only 8-bit JPEG): install a "
+            f"decoder, e.g. {_install_hint(decoder)}"
+        )
+    return None
 
 
 def _install_hint(decoder: Any) -> str:

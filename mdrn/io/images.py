@@ -2,7 +2,7 @@
 
 One module owns image files: PNG, JPEG, TIFF, BMP and DICOM in; PNG, TIFF and DICOM out. Gray stays gray,
 16-bit stays 16-bit, a 12-bit DICOM keeps its 12 significant bits, an alpha channel is kept beside the
-pixels (``ImageData.alpha``), an ICC colour profile goes from PNG, JPEG or TIFF input to PNG or TIFF output
+pixels (``ImageData.alpha``), an ICC colour profile goes from PNG, JPEG, TIFF, DICOM input to PNG, TIFF output
 (``ImageData.meta["icc_profile"]``). Every failure is one :class:`ImageReadError` that names the file and
 the problem. The pixel count is checked from the file header before anything is decoded (``max_pixels``,
 default :data:`DEFAULT_MAX_PIXELS`), so a small file declaring a huge image is refused at no cost; a

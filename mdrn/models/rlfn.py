@@ -88,13 +88,17 @@ class RLFN(SRNet):
         self.body_tail = conv(n_feats, n_feats, 3)
         self.upsample = nn.Sequential(conv(n_feats, 3 * self.scale**2, 3), nn.PixelShuffle(self.scale))
 
-    def forward(self, x: torch.Tensor, scale: int) -> torch.Tensor:
-        """Super-resolve RGB ``x`` (N, 3, H, W) in [0, 1] by ``scale``; output not clamped."""
-        self.check_input(x, scale)
+    def check_input(self, x: torch.Tensor, scale: int) -> None:
+        """:meth:`SRNet.check_input`, and at least 15x15 pixels (the attention's strided pooling)."""
+        super().check_input(x, scale)
         if min(x.shape[-2:]) < MIN_RLFN_SIDE:
             raise ValueError(
                 f"RLFN needs at least {MIN_RLFN_SIDE}x{MIN_RLFN_SIDE} input pixels (its attention's strided "
                 f"pooling), got {x.shape[-1]}x{x.shape[-2]}"
             )
+
+    def forward(self, x: torch.Tensor, scale: int) -> torch.Tensor:
+        """Super-resolve RGB ``x`` (N, 3, H, W) in [0, 1] by ``scale``; output not clamped."""
+        self.check_input(x, scale)
         feats = self.head(x * self.rgb_range)
         return self.upsample(self.body_tail(self.blocks(feats)) + feats) / self.rgb_range

@@ -6,9 +6,10 @@ receives in a private temporary folder (0700), one sub-folder per series, and en
 instance of it came for ``stable_after`` seconds, with :func:`mdrn.pacs.series.enlarge_series` (the code
 path of ``mdrn-upscale``). The derived series goes back by C-STORE to ``send_to``; the received files are
 deleted once their series is done, whether it succeeded or not. A series that fails is reported in one
-line and the node goes on. It accepts the transfer syntaxes this machine can decode (so a PACS that
-transcodes, such as Orthanc, sends decodable data), and names the package to install for any syntax it
-had to refuse. TLS: ``tls_cert``/``tls_key`` serve and send over TLS, ``tls_ca`` checks the peers.
+line and the node goes on. It accepts the transfer syntaxes this machine can decode at every bit depth
+(JPEG Extended only with a 12-bit JPEG decoder, not Pillow alone), so a PACS that transcodes, such as
+Orthanc, sends decodable data, and names the package to install for any syntax it had to refuse. TLS:
+``tls_cert``/``tls_key`` serve and send over TLS, ``tls_ca`` checks the peers.
 Log lines carry UIDs, AE titles and counts only: no patient name, ID or birth date.
 """
 
@@ -126,7 +127,7 @@ def _syntaxes() -> list[str]:
 
     from mdrn.io.dicom import missing_decoder
 
-    return [ts for ts in ALL_TRANSFER_SYNTAXES if missing_decoder(ts) is None]
+    return [ts for ts in ALL_TRANSFER_SYNTAXES if missing_decoder(ts, every_depth=True) is None]
 
 
 class _CStore:
@@ -245,7 +246,7 @@ class Node:
 
         for cx in event.assoc.rejected_contexts:
             if cx.result == 0x04 and cx.transfer_syntax:  # no transfer syntax we can decode
-                problem = missing_decoder(cx.transfer_syntax[0]) or "not accepted"
+                problem = missing_decoder(cx.transfer_syntax[0], every_depth=True) or "not accepted"
                 self.say(
                     f"refused {UID(cx.abstract_syntax).name} offered by "
                     f"{str(event.assoc.requestor.ae_title).strip()} in {problem}"
