@@ -10,8 +10,8 @@ cached, see :mod:`mdrn.weights`), or ``bicubic`` (interpolation, no network). An
 :mod:`mdrn.clinical.enlarge`): gray stays gray, 16-bit stays 16-bit, a 12-bit DICOM stays 12-bit, and a
 derived DICOM is true to PS3.3 (see :mod:`mdrn.io.dicom`). Images over ``--max-pixels`` are refused from their
 header. Inputs that fail print one line naming the file and the problem, leave no output behind, and
-make the exit code 1; the other inputs are still processed. Ctrl-C stops with exit code 130, the files
-written so far complete and no partial one left.
+make the exit code 1; the other inputs are still processed. Ctrl-C stops with exit code 130 (SIGTERM:
+143), the files written so far complete and no partial one (nor a volume's decompressed copy) left.
 """
 
 from __future__ import annotations
@@ -214,15 +214,32 @@ def _prepare_output(out: Path) -> str | None:
     return None
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``, systemd, a batch scheduler): stops the run as Ctrl-C does."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    """The SIGTERM handler of :func:`main`: unwind, so that no decompressed volume or partial file stays."""
+    raise _Terminated
+
+
 @quiet_value_warnings()  # pydicom's warnings quote a patient's values
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return 0 if every input was written, 1 if any failed, 2 on a setup error,
-    130 if interrupted (Ctrl-C, at any step: loading, opening the inputs, enlarging)."""
+    130 if interrupted (Ctrl-C, at any step: loading, opening the inputs, enlarging), 143 on SIGTERM."""
+    import signal
+    import threading
+
+    handle = threading.current_thread() is threading.main_thread()  # signal handlers: main thread only
+    previous = signal.signal(signal.SIGTERM, _terminate) if handle else None
     try:
         return _main(argv)
-    except KeyboardInterrupt:  # one line, not a traceback; the file being written was not left
+    except KeyboardInterrupt as exc:  # one line, not a traceback; the file being written was not left
         print("\ninterrupted: the files reported as written are complete; no other output", file=sys.stderr)
-        return 130
+        return 143 if isinstance(exc, _Terminated) else 130
+    finally:
+        if handle:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def _main(argv: Sequence[str] | None) -> int:
