@@ -138,6 +138,23 @@ def test_ctrl_c_leaves_no_decompressed_volume_in_the_temporary_folder(tmp_path, 
     assert list(scratch.iterdir()) == []
 
 
+def test_a_volume_dropped_without_close_leaves_no_decompressed_copy(tmp_path, monkeypatch) -> None:
+    # a caller that forgets close() (a script, a test) left the .nii.gz's decompressed copy (patient data) in
+    # the temporary folder for good; now it goes when the volume is collected
+    import gc
+    import tempfile
+
+    make_nifti(tmp_path / "a.nii.gz")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    volume = NiftiVolume(tmp_path / "a.nii.gz")
+    assert volume.slice(0).array.size and len(list(scratch.iterdir())) == 1
+    del volume
+    gc.collect()
+    assert list(scratch.iterdir()) == []
+
+
 _TERMINATED_WHILE_ENLARGING = """
 import os, signal, sys, time
 import mdrn.upscale
