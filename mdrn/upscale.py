@@ -35,7 +35,7 @@ from mdrn.clinical.enlarge import (
     load_network,
     model_name,
 )
-from mdrn.clinical.inputs import Stack, error_line, job_pixels, open_inputs
+from mdrn.clinical.inputs import Stack, Terminated, error_line, job_pixels, open_inputs, sigterm_stops
 from mdrn.clinical.runtime import BACKENDS, PRECISIONS, prepare_network
 from mdrn.io.dicom import quiet_value_warnings
 from mdrn.io.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, ImageReadError
@@ -214,32 +214,16 @@ def _prepare_output(out: Path) -> str | None:
     return None
 
 
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM (``kill``, ``timeout``, systemd, a batch scheduler): stops the run as Ctrl-C does."""
-
-
-def _terminate(signum: int, frame: Any) -> None:
-    """The SIGTERM handler of :func:`main`: unwind, so that no decompressed volume or partial file stays."""
-    raise _Terminated
-
-
 @quiet_value_warnings()  # pydicom's warnings quote a patient's values
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return 0 if every input was written, 1 if any failed, 2 on a setup error,
     130 if interrupted (Ctrl-C, at any step: loading, opening the inputs, enlarging), 143 on SIGTERM."""
-    import signal
-    import threading
-
-    handle = threading.current_thread() is threading.main_thread()  # signal handlers: main thread only
-    previous = signal.signal(signal.SIGTERM, _terminate) if handle else None
     try:
-        return _main(argv)
+        with sigterm_stops():
+            return _main(argv)
     except KeyboardInterrupt as exc:  # one line, not a traceback; the file being written was not left
         print("\ninterrupted: the files reported as written are complete; no other output", file=sys.stderr)
-        return 143 if isinstance(exc, _Terminated) else 130
-    finally:
-        if handle:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+        return 143 if isinstance(exc, Terminated) else 130
 
 
 def _main(argv: Sequence[str] | None) -> int:
