@@ -111,6 +111,19 @@ def test_series_and_volume_show_every_slice(tmp_path) -> None:
     assert (tmp_path / "saved" / "head_x2_bicubic.nii.gz").is_file()
 
 
+def test_a_series_name_sent_as_a_path_stays_in_the_session_folder(tmp_path) -> None:
+    # the series' name comes from the browser (the folder's name); a crafted one ("../../x") made the
+    # derived series be written outside the session folder, where closing the tab never deleted it
+    files = make_ct_series(tmp_path / "CT", 2)
+    work = tmp_path / "work" / "session"
+    for name, folder in [("../../outside", "outside_x2_bicubic"), ("..", "series1_x2_bicubic")]:
+        results, errors = process_files(files, 2, "bicubic", work, series_name=name)
+        assert errors == [] and all(f.resolve().parent == work / folder for f in results[0].files), name
+        for r in results:
+            r.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["CT", "work"]
+
+
 def test_scale_the_model_lacks_is_a_clear_error(tmp_path) -> None:
     import torch
 

@@ -153,9 +153,10 @@ def process_files(
     out_dir = Path(out_dir)
     problems: list[ImageReadError] = []
     stacks = open_files([Path(p) for p in paths], plane=plane, max_pixels=max_pixels, errors=problems)
+    label = Path(series_name or "").name  # sent by the browser: a name, never a path out of ``out_dir``
     for stack in stacks:
-        if series_name and stack.kind == "series":
-            stack.label = series_name
+        if label not in ("", ".", "..") and stack.kind == "series":
+            stack.label = label
     errors = [error_line(e.path, e) for e in problems]
 
     def note(line: str) -> None:
