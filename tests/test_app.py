@@ -237,6 +237,23 @@ def test_main_binds_localhost_without_share_and_cleans_up(monkeypatch, tmp_path,
     assert os.environ.get("GRADIO_ANALYTICS_ENABLED") == "False"
 
 
+def test_main_on_another_address_warns_that_the_app_is_open_to_the_network(monkeypatch, tmp_path, capsys):
+    # --host 0.0.0.0 only said "reachable at 0.0.0.0": nothing told that anyone on the network can open the
+    # app (no password, no encryption), see the patients' images and save files
+    import tempfile
+
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kw: None)
+    monkeypatch.setattr(gr.Blocks, "block_thread", lambda self: None)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setenv("GRADIO_TEMP_DIR", "")
+    assert app_module.main(["--host", "0.0.0.0", "--port", "7999"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: --host 0.0.0.0" in err and "no password" in err
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # main pointed it into its (deleted) folder
+    assert app_module.main(["--port", "7999"]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
 def test_bomb_upload_is_refused_and_alpha_is_kept(tmp_path) -> None:
     from medical_data import make_png_bomb
 
