@@ -586,9 +586,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             quiet=True,  # Gradio's own lines speak to programmers (share links); ours below
             prevent_thread_lock=True,
         )
-        where = (
-            "this computer only" if args.host in ("127.0.0.1", "localhost") else f"reachable at {args.host}"
-        )
+        local = args.host in ("127.0.0.1", "localhost", "::1")
+        where = "this computer only" if local else f"reachable at {args.host}"
+        if not local:
+            print(
+                f"warning: --host {args.host}: anyone who can reach this computer on port {args.port} can "
+                "use the app, see the images opened in it and save results in any folder this user may write "
+                "(no password, no encryption); bind 127.0.0.1 unless the network is trusted",
+                file=sys.stderr,
+                flush=True,
+            )
         print(
             f"mdrn-app is running: open {getattr(app, 'local_url', None) or f'http://{args.host}:{args.port}/'}"
             f" in a web browser ({where}). Press Ctrl-C here to "

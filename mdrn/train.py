@@ -178,7 +178,8 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         log.info("%s", _start_line(cfg, module, dm, trainer, fit, out_dir))
     try:
         if fit:
-            trainer.fit(module, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
+            # weights_only: a checkpoint holding code is refused, whatever torch defaults to (or a URL)
+            trainer.fit(module, datamodule=dm, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
         results: dict[str, Any] = {"train": dict(_scalars(trainer.callback_metrics))}
         results["global_step"] = int(trainer.global_step)
         # the model-selection rule (mdrn.training.selection): best by val/psnr on the validation sets, else
@@ -201,7 +202,11 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             (out_dir / SELECTION_FILE).write_text(json.dumps(sel.to_dict(), indent=2) + "\n")
         if cfg.get("test", True):
             trainer.test(
-                module, datamodule=dm, ckpt_path=sel.path if sel is not None else None, verbose=False
+                module,
+                datamodule=dm,
+                ckpt_path=sel.path if sel is not None else None,
+                verbose=False,
+                weights_only=True,
             )
             results["test"] = dict(module.test_results)
             if trainer.is_global_zero:

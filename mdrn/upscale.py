@@ -10,8 +10,8 @@ cached, see :mod:`mdrn.weights`), or ``bicubic`` (interpolation, no network). An
 :mod:`mdrn.clinical.enlarge`): gray stays gray, 16-bit stays 16-bit, a 12-bit DICOM stays 12-bit, and a
 derived DICOM is true to PS3.3 (see :mod:`mdrn.io.dicom`). Images over ``--max-pixels`` are refused from their
 header. Inputs that fail print one line naming the file and the problem, leave no output behind, and
-make the exit code 1; the other inputs are still processed. Ctrl-C stops with exit code 130, the files
-written so far complete and no partial one left.
+make the exit code 1; the other inputs are still processed. Ctrl-C stops with exit code 130 (SIGTERM:
+143), the files written so far complete and no partial one (nor a volume's decompressed copy) left.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from mdrn.clinical.enlarge import (
     load_network,
     model_name,
 )
-from mdrn.clinical.inputs import Stack, error_line, job_pixels, open_inputs
+from mdrn.clinical.inputs import Stack, Terminated, error_line, job_pixels, open_inputs, sigterm_stops
 from mdrn.clinical.runtime import BACKENDS, PRECISIONS, prepare_network
 from mdrn.io.dicom import quiet_value_warnings
 from mdrn.io.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, ImageReadError
@@ -217,12 +217,13 @@ def _prepare_output(out: Path) -> str | None:
 @quiet_value_warnings()  # pydicom's warnings quote a patient's values
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return 0 if every input was written, 1 if any failed, 2 on a setup error,
-    130 if interrupted (Ctrl-C, at any step: loading, opening the inputs, enlarging)."""
+    130 if interrupted (Ctrl-C, at any step: loading, opening the inputs, enlarging), 143 on SIGTERM."""
     try:
-        return _main(argv)
-    except KeyboardInterrupt:  # one line, not a traceback; the file being written was not left
+        with sigterm_stops():
+            return _main(argv)
+    except KeyboardInterrupt as exc:  # one line, not a traceback; the file being written was not left
         print("\ninterrupted: the files reported as written are complete; no other output", file=sys.stderr)
-        return 130
+        return 143 if isinstance(exc, Terminated) else 130
 
 
 def _main(argv: Sequence[str] | None) -> int:

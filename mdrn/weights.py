@@ -307,6 +307,18 @@ def convert_official(state: Mapping[str, Any], source: str = "<state_dict>") -> 
 
 def _match_module(spec: dict, state: Mapping[str, Any], source: str) -> None:
     """Check ``state`` provides exactly the tensors (names and shapes) of ``build_model(spec)``."""
+    args = spec.get("args") if isinstance(spec, dict) else None
+    if isinstance(args, dict):  # each block and scale branch holds weights: a spec claiming more is refused
+        # before anything is built (a file of a few bytes could ask for millions of blocks: hours, all memory)
+        counts = {k: args[k] for k in ("n_resblocks", "depth", "n_blocks") if isinstance(args.get(k), int)}
+        if spec.get("arch") != "Bicubic" and isinstance(args.get("scales"), list | tuple):
+            counts["scales"] = len(args["scales"])
+        too_many = {k: n for k, n in counts.items() if n > len(state)}
+        if too_many:
+            raise CheckpointError(
+                f"{source}: architecture {spec.get('arch')} with {too_many} cannot fit the {len(state)} "
+                "tensor(s) of this file"
+            )
     try:
         with torch.device("meta"):
             ref = build_model(spec).state_dict()

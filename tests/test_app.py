@@ -126,6 +126,19 @@ def test_series_and_volume_show_every_slice(tmp_path) -> None:
     assert (tmp_path / "saved" / "head_x2_bicubic.nii.gz").is_file()
 
 
+def test_a_series_name_sent_as_a_path_stays_in_the_session_folder(tmp_path) -> None:
+    # the series' name comes from the browser (the folder's name); a crafted one ("../../x") made the
+    # derived series be written outside the session folder, where closing the tab never deleted it
+    files = make_ct_series(tmp_path / "CT", 2)
+    work = tmp_path / "work" / "session"
+    for name, folder in [("../../outside", "outside_x2_bicubic"), ("..", "series1_x2_bicubic")]:
+        results, errors = process_files(files, 2, "bicubic", work, series_name=name)
+        assert errors == [] and all(f.resolve().parent == work / folder for f in results[0].files), name
+        for r in results:
+            r.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["CT", "work"]
+
+
 def test_scale_the_model_lacks_is_a_clear_error(tmp_path) -> None:
     import torch
 
@@ -237,6 +250,23 @@ def test_main_binds_localhost_without_share_and_cleans_up(monkeypatch, tmp_path,
     assert seen["max_file_size"]
     assert Path(seen["temp"]).parent == tmp_path and not Path(seen["temp"]).exists()  # deleted at exit
     assert os.environ.get("GRADIO_ANALYTICS_ENABLED") == "False"
+
+
+def test_main_on_another_address_warns_that_the_app_is_open_to_the_network(monkeypatch, tmp_path, capsys):
+    # --host 0.0.0.0 only said "reachable at 0.0.0.0": nothing told that anyone on the network can open the
+    # app (no password, no encryption), see the patients' images and save files
+    import tempfile
+
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kw: None)
+    monkeypatch.setattr(gr.Blocks, "block_thread", lambda self: None)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setenv("GRADIO_TEMP_DIR", "")
+    assert app_module.main(["--host", "0.0.0.0", "--port", "7999"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: --host 0.0.0.0" in err and "no password" in err
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # main pointed it into its (deleted) folder
+    assert app_module.main(["--port", "7999"]) == 0
+    assert "warning" not in capsys.readouterr().err
 
 
 def test_bomb_upload_is_refused_and_alpha_is_kept(tmp_path) -> None:

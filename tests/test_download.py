@@ -87,6 +87,25 @@ def test_checksum_mismatch_removes_file(tmp_path: Path) -> None:
     assert not (tmp_path / "x.bin").exists() and not (tmp_path / "x.bin.part").exists()
 
 
+def test_a_symlink_placed_at_a_part_name_is_not_followed(tmp_path: Path) -> None:
+    # in a shared data folder, someone could place x.bin.part (or, where an archive is extracted,
+    # DIV2K/0001.png.part) as a link to one of the user's files: the download or the extraction wrote there
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious")
+    src = tmp_path / "src.bin"
+    src.write_bytes(PAYLOAD)
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "x.bin.part").symlink_to(victim)
+    out = download_file(src.as_uri(), tmp_path / "d" / "x.bin", sha256=hashlib.sha256(PAYLOAD).hexdigest())
+    assert out.read_bytes() == PAYLOAD and not out.is_symlink()
+    arc = _zip(tmp_path / "a.zip", {"DIV2K/0001.png": b"a"})
+    (tmp_path / "out" / "DIV2K").mkdir(parents=True)
+    (tmp_path / "out" / "DIV2K" / "0001.png.part").symlink_to(victim)
+    safe_extract(arc, tmp_path / "out")
+    assert (tmp_path / "out" / "DIV2K" / "0001.png").read_bytes() == b"a"
+    assert victim.read_bytes() == b"precious"
+
+
 def test_resume_with_range(tmp_path: Path, server: str) -> None:
     dest = tmp_path / "file.bin"
     half = len(PAYLOAD) // 3

@@ -138,6 +138,61 @@ def test_ctrl_c_leaves_no_decompressed_volume_in_the_temporary_folder(tmp_path, 
     assert list(scratch.iterdir()) == []
 
 
+def test_a_volume_dropped_without_close_leaves_no_decompressed_copy(tmp_path, monkeypatch) -> None:
+    # a caller that forgets close() (a script, a test) left the .nii.gz's decompressed copy (patient data) in
+    # the temporary folder for good; now it goes when the volume is collected
+    import gc
+    import tempfile
+
+    make_nifti(tmp_path / "a.nii.gz")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    volume = NiftiVolume(tmp_path / "a.nii.gz")
+    assert volume.slice(0).array.size and len(list(scratch.iterdir())) == 1
+    del volume
+    gc.collect()
+    assert list(scratch.iterdir()) == []
+
+
+_TERMINATED_WHILE_ENLARGING = """
+import os, signal, sys, time
+import mdrn.upscale
+
+def terminated(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGTERM)  # what kill, timeout, systemd or a batch scheduler sends
+    time.sleep(30)
+
+mdrn.upscale.enlarge_stack = terminated
+sys.exit(mdrn.upscale.main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_leaves_no_decompressed_volume_nor_partial_output(tmp_path) -> None:
+    # before, SIGTERM ended mdrn-upscale at once: the volume's decompressed copy (patient data) stayed in
+    # the temporary folder and the partial outputs in the output folder
+    import os
+    import subprocess
+    import sys
+
+    for name in ("a.nii.gz", "b.nii.gz"):
+        make_nifti(tmp_path / name, np.float32)
+    scratch, out = tmp_path / "tmp", tmp_path / "out"
+    scratch.mkdir()
+    args = [str(tmp_path / "a.nii.gz"), str(tmp_path / "b.nii.gz"), "--scale", "2", "--weights", "bicubic"]
+    proc = subprocess.run(
+        [sys.executable, "-c", _TERMINATED_WHILE_ENLARGING, *args, "-o", str(out), "-q"],
+        env={**os.environ, "TMPDIR": str(scratch)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 143, proc.stderr
+    assert "interrupted" in proc.stderr and "Traceback" not in proc.stderr
+    assert list(scratch.iterdir()) == []
+    assert list(out.iterdir()) == []
+
+
 def test_nan_and_infinite_voxels_of_a_float_map_stay_where_they_were(tmp_path) -> None:
     # a researcher's map marks "outside" with NaN; +-inf are kept too, each over the s x s voxels it became
     data = np.random.default_rng(0).normal(100, 10, (8, 6, 2)).astype(np.float32)

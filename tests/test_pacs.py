@@ -164,6 +164,37 @@ def test_unknown_study_and_series_are_one_line(orthanc, tmp_path, creds, capsys)
     assert capsys.readouterr().err.strip().endswith(f"series 1.2.3.999 not in study {study.study}")
 
 
+_TERMINATED_WHILE_ENLARGING = """
+import os, signal, sys, time
+import mdrn.pacs.dicomweb
+from mdrn.pacs.cli import main
+
+def terminated(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGTERM)  # what kill, timeout, systemd or a batch scheduler sends
+    time.sleep(30)
+
+mdrn.pacs.dicomweb.enlarge_series = terminated
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_leaves_no_fetched_series_in_the_temporary_folder(orthanc, tmp_path, creds) -> None:
+    # before, SIGTERM ended mdrn-pacs enlarge at once and the series read from the PACS (patient data)
+    # stayed in the temporary folder; now it stops as Ctrl-C does: one line, exit 143, the folder deleted
+    study = make_study(tmp_path / "ct", 2)
+    upload(orthanc, study.files)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, **creds, "TMPDIR": str(scratch)}
+    res = subprocess.run(
+        [sys.executable, "-c", _TERMINATED_WHILE_ENLARGING, *_enlarge(orthanc, study.study)],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert res.returncode == 143, res.stderr
+    assert res.stderr.strip().splitlines()[-1] == "interrupted"
+    assert list(scratch.iterdir()) == []
+
+
 def _non_image(kind: str, study, series: str, number: int):
     """A Basic Text SR or a Grayscale Softcopy Presentation State in the CT series."""
     from pydicom.dataset import Dataset, FileMetaDataset

@@ -137,3 +137,37 @@ def test_medical_data_config_instantiates(tmp_path: Path) -> None:
     dm = instantiate(_datamodule_config(cfg.data), n_colors=3)
     assert [(s["name"], s.get("path"), s["weight"]) for s in dm.train_sources] == [
         ("DIV2K", None, 0.8), ("medical", str(medical), 0.2)]  # fmt: skip
+
+
+class _RunsCode:
+    """Unpickling this makes a folder (what a crafted checkpoint could do with any command)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # noqa: ANN204
+        import os
+
+        return os.mkdir, (str(self.marker),)
+
+
+def test_resuming_refuses_a_checkpoint_holding_code_whatever_torch_defaults_to(
+    tmp_path: Path, sample_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ckpt_path= is read with weights_only=True even where TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 (set to quiet
+    # old code) flips torch's default; before, Lightning passed weights_only=None and the file's pickle ran
+    import pickle
+
+    import torch
+
+    marker = tmp_path / "code_ran"
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "payload": _RunsCode(marker)}, evil)
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    cfg = _cfg(tmp_path, ["model=mdrn_x2", "data=sample", "trainer=cpu", "+trainer.fast_dev_run=true",
+                          "data.batch_size=2", "data.patch_size=16", "print_config=false", "logger=csv",
+                          f"paths.data_dir={sample_dir}", "data.val.0.limit=1", "data.test.0.limit=1",
+                          f"ckpt_path={evil}", *TINY["mdrn_x2"]])  # fmt: skip
+    with pytest.raises(pickle.UnpicklingError):
+        train(cfg)
+    assert not marker.exists()

@@ -122,6 +122,35 @@ def lightning_ckpt(net, path, with_arch=True):
     return path
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        {"n_resblocks": 10**7, "n_feats": 8, "scales": [2]},
+        {"n_resblocks": 1, "n_feats": 8, "scales": [2] * 1000},
+    ],
+)
+def test_a_spec_asking_for_more_blocks_than_the_file_holds_is_refused_before_building(
+    tmp_path, monkeypatch, args
+):
+    # a file of a few hundred bytes whose spec asked for millions of blocks was built (on the meta device)
+    # before its tensors were compared: hours and all the memory for one crafted file
+    from safetensors.torch import save_file
+
+    path = tmp_path / "crafted.safetensors"
+    save_file(
+        {"head.weight": torch.zeros(1)},
+        str(path),
+        metadata={"mdrn_arch": json.dumps({"arch": "MDRN", "args": args})},
+    )
+
+    def refuse(spec):
+        raise AssertionError(f"built {spec}")
+
+    monkeypatch.setattr(weights, "build_model", refuse)
+    with pytest.raises(CheckpointError, match="cannot fit the 1 tensor"):
+        load_model(path)
+
+
 def test_lightning_checkpoint(tmp_path):
     net = perturbed(tiny(MDRN)).eval()
     loaded = load_model(lightning_ckpt(net, tmp_path / "last.ckpt"))

@@ -153,10 +153,11 @@ def process_files(
     out_dir = Path(out_dir)
     problems: list[ImageReadError] = []
     stacks = open_files([Path(p) for p in paths], plane=plane, max_pixels=max_pixels, errors=problems)
+    label = Path(series_name or "").name  # sent by the browser: a name, never a path out of ``out_dir``
     taken: set[str] = set()
     for stack in stacks:
-        if series_name and stack.kind == "series":
-            stack.label = series_name
+        if label not in ("", ".", "..") and stack.kind == "series":
+            stack.label = label
         name, k = stack.name, 1
         while name in taken:  # inputs of one name (uploads from two folders): distinct outputs
             k += 1

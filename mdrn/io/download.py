@@ -61,6 +61,15 @@ def sha256_file(path: str | os.PathLike[str], progress: Callable[[int], None] | 
     return h.hexdigest()
 
 
+def _open_part(path: Path, append: bool) -> IO[bytes]:
+    """A ``.part`` file opened for writing (appending to it for a resume) that never follows a symbolic
+    link placed at its name (in a shared folder, one could point at any file of the user's)."""
+    if path.is_symlink():
+        path.unlink()
+    flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | (os.O_APPEND if append else os.O_TRUNC)
+    return os.fdopen(os.open(path, flags, 0o666), "ab" if append else "wb")
+
+
 def _check(path: Path, sha256: str | None, sha256_prefix: str | None, expected_bytes: int | None) -> None:
     """Raise ChecksumError if ``path`` does not match the expected size/hash."""
     if expected_bytes is not None and path.stat().st_size != expected_bytes:
@@ -112,6 +121,8 @@ def download_file(
                 f"; the file that was there failed its check and was removed: {str(exc).split(': ', 1)[-1]}"
             )
     part = dest.with_name(dest.name + ".part")
+    if part.is_symlink():  # not ours: never resumed, written or measured through
+        part.unlink()
     if not resume and part.exists():
         part.unlink()
     offset = part.stat().st_size if part.exists() else 0
@@ -144,7 +155,7 @@ def download_file(
                 total_i = int(total) + offset if total is not None else expected_bytes
                 bar = _progress_bar(dest.name, total_i, offset) if progress else None
                 try:
-                    with open(part, mode) as f:
+                    with _open_part(part, append=mode == "ab") as f:
                         while chunk := resp.read(_CHUNK):
                             f.write(chunk)
                             if bar is not None:
@@ -218,7 +229,7 @@ def _write_members(archive: Path, dest: Path, members: list[_Member]) -> list[Pa
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(target.name + ".part")
         try:
-            with open_member() as src, open(tmp, "wb") as dst:
+            with open_member() as src, _open_part(tmp, append=False) as dst:
                 shutil.copyfileobj(src, dst, _CHUNK)
         except BaseException:
             tmp.unlink(missing_ok=True)

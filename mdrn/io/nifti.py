@@ -30,6 +30,7 @@ import mmap
 import os
 import shutil
 import tempfile
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +150,8 @@ class NiftiVolume:
         nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
         if self.path.name.lower().endswith(".gz"):
             data_file = self._scratch = self._decompress(nbytes + offset)
+            # a volume dropped without close() (or still open at exit): its copy is deleted all the same
+            self._drop_scratch = weakref.finalize(self, data_file.unlink, True)
         try:  # whatever stops the opening (Ctrl-C included) leaves no decompressed copy behind
             if data_file.stat().st_size < offset + nbytes:
                 raise ImageReadError(
@@ -252,7 +255,7 @@ class NiftiVolume:
             self._data.close()
             self._data = None  # type: ignore[assignment]
         if self._scratch is not None:
-            self._scratch.unlink(missing_ok=True)
+            self._drop_scratch()  # deletes the decompressed copy (once)
             self._scratch = None
 
     def __enter__(self) -> NiftiVolume:

@@ -161,17 +161,19 @@ class _SetupError(Exception):
 @quiet_value_warnings()  # pydicom's warnings quote a patient's values
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``mdrn-pacs``; 0: all stored, 1: something was not stored (named), 2: nothing could start."""
+    from mdrn.clinical.inputs import Terminated, sigterm_stops
     from mdrn.pacs.dicomweb import PacsError
 
     args = _parser().parse_args(argv)
     try:
-        if args.command == "list":
-            return _list(args)
-        if args.command == "enlarge":
-            return _enlarge(args)
-        from mdrn.pacs.node import listen
+        with sigterm_stops():  # as Ctrl-C: the series fetched into the temporary folder is deleted
+            if args.command == "list":
+                return _list(args)
+            if args.command == "enlarge":
+                return _enlarge(args)
+            from mdrn.pacs.node import listen
 
-        return listen(args, _enlarger(args))
+            return listen(args, _enlarger(args))
     except (PacsError, _SetupError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -181,9 +183,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: the DICOM node needs {err.name}, which is not installed: pip install 'mdrn[pacs]'",
               file=sys.stderr)  # fmt: skip
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("interrupted", file=sys.stderr)
-        return 130
+        return 143 if isinstance(exc, Terminated) else 130
 
 
 if __name__ == "__main__":
