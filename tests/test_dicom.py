@@ -210,6 +210,20 @@ def test_pixel_data_shorter_than_its_header_says_is_named(tmp_path) -> None:
         check_volume_header(extra, read_header(extra), None)
 
 
+def test_a_damaged_element_gives_one_line_when_opened_not_a_traceback_when_copied(tmp_path, capsys) -> None:
+    """A US value of 7 bytes: pydicom converts it only when used (copying the header into the output)."""
+    ds = pydicom.dcmread(dicom_file("CT_small.dcm"))
+    ds.AcquisitionMatrix = [0, 128, 128, 0]
+    ds.save_as(tmp_path / "ok.dcm")
+    data = (tmp_path / "ok.dcm").read_bytes()
+    at = data.index(b"\x18\x00\x10\x13US\x08\x00")
+    (tmp_path / "bad.dcm").write_bytes(data[:at] + b"\x18\x00\x10\x13US\x07\x00" + data[at + 9 :])
+    assert _enlarge(tmp_path / "bad.dcm", tmp_path / "out") == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and "bad.dcm: damaged DICOM element (0018,1310)" in err[0], err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
 DCIODVFY_FILES = [
     "CT_small.dcm", "MR_small.dcm", "MR_small_bigendian.dcm", "MR_small_RLE.dcm", "RG1_UNCR.dcm",
     "US1_UNCR.dcm", "JPEG2000.dcm", "SC_rgb_jpeg_dcmtk.dcm", "examples_overlay.dcm", "emri_small.dcm",

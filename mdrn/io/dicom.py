@@ -115,11 +115,30 @@ def read_header(path: str | Path) -> Any:
 
     path = Path(path)
     try:
-        return pydicom.dcmread(path, defer_size=4096)
+        ds = pydicom.dcmread(path, defer_size=4096)
     except InvalidDicomError as exc:
         raise ImageReadError(path, "not a DICOM file (no DICOM file header)") from exc
     except Exception as exc:  # pydicom raises many kinds on damaged headers
         raise ImageReadError(path, f"not a readable DICOM file ({type(exc).__name__}: {exc})") from exc
+    _check_elements(path, ds, path.stat().st_size)
+    return ds
+
+
+def _check_elements(path: Path, ds: Any, size: int) -> None:
+    """Every value read with the header converts, and every one left on disk lies within the file
+    (pydicom converts values when first used: a damaged one would fail in the middle of the work)."""
+    for tag, raw in list(ds._dict.items()):
+        if getattr(raw, "value", b"") is None:  # a large value left on disk (pixel data: checked later)
+            if tag != 0x7FE00010 and raw.length != 0xFFFFFFFF and raw.value_tell + raw.length > size:
+                raise ImageReadError(path, f"truncated or damaged file: element {tag} runs past its end")
+            continue
+        try:
+            elem = ds[tag]
+        except Exception as exc:  # its message quotes the value's bytes: not repeated
+            raise ImageReadError(path, f"damaged DICOM element {tag} ({type(exc).__name__})") from exc
+        if elem.VR == "SQ":
+            for item in elem.value:
+                _check_elements(path, item, size)
 
 
 def frame_count(ds: Any) -> int:
