@@ -224,6 +224,18 @@ def test_a_damaged_element_gives_one_line_when_opened_not_a_traceback_when_copie
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+def test_a_compressed_file_claiming_a_billion_frames_gives_one_line(tmp_path, capsys) -> None:
+    """Encapsulated pixel data is not checked against NumberOfFrames before decoding: the output would need
+    an element over 4 GiB, whose length struct.pack refused with a traceback."""
+    ds = pydicom.dcmread(dicom_file("MR_small_RLE.dcm"))
+    ds.NumberOfFrames = 10**9
+    ds.save_as(tmp_path / "frames.dcm")
+    assert _enlarge(tmp_path / "frames.dcm", tmp_path / "out") == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and "frames.dcm: 1000000000 frame(s) enlarged to 128x128" in err[0], err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
 DCIODVFY_FILES = [
     "CT_small.dcm", "MR_small.dcm", "MR_small_bigendian.dcm", "MR_small_RLE.dcm", "RG1_UNCR.dcm",
     "US1_UNCR.dcm", "JPEG2000.dcm", "SC_rgb_jpeg_dcmtk.dcm", "examples_overlay.dcm", "emri_small.dcm",

@@ -622,6 +622,11 @@ def write_dicom(fh: BinaryIO, ds: Any, bands: Iterable[np.ndarray], *, signed_of
         int(ds.Rows) * int(ds.Columns) * int(ds.SamplesPerPixel) * frame_count(ds) * (1 if eight else 2)
     )
     padded = expected + (expected % 2)
+    if padded > 0xFFFFFFFE:  # the longest value a DICOM element holds (e.g. a NumberOfFrames far too high)
+        raise ValueError(
+            f"{frame_count(ds)} frame(s) enlarged to {ds.Columns}x{ds.Rows} need {padded / 2**30:.1f} GiB of "
+            "pixel data, over the 4 GiB a DICOM file holds"
+        )
     fh.write(struct.pack("<HH", 0x7FE0, 0x0010) + (b"OB" if eight else b"OW") + b"\0\0")
     fh.write(struct.pack("<I", padded))
     stored = np.dtype("<i1" if eight else "<i2") if signed_offset else np.dtype("<u1" if eight else "<u2")
