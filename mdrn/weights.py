@@ -307,6 +307,12 @@ def convert_official(state: Mapping[str, Any], source: str = "<state_dict>") -> 
 
 def _match_module(spec: dict, state: Mapping[str, Any], source: str) -> None:
     """Check ``state`` provides exactly the tensors (names and shapes) of ``build_model(spec)``."""
+    args = spec.get("args") if isinstance(spec, dict) and isinstance(spec.get("args"), dict) else {}
+    for key in ("n_resblocks", "n_blocks", "depth"):  # each block or layer holds at least one tensor
+        if isinstance(args.get(key), int) and args[key] > len(state):
+            raise CheckpointError(
+                f"{source}: the architecture asks for {key}={args[key]}, more than its {len(state)} tensors"
+            )
     try:
         with torch.device("meta"):
             ref = build_model(spec).state_dict()
