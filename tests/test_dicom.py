@@ -188,6 +188,13 @@ def test_not_dicom_truncated_and_over_the_limit(tmp_path) -> None:
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+def test_an_image_cut_before_its_pixel_data_is_named_truncated_not_a_non_image(tmp_path) -> None:
+    data = dicom_file("CT_small.dcm").read_bytes()
+    (tmp_path / "cut.dcm").write_bytes(data[:4900])  # pydicom reads the elements before the cut
+    with pytest.raises(ImageReadError, match=r"CT Image Storage object with no pixel data \(a truncated"):
+        read_image(tmp_path / "cut.dcm")
+
+
 def test_pixel_data_shorter_than_its_header_says_is_named(tmp_path) -> None:
     """Pixel data cut short inside a complete file, or NumberOfFrames above the frames stored: the
     stored and needed bytes, not the decoder's reshape error."""

@@ -153,10 +153,13 @@ def _check_image_header(path: Path, ds: Any, max_pixels: int | None) -> None:
     """Pixel data present, a supported layout, and within the pixel limit (before decoding)."""
     if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
         raise ImageReadError(path, "floating-point DICOM pixel data is not supported")
-    if "PixelData" not in ds:
-        kind = getattr(getattr(ds.get("SOPClassUID"), "name", None), "strip", lambda: "")()
+    if "PixelData" not in ds:  # a file cut before its pixel data reads as a shorter dataset: say which
+        uid = ds.get("SOPClassUID") or getattr(ds.get("file_meta"), "MediaStorageSOPClassUID", None)
+        kind = getattr(getattr(uid, "name", None), "strip", lambda: "")()
         what = f"a DICOM {kind} object" if kind else "a DICOM file"
-        raise ImageReadError(path, f"{what} with no pixel data (not an image)")
+        why = "not an image" if kind else "not an image, or a truncated file"
+        why = "a truncated or damaged file" if "Image Storage" in kind else why
+        raise ImageReadError(path, f"{what} with no pixel data ({why})")
     if str(ds.get("SOPClassUID", "")) in _SEGMENTATIONS:
         raise ImageReadError(path, "a DICOM Segmentation is a label map, not an image: it is not enlarged")
     bits_stored = int(ds.get("BitsStored", ds.get("BitsAllocated", 8)) or 8)
