@@ -17,9 +17,10 @@ make the exit code 1; the other inputs are still processed. Ctrl-C stops with ex
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -214,12 +215,32 @@ def _prepare_output(out: Path) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def _quiet_readers() -> Iterator[None]:
+    """The readers' own notes on a damaged file (pydicom's warnings, tifffile's and nibabel's log lines,
+    several lines each) are not printed: an input gets one line, its error, or none."""
+    import logging
+    import warnings
+
+    loggers = [logging.getLogger(name) for name in ("tifffile", "nibabel.global")]
+    levels = [logger.level for logger in loggers]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=r"(pydicom|tifffile|nibabel|PIL)(\.|$)")
+        try:
+            for logger in loggers:
+                logger.setLevel(logging.CRITICAL)
+            yield
+        finally:
+            for logger, level in zip(loggers, levels, strict=True):
+                logger.setLevel(level)
+
+
 @quiet_value_warnings()  # pydicom's warnings quote a patient's values
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return 0 if every input was written, 1 if any failed, 2 on a setup error,
     130 if interrupted (Ctrl-C, at any step: loading, opening the inputs, enlarging), 143 on SIGTERM."""
     try:
-        with sigterm_stops():
+        with sigterm_stops(), _quiet_readers():
             return _main(argv)
     except KeyboardInterrupt as exc:  # one line, not a traceback; the file being written was not left
         print("\ninterrupted: the files reported as written are complete; no other output", file=sys.stderr)

@@ -188,6 +188,13 @@ def test_not_dicom_truncated_and_over_the_limit(tmp_path) -> None:
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+def test_an_image_cut_before_its_pixel_data_is_named_truncated_not_a_non_image(tmp_path) -> None:
+    data = dicom_file("CT_small.dcm").read_bytes()
+    (tmp_path / "cut.dcm").write_bytes(data[:4900])  # pydicom reads the elements before the cut
+    with pytest.raises(ImageReadError, match=r"CT Image Storage object with no pixel data \(a truncated"):
+        read_image(tmp_path / "cut.dcm")
+
+
 def test_pixel_data_shorter_than_its_header_says_is_named(tmp_path) -> None:
     """Pixel data cut short inside a complete file, or NumberOfFrames above the frames stored: the
     stored and needed bytes, not the decoder's reshape error."""
@@ -208,6 +215,32 @@ def test_pixel_data_shorter_than_its_header_says_is_named(tmp_path) -> None:
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
     with pytest.raises(ImageReadError, match=f"where {frames + 1} frame"):
         check_volume_header(extra, read_header(extra), None)
+
+
+def test_a_damaged_element_gives_one_line_when_opened_not_a_traceback_when_copied(tmp_path, capsys) -> None:
+    """A US value of 7 bytes: pydicom converts it only when used (copying the header into the output)."""
+    ds = pydicom.dcmread(dicom_file("CT_small.dcm"))
+    ds.AcquisitionMatrix = [0, 128, 128, 0]
+    ds.save_as(tmp_path / "ok.dcm")
+    data = (tmp_path / "ok.dcm").read_bytes()
+    at = data.index(b"\x18\x00\x10\x13US\x08\x00")
+    (tmp_path / "bad.dcm").write_bytes(data[:at] + b"\x18\x00\x10\x13US\x07\x00" + data[at + 9 :])
+    assert _enlarge(tmp_path / "bad.dcm", tmp_path / "out") == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and "bad.dcm: damaged DICOM element (0018,1310)" in err[0], err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_compressed_file_claiming_a_billion_frames_gives_one_line(tmp_path, capsys) -> None:
+    """Encapsulated pixel data is not checked against NumberOfFrames before decoding: the output would need
+    an element over 4 GiB, whose length struct.pack refused with a traceback."""
+    ds = pydicom.dcmread(dicom_file("MR_small_RLE.dcm"))
+    ds.NumberOfFrames = 10**9
+    ds.save_as(tmp_path / "frames.dcm")
+    assert _enlarge(tmp_path / "frames.dcm", tmp_path / "out") == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and "frames.dcm: 1000000000 frame(s) enlarged to 128x128" in err[0], err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
 DCIODVFY_FILES = [

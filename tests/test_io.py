@@ -291,6 +291,17 @@ def test_tensor_to_array_gives_the_protocols_grey_levels(bits: int) -> None:
     np.testing.assert_array_equal(tensor_to_array(x, bits).astype(np.uint16), expected)
 
 
+def test_a_tiff_missing_tiles_is_refused_not_filled_with_zeros(tmp_path: Path) -> None:
+    """ImageLength doubled by damage: tifffile read the 9 stored tiles of 18 and zeros for the others."""
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "t.tif", np.full((48, 40), 1000, np.uint16), tile=(16, 16))
+    with tifffile.TiffFile(tmp_path / "t.tif", mode="r+") as tif:
+        tif.pages[0].tags["ImageLength"].overwrite(96)
+    with pytest.raises(ImageReadError, match=r"t.tif: truncated or damaged TIFF: 9 of its 18 tiles stored"):
+        read_image(tmp_path / "t.tif")
+
+
 def test_tiff_outputs_past_4_gib_are_bigtiff(tmp_path: Path, monkeypatch) -> None:
     # tifffile picks BigTIFF from the data's size, which bands do not tell: a 9 GB RGB output failed at 4 GiB
     import tifffile

@@ -95,6 +95,17 @@ def test_bad_volumes_give_one_clear_error(tmp_path) -> None:
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+@pytest.mark.parametrize("length", [0, -5])
+def test_a_volume_with_an_axis_of_length_0_gives_one_clear_error(tmp_path, capsys, length) -> None:
+    make_nifti(tmp_path / "v.nii", np.int16)
+    data = bytearray((tmp_path / "v.nii").read_bytes())
+    data[44:46] = np.int16(length).tobytes()  # dim[2]: nibabel opens it as shape (20, length, 5)
+    (tmp_path / "v.nii").write_bytes(bytes(data))
+    assert _enlarge(tmp_path / "v.nii", tmp_path / "out") == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and "v.nii" in err[0] and f"an axis of {length})" in err[0], err
+
+
 def test_qform_and_sform_are_each_enlarged_from_their_own_matrix(tmp_path) -> None:
     # a scanner qform and an sform registered elsewhere (e.g. to a template): both stay, each enlarged
     data = np.arange(6 * 5 * 4, dtype=np.int16).reshape(6, 5, 4)

@@ -567,3 +567,26 @@ def test_the_current_folder_as_input_names_its_output_folder(tmp_path, monkeypat
     monkeypatch.chdir(scans)
     assert main([".", "--scale", "2", "--weights", "bicubic", "-o", "../out", "-q"]) == 0
     assert (tmp_path / "out" / "scans_x2_bicubic" / "a_x2_bicubic.png").is_file()
+
+
+def test_readers_notes_on_damaged_files_are_not_printed_only_one_line_per_input(tmp_path) -> None:
+    """tifffile's and nibabel's log lines and pydicom's warnings (two lines each, with the library's
+    source path) came before or instead of mdrn's one line (a process of its own: pytest would catch them)."""
+    import nibabel as nib
+
+    tifffile.imwrite(tmp_path / "cut.tif", np.zeros((24, 20), np.uint8), description="x" * 40)
+    (tmp_path / "cut.tif").write_bytes((tmp_path / "cut.tif").read_bytes()[:200])  # tags point past the end
+    nib.save(nib.Nifti1Image(np.zeros((8, 8, 3), np.int16), np.eye(4)), tmp_path / "v.nii")
+    data = bytearray((tmp_path / "v.nii").read_bytes())
+    data[0:4] = np.int32(0).tobytes()  # sizeof_hdr 0: nibabel fixes it and logs a line
+    (tmp_path / "v.nii").write_bytes(bytes(data))
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.NumberOfFrames = 0  # pydicom warns, assumes 1 frame
+    ds.save_as(tmp_path / "ct.dcm")
+    inputs = [str(tmp_path / n) for n in ("cut.tif", "v.nii", "ct.dcm")]
+    cmd = [sys.executable, "-m", "mdrn.upscale", *inputs, "--scale", "2", "--weights", "bicubic", "-q"]
+    res = subprocess.run([*cmd, "-o", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 1, res.stderr
+    err = res.stderr.splitlines()
+    assert len(err) == 2 and "cut.tif" in err[0] and err[1] == "1 input(s) failed", err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["ct_x2_bicubic.dcm", "v_x2_bicubic.nii"]

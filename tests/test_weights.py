@@ -99,6 +99,21 @@ def test_garbage_files_are_one_clear_error(tmp_path, content):
             load_model(path)
 
 
+def test_a_spec_asking_for_more_blocks_than_tensors_is_refused_before_building(tmp_path):
+    """A damaged or hostile spec (n_resblocks 16 -> 10**8) built 10**8 modules (a hang, gigabytes) before the
+    tensors were compared; here 10**4, and the file is refused from its tensor count."""
+    from safetensors.torch import save_file
+
+    src = save_model(EDSR(n_resblocks=1, n_feats=8, scale=2), tmp_path / "ok.safetensors")
+    spec, state = read_checkpoint(src)
+    spec["args"]["n_resblocks"] = 10**4
+    state[weights.SPEC_TENSOR] = weights._spec_tensor(spec)
+    big = tmp_path / "big.safetensors"
+    save_file(state, str(big), metadata={"mdrn_arch": json.dumps(spec, sort_keys=True)})
+    with pytest.raises(CheckpointError, match=r"big.safetensors: architecture EDSR with \{'n_resblocks': 10000\}"):
+        read_checkpoint(big)
+
+
 def test_non_dict_and_unknown_layout(tmp_path):
     torch.save([1, 2, 3], tmp_path / "list.pt")
     with pytest.raises(CheckpointError, match="list.pt: holds a list"):

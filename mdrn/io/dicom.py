@@ -115,11 +115,30 @@ def read_header(path: str | Path) -> Any:
 
     path = Path(path)
     try:
-        return pydicom.dcmread(path, defer_size=4096)
+        ds = pydicom.dcmread(path, defer_size=4096)
     except InvalidDicomError as exc:
         raise ImageReadError(path, "not a DICOM file (no DICOM file header)") from exc
     except Exception as exc:  # pydicom raises many kinds on damaged headers
         raise ImageReadError(path, f"not a readable DICOM file ({type(exc).__name__}: {exc})") from exc
+    _check_elements(path, ds, path.stat().st_size)
+    return ds
+
+
+def _check_elements(path: Path, ds: Any, size: int) -> None:
+    """Every value read with the header converts, and every one left on disk lies within the file
+    (pydicom converts values when first used: a damaged one would fail in the middle of the work)."""
+    for tag, raw in list(ds._dict.items()):
+        if getattr(raw, "value", b"") is None:  # a large value left on disk (pixel data: checked later)
+            if tag != 0x7FE00010 and raw.length != 0xFFFFFFFF and raw.value_tell + raw.length > size:
+                raise ImageReadError(path, f"truncated or damaged file: element {tag} runs past its end")
+            continue
+        try:
+            elem = ds[tag]
+        except Exception as exc:  # its message quotes the value's bytes: not repeated
+            raise ImageReadError(path, f"damaged DICOM element {tag} ({type(exc).__name__})") from exc
+        if elem.VR == "SQ":
+            for item in elem.value:
+                _check_elements(path, item, size)
 
 
 def frame_count(ds: Any) -> int:
@@ -134,10 +153,13 @@ def _check_image_header(path: Path, ds: Any, max_pixels: int | None) -> None:
     """Pixel data present, a supported layout, and within the pixel limit (before decoding)."""
     if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
         raise ImageReadError(path, "floating-point DICOM pixel data is not supported")
-    if "PixelData" not in ds:
-        kind = getattr(getattr(ds.get("SOPClassUID"), "name", None), "strip", lambda: "")()
+    if "PixelData" not in ds:  # a file cut before its pixel data reads as a shorter dataset: say which
+        uid = ds.get("SOPClassUID") or getattr(ds.get("file_meta"), "MediaStorageSOPClassUID", None)
+        kind = getattr(getattr(uid, "name", None), "strip", lambda: "")()
         what = f"a DICOM {kind} object" if kind else "a DICOM file"
-        raise ImageReadError(path, f"{what} with no pixel data (not an image)")
+        why = "not an image" if kind else "not an image, or a truncated file"
+        why = "a truncated or damaged file" if "Image Storage" in kind else why
+        raise ImageReadError(path, f"{what} with no pixel data ({why})")
     if str(ds.get("SOPClassUID", "")) in _SEGMENTATIONS:
         raise ImageReadError(path, "a DICOM Segmentation is a label map, not an image: it is not enlarged")
     bits_stored = int(ds.get("BitsStored", ds.get("BitsAllocated", 8)) or 8)
@@ -615,6 +637,11 @@ def write_dicom(fh: BinaryIO, ds: Any, bands: Iterable[np.ndarray], *, signed_of
         int(ds.Rows) * int(ds.Columns) * int(ds.SamplesPerPixel) * frame_count(ds) * (1 if eight else 2)
     )
     padded = expected + (expected % 2)
+    if padded > 0xFFFFFFFE:  # the longest value a DICOM element holds (e.g. a NumberOfFrames far too high)
+        raise ValueError(
+            f"{frame_count(ds)} frame(s) enlarged to {ds.Columns}x{ds.Rows} need {padded / 2**30:.1f} GiB of "
+            "pixel data, over the 4 GiB a DICOM file holds"
+        )
     fh.write(struct.pack("<HH", 0x7FE0, 0x0010) + (b"OB" if eight else b"OW") + b"\0\0")
     fh.write(struct.pack("<I", padded))
     stored = np.dtype("<i1" if eight else "<i2") if signed_offset else np.dtype("<u1" if eight else "<u2")

@@ -382,6 +382,13 @@ def _read_tiff(path: Path, max_pixels: int | None) -> ImageData:
             raise ImageReadError(path, "TIFF file has no image")
         page = tif.pages[0]
         check_pixel_count(path, int(page.imagewidth), int(page.imagelength), max_pixels)
+        try:
+            stored, chunks = len(page.dataoffsets), int(np.prod(page.chunked))
+        except ValueError:  # tifffile cannot count them (e.g. RowsPerStrip 0): its decoder decides
+            stored = chunks = 0
+        if stored < chunks:  # tifffile would fill the missing ones with zeros
+            kind = "tiles" if page.is_tiled else "strips"
+            raise ImageReadError(path, f"truncated or damaged TIFF: {stored} of its {chunks} {kind} stored")
         images = 1 + sum(not getattr(tif.pages[i], "is_reduced", False) for i in range(1, len(tif.pages)))
         if images > 1:  # thumbnails (reduced-resolution pages) aside
             raise ImageReadError(

@@ -128,6 +128,10 @@ class NiftiVolume:
         self.dtype = self.header.get_data_dtype()
         if len(self.shape) < 3:
             raise ImageReadError(self.path, f"NIfTI of shape {self.shape} is not a volume (3 or more axes)")
+        if min(self.shape) < 1:
+            raise ImageReadError(
+                self.path, f"NIfTI of shape {self.shape} holds no voxels (an axis of {min(self.shape)})"
+            )
         if self.dtype.fields is not None or self.dtype.kind not in "uif":
             raise ImageReadError(self.path, f"NIfTI data type {self.dtype} is not supported")
         if int(self.header["intent_code"]) in _LABEL_INTENTS:
