@@ -110,7 +110,7 @@ def test_a_spec_asking_for_more_blocks_than_tensors_is_refused_before_building(t
     state[weights.SPEC_TENSOR] = weights._spec_tensor(spec)
     big = tmp_path / "big.safetensors"
     save_file(state, str(big), metadata={"mdrn_arch": json.dumps(spec, sort_keys=True)})
-    with pytest.raises(CheckpointError, match=r"big.safetensors: architecture EDSR with \{'n_resblocks': 10000\}"):
+    with pytest.raises(CheckpointError, match=r"big.safetensors: architecture EDSR with \{'n_resblocks': 10"):
         read_checkpoint(big)
 
 
