@@ -381,3 +381,19 @@ def test_a_12_bit_image_saved_as_tiff_reads_back_as_12_bit(tmp_path: Path) -> No
     # another writer's tag that the values break is not believed
     tifffile.imwrite(tmp_path / "odd.tif", gray * 16, extratags=[(281, "H", 1, 4095, True)])
     assert read_image(tmp_path / "odd.tif").bit_depth == 16
+
+
+def test_a_tiff_of_more_samples_than_rgba_is_refused_before_decoding(tmp_path: Path, monkeypatch) -> None:
+    """A claim of 1000 samples per pixel made tifffile ask for 1000x the memory (93 GiB for 10000^2)."""
+    import tifffile
+
+    tifffile.imwrite(
+        tmp_path / "five.tif", np.zeros((8, 8, 5), np.uint8), photometric="minisblack", planarconfig="contig"
+    )
+
+    def decoded(*args, **kwargs):
+        raise AssertionError("decoded before the samples were checked")
+
+    monkeypatch.setattr(tifffile.TiffPage, "asarray", decoded)
+    with pytest.raises(ImageReadError, match=r"five.tif: TIFF of 5 samples per pixel is not supported"):
+        read_image(tmp_path / "five.tif")

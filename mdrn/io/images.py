@@ -389,6 +389,10 @@ def _read_tiff(path: Path, max_pixels: int | None) -> ImageData:
         if stored < chunks:  # tifffile would fill the missing ones with zeros
             kind = "tiles" if page.is_tiled else "strips"
             raise ImageReadError(path, f"truncated or damaged TIFF: {stored} of its {chunks} {kind} stored")
+        if int(page.samplesperpixel) > 4:  # checked before decoding: 1000 samples claimed = 1000x the memory
+            raise ImageReadError(
+                path, f"TIFF of {page.samplesperpixel} samples per pixel is not supported (at most 4: RGBA)"
+            )
         images = 1 + sum(not getattr(tif.pages[i], "is_reduced", False) for i in range(1, len(tif.pages)))
         if images > 1:  # thumbnails (reduced-resolution pages) aside
             raise ImageReadError(
