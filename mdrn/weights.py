@@ -107,6 +107,8 @@ OFFICIAL_RGB_RANGE = 255.0
 
 #: The tensor of our files that holds ``model_spec(net)`` as UTF-8 JSON (uint8), beside the metadata.
 SPEC_TENSOR = "mdrn_arch"
+#: The largest ``SPEC_TENSOR`` read (its JSON is a few hundred bytes).
+_SPEC_MAX_BYTES = 1 << 20
 
 _HUB_HASH = re.compile(r"-([0-9a-fA-F]{8,64})\.[A-Za-z0-9]+$")
 
@@ -131,6 +133,9 @@ def _spec_tensor(spec: dict) -> torch.Tensor:
 
 def _spec_from_tensor(value: Any, source: str) -> dict:
     """The model spec held by a ``SPEC_TENSOR`` tensor."""
+    size = getattr(value, "numel", lambda: 0)()
+    if size > _SPEC_MAX_BYTES:  # a spec is a few hundred bytes; decoding a huge one takes ~36x its size
+        raise CheckpointError(f"{source}: tensor '{SPEC_TENSOR}' ({size:,} values) is not an mdrn model spec")
     try:
         spec = json.loads(bytes(value.to(torch.uint8).reshape(-1).tolist()).decode())
     except (AttributeError, TypeError, ValueError, RuntimeError) as exc:

@@ -379,3 +379,15 @@ def test_transfer_keeps_the_tail_fresh_where_bicubic_skip_differs():
         torch.testing.assert_close(target(x, 4), target.low_frequency(x, 4))
     same = MDRN(n_resblocks=1, n_feats=8, scales=(4,))
     assert ("tail.weight", "tail.weight") in init_from_pretrained(same, source).copied
+
+
+def test_a_huge_spec_tensor_is_refused_before_it_is_decoded(tmp_path):
+    """The spec tensor was turned into a Python list whole (~36x its size in memory) before any check."""
+    from safetensors.torch import save_file
+
+    src = save_model(EDSR(n_resblocks=1, n_feats=8, scale=2), tmp_path / "ok.safetensors")
+    _, state = read_checkpoint(src)
+    state[weights.SPEC_TENSOR] = torch.full((2 << 20,), 32, dtype=torch.uint8)  # 2 MiB of spaces
+    save_file(state, str(tmp_path / "huge.safetensors"))
+    with pytest.raises(CheckpointError, match=r"huge.safetensors: tensor 'mdrn_arch' \(2,097,152 values\)"):
+        read_checkpoint(tmp_path / "huge.safetensors")
