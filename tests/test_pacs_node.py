@@ -378,3 +378,20 @@ def test_jpeg_extended_is_accepted_only_with_a_12_bit_jpeg_decoder(monkeypatch, 
         "'pylibjpeg-libjpeg>=2.1'"
     )  # fmt: skip
     assert problem == expected
+
+
+def test_a_node_open_to_the_network_without_tls_warns(tmp_path) -> None:
+    """Bound to another address than loopback without TLS, the node says what that exposes (was silent)."""
+    from mdrn.pacs.node import Destination, Node
+    from mdrn.pacs.sandbox import free_port
+    from mdrn.pacs.series import Enlarger
+
+    lines: list[str] = []
+    for host in ("0.0.0.0", "127.0.0.1"):
+        node = Node(
+            Enlarger.create("bicubic", 2), send_to=Destination("PACS", "127.0.0.1", 1), host=host,
+            port=free_port(), work_dir=tmp_path, say=lines.append,
+        ).start()  # fmt: skip
+        node.stop()
+    warnings = [line for line in lines if line.startswith("warning:")]
+    assert len(warnings) == 1 and "0.0.0.0 without TLS" in warnings[0] and "--tls-cert" in warnings[0], lines

@@ -334,6 +334,13 @@ class Node:
         self._worker = threading.Thread(target=self._work, name="mdrn-node", daemon=True)
         self._worker.start()
         tls = "TLS" if self.server_tls is not None else "no TLS"
+        if self.server_tls is None and self.host not in ("127.0.0.1", "localhost", "::1"):
+            self.say(
+                f"warning: listening on {self.host} without TLS: the images (with their patients' names) "
+                "travel the network unencrypted, and any device that can reach this port may send as an "
+                f"allowed AE title ({', '.join(self.allow)}: titles are not passwords); give --tls-cert and "
+                "--tls-key, or bind 127.0.0.1 behind a trusted gateway"
+            )
         self.say(
             f"listening as {self.ae_title} on {self.host}:{self.port} ({tls}); accepting "
             f"{', '.join(self.allow)}; derived series go to {self.send_to}; series enlarged "
