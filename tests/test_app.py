@@ -339,3 +339,26 @@ def test_without_gradio_the_app_names_what_to_install() -> None:
     assert run.returncode == 2, run.stderr
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and "pip install 'mdrn[app]'" in lines[0], run.stderr
+
+
+@pytest.mark.parametrize("stored", ["float32 HU", "int16 with scl_slope 1, scl_inter -1024"])
+def test_a_typed_window_on_a_nifti_volume_is_in_its_physical_units(tmp_path, stored) -> None:
+    """C=40 W=400 on a CT volume shows 40 HU mid-gray, as for DICOM: it was applied to the stored (or, for a
+    float volume, the 16-bit mapped) values, so soft tissue showed white and air gray."""
+    import nibabel as nib
+
+    hu = np.full((24, 24, 2), -1000.0)  # air, soft tissue at 40 HU in the middle
+    hu[6:18, 6:18] = 40.0
+    img = nib.Nifti1Image(hu.astype(np.float32), np.eye(4))
+    if stored.startswith("int16"):
+        img = nib.Nifti1Image((hu + 1024).astype(np.int16), np.eye(4))
+        img.header.set_slope_inter(1.0, -1024.0)
+    nib.save(img, tmp_path / "ct.nii")
+    (result,), errors = process_files([tmp_path / "ct.nii"], 2, "bicubic", tmp_path / "work")
+    assert errors == []
+    _, after, _ = render(result, 0, 40, 400, "1x", 50, 50)
+    k = after.shape[0] // 48
+    tissue, air = after[24 * k, 24 * k], after[2 * k, 2 * k]
+    assert abs(int(tissue) - 128) <= 1 and air == 0, (tissue, air)
+    _, auto, _ = render(result, 0, None, None, "1x", 50, 50)  # the automatic window still spans the values
+    assert auto[2 * k, 2 * k] == 0 and auto[24 * k, 24 * k] == 255

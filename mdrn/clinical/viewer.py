@@ -94,9 +94,13 @@ def _detail(output: np.ndarray, bicubic: np.ndarray, peak: float) -> np.ndarray:
 
 
 def window_of(image: ImageData, center: float | None, width: float | None) -> Window:
-    """The display window: the user's if given (width > 0), else the input's automatic one."""
+    """The display window: the user's if given (width > 0), else the input's automatic one.
+
+    The user's is in the input's physical units: a DICOM's after its rescale (by :mod:`display`), a NIfTI
+    volume's after its ``scl_slope``/``scl_inter`` (the slice's ``meta["rescale"]``, mapped back here)."""
     if center is not None and width:
-        return Window(float(center), float(width))
+        slope, inter = image.meta.get("rescale", (1.0, 0.0)) if image.dicom is None else (1.0, 0.0)
+        return Window((float(center) - inter) / slope, float(width) / abs(slope))
     return auto_window(
         image.array, bit_depth=image.bit_depth, dicom=image.dicom, signed_offset=image.signed_offset
     )

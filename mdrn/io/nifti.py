@@ -230,8 +230,18 @@ class NiftiVolume:
         pixels = (raw + self.signed_offset).astype(np.uint8 if self.bit_depth <= 8 else np.uint16)
         return ImageData(
             np.ascontiguousarray(pixels), self.bit_depth, path=self.path, signed_offset=self.signed_offset,
-            meta={"format": "NIfTI", "slice": i},
+            meta={"format": "NIfTI", "slice": i, "rescale": self.rescale()},
         )  # fmt: skip
+
+    def rescale(self) -> tuple[float, float]:
+        """(slope, intercept) from a slice's pixels (less ``signed_offset``) to the volume's physical values
+        (``scl_slope``/``scl_inter`` applied), for a display window in those units (e.g. HU)."""
+        slope, inter = (float(v) for v in self.header.get_slope_inter())  # set in __init__: finite
+        slope = slope or 1.0
+        if self.range is None:
+            return slope, inter
+        lo, hi = self.range
+        return slope * (hi - lo) / 65535, slope * lo + inter
 
     def to_raw(self, pixels: np.ndarray, index: int | None = None) -> np.ndarray:
         """An enlarged slice's pixels back in the volume's type and axis order (inverse of :meth:`slice`).
