@@ -362,3 +362,18 @@ def test_a_typed_window_on_a_nifti_volume_is_in_its_physical_units(tmp_path, sto
     assert abs(int(tissue) - 128) <= 1 and air == 0, (tissue, air)
     _, auto, _ = render(result, 0, None, None, "1x", 50, 50)  # the automatic window still spans the values
     assert auto[2 * k, 2 * k] == 0 and auto[24 * k, 24 * k] == 255
+
+
+def test_detail_overlay_colours_follow_the_screen_for_monochrome1() -> None:
+    """MONOCHROME1 (0 = white, e.g. radiographs) is shown inverted: a larger stored value is darker on the
+    screen, so it is blue ("darker") in the overlay. It was red, opposite to the legend and to the picture."""
+    base = np.full((32, 32), 30000, np.uint16)
+    out = base.copy()
+    out[4:10, 4:10] += 4000  # larger stored values: darker on the screen
+    image = ImageData(base[::2, ::2].copy(), 16, photometric="MONOCHROME1")
+    ov = detail_overlay(image, out, base, Window(30000.5, 20001))
+    darker, brighter = ov[6, 6].astype(int), ov[22, 22].astype(int)
+    assert darker[2] > darker[0] + 50, darker
+    out[4:10, 4:10] -= 8000
+    brighter = detail_overlay(image, out, base, Window(30000.5, 20001))[6, 6].astype(int)
+    assert brighter[0] > brighter[2] + 50, brighter

@@ -154,10 +154,12 @@ def detail_overlay(
 ) -> np.ndarray:
     """The network's added detail (output minus bicubic) in a diverging colormap over the gray output.
 
-    Red: brighter than bicubic, blue: darker, at full colour from ``scale`` (|difference| / peak; default
-    the 99.5th percentile of this array's differences) on.
+    Red: brighter than bicubic on the screen (MONOCHROME1 included), blue: darker, at full colour from
+    ``scale`` (|difference| / peak; default the 99.5th percentile of this array's differences) on.
     """
     diff = _detail(output, bicubic, image.peak)
+    if str(image.photometric).upper() == "MONOCHROME1":  # shown inverted: colours follow the screen
+        diff = -diff
     base = show(image, output, window).astype(np.float32) / 255.0
     if base.ndim == 3:
         base = base.mean(axis=2)
