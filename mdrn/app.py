@@ -492,8 +492,9 @@ def build_app(
         shown_views = dict(inputs=[shown, slice_no, *display], outputs=[slider, overlay, info])
         slice_no.change(on_view, trigger_mode="always_last", **shown_views)
         zoom.input(on_view, **shown_views)
-        for number in (center, width):
+        for number in (center, width):  # Enter, or leaving the field (a tab, a click on the picture)
             number.submit(on_view, **shown_views)
+            number.blur(on_view, **shown_views)
         for pos in (cx, cy):
             pos.release(on_view, **shown_views)
         save.click(on_save, inputs=[folder, overwrite], outputs=[saved])

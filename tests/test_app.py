@@ -377,3 +377,14 @@ def test_detail_overlay_colours_follow_the_screen_for_monochrome1() -> None:
     out[4:10, 4:10] -= 8000
     brighter = detail_overlay(image, out, base, Window(30000.5, 20001))[6, 6].astype(int)
     assert brighter[0] > brighter[2] + 50, brighter
+
+
+def test_a_typed_window_applies_when_the_field_is_left_not_only_on_enter() -> None:
+    """Typing a window centre and width, then clicking or tabbing away (no Enter), left the picture in the
+    automatic window while the fields showed the typed one (found in Chromium): each field redraws on blur."""
+    blocks = build_app([("bicubic (interpolation, no network)", "bicubic")])
+    by_label = {getattr(c, "label", None): c for c in blocks.blocks.values()}
+    events = {(target, event) for fn in blocks.fns.values() for target, event in fn.targets}
+    for label in ("Window center (0 = auto)", "Window width (0 = auto)"):
+        field = by_label[label]
+        assert {(field._id, "submit"), (field._id, "blur")} <= events, label
