@@ -30,6 +30,7 @@ import signal  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
+import warnings  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -399,10 +400,13 @@ def build_app(
     def on_close(request: gr.Request):  # noqa: ANN202
         sessions.close(getattr(request, "session_hash", None) or "local")
 
-    with gr.Blocks(
-        title="mdrn: medical image super-resolution", analytics_enabled=False, head=_FOLDER_NAME_JS,
-        css=_HIDDEN_CSS,
-    ) as app:  # fmt: skip
+    with warnings.catch_warnings():  # Gradio 6 would have css and head in launch(); 5 (also supported) has
+        warnings.filterwarnings("ignore", "The parameters have been moved", UserWarning)  # only these
+        blocks = gr.Blocks(
+            title="mdrn: medical image super-resolution", analytics_enabled=False, head=_FOLDER_NAME_JS,
+            css=_HIDDEN_CSS,
+        )  # fmt: skip
+    with blocks as app:
         gr.Markdown(
             "## mdrn: enlarge medical images\n"
             "Open images (PNG, JPEG, TIFF, BMP, DICOM; gray and 16-bit kept), a DICOM series folder or a "

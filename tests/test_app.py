@@ -36,7 +36,12 @@ def _gray16(path: Path) -> Path:
 
 
 def test_build_app_without_launching() -> None:
-    blocks = build_app([("bicubic (interpolation, no network)", "bicubic")])
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:  # a clinician sees no Python warning at start
+        warnings.simplefilter("always")
+        blocks = build_app([("bicubic (interpolation, no network)", "bicubic")])
+    assert not [w for w in caught if issubclass(w.category, UserWarning)], [str(w.message) for w in caught]
     assert isinstance(blocks, gr.Blocks)
     ids = {getattr(c, "elem_id", None): c for c in blocks.blocks.values()}
     expected = {
