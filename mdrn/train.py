@@ -31,7 +31,13 @@ from mdrn.training.config import instantiate_group, print_config, results_table
 from mdrn.training.module import AtomicCheckpointIO, SRModule
 from mdrn.training.report import describe_run_folder, display_path, duration, write_csv, write_results
 from mdrn.training.run_log import run_logging
-from mdrn.training.selection import SELECTION_FILE, check_rule, given_checkpoint, select_checkpoint
+from mdrn.training.selection import (
+    SELECTION_FILE,
+    check_rule,
+    given_checkpoint,
+    keep_best_of_resumed,
+    select_checkpoint,
+)
 
 __all__ = ["main", "train", "wandb_logged_in"]
 
@@ -178,6 +184,8 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         log.info("%s", _start_line(cfg, module, dm, trainer, fit, out_dir))
     try:
         if fit:
+            if cfg.get("ckpt_path"):
+                keep_best_of_resumed(trainer.checkpoint_callbacks, cfg.ckpt_path)
             trainer.fit(module, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
         results: dict[str, Any] = {"train": dict(_scalars(trainer.callback_metrics))}
         results["global_step"] = int(trainer.global_step)

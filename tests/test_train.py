@@ -137,3 +137,27 @@ def test_medical_data_config_instantiates(tmp_path: Path) -> None:
     dm = instantiate(_datamodule_config(cfg.data), n_colors=3)
     assert [(s["name"], s.get("path"), s["weight"]) for s in dm.train_sources] == [
         ("DIV2K", None, 0.8), ("medical", str(medical), 0.2)]  # fmt: skip
+
+
+def test_a_resumed_run_keeps_the_best_checkpoint_of_the_steps_before_it(tmp_path: Path) -> None:
+    # ckpt_path= resumes into a new run folder; Lightning then drops the best score it kept ("The dirpath
+    # has changed ... won't be reloaded") and the resumed run called its own best "best", though an earlier
+    # validation scored higher: the selection rule (the highest val/psnr of the run) must span the resume
+    import torch
+
+    common = [*_folder_overrides(tmp_path), "data.batches_per_epoch=2", "test=false"]
+    train(_cfg(tmp_path / "part", [*common, "trainer.max_steps=2"]))
+    ckpt_dir = tmp_path / "part" / "run" / "checkpoints"
+    (best,) = ckpt_dir.glob("best-step*.ckpt")
+    last = ckpt_dir / "last.ckpt"
+    state = torch.load(last, weights_only=True)
+    (key,) = [k for k, v in state["callbacks"].items() if k.startswith("ModelCheckpoint") and v["monitor"]]
+    assert state["callbacks"][key]["best_model_path"] == str(best)
+    # the step before the resume scored higher than anything after it can (PSNR of random images)
+    state["callbacks"][key]["best_model_score"] = torch.tensor(99.0, dtype=torch.float64)
+    torch.save(state, last)
+    results = train(_cfg(tmp_path / "resumed", [*common, "trainer.max_steps=4", f"ckpt_path={last}"]))
+    assert results["global_step"] == 4
+    assert results["checkpoint"]["kind"] == "best"
+    assert results["checkpoint"]["score"] == pytest.approx(99.0)
+    assert results["best_ckpt"] == str(best) and results["checkpoint"]["step"] == 2
