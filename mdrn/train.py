@@ -24,7 +24,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mdrn.data import DataNotFoundError
-from mdrn.models import Bicubic
+from mdrn.models import Bicubic, model_spec
 from mdrn.models.window import rule_of
 from mdrn.training.callbacks import ValidateAtEnd, ValidationReport
 from mdrn.training.config import instantiate_group, print_config, results_table
@@ -143,6 +143,8 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     _prepare_wandb(cfg)
 
     module: SRModule = instantiate(cfg.model)
+    if cfg.get("ckpt_path"):
+        _check_checkpoint(str(cfg.ckpt_path), module)
     if module.init_report:
         log.info("mdrn: %s", module.init_report)
         (out_dir / "init_report.txt").write_text(module.init_report + "\n")
@@ -226,6 +228,29 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             "\n".join(lines),
         )
     return results
+
+
+def _check_checkpoint(path: str, module: SRModule) -> None:
+    """``ckpt_path=`` must be a Lightning checkpoint of this run's network (tensor names and shapes)."""
+    if not Path(path).is_file():
+        raise SystemExit(f"mdrn: ckpt_path={path}: no such checkpoint file")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same one line
+        why = ": ".join([type(exc).__name__, *str(exc).splitlines()[:1]])
+        raise SystemExit(f"mdrn: ckpt_path={path}: not a readable checkpoint ({why})") from None
+    state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict):
+        raise SystemExit(f"mdrn: ckpt_path={path}: not a Lightning checkpoint (weights: model.init_from=)")
+    want = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    if {k: tuple(v.shape) for k, v in state.items()} != want:
+        spec, ours = ckpt.get("mdrn_arch"), model_spec(module.net)
+        theirs = f"{spec['arch']} {spec['args']}" if isinstance(spec, dict) else "another network"
+        raise SystemExit(
+            f"mdrn: ckpt_path={path}: a checkpoint of {theirs}, not of this run's {ours['arch']} "
+            f"{ours['args']}: give the model settings it was trained with, or start from its weights with "
+            "model.init_from="
+        )
 
 
 def _datamodule_config(data_cfg: DictConfig) -> DictConfig:

@@ -161,3 +161,20 @@ def test_a_resumed_run_keeps_the_best_checkpoint_of_the_steps_before_it(tmp_path
     assert results["checkpoint"]["kind"] == "best"
     assert results["checkpoint"]["score"] == pytest.approx(99.0)
     assert results["best_ckpt"] == str(best) and results["checkpoint"]["step"] == 2
+
+
+def test_ckpt_path_of_another_architecture_or_missing_is_one_clear_error(tmp_path: Path) -> None:
+    # before: Lightning's "Error(s) in loading state_dict for SRModule: Missing key(s) ..." traceback after
+    # the start line (another architecture), torch's FileNotFoundError traceback (a missing file)
+    common = [*_folder_overrides(tmp_path), "trainer.max_steps=1", "test=false"]
+    edsr = ["model=edsr_baseline", *TINY["edsr_baseline"]]
+    train(_cfg(tmp_path / "edsr", [*common, *edsr]))
+    last = tmp_path / "edsr" / "run" / "checkpoints" / "last.ckpt"
+    for extra in (["train=true"], ["train=false", "test=true"]):
+        with pytest.raises(SystemExit) as err:
+            train(_cfg(tmp_path / "mdrn", [*common, *extra, f"ckpt_path={last}"]))
+        msg = str(err.value)
+        assert "\n" not in msg and str(last) in msg and "EDSR" in msg and "MDRN" in msg, msg
+    with pytest.raises(SystemExit) as err:
+        train(_cfg(tmp_path / "mdrn", [*common, f"ckpt_path={tmp_path / 'nope.ckpt'}"]))
+    assert str(err.value) == f"mdrn: ckpt_path={tmp_path / 'nope.ckpt'}: no such checkpoint file"
