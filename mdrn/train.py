@@ -161,6 +161,13 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         n_colors=int(data_cfg.n_colors) if data_cfg.get("n_colors") else int(net.n_colors),
         input_window=rule_of(net),  # training patches are mapped as the network's inputs will be
     )
+    lacking = [s for s in dm.scales if s not in net.scales]
+    if lacking:
+        has, serves = (", ".join(f"x{s}" for s in v) for v in (lacking, net.scales))
+        raise SystemExit(
+            f"mdrn: data.scales {list(dm.scales)}: the model ({type(net).__name__}) has no {has}; "
+            f"it serves {serves} (model.net)"
+        )
     if not fit:
         dm.train_sources, dm.val_sources = [], []
     else:

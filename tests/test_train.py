@@ -178,3 +178,11 @@ def test_ckpt_path_of_another_architecture_or_missing_is_one_clear_error(tmp_pat
     with pytest.raises(SystemExit) as err:
         train(_cfg(tmp_path / "mdrn", [*common, f"ckpt_path={tmp_path / 'nope.ckpt'}"]))
     assert str(err.value) == f"mdrn: ckpt_path={tmp_path / 'nope.ckpt'}: no such checkpoint file"
+
+
+def test_a_data_scale_the_model_lacks_is_one_clear_error_before_training(tmp_path: Path) -> None:
+    # before: the run started, then its first step raised "ValueError: MDRN has no x3 branch" (a traceback)
+    with pytest.raises(SystemExit) as err:
+        train(_cfg(tmp_path, [*_folder_overrides(tmp_path), "trainer.max_steps=1", "data.scales=[2,3]"]))
+    assert str(err.value) == "mdrn: data.scales [2, 3]: the model (MDRN) has no x3; it serves x2 (model.net)"
+    assert not (tmp_path / "run" / "checkpoints").exists()
