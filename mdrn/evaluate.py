@@ -43,6 +43,10 @@ log = logging.getLogger("mdrn.evaluate")
 
 def load_net(cfg: DictConfig) -> torch.nn.Module:
     """The network to evaluate: ``weights=``/``ckpt=`` via mdrn.weights.load_model, else ``model.net``."""
+    if cfg.get("weights") and cfg.get("ckpt"):
+        raise SystemExit(
+            f"mdrn.evaluate: weights={cfg.weights} and ckpt={cfg.ckpt} name two models: give one of them"
+        )
     path = cfg.get("weights") or cfg.get("ckpt")
     if path:
         from mdrn.weights import load_model
@@ -86,7 +90,7 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
             return _evaluate(cfg, out_dir)
         except (DataNotFoundError, ImageReadError) as exc:
             raise SystemExit(f"mdrn.evaluate: {exc}") from None
-        except ValueError as exc:  # mdrn.weights.CheckpointError, a file of another architecture...
+        except (ValueError, FileNotFoundError) as exc:  # CheckpointError, another architecture, no file
             raise SystemExit(f"mdrn.evaluate: {exc}") from None
 
 
