@@ -20,6 +20,7 @@ from typing import Any
 import hydra
 import lightning as L
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -142,7 +143,12 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     OmegaConf.save(cfg, out_dir / "config.yaml", resolve=False)
     _prepare_wandb(cfg)
 
-    module: SRModule = instantiate(cfg.model)
+    try:
+        module: SRModule = instantiate(cfg.model)
+    except InstantiationException as exc:  # one line for the errors of model.init_from (Hydra wraps them)
+        if isinstance(exc.__cause__, ValueError) and str(exc.__cause__).startswith("model.init_from="):
+            raise SystemExit(f"mdrn: {exc.__cause__}") from None
+        raise
     if cfg.get("ckpt_path"):
         _check_checkpoint(str(cfg.ckpt_path), module)
     if module.init_report:

@@ -186,3 +186,18 @@ def test_a_data_scale_the_model_lacks_is_one_clear_error_before_training(tmp_pat
         train(_cfg(tmp_path, [*_folder_overrides(tmp_path), "trainer.max_steps=1", "data.scales=[2,3]"]))
     assert str(err.value) == "mdrn: data.scales [2, 3]: the model (MDRN) has no x3; it serves x2 (model.net)"
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_init_from_of_another_architecture_or_missing_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    # before: Hydra's "Error in call to target 'mdrn.training.module.SRModule': ValueError('cannot transfer
+    # EDSR weights into a MDRN') full_key: model" (three lines, no file named), and a FileNotFoundError for
+    # a missing file
+    from mdrn.models import EDSR
+
+    edsr = save_model(EDSR(n_resblocks=1, n_feats=8, scale=2), tmp_path / "edsr.safetensors")
+    base = [o if o != "model=mdrn_x2" else "model=mdrn_x4_from_x2" for o in _folder_overrides(tmp_path)]
+    for src, why in ((edsr, "cannot transfer EDSR weights into a MDRN"), (tmp_path / "no.ckpt", "no such")):
+        with pytest.raises(SystemExit) as err:
+            train(_cfg(tmp_path, [*base, "trainer.max_steps=1", f"model.init_from={src}"]))
+        msg = str(err.value)
+        assert msg.startswith(f"mdrn: model.init_from={src}: ") and why in msg and "\n" not in msg, msg
