@@ -201,3 +201,14 @@ def test_init_from_of_another_architecture_or_missing_is_one_line_naming_the_fil
             train(_cfg(tmp_path, [*base, "trainer.max_steps=1", f"model.init_from={src}"]))
         msg = str(err.value)
         assert msg.startswith(f"mdrn: model.init_from={src}: ") and why in msg and "\n" not in msg, msg
+
+
+def test_the_debug_preset_writes_no_checkpoint(tmp_path: Path) -> None:
+    # conf/debug/default.yaml and the README: "no loggers or checkpoints"; before, Lightning's own default
+    # checkpoint callback (callbacks: null) wrote checkpoints/epoch=0-step=2.ckpt, which the run's summary
+    # then described as "last.ckpt resumes the run"
+    base = [o for o in _folder_overrides(tmp_path) if o != "~callbacks.rich_progress_bar"]
+    results = train(_cfg(tmp_path, [*base, "debug=default", "data.batches_per_epoch=2"]))
+    assert results["global_step"] == 2
+    assert not list((tmp_path / "run").rglob("*.ckpt"))
+    assert results["checkpoint"]["kind"] == "last"
