@@ -174,6 +174,8 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             f"mdrn: data.scales {list(dm.scales)}: the model ({type(net).__name__}) has no {has}; "
             f"it serves {serves} (model.net)"
         )
+    if not cfg.get("test", True):
+        dm.test_sources = []  # neither read nor required
     if not fit:
         dm.train_sources, dm.val_sources = [], []
     else:

@@ -212,3 +212,13 @@ def test_the_debug_preset_writes_no_checkpoint(tmp_path: Path) -> None:
     assert results["global_step"] == 2
     assert not list((tmp_path / "run").rglob("*.ckpt"))
     assert results["checkpoint"]["kind"] == "last"
+
+
+def test_a_run_without_testing_needs_no_test_data(tmp_path: Path) -> None:
+    # test=false: the test sets are neither read nor required; before, the run stopped asking for them
+    # ("mdrn: image folder .../absent does not exist"), e.g. experiment=vdsr_paper test=false without the
+    # benchmark sets on disk
+    base = [o for o in _folder_overrides(tmp_path) if not o.startswith("data.test_dir=")]
+    results = train(_cfg(tmp_path, [*base, f"data.test_dir={tmp_path / 'absent'}", "trainer.max_steps=1",
+                                     "test=false"]))  # fmt: skip
+    assert results["global_step"] == 1 and "test" not in results
