@@ -23,6 +23,7 @@ import torch
 from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryValue
 
 from mdrn.data import DataNotFoundError
 from mdrn.models import Bicubic, model_spec
@@ -129,7 +130,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with run_logging(out_dir / "train.log"):
-        return _train(cfg, out_dir)
+        try:
+            return _train(cfg, out_dir)
+        except (MissingMandatoryValue, InterpolationToMissingValueError) as exc:  # a ??? left in the config
+            key = str(exc).split("Missing mandatory value: ")[-1].splitlines()[0].strip()
+            raise SystemExit(f"mdrn: {key} has no value: add {key}=... to the command") from None
 
 
 def _train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:

@@ -222,3 +222,15 @@ def test_a_run_without_testing_needs_no_test_data(tmp_path: Path) -> None:
     results = train(_cfg(tmp_path, [*base, f"data.test_dir={tmp_path / 'absent'}", "trainer.max_steps=1",
                                      "test=false"]))  # fmt: skip
     assert results["global_step"] == 1 and "test" not in results
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [(["model=mdrn_x4_from_x2"], "model.init_from"), (["data=folder", "model=mdrn_x2"], "data.train_dir")],
+)
+def test_a_required_value_left_out_is_one_line_naming_it(tmp_path: Path, overrides: list, key: str) -> None:
+    # the README's model=mdrn_x4_from_x2 without model.init_from=, data=folder without its folders; before,
+    # a traceback ending in omegaconf's "MissingMandatoryValue: Missing mandatory value: model.init_from"
+    with pytest.raises(SystemExit) as err:
+        train(_cfg(tmp_path, [*overrides, "trainer=cpu", "trainer.max_steps=1", *TINY["mdrn_x2"]]))
+    assert str(err.value) == f"mdrn: {key} has no value: add {key}=... to the command"
