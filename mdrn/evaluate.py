@@ -75,7 +75,15 @@ def _set_files(cfg: DictConfig, root: Path) -> dict[str, list[Path]]:
         except DataNotFoundError as exc:
             errors.append(exc)
     if errors:
-        raise DataNotFoundError.merge(errors, root=data_dir)
+        if root.name == "benchmark" or data_dir is None:  # the download writes <data>/benchmark: reaches it
+            raise DataNotFoundError.merge(errors, root=root.parent if root.name == "benchmark" else None)
+        # another eval.root: the download would write where this command does not look
+        lines = [d for e in errors for d in e.details]
+        default = (data_dir / "benchmark").resolve()
+        lines.append(
+            f"Put the sets there, or drop eval.root to read {default}, where mdrn.data download puts them"
+        )
+        raise DataNotFoundError("\n".join(lines))
     return files
 
 

@@ -137,3 +137,19 @@ def test_evaluate_a_missing_checkpoint_or_two_models_is_one_clear_error(tmp_path
     assert str(ei.value) == (
         f"mdrn.evaluate: weights=mdrn_small and ckpt={mine} name two models: give one of them"
     )
+
+
+def test_evaluate_a_set_missing_from_another_root_gives_no_download_that_misses_it(tmp_path: Path) -> None:
+    # eval.root=DIR (not the data folder's benchmark/): `python -m mdrn.data download Set14 --root data`
+    # writes data/benchmark/Set14, where this command does not look; before, the message advised exactly
+    # that (after "no images of set Set14 under DIR"), and the same command then failed again
+    from mdrn.evaluate import evaluate
+
+    _write_set(tmp_path / "sets", "Set5", {"a.png": (24, 24)})
+    with pytest.raises(SystemExit) as ei:
+        evaluate(_eval_cfg(tmp_path, f"eval.root={tmp_path / 'sets'}", "eval.sets=[Set5,Set14]",
+                           f"paths.data_dir={tmp_path / 'data'}"))  # fmt: skip
+    msg = str(ei.value.code)
+    assert msg.startswith(f"mdrn.evaluate: no images of set Set14 under {tmp_path / 'sets'}"), msg
+    assert "download" not in msg.split("\n", 1)[0] and "--root" not in msg, msg
+    assert f"or drop eval.root to read {(tmp_path / 'data' / 'benchmark').resolve()}" in msg, msg
