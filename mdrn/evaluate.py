@@ -43,6 +43,10 @@ log = logging.getLogger("mdrn.evaluate")
 
 def load_net(cfg: DictConfig) -> torch.nn.Module:
     """The network to evaluate: ``weights=``/``ckpt=`` via mdrn.weights.load_model, else ``model.net``."""
+    if cfg.get("weights") and cfg.get("ckpt"):
+        raise SystemExit(
+            f"mdrn.evaluate: weights={cfg.weights} and ckpt={cfg.ckpt} name two models: give one of them"
+        )
     path = cfg.get("weights") or cfg.get("ckpt")
     if path:
         from mdrn.weights import load_model
@@ -71,7 +75,15 @@ def _set_files(cfg: DictConfig, root: Path) -> dict[str, list[Path]]:
         except DataNotFoundError as exc:
             errors.append(exc)
     if errors:
-        raise DataNotFoundError.merge(errors, root=data_dir)
+        if root.name == "benchmark" or data_dir is None:  # the download writes <data>/benchmark: reaches it
+            raise DataNotFoundError.merge(errors, root=root.parent if root.name == "benchmark" else None)
+        # another eval.root: the download would write where this command does not look
+        lines = [d for e in errors for d in e.details]
+        default = (data_dir / "benchmark").resolve()
+        lines.append(
+            f"Put the sets there, or drop eval.root to read {default}, where mdrn.data download puts them"
+        )
+        raise DataNotFoundError("\n".join(lines))
     return files
 
 
@@ -86,7 +98,7 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
             return _evaluate(cfg, out_dir)
         except (DataNotFoundError, ImageReadError) as exc:
             raise SystemExit(f"mdrn.evaluate: {exc}") from None
-        except ValueError as exc:  # mdrn.weights.CheckpointError, a file of another architecture...
+        except (ValueError, FileNotFoundError) as exc:  # CheckpointError, another architecture, no file
             raise SystemExit(f"mdrn.evaluate: {exc}") from None
 
 

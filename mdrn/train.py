@@ -20,18 +20,26 @@ from typing import Any
 import hydra
 import lightning as L
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryValue
 
 from mdrn.data import DataNotFoundError
-from mdrn.models import Bicubic
+from mdrn.models import Bicubic, model_spec
 from mdrn.models.window import rule_of
 from mdrn.training.callbacks import ValidateAtEnd, ValidationReport
 from mdrn.training.config import instantiate_group, print_config, results_table
 from mdrn.training.module import AtomicCheckpointIO, SRModule
 from mdrn.training.report import describe_run_folder, display_path, duration, write_csv, write_results
 from mdrn.training.run_log import run_logging
-from mdrn.training.selection import SELECTION_FILE, check_rule, given_checkpoint, select_checkpoint
+from mdrn.training.selection import (
+    SELECTION_FILE,
+    check_rule,
+    given_checkpoint,
+    keep_best_of_resumed,
+    select_checkpoint,
+)
 
 __all__ = ["main", "train", "wandb_logged_in"]
 
@@ -122,7 +130,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with run_logging(out_dir / "train.log"):
-        return _train(cfg, out_dir)
+        try:
+            return _train(cfg, out_dir)
+        except (MissingMandatoryValue, InterpolationToMissingValueError) as exc:  # a ??? left in the config
+            key = str(exc).split("Missing mandatory value: ")[-1].splitlines()[0].strip()
+            raise SystemExit(f"mdrn: {key} has no value: add {key}=... to the command") from None
 
 
 def _train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
@@ -136,7 +148,14 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     OmegaConf.save(cfg, out_dir / "config.yaml", resolve=False)
     _prepare_wandb(cfg)
 
-    module: SRModule = instantiate(cfg.model)
+    try:
+        module: SRModule = instantiate(cfg.model)
+    except InstantiationException as exc:  # one line for the errors of model.init_from (Hydra wraps them)
+        if isinstance(exc.__cause__, ValueError) and str(exc.__cause__).startswith("model.init_from="):
+            raise SystemExit(f"mdrn: {exc.__cause__}") from None
+        raise
+    if cfg.get("ckpt_path"):
+        _check_checkpoint(str(cfg.ckpt_path), module)
     if module.init_report:
         log.info("mdrn: %s", module.init_report)
         (out_dir / "init_report.txt").write_text(module.init_report + "\n")
@@ -153,6 +172,15 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         n_colors=int(data_cfg.n_colors) if data_cfg.get("n_colors") else int(net.n_colors),
         input_window=rule_of(net),  # training patches are mapped as the network's inputs will be
     )
+    lacking = [s for s in dm.scales if s not in net.scales]
+    if lacking:
+        has, serves = (", ".join(f"x{s}" for s in v) for v in (lacking, net.scales))
+        raise SystemExit(
+            f"mdrn: data.scales {list(dm.scales)}: the model ({type(net).__name__}) has no {has}; "
+            f"it serves {serves} (model.net)"
+        )
+    if not cfg.get("test", True):
+        dm.test_sources = []  # neither read nor required
     if not fit:
         dm.train_sources, dm.val_sources = [], []
     else:
@@ -178,6 +206,8 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         log.info("%s", _start_line(cfg, module, dm, trainer, fit, out_dir))
     try:
         if fit:
+            if cfg.get("ckpt_path"):
+                keep_best_of_resumed(trainer.checkpoint_callbacks, cfg.ckpt_path)
             # weights_only: a checkpoint holding code is refused, whatever torch defaults to (or a URL)
             trainer.fit(module, datamodule=dm, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
         results: dict[str, Any] = {"train": dict(_scalars(trainer.callback_metrics))}
@@ -223,6 +253,29 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             "\n".join(lines),
         )
     return results
+
+
+def _check_checkpoint(path: str, module: SRModule) -> None:
+    """``ckpt_path=`` must be a Lightning checkpoint of this run's network (tensor names and shapes)."""
+    if not Path(path).is_file():
+        raise SystemExit(f"mdrn: ckpt_path={path}: no such checkpoint file")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same one line
+        why = ": ".join([type(exc).__name__, *str(exc).splitlines()[:1]])
+        raise SystemExit(f"mdrn: ckpt_path={path}: not a readable checkpoint ({why})") from None
+    state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict):
+        raise SystemExit(f"mdrn: ckpt_path={path}: not a Lightning checkpoint (weights: model.init_from=)")
+    want = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    if {k: tuple(v.shape) for k, v in state.items()} != want:
+        spec, ours = ckpt.get("mdrn_arch"), model_spec(module.net)
+        theirs = f"{spec['arch']} {spec['args']}" if isinstance(spec, dict) else "another network"
+        raise SystemExit(
+            f"mdrn: ckpt_path={path}: a checkpoint of {theirs}, not of this run's {ours['arch']} "
+            f"{ours['args']}: give the model settings it was trained with, or start from its weights with "
+            "model.init_from="
+        )
 
 
 def _datamodule_config(data_cfg: DictConfig) -> DictConfig:

@@ -114,3 +114,42 @@ def test_evaluate_set_with_a_numeric_name_has_its_means(tmp_path: Path) -> None:
     means = list(csv.DictReader((tmp_path / "run" / "means.csv").open()))
     assert [(m["set"], m["scale"], m["images"]) for m in means] == [("2023", "2", "1")]
     assert float(means[0]["PSNR"]) == pytest.approx(rows[0]["psnr"])
+
+
+def test_evaluate_a_missing_checkpoint_or_two_models_is_one_clear_error(tmp_path: Path) -> None:
+    # before: ckpt=nope.ckpt ended in a FileNotFoundError traceback; weights= and ckpt= together scored the
+    # weights= model and silently ignored the checkpoint (a leftover weights=mdrn_small: the wrong model)
+    from mdrn.evaluate import evaluate
+    from mdrn.models import MDRN
+    from mdrn.weights import save_model
+
+    _write_set(tmp_path / "sets", "tiny", {"a.png": (24, 24)})
+    sets = (f"eval.root={tmp_path / 'sets'}", "eval.sets=[tiny]", "eval.scales=[2]")
+    missing = tmp_path / "nope.ckpt"
+    with pytest.raises(SystemExit) as ei:
+        evaluate(_eval_cfg(tmp_path, f"ckpt={missing}", *sets))
+    assert str(ei.value).startswith(f"mdrn.evaluate: {missing}: no such checkpoint file") and "\n" not in str(
+        ei.value
+    )
+    mine = save_model(MDRN(n_resblocks=1, n_feats=8, scales=(2,)), tmp_path / "mine.safetensors")
+    with pytest.raises(SystemExit) as ei:
+        evaluate(_eval_cfg(tmp_path, f"ckpt={mine}", "weights=mdrn_small", *sets))
+    assert str(ei.value) == (
+        f"mdrn.evaluate: weights=mdrn_small and ckpt={mine} name two models: give one of them"
+    )
+
+
+def test_evaluate_a_set_missing_from_another_root_gives_no_download_that_misses_it(tmp_path: Path) -> None:
+    # eval.root=DIR (not the data folder's benchmark/): `python -m mdrn.data download Set14 --root data`
+    # writes data/benchmark/Set14, where this command does not look; before, the message advised exactly
+    # that (after "no images of set Set14 under DIR"), and the same command then failed again
+    from mdrn.evaluate import evaluate
+
+    _write_set(tmp_path / "sets", "Set5", {"a.png": (24, 24)})
+    with pytest.raises(SystemExit) as ei:
+        evaluate(_eval_cfg(tmp_path, f"eval.root={tmp_path / 'sets'}", "eval.sets=[Set5,Set14]",
+                           f"paths.data_dir={tmp_path / 'data'}"))  # fmt: skip
+    msg = str(ei.value.code)
+    assert msg.startswith(f"mdrn.evaluate: no images of set Set14 under {tmp_path / 'sets'}"), msg
+    assert "download" not in msg.split("\n", 1)[0] and "--root" not in msg, msg
+    assert f"or drop eval.root to read {(tmp_path / 'data' / 'benchmark').resolve()}" in msg, msg

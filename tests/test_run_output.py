@@ -47,6 +47,11 @@ def test_run_folder_description(tmp_path: Path) -> None:
     assert lines[-1].strip() == "extra.txt"
     (tmp_path / "checkpoints" / "best-step0000010.ckpt").write_bytes(b"")
     assert "the best by val/psnr" in describe_run_folder(tmp_path)[1]
+    # a best checkpoint alone (callbacks.last_checkpoint=null): no last.ckpt promised; before,
+    # "best-step...ckpt: the best by val/psnr; last.ckpt resumes the run (ckpt_path=)" named a missing file
+    (tmp_path / "checkpoints" / "last.ckpt").unlink()
+    line = describe_run_folder(tmp_path)[1]
+    assert "best-step0000010.ckpt: the best by val/psnr" in line and "last.ckpt" not in line, line
 
 
 @pytest.mark.slow

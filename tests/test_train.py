@@ -171,3 +171,100 @@ def test_resuming_refuses_a_checkpoint_holding_code_whatever_torch_defaults_to(
     with pytest.raises(pickle.UnpicklingError):
         train(cfg)
     assert not marker.exists()
+
+
+def test_a_resumed_run_keeps_the_best_checkpoint_of_the_steps_before_it(tmp_path: Path) -> None:
+    # ckpt_path= resumes into a new run folder; Lightning then drops the best score it kept ("The dirpath
+    # has changed ... won't be reloaded") and the resumed run called its own best "best", though an earlier
+    # validation scored higher: the selection rule (the highest val/psnr of the run) must span the resume
+    import torch
+
+    common = [*_folder_overrides(tmp_path), "data.batches_per_epoch=2", "test=false"]
+    train(_cfg(tmp_path / "part", [*common, "trainer.max_steps=2"]))
+    ckpt_dir = tmp_path / "part" / "run" / "checkpoints"
+    (best,) = ckpt_dir.glob("best-step*.ckpt")
+    last = ckpt_dir / "last.ckpt"
+    state = torch.load(last, weights_only=True)
+    (key,) = [k for k, v in state["callbacks"].items() if k.startswith("ModelCheckpoint") and v["monitor"]]
+    assert state["callbacks"][key]["best_model_path"] == str(best)
+    # the step before the resume scored higher than anything after it can (PSNR of random images)
+    state["callbacks"][key]["best_model_score"] = torch.tensor(99.0, dtype=torch.float64)
+    torch.save(state, last)
+    results = train(_cfg(tmp_path / "resumed", [*common, "trainer.max_steps=4", f"ckpt_path={last}"]))
+    assert results["global_step"] == 4
+    assert results["checkpoint"]["kind"] == "best"
+    assert results["checkpoint"]["score"] == pytest.approx(99.0)
+    assert results["best_ckpt"] == str(best) and results["checkpoint"]["step"] == 2
+
+
+def test_ckpt_path_of_another_architecture_or_missing_is_one_clear_error(tmp_path: Path) -> None:
+    # before: Lightning's "Error(s) in loading state_dict for SRModule: Missing key(s) ..." traceback after
+    # the start line (another architecture), torch's FileNotFoundError traceback (a missing file)
+    common = [*_folder_overrides(tmp_path), "trainer.max_steps=1", "test=false"]
+    edsr = ["model=edsr_baseline", *TINY["edsr_baseline"]]
+    train(_cfg(tmp_path / "edsr", [*common, *edsr]))
+    last = tmp_path / "edsr" / "run" / "checkpoints" / "last.ckpt"
+    for extra in (["train=true"], ["train=false", "test=true"]):
+        with pytest.raises(SystemExit) as err:
+            train(_cfg(tmp_path / "mdrn", [*common, *extra, f"ckpt_path={last}"]))
+        msg = str(err.value)
+        assert "\n" not in msg and str(last) in msg and "EDSR" in msg and "MDRN" in msg, msg
+    with pytest.raises(SystemExit) as err:
+        train(_cfg(tmp_path / "mdrn", [*common, f"ckpt_path={tmp_path / 'nope.ckpt'}"]))
+    assert str(err.value) == f"mdrn: ckpt_path={tmp_path / 'nope.ckpt'}: no such checkpoint file"
+
+
+def test_a_data_scale_the_model_lacks_is_one_clear_error_before_training(tmp_path: Path) -> None:
+    # before: the run started, then its first step raised "ValueError: MDRN has no x3 branch" (a traceback)
+    with pytest.raises(SystemExit) as err:
+        train(_cfg(tmp_path, [*_folder_overrides(tmp_path), "trainer.max_steps=1", "data.scales=[2,3]"]))
+    assert str(err.value) == "mdrn: data.scales [2, 3]: the model (MDRN) has no x3; it serves x2 (model.net)"
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_init_from_of_another_architecture_or_missing_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    # before: Hydra's "Error in call to target 'mdrn.training.module.SRModule': ValueError('cannot transfer
+    # EDSR weights into a MDRN') full_key: model" (three lines, no file named), and a FileNotFoundError for
+    # a missing file
+    from mdrn.models import EDSR
+
+    edsr = save_model(EDSR(n_resblocks=1, n_feats=8, scale=2), tmp_path / "edsr.safetensors")
+    base = [o if o != "model=mdrn_x2" else "model=mdrn_x4_from_x2" for o in _folder_overrides(tmp_path)]
+    for src, why in ((edsr, "cannot transfer EDSR weights into a MDRN"), (tmp_path / "no.ckpt", "no such")):
+        with pytest.raises(SystemExit) as err:
+            train(_cfg(tmp_path, [*base, "trainer.max_steps=1", f"model.init_from={src}"]))
+        msg = str(err.value)
+        assert msg.startswith(f"mdrn: model.init_from={src}: ") and why in msg and "\n" not in msg, msg
+
+
+def test_the_debug_preset_writes_no_checkpoint(tmp_path: Path) -> None:
+    # conf/debug/default.yaml and the README: "no loggers or checkpoints"; before, Lightning's own default
+    # checkpoint callback (callbacks: null) wrote checkpoints/epoch=0-step=2.ckpt, which the run's summary
+    # then described as "last.ckpt resumes the run"
+    base = [o for o in _folder_overrides(tmp_path) if o != "~callbacks.rich_progress_bar"]
+    results = train(_cfg(tmp_path, [*base, "debug=default", "data.batches_per_epoch=2"]))
+    assert results["global_step"] == 2
+    assert not list((tmp_path / "run").rglob("*.ckpt"))
+    assert results["checkpoint"]["kind"] == "last"
+
+
+def test_a_run_without_testing_needs_no_test_data(tmp_path: Path) -> None:
+    # test=false: the test sets are neither read nor required; before, the run stopped asking for them
+    # ("mdrn: image folder .../absent does not exist"), e.g. experiment=vdsr_paper test=false without the
+    # benchmark sets on disk
+    base = [o for o in _folder_overrides(tmp_path) if not o.startswith("data.test_dir=")]
+    results = train(_cfg(tmp_path, [*base, f"data.test_dir={tmp_path / 'absent'}", "trainer.max_steps=1",
+                                     "test=false"]))  # fmt: skip
+    assert results["global_step"] == 1 and "test" not in results
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [(["model=mdrn_x4_from_x2"], "model.init_from"), (["data=folder", "model=mdrn_x2"], "data.train_dir")],
+)
+def test_a_required_value_left_out_is_one_line_naming_it(tmp_path: Path, overrides: list, key: str) -> None:
+    # the README's model=mdrn_x4_from_x2 without model.init_from=, data=folder without its folders; before,
+    # a traceback ending in omegaconf's "MissingMandatoryValue: Missing mandatory value: model.init_from"
+    with pytest.raises(SystemExit) as err:
+        train(_cfg(tmp_path, [*overrides, "trainer=cpu", "trainer.max_steps=1", *TINY["mdrn_x2"]]))
+    assert str(err.value) == f"mdrn: {key} has no value: add {key}=... to the command"

@@ -136,7 +136,11 @@ class SRModule(L.LightningModule):
         if init_from:
             from mdrn.weights import init_from_pretrained, load_model
 
-            report = init_from_pretrained(self.net, load_model(init_from))
+            try:
+                report = init_from_pretrained(self.net, load_model(init_from))
+            except (ValueError, FileNotFoundError) as exc:  # another architecture, no such file...
+                why = str(exc).removeprefix(f"{init_from}: ")
+                raise ValueError(f"model.init_from={init_from}: {why}") from None
             self.init_report = f"initialised from {init_from}: {report}"
             project_(self.net)  # the copied weights meet this network's constraints
         self.save_hyperparameters(

@@ -118,8 +118,9 @@ def describe_run_folder(out_dir: str | Path) -> list[str]:
         what = _ENTRIES.get(n, "")
         if n == "checkpoints":
             ckpts = sorted(p.name for p in present[n].glob("*.ckpt"))
-            if not any(c.startswith("best") for c in ckpts):  # no monitored metric: last.ckpt only
-                what = what.split("; ", 1)[-1]
-            what = f"{', '.join(ckpts[:3])}{' ...' if len(ckpts) > 3 else ''}: {what}"
+            best, last = what.split("; ", 1)  # each part only where its file is there
+            has_best, has_last = any(c.startswith("best") for c in ckpts), "last.ckpt" in ckpts
+            what = "; ".join([*([best] if has_best else []), *([last] if has_last else [])])
+            what = f"{', '.join(ckpts[:3])}{' ...' if len(ckpts) > 3 else ''}{': ' if what else ''}{what}"
         lines.append(f"  {label:<18} {what}".rstrip())
     return lines

@@ -30,6 +30,7 @@ __all__ = [
     "Selection",
     "check_rule",
     "given_checkpoint",
+    "keep_best_of_resumed",
     "read_selection",
     "select_checkpoint",
     "val_set_names",
@@ -137,6 +138,27 @@ def select_checkpoint(
             score = float(cb.best_model_score)
             return Selection("best", _checkpoint_step(path), path, cb.monitor, score, tuple(sets), rule)
     return Selection("last", int(trainer.global_step), val_sets=tuple(sets), rule=rule)
+
+
+def keep_best_of_resumed(checkpoint_callbacks: Iterable[Any], ckpt_path: str | os.PathLike[str]) -> None:
+    """Give each monitoring checkpoint callback the best checkpoint of the run that ``ckpt_path`` resumes.
+
+    A resumed run writes into a new run folder, and Lightning then forgets the best score kept before the
+    resume (it reloads it only into the same folder): a later, worse checkpoint would be called the best.
+    The earlier best stays where it is (never deleted from another folder) and competes with the new ones.
+    """
+    import torch
+
+    states = torch.load(str(ckpt_path), map_location="cpu", weights_only=True).get("callbacks") or {}
+    for cb in checkpoint_callbacks:
+        state = states.get(getattr(cb, "state_key", None)) if getattr(cb, "monitor", None) else None
+        if not state or state.get("dirpath") == cb.dirpath or state.get("best_model_score") is None:
+            continue  # nothing kept, or the same folder (Lightning restores it all)
+        path, score = state.get("best_model_path"), state["best_model_score"]
+        if path and os.path.isfile(path):
+            cb.best_model_path = cb.kth_best_model_path = path
+            cb.best_model_score = cb.kth_value = score
+            cb.best_k_models = {path: score}
 
 
 def given_checkpoint(path: str | os.PathLike[str]) -> Selection:
