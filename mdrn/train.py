@@ -256,7 +256,13 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
 
 
 def _check_checkpoint(path: str, module: SRModule) -> None:
-    """``ckpt_path=`` must be a Lightning checkpoint of this run's network (tensor names and shapes)."""
+    """``ckpt_path=`` must be a Lightning checkpoint of this run's network (tensor names and shapes).
+
+    A remote one (``s3://``, ``https://``: Lightning's fsspec paths) is left to Lightning, which reads it with
+    ``weights_only=True`` too.
+    """
+    if "://" in str(path):
+        return
     if not Path(path).is_file():
         raise SystemExit(f"mdrn: ckpt_path={path}: no such checkpoint file")
     try:
