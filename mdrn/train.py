@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -206,10 +207,19 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         log.info("%s", _start_line(cfg, module, dm, trainer, fit, out_dir))
     try:
         if fit:
-            if cfg.get("ckpt_path"):
+            kept = (
                 keep_best_of_resumed(trainer.checkpoint_callbacks, cfg.ckpt_path)
-            # weights_only: a checkpoint holding code is refused, whatever torch defaults to (or a URL)
-            trainer.fit(module, datamodule=dm, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+                if cfg.get("ckpt_path")
+                else []
+            )
+            for path, score in kept:
+                log.info("resumed into a new run folder: the best checkpoint before it (%.4f, %s) "
+                         "stays in the running", score, display_path(path))  # fmt: skip
+            with warnings.catch_warnings():
+                if kept:  # Lightning's "... won't be reloaded" would say the opposite of what happens
+                    warnings.filterwarnings("ignore", r"The dirpath has changed from .* won't be reloaded")
+                # weights_only: a checkpoint holding code is refused, whatever torch defaults to (or a URL)
+                trainer.fit(module, datamodule=dm, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
         results: dict[str, Any] = {"train": dict(_scalars(trainer.callback_metrics))}
         results["global_step"] = int(trainer.global_step)
         # the model-selection rule (mdrn.training.selection): best by val/psnr on the validation sets, else

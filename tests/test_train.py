@@ -172,10 +172,13 @@ def test_resuming_refuses_a_checkpoint_holding_code_whatever_torch_defaults_to(
     assert not marker.exists()
 
 
-def test_a_resumed_run_keeps_the_best_checkpoint_of_the_steps_before_it(tmp_path: Path) -> None:
+def test_a_resumed_run_keeps_the_best_checkpoint_of_the_steps_before_it(tmp_path: Path, caplog) -> None:
     # ckpt_path= resumes into a new run folder; Lightning then drops the best score it kept ("The dirpath
     # has changed ... won't be reloaded") and the resumed run called its own best "best", though an earlier
     # validation scored higher: the selection rule (the highest val/psnr of the run) must span the resume
+    import logging
+    import warnings
+
     import torch
 
     common = [*_folder_overrides(tmp_path), "data.batches_per_epoch=2", "test=false"]
@@ -189,11 +192,16 @@ def test_a_resumed_run_keeps_the_best_checkpoint_of_the_steps_before_it(tmp_path
     # the step before the resume scored higher than anything after it can (PSNR of random images)
     state["callbacks"][key]["best_model_score"] = torch.tensor(99.0, dtype=torch.float64)
     torch.save(state, last)
-    results = train(_cfg(tmp_path / "resumed", [*common, "trainer.max_steps=4", f"ckpt_path={last}"]))
+    with caplog.at_level(logging.INFO, logger="mdrn.train"), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        results = train(_cfg(tmp_path / "resumed", [*common, "trainer.max_steps=4", f"ckpt_path={last}"]))
     assert results["global_step"] == 4
     assert results["checkpoint"]["kind"] == "best"
     assert results["checkpoint"]["score"] == pytest.approx(99.0)
     assert results["best_ckpt"] == str(best) and results["checkpoint"]["step"] == 2
+    # the log says so, and not Lightning's "won't be reloaded", which would say the opposite
+    assert "the best checkpoint before it (99.0000" in caplog.text and "stays in the running" in caplog.text
+    assert not [w for w in caught if "won't be reloaded" in str(w.message)]
 
 
 def test_ckpt_path_of_another_architecture_or_missing_is_one_clear_error(tmp_path: Path) -> None:

@@ -140,8 +140,11 @@ def select_checkpoint(
     return Selection("last", int(trainer.global_step), val_sets=tuple(sets), rule=rule)
 
 
-def keep_best_of_resumed(checkpoint_callbacks: Iterable[Any], ckpt_path: str | os.PathLike[str]) -> None:
-    """Give each monitoring checkpoint callback the best checkpoint of the run that ``ckpt_path`` resumes.
+def keep_best_of_resumed(
+    checkpoint_callbacks: Iterable[Any], ckpt_path: str | os.PathLike[str]
+) -> list[tuple[str, float]]:
+    """Give each monitoring checkpoint callback the best checkpoint of the run that ``ckpt_path`` resumes;
+    return the (path, score) pairs kept so.
 
     A resumed run writes into a new run folder, and Lightning then forgets the best score kept before the
     resume (it reloads it only into the same folder): a later, worse checkpoint would be called the best.
@@ -149,6 +152,7 @@ def keep_best_of_resumed(checkpoint_callbacks: Iterable[Any], ckpt_path: str | o
     """
     import torch
 
+    kept: list[tuple[str, float]] = []
     states = torch.load(str(ckpt_path), map_location="cpu", weights_only=True).get("callbacks") or {}
     for cb in checkpoint_callbacks:
         state = states.get(getattr(cb, "state_key", None)) if getattr(cb, "monitor", None) else None
@@ -159,6 +163,8 @@ def keep_best_of_resumed(checkpoint_callbacks: Iterable[Any], ckpt_path: str | o
             cb.best_model_path = cb.kth_best_model_path = path
             cb.best_model_score = cb.kth_value = score
             cb.best_k_models = {path: score}
+            kept.append((path, float(score)))
+    return kept
 
 
 def given_checkpoint(path: str | os.PathLike[str]) -> Selection:
