@@ -395,3 +395,21 @@ def test_a_node_open_to_the_network_without_tls_warns(tmp_path) -> None:
         node.stop()
     warnings = [line for line in lines if line.startswith("warning:")]
     assert len(warnings) == 1 and "0.0.0.0 without TLS" in warnings[0] and "--tls-cert" in warnings[0], lines
+
+
+def test_a_tls_key_readable_by_others_is_refused(tmp_path) -> None:
+    """The TLS private key must be private (chmod 600), as the PACS credentials file; nothing is made."""
+    pytest.importorskip("cryptography")
+    from pacs_data import certificate
+
+    from mdrn.pacs.node import Destination, Node
+    from mdrn.pacs.series import Enlarger
+
+    cert, key = certificate(tmp_path)
+    key.chmod(0o644)
+    work = tmp_path / "work"
+    work.mkdir()
+    with pytest.raises(ValueError, match=r"key.pem: the TLS private key is readable by others: chmod 600"):
+        Node(Enlarger.create("bicubic", 2), send_to=Destination("PACS", "127.0.0.1", 1), work_dir=work,
+             tls_cert=cert, tls_key=key)  # fmt: skip
+    assert list(work.iterdir()) == []  # no temporary folder left behind

@@ -21,6 +21,7 @@ import re
 import shutil
 import signal
 import ssl
+import stat
 import tempfile
 import threading
 import time
@@ -196,8 +197,8 @@ class Node:
         self.host, self.port, self.stable_after = host, port, stable_after
         self.allow = list(allow) if allow else [send_to.ae]
         self.say = say or _print
+        self.server_tls, self.client_tls = _tls(tls_cert, tls_key, tls_ca)  # before any folder is made
         self.root = Path(tempfile.mkdtemp(prefix="mdrn-node-", dir=work_dir))  # private: 0700
-        self.server_tls, self.client_tls = _tls(tls_cert, tls_key, tls_ca)
         self._incoming: dict[str, _Incoming] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -381,6 +382,12 @@ def _tls(cert: Any, key: Any, ca: Any) -> tuple[Any, Any]:
         return None, None
     if cert is None or key is None:
         raise ValueError("TLS needs both --tls-cert and --tls-key")
+    try:
+        mode = Path(key).stat().st_mode
+    except OSError as err:
+        raise ValueError(f"{key}: cannot read the TLS private key ({err.strerror})") from err
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):  # as the credentials file (mdrn.pacs.dicomweb.credentials)
+        raise ValueError(f"{key}: the TLS private key is readable by others: chmod 600 {key}")
     server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server.load_cert_chain(str(cert), str(key))
     client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca) if ca else None)
