@@ -52,6 +52,16 @@ def test_run_folder_description(tmp_path: Path) -> None:
     (tmp_path / "checkpoints" / "last.ckpt").unlink()
     line = describe_run_folder(tmp_path)[1]
     assert "best-step0000010.ckpt: the best by val/psnr" in line and "last.ckpt" not in line, line
+    # csv/ says what its metrics.csv holds: a run that trained nothing (model=bicubic) has test scores only;
+    # before, every run was said to hold "loss, learning rate and validation scores per step"
+    metrics = tmp_path / "csv" / "version_0" / "metrics.csv"
+    metrics.parent.mkdir(parents=True)
+    metrics.write_text("epoch,step,test/s_x2/psnr,test/s_x2/ssim\n0,0,30.1,0.9\n")
+    (line,) = [ln for ln in describe_run_folder(tmp_path) if ln.split()[0] == "csv/"]
+    assert line.split(None, 1)[1] == "metrics.csv: test scores", line
+    metrics.write_text("epoch,lr-Adam,step,train/loss,val/psnr\n")
+    (line,) = [ln for ln in describe_run_folder(tmp_path) if ln.split()[0] == "csv/"]
+    assert line.split(None, 1)[1] == "metrics.csv: loss, learning rate, validation scores per step", line
 
 
 @pytest.mark.slow

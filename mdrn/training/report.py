@@ -104,6 +104,26 @@ def duration(seconds: float) -> str:
     return f"{seconds:.1f} s"
 
 
+def _metrics_entry(folder: Path) -> str | None:
+    """What the run's ``metrics.csv`` holds, from its header (a run that trained nothing: test scores)."""
+    found = sorted(folder.rglob("metrics.csv"))
+    try:
+        header = found[0].open().readline().strip().split(",") if found else []
+    except OSError:
+        return None
+    kinds = [
+        what
+        for what, hit in (
+            ("loss", lambda c: c.startswith("train/loss")),
+            ("learning rate", lambda c: c.startswith("lr")),
+            ("validation scores", lambda c: c.startswith("val/")),
+            ("test scores", lambda c: c.startswith("test/")),
+        )
+        if any(hit(c) for c in header)
+    ]
+    return f"metrics.csv: {', '.join(kinds)}" + (" per step" if "loss" in kinds else "") if kinds else None
+
+
 def describe_run_folder(out_dir: str | Path) -> list[str]:
     """One line per entry of a run folder: name and what it holds (known entries first)."""
     out_dir = Path(out_dir)
@@ -122,5 +142,7 @@ def describe_run_folder(out_dir: str | Path) -> list[str]:
             has_best, has_last = any(c.startswith("best") for c in ckpts), "last.ckpt" in ckpts
             what = "; ".join([*([best] if has_best else []), *([last] if has_last else [])])
             what = f"{', '.join(ckpts[:3])}{' ...' if len(ckpts) > 3 else ''}{': ' if what else ''}{what}"
+        if n == "csv":
+            what = _metrics_entry(present[n]) or what
         lines.append(f"  {label:<18} {what}".rstrip())
     return lines
