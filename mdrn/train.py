@@ -155,8 +155,7 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         if isinstance(exc.__cause__, ValueError) and str(exc.__cause__).startswith("model.init_from="):
             raise SystemExit(f"mdrn: {exc.__cause__}") from None
         raise
-    if cfg.get("ckpt_path"):
-        _check_checkpoint(str(cfg.ckpt_path), module)
+    resumed = _check_checkpoint(str(cfg.ckpt_path), module) if cfg.get("ckpt_path") else None
     if module.init_report:
         log.info("mdrn: %s", module.init_report)
         (out_dir / "init_report.txt").write_text(module.init_report + "\n")
@@ -207,11 +206,7 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         log.info("%s", _start_line(cfg, module, dm, trainer, fit, out_dir))
     try:
         if fit:
-            kept = (
-                keep_best_of_resumed(trainer.checkpoint_callbacks, cfg.ckpt_path)
-                if cfg.get("ckpt_path")
-                else []
-            )
+            kept = keep_best_of_resumed(trainer.checkpoint_callbacks, resumed) if resumed is not None else []
             for path, score in kept:
                 log.info("resumed into a new run folder: the best checkpoint before it (%.4f, %s) "
                          "stays in the running", score, display_path(path))  # fmt: skip
@@ -265,14 +260,15 @@ def _train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     return results
 
 
-def _check_checkpoint(path: str, module: SRModule) -> None:
-    """``ckpt_path=`` must be a Lightning checkpoint of this run's network (tensor names and shapes).
+def _check_checkpoint(path: str, module: SRModule) -> dict[str, Any] | None:
+    """``ckpt_path=`` must be a Lightning checkpoint of this run's network (tensor names and shapes);
+    returns its callbacks' states (read here once, for :func:`keep_best_of_resumed` too).
 
     A remote one (``s3://``, ``https://``: Lightning's fsspec paths) is left to Lightning, which reads it with
-    ``weights_only=True`` too.
+    ``weights_only=True`` too (None).
     """
     if "://" in str(path):
-        return
+        return None
     if not Path(path).is_file():
         raise SystemExit(f"mdrn: ckpt_path={path}: no such checkpoint file")
     try:
@@ -292,6 +288,7 @@ def _check_checkpoint(path: str, module: SRModule) -> None:
             f"{ours['args']}: give the model settings it was trained with, or start from its weights with "
             "model.init_from="
         )
+    return dict(ckpt.get("callbacks") or {})
 
 
 def _datamodule_config(data_cfg: DictConfig) -> DictConfig:

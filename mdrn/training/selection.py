@@ -141,19 +141,16 @@ def select_checkpoint(
 
 
 def keep_best_of_resumed(
-    checkpoint_callbacks: Iterable[Any], ckpt_path: str | os.PathLike[str]
+    checkpoint_callbacks: Iterable[Any], states: Mapping[str, Any]
 ) -> list[tuple[str, float]]:
-    """Give each monitoring checkpoint callback the best checkpoint of the run that ``ckpt_path`` resumes;
-    return the (path, score) pairs kept so.
+    """Give each monitoring checkpoint callback the best checkpoint of the run that this run resumes
+    (``states``: the ``callbacks`` of its Lightning checkpoint); return the (path, score) pairs kept so.
 
     A resumed run writes into a new run folder, and Lightning then forgets the best score kept before the
     resume (it reloads it only into the same folder): a later, worse checkpoint would be called the best.
     The earlier best stays where it is (never deleted from another folder) and competes with the new ones.
     """
-    import torch
-
     kept: list[tuple[str, float]] = []
-    states = torch.load(str(ckpt_path), map_location="cpu", weights_only=True).get("callbacks") or {}
     for cb in checkpoint_callbacks:
         state = states.get(getattr(cb, "state_key", None)) if getattr(cb, "monitor", None) else None
         if not state or state.get("dirpath") == cb.dirpath or state.get("best_model_score") is None:
