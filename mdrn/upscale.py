@@ -36,7 +36,8 @@ from mdrn.clinical.enlarge import (
     load_network,
     model_name,
 )
-from mdrn.clinical.inputs import Stack, Terminated, error_line, job_pixels, open_inputs, sigterm_stops
+from mdrn.clinical.inputs import Stack, error_line, job_pixels, open_inputs
+from mdrn.clinical.interrupt import Terminated, sigterm_stops
 from mdrn.clinical.runtime import BACKENDS, PRECISIONS, prepare_network
 from mdrn.io.dicom import quiet_value_warnings
 from mdrn.io.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, ImageReadError

@@ -12,11 +12,8 @@ series or a volume of any length is processed in bounded memory.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import signal
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,40 +32,15 @@ from mdrn.io.images import (
 __all__ = [
     "KINDS",
     "Stack",
-    "Terminated",
     "error_line",
     "is_media_export",
     "job_pixels",
     "open_inputs",
-    "sigterm_stops",
     "stack_name",
 ]
 
 #: What a stack is: one image, the frames of one DICOM file, a DICOM series (files), a NIfTI volume.
 KINDS = ("image", "frames", "series", "volume")
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (``kill``, ``timeout``, systemd, a batch scheduler) inside :func:`sigterm_stops`."""
-
-
-def _terminated(signum: int, frame: Any) -> None:
-    raise Terminated
-
-
-@contextlib.contextmanager
-def sigterm_stops() -> Iterator[None]:
-    """Within: SIGTERM stops the run as Ctrl-C does (:class:`Terminated`, a ``KeyboardInterrupt``), so that
-    the same cleanups run (a volume's decompressed copy, a series fetched from a PACS, partial files) instead
-    of the process ending at once. Outside the main thread, where Python takes no signal, it does nothing."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _terminated)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def error_line(src: str | os.PathLike[str], err: BaseException) -> str:

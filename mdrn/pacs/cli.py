@@ -161,7 +161,7 @@ class _SetupError(Exception):
 @quiet_value_warnings()  # pydicom's warnings quote a patient's values
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``mdrn-pacs``; 0: all stored, 1: something was not stored (named), 2: nothing could start."""
-    from mdrn.clinical.inputs import Terminated, sigterm_stops
+    from mdrn.clinical.interrupt import Terminated, sigterm_stops
     from mdrn.pacs.dicomweb import PacsError
 
     args = _parser().parse_args(argv)
