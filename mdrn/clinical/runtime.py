@@ -219,15 +219,14 @@ class OnnxNetwork(_Delegate):
         key = (part, int(scale))
         if key not in self._sessions:
             path = self.path(part, scale)
-            if not path.is_file():
+            try:
+                session = self._load(path) if path.is_file() else None
+            except Exception:  # noqa: BLE001 - a cached file ONNX Runtime cannot load: exported again, once
+                session = None
+            if session is None:
                 self._export(part, int(scale), path)
-                self._sessions[key] = self._load(path)
-            else:
-                try:
-                    self._sessions[key] = self._load(path)
-                except Exception:  # noqa: BLE001 - a cached file ONNX Runtime cannot load: exported again, once
-                    self._export(part, int(scale), path)
-                    self._sessions[key] = self._load(path)
+                session = self._load(path)
+            self._sessions[key] = session
         return self._sessions[key]
 
     def _load(self, path: Path) -> Any:
