@@ -255,9 +255,7 @@ def _significant_bits(image: ImageData, bits: int) -> None:
     The PNG standard scales the samples up to the container's depth (values above ``2**bits - 1``: shifted
     back down here); mdrn's own files keep the values as they are (:mod:`mdrn.io.writers`).
     """
-    peak = (1 << bits) - 1
-    planes = [image.array] if image.alpha is None else [image.array, image.alpha]
-    if any(plane.size and int(plane.max()) > peak for plane in planes):
+    if not _within(image.array, image.alpha, (1 << bits) - 1):
         shift = image.bit_depth - bits
         image.array = image.array >> shift
         image.alpha = None if image.alpha is None else image.alpha >> shift
@@ -451,8 +449,12 @@ def _tiff_bit_depth(array: np.ndarray, alpha: np.ndarray | None, top: Any) -> in
     bits = (value + 1).bit_length() - 1
     if not 8 < bits < 16 or value != (1 << bits) - 1:
         return depth
-    planes = [array] if alpha is None else [array, alpha]
-    return bits if all(not p.size or int(p.max()) <= value for p in planes) else depth
+    return bits if _within(array, alpha, value) else depth
+
+
+def _within(array: np.ndarray, alpha: np.ndarray | None, peak: int) -> bool:
+    """No sample of the pixels (nor of the alpha channel) above ``peak`` (the top of a smaller bit depth)."""
+    return all(not p.size or int(p.max()) <= peak for p in (array, alpha) if p is not None)
 
 
 def image_to_tensor(image: ImageData, dtype: torch.dtype = torch.float32) -> torch.Tensor:
